@@ -15,6 +15,9 @@ type Invite struct {
 	ExpiresAt  time.Time  `json:"expires_at"`
 	AcceptedAt *time.Time `json:"accepted_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	// Status is derived (pending, accepted, revoked, expired) and filled in by
+	// the server for listings.
+	Status string `json:"status,omitempty"`
 	// TokenHash is the SHA-256 of the secret in the invite link.
 	TokenHash string `json:"-"`
 	// Link is the invitation URL; it exists only in the response that creates
@@ -30,8 +33,8 @@ const (
 	InviteExpired  = "expired"
 )
 
-// Status returns the invite's state at now.
-func (i *Invite) Status(now time.Time) string {
+// StatusAt returns the invite's state at now.
+func (i *Invite) StatusAt(now time.Time) string {
 	switch {
 	case i.AcceptedAt != nil:
 		return InviteAccepted
