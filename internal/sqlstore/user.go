@@ -179,3 +179,8 @@ func (db *DB) SetUserPassword(ctx context.Context, id int64, hash string) error 
 func (db *DB) DeleteUser(ctx context.Context, id int64) (*silo.User, error) {
 	return db.changeUser(ctx, id, func(*silo.User) bool { return true })
 }
+
+// SetUserName changes a user's display name.
+func (db *DB) SetUserName(ctx context.Context, id int64, name string) (*silo.User, error) {
+	return db.changeUser(ctx, id, func(u *silo.User) bool { u.Name = name; return false })
+}

@@ -1,0 +1,54 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/silofl/silo"
+)
+
+func (s *Server) handleListAudit(w http.ResponseWriter, r *http.Request) {
+	f, err := s.auditFilter(r.URL.Query())
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	entries, err := s.db.ListAudit(r.Context(), f)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(entries))
+}
+
+// auditFilter parses ?since= (RFC 3339 time or a duration back from now),
+// ?limit= and ?before=.
+func (s *Server) auditFilter(q url.Values) (silo.AuditFilter, error) {
+	var f silo.AuditFilter
+	if v := q.Get("since"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			f.Since = s.now().Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, v); err == nil {
+			f.Since = t
+		} else {
+			return f, silo.FieldErrorf("since", "since %q is neither a duration (24h) nor a time (2026-01-02T15:04:05Z)", v)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return f, silo.FieldErrorf("limit", "limit %q must be a number from 1 to 1000", v)
+		}
+		f.Limit = n
+	}
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return f, silo.FieldErrorf("before", "before %q must be an audit entry id", v)
+		}
+		f.Before = n
+	}
+	return f, nil
+}

@@ -1,0 +1,132 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/silofl/silo"
+)
+
+// statusOf maps error codes to HTTP statuses: the one place that does.
+var statusOf = map[string]int{
+	silo.EINVALID:      http.StatusBadRequest,
+	silo.ENOTFOUND:     http.StatusNotFound,
+	silo.ECONFLICT:     http.StatusConflict,
+	silo.EUNAUTHORIZED: http.StatusUnauthorized,
+	silo.EFORBIDDEN:    http.StatusForbidden,
+	silo.ETOOMANY:      http.StatusTooManyRequests,
+	silo.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// ErrorStatus returns the HTTP status for err.
+func ErrorStatus(err error) int {
+	if errors.Is(err, errBodyTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
+	if st, ok := statusOf[silo.ErrorCode(err)]; ok {
+		return st
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Error *silo.Error `json:"error"`
+}
+
+// writeError writes err in the API's error shape. Internal errors are logged
+// in full and reported only as "internal error".
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	code := silo.ErrorCode(err)
+	if code == silo.EINTERNAL {
+		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	e := &silo.Error{Code: code, Message: silo.ErrorMessage(err)}
+	var se *silo.Error
+	if errors.As(err, &se) {
+		e.Field = se.Field
+	}
+	writeJSON(w, ErrorStatus(err), errorBody{e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// decodeJSON reads a bounded JSON body into v, refusing unknown fields and
+// trailing data so that typos are reported rather than ignored.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return silo.Errorf(silo.EINVALID, "request body must be JSON (Content-Type: application/json), not %s", ct)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return silo.Errorf(silo.EINVALID, "request body has data after the JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if isMaxBytes(err) {
+			return errBodyTooLarge
+		}
+		return silo.Errorf(silo.EINVALID, "request body has data after the JSON object")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a message that says what to fix.
+func jsonError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case isMaxBytes(err):
+		return errBodyTooLarge
+	case errors.Is(err, io.EOF):
+		return silo.Errorf(silo.EINVALID, "request body is empty: send a JSON object")
+	case errors.As(err, &syn):
+		return silo.Errorf(silo.EINVALID, "request body is not valid JSON at byte %d: %v", syn.Offset, err)
+	case errors.As(err, &typ):
+		return &silo.Error{Code: silo.EINVALID, Field: typ.Field, Message: fmt.Sprintf("field %q must be %s, not %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &silo.Error{Code: silo.EINVALID, Field: f, Message: fmt.Sprintf("unknown field %q: check the field names in /api/v1/openapi.json", f)}
+	}
+	return silo.Errorf(silo.EINVALID, "request body is not valid JSON: %v", err)
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "slice", "array":
+		return "a list"
+	case "struct", "map":
+		return "an object"
+	}
+	return "a number"
+}
+
+// securityHeaders sets headers that keep the UI out of frames, stop content
+// sniffing and restrict where scripts and styles load from.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,144 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/silofl/silo"
+)
+
+type inviteRequest struct {
+	Email     string   `json:"email"`
+	Roles     []string `json:"roles"`
+	ExpiresIn string   `json:"expires_in,omitempty"`
+}
+
+type acceptRequest struct {
+	Token    string `json:"token"`
+	Name     string `json:"name,omitempty"`
+	Password string `json:"password"`
+}
+
+func (s *Server) handleListInvites(w http.ResponseWriter, r *http.Request) {
+	invites, err := s.listInvites(r.Context())
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(invites))
+}
+
+func (s *Server) listInvites(ctx context.Context) ([]*silo.Invite, error) {
+	invites, err := s.db.ListInvites(ctx)
+	now := s.now()
+	for _, i := range invites {
+		i.Status = i.StatusAt(now)
+	}
+	return invites, err
+}
+
+func (s *Server) handleCreateInvite(w http.ResponseWriter, r *http.Request) {
+	var req inviteRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	inv, err := s.createInvite(r.Context(), r, req)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, inv)
+}
+
+// createInvite validates and stores an invitation and returns it with its
+// link, which exists only in this response. The API and the UI share it.
+func (s *Server) createInvite(ctx context.Context, r *http.Request, req inviteRequest) (*silo.Invite, error) {
+	email, err := silo.NormalizeEmail(req.Email)
+	if err != nil {
+		return nil, err
+	}
+	roles, err := silo.ParseRoles(req.Roles)
+	if err != nil {
+		return nil, err
+	}
+	ttl := silo.DefaultInviteTTL
+	if req.ExpiresIn != "" {
+		if ttl, err = time.ParseDuration(req.ExpiresIn); err != nil || ttl < time.Minute || ttl > 90*24*time.Hour {
+			return nil, silo.FieldErrorf("expires_in", "expiry %q must be a duration between 1m and 2160h (90 days), such as 168h", req.ExpiresIn)
+		}
+	}
+	secret := randomSecret(24)
+	inv := &silo.Invite{Email: email, Roles: roles, CreatedBy: silo.ActorFromContext(ctx).Name(), ExpiresAt: s.now().Add(ttl), TokenHash: hashSecret(secret)}
+	err = s.db.CreateInvite(ctx, inv)
+	s.auditResult(ctx, "user.invite", email+" as "+strings.Join(silo.RoleNames(roles), ","), err)
+	if err != nil {
+		return nil, err
+	}
+	inv.Status = silo.InvitePending
+	inv.Link = s.publicURL(r) + "/invite/" + secret
+	return inv, nil
+}
+
+func (s *Server) handleRevokeInvite(w http.ResponseWriter, r *http.Request) {
+	inv, err := s.revokeInvite(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, inv)
+}
+
+func (s *Server) revokeInvite(ctx context.Context, idText string) (*silo.Invite, error) {
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil {
+		return nil, silo.Errorf(silo.ENOTFOUND, "no invitation %q: invitation ids are numbers (see 'silo users invites')", idText)
+	}
+	inv, err := s.db.RevokeInvite(ctx, id)
+	target := idText
+	if inv != nil {
+		target = inv.Email
+		inv.Status = silo.InviteRevoked
+	}
+	s.auditResult(ctx, "invite.revoke", target, err)
+	return inv, err
+}
+
+func (s *Server) handleAcceptInvite(w http.ResponseWriter, r *http.Request) {
+	var req acceptRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	u, err := s.acceptInvite(r.Context(), req)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, u)
+}
+
+// acceptInvite checks the password and uses the invitation.
+func (s *Server) acceptInvite(ctx context.Context, req acceptRequest) (*silo.User, error) {
+	if err := silo.ValidatePassword(req.Password); err != nil {
+		return nil, err
+	}
+	name := strings.TrimSpace(req.Name)
+	if len(name) > 200 {
+		return nil, silo.FieldErrorf("name", "name must be at most 200 characters")
+	}
+	hash, err := hashPassword(req.Password)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.db.AcceptInvite(ctx, hashSecret(strings.TrimSpace(req.Token)), name, hash)
+	if err != nil {
+		s.auditAs(ctx, "anonymous", "invite.accept", "", silo.OutcomeFailed, silo.ErrorMessage(err))
+		return nil, err
+	}
+	s.auditAs(ctx, u.Email, "invite.accept", u.Email, silo.OutcomeSuccess, "")
+	return u, nil
+}

@@ -1,0 +1,149 @@
+// Package server is Silo's workspace server: the JSON API under /api/v1, the
+// server-rendered web UI, health and metrics. Every route is declared once,
+// with the permission it needs, in routes.go.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/sqlstore"
+)
+
+// MaxBodyBytes bounds JSON request bodies.
+const MaxBodyBytes = 1 << 20
+
+// Server serves the API and UI from a store. Set its exported fields before
+// calling Handler.
+type Server struct {
+	Logger *slog.Logger
+	Clock  silo.Clock
+	// PublicURL is the base URL users reach the server at, used in invitation
+	// links and to decide whether cookies are Secure. Empty means "derive it
+	// from each request".
+	PublicURL string
+
+	db      *sqlstore.DB
+	limiter *loginLimiter
+	metrics *metrics
+	routes  []route
+}
+
+// New returns a Server backed by db.
+func New(db *sqlstore.DB) *Server {
+	s := &Server{Logger: slog.Default(), db: db, limiter: newLoginLimiter(), metrics: newMetrics()}
+	s.routes = append(s.apiRoutes(), s.uiRoutes()...)
+	for _, rt := range s.routes {
+		if rt.access == "" {
+			panic("server: route " + rt.method + " " + rt.path + " has no access rule")
+		}
+	}
+	return s
+}
+
+// BootstrapAdmin creates the first admin when the workspace has no users yet.
+// It returns the user and whether it was created; with existing users it does
+// nothing, so it is safe on every start.
+func (s *Server) BootstrapAdmin(ctx context.Context, email, password string) (*silo.User, bool, error) {
+	email, err := silo.NormalizeEmail(email)
+	if err != nil {
+		return nil, false, fmt.Errorf("admin email: %w", err)
+	}
+	if err := silo.ValidatePassword(password); err != nil {
+		return nil, false, fmt.Errorf("admin password: %w", err)
+	}
+	if n, err := s.db.CountUsers(ctx); err != nil {
+		return nil, false, err
+	} else if n > 0 {
+		u, err := s.db.FindUserByEmail(ctx, email)
+		return u, false, err
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return nil, false, err
+	}
+	u := &silo.User{Email: email, Roles: []silo.Role{silo.RoleAdmin}, PasswordHash: hash}
+	if err := s.db.CreateFirstAdmin(ctx, u); err != nil {
+		return nil, false, err
+	}
+	s.auditAs(ctx, "system", "user.create_first_admin", u.Email, silo.OutcomeSuccess, "")
+	return u, true, nil
+}
+
+// Handler returns the HTTP handler for every route.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes {
+		mux.Handle(rt.method+" "+rt.path, s.metrics.wrap(rt.method+" "+rt.path, s.guard(rt)))
+	}
+	mux.Handle("/", s.metrics.wrap("unmatched", http.HandlerFunc(s.notFound)))
+	return securityHeaders(mux)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "no API route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
+		return
+	}
+	s.renderNotFound(w, r)
+}
+
+// now is the server's clock.
+func (s *Server) now() time.Time { return s.Clock.Now() }
+
+// audit records a change made by the request's actor.
+func (s *Server) audit(ctx context.Context, action, target, outcome, detail string) {
+	s.auditAs(ctx, silo.ActorFromContext(ctx).Name(), action, target, outcome, detail)
+}
+
+func (s *Server) auditAs(ctx context.Context, actor, action, target, outcome, detail string) {
+	e := &silo.AuditEntry{Actor: actor, Action: action, Target: target, Outcome: outcome, Detail: detail}
+	// The change has happened; losing the entry must not undo it, but it is
+	// logged loudly. WithoutCancel: a client hanging up must not lose it.
+	if err := s.db.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
+		s.Logger.Error("audit append failed", "action", action, "target", target, "err", err)
+	}
+}
+
+// auditResult records a change with the outcome err implies.
+func (s *Server) auditResult(ctx context.Context, action, target string, err error) {
+	switch code := silo.ErrorCode(err); code {
+	case "":
+		s.audit(ctx, action, target, silo.OutcomeSuccess, "")
+	case silo.EFORBIDDEN, silo.EUNAUTHORIZED:
+		s.audit(ctx, action, target, silo.OutcomeDenied, silo.ErrorMessage(err))
+	default:
+		s.audit(ctx, action, target, silo.OutcomeFailed, silo.ErrorMessage(err))
+	}
+}
+
+// publicURL returns the base URL for links, from PublicURL or the request.
+func (s *Server) publicURL(r *http.Request) string {
+	if s.PublicURL != "" {
+		return strings.TrimRight(s.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// secureCookies reports whether cookies must carry the Secure flag.
+func (s *Server) secureCookies(r *http.Request) bool {
+	return r.TLS != nil || strings.HasPrefix(s.PublicURL, "https://")
+}
+
+var errBodyTooLarge = &silo.Error{Code: silo.EINVALID, Message: fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes)}
+
+// isMaxBytes reports whether err came from http.MaxBytesReader.
+func isMaxBytes(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}

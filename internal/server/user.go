@@ -1,0 +1,177 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/silofl/silo"
+)
+
+type loginRequest struct {
+	Email     string `json:"email"`
+	Password  string `json:"password"`
+	TokenName string `json:"token_name,omitempty"`
+}
+
+type loginResponse struct {
+	Token   string     `json:"token"`
+	TokenID string     `json:"token_id"`
+	User    *silo.User `json:"user"`
+}
+
+// handleAPILogin exchanges a password for an access token, for the CLI.
+func (s *Server) handleAPILogin(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	u, err := s.checkCredentials(r.Context(), r, req.Email, req.Password)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	ctx := silo.NewContextWithActor(r.Context(), &silo.Actor{User: u})
+	name := req.TokenName
+	if name == "" {
+		name = "cli"
+	}
+	t, err := s.createToken(ctx, u, silo.TokenRequest{Name: name})
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, loginResponse{Token: t.Secret, TokenID: t.ID, User: u})
+}
+
+type meResponse struct {
+	User        *silo.User        `json:"user"`
+	Permissions []silo.Permission `json:"permissions"`
+	TokenID     string            `json:"token_id,omitempty"`
+}
+
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
+	a := silo.ActorFromContext(r.Context())
+	var perms []silo.Permission
+	for _, p := range silo.AllPermissions() {
+		if a.Can(p) {
+			perms = append(perms, p)
+		}
+	}
+	writeJSON(w, http.StatusOK, meResponse{User: a.User, Permissions: perms, TokenID: a.TokenID})
+}
+
+func (s *Server) handleListUsers(w http.ResponseWriter, r *http.Request) {
+	users, err := s.db.ListUsers(r.Context())
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(users))
+}
+
+// userByPath finds the user named by the {email} path value (an email or a
+// numeric id).
+func (s *Server) userByPath(ctx context.Context, r *http.Request) (*silo.User, error) {
+	v := r.PathValue("email")
+	email, err := silo.NormalizeEmail(v)
+	if err != nil {
+		return nil, silo.Errorf(silo.ENOTFOUND, "no user %q: give the user's email address", v)
+	}
+	return s.db.FindUserByEmail(ctx, email)
+}
+
+func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
+	u, err := s.userByPath(r.Context(), r)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+type userPatch struct {
+	Name     *string  `json:"name,omitempty"`
+	Roles    []string `json:"roles,omitempty"`
+	Disabled *bool    `json:"disabled,omitempty"`
+}
+
+func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
+	var p userPatch
+	if err := decodeJSON(w, r, &p); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	u, err := s.updateUser(r.Context(), r, p)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+// updateUser applies p to the user in the path; the API and the UI share it.
+func (s *Server) updateUser(ctx context.Context, r *http.Request, p userPatch) (*silo.User, error) {
+	u, err := s.userByPath(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if p.Roles != nil {
+		roles, err := silo.ParseRoles(p.Roles)
+		if err != nil {
+			return nil, err
+		}
+		u, err = s.db.SetUserRoles(ctx, u.ID, roles)
+		s.auditResult(ctx, "user.set_roles", u.Email+" → "+strings.Join(silo.RoleNames(roles), ","), err)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if p.Disabled != nil {
+		action := "user.enable"
+		if *p.Disabled {
+			action = "user.disable"
+		}
+		email := u.Email
+		u, err = s.db.SetUserDisabled(ctx, u.ID, *p.Disabled)
+		s.auditResult(ctx, action, email, err)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if p.Name != nil {
+		name := strings.TrimSpace(*p.Name)
+		if len(name) > 200 {
+			return nil, silo.FieldErrorf("name", "name must be at most 200 characters")
+		}
+		u, err = s.db.SetUserName(ctx, u.ID, name)
+		s.auditResult(ctx, "user.rename", u.Email, err)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	u, err := s.userByPath(ctx, r)
+	if err == nil {
+		_, err = s.db.DeleteUser(ctx, u.ID)
+		s.auditResult(ctx, "user.remove", u.Email, err)
+	}
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// nonNil makes an empty listing encode as [] rather than null.
+func nonNil[T any](v []T) []T {
+	if v == nil {
+		return []T{}
+	}
+	return v
+}

@@ -1,0 +1,63 @@
+package server
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/silofl/silo"
+)
+
+type workspacePatch struct {
+	Name           *string `json:"name,omitempty"`
+	BillingContact *string `json:"billing_contact,omitempty"`
+	BillingEmail   *string `json:"billing_email,omitempty"`
+	BillingAddress *string `json:"billing_address,omitempty"`
+	Plan           *string `json:"plan,omitempty"`
+}
+
+func (s *Server) handleGetWorkspace(w http.ResponseWriter, r *http.Request) {
+	ws, err := s.db.Workspace(r.Context())
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ws)
+}
+
+func (s *Server) handlePatchWorkspace(w http.ResponseWriter, r *http.Request) {
+	var p workspacePatch
+	if err := decodeJSON(w, r, &p); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	ws, err := s.updateWorkspace(r.Context(), p)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ws)
+}
+
+// updateWorkspace applies the fields set in p, validates the whole and saves
+// it; the API and the UI share it.
+func (s *Server) updateWorkspace(ctx context.Context, p workspacePatch) (*silo.Workspace, error) {
+	ws, err := s.db.Workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		src *string
+		dst *string
+	}{{p.Name, &ws.Name}, {p.BillingContact, &ws.BillingContact}, {p.BillingEmail, &ws.BillingEmail}, {p.BillingAddress, &ws.BillingAddress}, {p.Plan, &ws.Plan}} {
+		if f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+	if err := ws.Validate(); err != nil {
+		s.auditResult(ctx, "workspace.update", ws.Name, err)
+		return nil, err
+	}
+	err = s.db.UpdateWorkspace(ctx, ws)
+	s.auditResult(ctx, "workspace.update", ws.Name, err)
+	return ws, err
+}
