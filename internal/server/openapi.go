@@ -59,7 +59,7 @@ func (s *Server) OpenAPI() map[string]any {
 		"paths":   paths,
 		"components": map[string]any{
 			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},
-			"schemas": map[string]any{"Error": map[string]any{"type": "object", "properties": map[string]any{"error": schemaOf(reflect.TypeOf(silo.Error{}))}}},
+			"schemas":         map[string]any{"Error": map[string]any{"type": "object", "properties": map[string]any{"error": schemaOf(reflect.TypeOf(silo.Error{}))}}},
 		},
 		"security": []any{map[string]any{"bearer": []any{}}},
 	}

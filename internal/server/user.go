@@ -111,47 +111,54 @@ func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, u)
 }
 
-// updateUser applies p to the user in the path; the API and the UI share it.
+// updateUser applies p to the user in the path, all or nothing; the API and
+// the UI share it. Each aspect changed is audited.
 func (s *Server) updateUser(ctx context.Context, r *http.Request, p userPatch) (*silo.User, error) {
 	u, err := s.userByPath(ctx, r)
 	if err != nil {
 		return nil, err
 	}
+	var roles []silo.Role
+	var changes []string
 	if p.Roles != nil {
-		roles, err := silo.ParseRoles(p.Roles)
-		if err != nil {
+		if roles, err = silo.ParseRoles(p.Roles); err != nil {
 			return nil, err
 		}
-		u, err = s.db.SetUserRoles(ctx, u.ID, roles)
-		s.auditResult(ctx, "user.set_roles", u.Email+" → "+strings.Join(silo.RoleNames(roles), ","), err)
-		if err != nil {
-			return nil, err
-		}
+		changes = append(changes, "user.set_roles")
 	}
 	if p.Disabled != nil {
-		action := "user.enable"
 		if *p.Disabled {
-			action = "user.disable"
-		}
-		email := u.Email
-		u, err = s.db.SetUserDisabled(ctx, u.ID, *p.Disabled)
-		s.auditResult(ctx, action, email, err)
-		if err != nil {
-			return nil, err
+			changes = append(changes, "user.disable")
+		} else {
+			changes = append(changes, "user.enable")
 		}
 	}
+	var name string
 	if p.Name != nil {
-		name := strings.TrimSpace(*p.Name)
-		if len(name) > 200 {
+		if name = strings.TrimSpace(*p.Name); len(name) > 200 {
 			return nil, silo.FieldErrorf("name", "name must be at most 200 characters")
 		}
-		u, err = s.db.SetUserName(ctx, u.ID, name)
-		s.auditResult(ctx, "user.rename", u.Email, err)
-		if err != nil {
-			return nil, err
-		}
+		changes = append(changes, "user.rename")
 	}
-	return u, nil
+	updated, err := s.db.UpdateUser(ctx, u.ID, func(u *silo.User) {
+		if roles != nil {
+			u.Roles = roles
+		}
+		if p.Disabled != nil {
+			u.Disabled = *p.Disabled
+		}
+		if p.Name != nil {
+			u.Name = name
+		}
+	})
+	for _, action := range changes {
+		target := u.Email
+		if action == "user.set_roles" {
+			target += " → " + strings.Join(silo.RoleNames(roles), ",")
+		}
+		s.auditResult(ctx, action, target, err)
+	}
+	return updated, err
 }
 
 func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {

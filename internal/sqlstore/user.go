@@ -157,6 +157,12 @@ func (db *DB) changeUser(ctx context.Context, id int64, change func(u *silo.User
 	return out, err
 }
 
+// UpdateUser applies change to the user with id in one transaction; a result
+// that leaves no active admin is refused and nothing is written.
+func (db *DB) UpdateUser(ctx context.Context, id int64, change func(u *silo.User)) (*silo.User, error) {
+	return db.changeUser(ctx, id, func(u *silo.User) bool { change(u); return false })
+}
+
 // SetUserRoles replaces a user's roles; demoting the last active admin is refused.
 func (db *DB) SetUserRoles(ctx context.Context, id int64, roles []silo.Role) (*silo.User, error) {
 	return db.changeUser(ctx, id, func(u *silo.User) bool { u.Roles = roles; return false })

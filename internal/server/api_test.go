@@ -1,0 +1,315 @@
+package server_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/silofl/silo"
+)
+
+func TestHealthAndMetrics(t *testing.T) {
+	e := newEnv(t)
+	var h struct{ Status, Database, Version string }
+	if st := e.do("GET", "/healthz", "", nil, &h); st != 200 || h.Status != "ok" || h.Database != "sqlite" || h.Version == "" {
+		t.Fatalf("healthz = %d %+v", st, h)
+	}
+	resp, err := http.Get(e.ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `silo_http_requests_total{route="GET /healthz",code="200"} 1`) {
+		t.Fatalf("metrics do not count the health check:\n%s", body)
+	}
+	// Every sample line is "name{labels} value" or "name value".
+	sample := regexp.MustCompile(`^[a-z_]+(\{[^}]*\})? [0-9.e+-]+$`)
+	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+		if !strings.HasPrefix(line, "#") && !sample.MatchString(line) {
+			t.Errorf("not Prometheus text format: %q", line)
+		}
+	}
+}
+
+// TestOpenAPIMatchesRoutes checks the served document lists exactly the API
+// routes the server registers, each with a summary and responses.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	e := newEnv(t)
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if st := e.do("GET", "/api/v1/openapi.json", "", nil, &doc); st != 200 || !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi: %d %q", st, doc.OpenAPI)
+	}
+	documented := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method, raw := range ops {
+			documented[strings.ToUpper(method)+" "+path] = true
+			var op struct {
+				Summary   string
+				Responses map[string]any
+			}
+			json.Unmarshal(raw, &op)
+			if op.Summary == "" || op.Responses["200"] == nil {
+				t.Errorf("%s %s: missing summary or 200 response", method, path)
+			}
+		}
+	}
+	for _, rt := range e.srv.Routes() {
+		key := rt.Method + " " + rt.Path
+		if rt.Page {
+			if documented[key] {
+				t.Errorf("UI page %s is in the API document", key)
+			}
+			continue
+		}
+		if !documented[key] {
+			t.Errorf("route %s is not in the OpenAPI document", key)
+		}
+		delete(documented, key)
+	}
+	for key := range documented {
+		t.Errorf("OpenAPI documents %s, which the server does not serve", key)
+	}
+}
+
+func TestLoginErrorsAndRateLimit(t *testing.T) {
+	e := newEnv(t)
+	e.wantError("POST", "/api/v1/login", "", map[string]string{"email": adminEmail, "password": "wrong password"}, 401, "unauthorized", "wrong email or password")
+	e.wantError("POST", "/api/v1/login", "", map[string]string{"email": "ghost@example.org", "password": "whatever1234"}, 401, "unauthorized", "wrong email or password")
+	for i := 0; i < 3; i++ {
+		e.do("POST", "/api/v1/login", "", map[string]string{"email": adminEmail, "password": "wrong password"}, nil)
+	}
+	// The fifth failure for this email blocks it, even with the right password.
+	e.do("POST", "/api/v1/login", "", map[string]string{"email": adminEmail, "password": "wrong password"}, nil)
+	e.wantError("POST", "/api/v1/login", "", map[string]string{"email": adminEmail, "password": adminPassword}, 429, "too_many_requests", "try again in")
+	e.clock.Add(16 * time.Minute)
+	e.login(adminEmail, adminPassword)
+
+	var entries []silo.AuditEntry
+	e.do("GET", "/api/v1/audit?limit=50", e.admin, nil, &entries)
+	var failed, denied int
+	for _, a := range entries {
+		if a.Action == "auth.login" && a.Outcome == silo.OutcomeFailed {
+			failed++
+		}
+		if a.Action == "auth.login" && a.Outcome == silo.OutcomeDenied {
+			denied++
+		}
+	}
+	if failed != 6 || denied != 1 {
+		t.Fatalf("audit has %d failed and %d rate-limited sign-ins, want 6 and 1", failed, denied)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	e := newEnv(t)
+	e.wantError("POST", "/api/v1/invites", e.admin, `{"email": "a@example.org", "roles": ["admin"], "colour": "blue"}`, 400, "invalid", `unknown field "colour"`)
+	e.wantError("POST", "/api/v1/invites", e.admin, `{"email": "a@example.org", "roles": "admin"}`, 400, "invalid", `field "roles" must be a list`)
+	e.wantError("POST", "/api/v1/invites", e.admin, `{"email": `, 400, "invalid", "not valid JSON")
+	e.wantError("POST", "/api/v1/invites", e.admin, ``, 400, "invalid", "empty")
+	e.wantError("POST", "/api/v1/invites", e.admin, `{"email": "a@example.org", "roles": ["admin"]} {}`, 400, "invalid", "after the JSON object")
+	big := `{"email": "` + strings.Repeat("a", 2<<20) + `@example.org", "roles": ["admin"]}`
+	e.wantError("POST", "/api/v1/invites", e.admin, big, 413, "invalid", "larger than")
+	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "not-an-email", "roles": []string{"admin"}}, 400, "invalid", "not a valid email address")
+	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "a@example.org", "roles": []string{"superuser"}}, 400, "invalid", `unknown role "superuser"`)
+	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "a@example.org", "roles": []string{}}, 400, "invalid", "at least one role")
+	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "a@example.org", "roles": []string{"admin"}, "expires_in": "forever"}, 400, "invalid", "must be a duration")
+	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "ADMIN@example.org", "roles": []string{"admin"}}, 400, "invalid", "already has an account")
+	e.wantError("GET", "/api/v1/nope", e.admin, nil, 404, "not_found", "no API route")
+	e.wantError("GET", "/api/v1/users", "", nil, 401, "unauthorized", "sign in first")
+	e.wantError("GET", "/api/v1/users", "silo_garbage", nil, 401, "unauthorized", "not valid")
+	// Nothing was half-written by the refused requests.
+	var invites []silo.Invite
+	if e.do("GET", "/api/v1/invites", e.admin, nil, &invites); len(invites) != 0 {
+		t.Fatalf("refused invites were stored: %+v", invites)
+	}
+}
+
+func TestInviteLifecycle(t *testing.T) {
+	e := newEnv(t)
+	var inv silo.Invite
+	if st := e.do("POST", "/api/v1/invites", e.admin, map[string]any{"email": "Mia@Example.org", "roles": []string{"model_builder", "data_custodian"}, "expires_in": "1h"}, &inv); st != 201 {
+		t.Fatalf("invite: %d", st)
+	}
+	if inv.Email != "mia@example.org" || inv.Status != "pending" || !strings.HasPrefix(inv.Link, e.ts.URL+"/invite/") {
+		t.Fatalf("invite = %+v", inv)
+	}
+	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "mia@example.org", "roles": []string{"admin"}}, 400, "invalid", "pending invitation")
+	secret := inv.Link[strings.LastIndex(inv.Link, "/")+1:]
+	e.wantError("POST", "/api/v1/invites/accept", "", map[string]any{"token": secret, "password": "short"}, 400, "invalid", "at least 10 characters")
+	e.wantError("POST", "/api/v1/invites/accept", "", map[string]any{"token": "wrong", "password": "long enough pw"}, 404, "not_found", "not valid")
+	var u silo.User
+	if st := e.do("POST", "/api/v1/invites/accept", "", map[string]any{"token": secret, "name": "Mia", "password": "long enough pw"}, &u); st != 201 || u.Email != "mia@example.org" || len(u.Roles) != 2 {
+		t.Fatalf("accept: %d %+v", st, u)
+	}
+	e.wantError("POST", "/api/v1/invites/accept", "", map[string]any{"token": secret, "password": "long enough pw"}, 409, "conflict", "already been used")
+	mia := e.login("mia@example.org", "long enough pw")
+	var me struct {
+		User        silo.User
+		Permissions []string
+	}
+	e.do("GET", "/api/v1/me", mia, nil, &me)
+	if me.User.Name != "Mia" || !strings.Contains(strings.Join(me.Permissions, ","), "sessions:manage") {
+		t.Fatalf("me = %+v", me)
+	}
+
+	// Expired and revoked invitations.
+	var late, gone silo.Invite
+	e.do("POST", "/api/v1/invites", e.admin, map[string]any{"email": "late@example.org", "roles": []string{"model_builder"}, "expires_in": "1h"}, &late)
+	e.do("POST", "/api/v1/invites", e.admin, map[string]any{"email": "gone@example.org", "roles": []string{"model_builder"}}, &gone)
+	var revoked silo.Invite
+	if st := e.do("DELETE", "/api/v1/invites/"+itoa(gone.ID), e.admin, nil, &revoked); st != 200 || revoked.Status != "revoked" {
+		t.Fatalf("revoke: %d %+v", st, revoked)
+	}
+	e.wantError("DELETE", "/api/v1/invites/"+itoa(gone.ID), e.admin, nil, 409, "conflict", "not pending")
+	e.wantError("POST", "/api/v1/invites/accept", "", map[string]any{"token": secretOf(gone), "password": "long enough pw"}, 409, "conflict", "revoked")
+	e.clock.Add(2 * time.Hour)
+	e.wantError("POST", "/api/v1/invites/accept", "", map[string]any{"token": secretOf(late), "password": "long enough pw"}, 409, "conflict", "expired")
+
+	var list []silo.Invite
+	e.do("GET", "/api/v1/invites", e.admin, nil, &list)
+	var states []string
+	for _, i := range list {
+		states = append(states, i.Email+"="+i.Status)
+		if i.Link != "" {
+			t.Errorf("listing shows the invite link of %s", i.Email)
+		}
+	}
+	if got := strings.Join(states, " "); got != "gone@example.org=revoked late@example.org=expired mia@example.org=accepted" {
+		t.Fatalf("invites = %s", got)
+	}
+}
+
+func secretOf(i silo.Invite) string { return i.Link[strings.LastIndex(i.Link, "/")+1:] }
+
+func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestUserManagementAndLastAdmin(t *testing.T) {
+	e := newEnv(t)
+	mb := e.addUser("mb@example.org", "model_builder")
+	var u silo.User
+	if st := e.do("PATCH", "/api/v1/users/mb@example.org", e.admin, map[string]any{"roles": []string{"model_builder", "data_custodian"}}, &u); st != 200 || len(u.Roles) != 2 {
+		t.Fatalf("set roles: %d %+v", st, u)
+	}
+	e.wantError("PATCH", "/api/v1/users/"+adminEmail, e.admin, map[string]any{"roles": []string{"model_builder"}}, 409, "conflict", "at least one active admin")
+	e.wantError("PATCH", "/api/v1/users/"+adminEmail, e.admin, map[string]any{"disabled": true}, 409, "conflict", "at least one active admin")
+	e.wantError("DELETE", "/api/v1/users/"+adminEmail, e.admin, nil, 409, "conflict", "at least one active admin")
+	e.wantError("PATCH", "/api/v1/users/ghost@example.org", e.admin, map[string]any{"roles": []string{"admin"}}, 404, "not_found", "no user")
+
+	// Disabling a user stops their tokens at once.
+	if st := e.do("PATCH", "/api/v1/users/mb@example.org", e.admin, map[string]any{"disabled": true}, &u); st != 200 || !u.Disabled {
+		t.Fatalf("disable: %d %+v", st, u)
+	}
+	e.wantError("GET", "/api/v1/me", mb, nil, 401, "unauthorized", "disabled")
+	e.wantError("POST", "/api/v1/login", "", map[string]string{"email": "mb@example.org", "password": "password-mb@example.org"}, 401, "unauthorized", "wrong email or password")
+
+	// With a second admin, the first may step down.
+	e.do("PATCH", "/api/v1/users/mb@example.org", e.admin, map[string]any{"disabled": false, "roles": []string{"admin"}}, &u)
+	if st := e.do("PATCH", "/api/v1/users/"+adminEmail, e.admin, map[string]any{"roles": []string{"model_builder"}}, &u); st != 200 {
+		t.Fatalf("step down with another admin present: %d", st)
+	}
+	if st := e.do("DELETE", "/api/v1/users/"+adminEmail, mb, nil, nil); st != 204 {
+		t.Fatalf("remove: %d", st)
+	}
+	e.wantError("GET", "/api/v1/me", e.admin, nil, 401, "unauthorized", "not valid")
+
+	var entries []silo.AuditEntry
+	e.do("GET", "/api/v1/audit", mb, nil, &entries)
+	var actions []string
+	for _, a := range entries {
+		if strings.HasPrefix(a.Action, "user.") {
+			actions = append(actions, a.Action+":"+a.Outcome)
+		}
+	}
+	want := "user.remove:success user.set_roles:success user.enable:success user.set_roles:success user.disable:success " +
+		"user.remove:failed user.disable:failed user.set_roles:failed user.set_roles:success user.invite:success user.create_first_admin:success"
+	if got := strings.Join(actions, " "); got != want {
+		t.Fatalf("audit actions:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	e := newEnv(t)
+	mb := e.addUser("mb@example.org", "model_builder")
+	var tok silo.Token
+	if st := e.do("POST", "/api/v1/tokens", mb, map[string]any{"name": "laptop", "expires_in": "24h"}, &tok); st != 201 || !strings.HasPrefix(tok.Secret, "silo_") || tok.ExpiresAt == nil {
+		t.Fatalf("create token: %d %+v", st, tok)
+	}
+	e.wantError("POST", "/api/v1/tokens", mb, map[string]any{"scopes": []string{"users:manage"}}, 400, "invalid", "not one of your own permissions")
+	e.wantError("POST", "/api/v1/tokens", mb, map[string]any{"scopes": []string{"sessions:read"}, "expires_in": "800h"}, 400, "invalid", "at most 30 days")
+	e.wantError("POST", "/api/v1/tokens", mb, map[string]any{"scopes": []string{"fly"}}, 400, "invalid", "unknown scope")
+	var scoped silo.Token
+	e.do("POST", "/api/v1/tokens", mb, map[string]any{"scopes": []string{"sessions:read"}}, &scoped)
+	if scoped.ExpiresAt == nil || scoped.ExpiresAt.Sub(e.clock.Now()) != silo.MaxScopedTokenTTL {
+		t.Fatalf("scoped token expiry = %v, want 30 days", scoped.ExpiresAt)
+	}
+	// A scoped token cannot mint a broader one.
+	e.wantError("POST", "/api/v1/tokens", scoped.Secret, map[string]any{"name": "wider"}, 403, "forbidden", "tokens:own")
+	var minter silo.Token
+	e.do("POST", "/api/v1/tokens", mb, map[string]any{"scopes": []string{"tokens:own", "sessions:read"}}, &minter)
+	e.wantError("POST", "/api/v1/tokens", minter.Secret, map[string]any{"name": "wider"}, 400, "invalid", "only create tokens with scopes")
+	e.wantError("POST", "/api/v1/tokens", minter.Secret, map[string]any{"scopes": []string{"runners:manage"}}, 400, "invalid", "not one of your own permissions")
+
+	var list []silo.Token
+	e.do("GET", "/api/v1/tokens", mb, nil, &list)
+	raw := mustJSON(t, list)
+	if len(list) != 4 || strings.Contains(raw, tok.Secret) || strings.Contains(raw, `"hash"`) {
+		t.Fatalf("token listing: %s", raw)
+	}
+	e.wantError("GET", "/api/v1/tokens?all=true", mb, nil, 403, "forbidden", "only admins")
+	var all []silo.Token
+	if e.do("GET", "/api/v1/tokens?all=true", e.admin, nil, &all); len(all) != 5 {
+		t.Fatalf("admin sees %d tokens, want 5", len(all))
+	}
+	// Another user's token looks like no token to a non-admin.
+	for _, other := range all {
+		if other.UserEmail == adminEmail {
+			e.wantError("DELETE", "/api/v1/tokens/"+other.ID, mb, nil, 404, "not_found", "no token")
+		}
+	}
+
+	if st := e.do("DELETE", "/api/v1/tokens/"+tok.ID, mb, nil, nil); st != 204 {
+		t.Fatalf("revoke: %d", st)
+	}
+	e.wantError("GET", "/api/v1/me", tok.Secret, nil, 401, "unauthorized", "revoked, expired")
+	e.clock.Add(31 * 24 * time.Hour)
+	e.wantError("GET", "/api/v1/me", scoped.Secret, nil, 401, "unauthorized", "revoked, expired")
+}
+
+func TestWorkspace(t *testing.T) {
+	e := newEnv(t)
+	dc := e.addUser("dc@example.org", "data_custodian")
+	var w silo.Workspace
+	if st := e.do("PATCH", "/api/v1/workspace", e.admin, map[string]any{"name": "acme-health", "billing_email": "Billing@Acme.example", "plan": "team"}, &w); st != 200 || w.BillingEmail != "billing@acme.example" {
+		t.Fatalf("patch workspace: %d %+v", st, w)
+	}
+	e.wantError("PATCH", "/api/v1/workspace", e.admin, map[string]any{"billing_email": "nope"}, 400, "invalid", "billing email")
+	e.wantError("PATCH", "/api/v1/workspace", e.admin, map[string]any{"name": "Acme Health!"}, 400, "invalid", "lowercase")
+	e.wantError("PATCH", "/api/v1/workspace", e.admin, map[string]any{"plan": "platinum"}, 400, "invalid", "unknown plan")
+	e.wantError("PATCH", "/api/v1/workspace", dc, map[string]any{"plan": "team"}, 403, "forbidden", "workspace:manage")
+	if e.do("GET", "/api/v1/workspace", dc, nil, &w); w.Name != "acme-health" || w.Plan != "team" {
+		t.Fatalf("workspace after refused edits = %+v", w)
+	}
+	var entries []silo.AuditEntry
+	e.do("GET", "/api/v1/audit?since=1h", e.admin, nil, &entries)
+	if entries[0].Action != "access.denied" || entries[0].Actor != "dc@example.org" || entries[0].Outcome != "denied" {
+		t.Fatalf("newest audit entry = %+v", entries[0])
+	}
+	e.wantError("GET", "/api/v1/audit?since=yesterday", e.admin, nil, 400, "invalid", "neither a duration")
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
