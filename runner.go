@@ -1,0 +1,132 @@
+package silo
+
+import (
+	"slices"
+	"time"
+)
+
+// Provider is where a task runner's compute lives.
+type Provider string
+
+const (
+	ProviderLocal Provider = "local"
+	ProviderAWS   Provider = "aws"
+	ProviderAzure Provider = "azure"
+)
+
+// Providers lists every provider, in the order forms show them.
+var Providers = []Provider{ProviderLocal, ProviderAWS, ProviderAzure}
+
+// RunnerStatus is a task runner's lifecycle state (SPEC §2):
+// registering → provisioning → online; online ↔ offline (no heartbeat for
+// three intervals); failed (with a reason); deregistered.
+type RunnerStatus string
+
+const (
+	RunnerRegistering  RunnerStatus = "registering"
+	RunnerProvisioning RunnerStatus = "provisioning"
+	RunnerOnline       RunnerStatus = "online"
+	RunnerOffline      RunnerStatus = "offline"
+	RunnerFailed       RunnerStatus = "failed"
+	RunnerDeregistered RunnerStatus = "deregistered"
+)
+
+// Defaults per provider (SPEC §2).
+const (
+	DefaultAWSVCPU       = 8
+	DefaultAWSMemoryGB   = 32
+	DefaultAzureVCPU     = 4
+	DefaultAzureMemoryMB = 16384
+	DefaultLocalVCPU     = 2
+	DefaultLocalMemoryGB = 4
+)
+
+// RunnerSpec is everything a user gives when registering or editing a task
+// runner. Fields are flat, named as in SPEC §2, so the CLI's flags
+// (--provisioner-role-arn) and its -f JSON files map onto them one to one.
+// Fields of other providers must be empty.
+type RunnerSpec struct {
+	Name     string   `json:"name"`
+	Provider Provider `json:"provider"`
+	// StoragePath is the runner's data root: s3://bucket (aws; default
+	// s3://<workspace>-<name>.silo), derived for azure, file:///… for local.
+	StoragePath string `json:"storage_path,omitempty"`
+	VCPU        int    `json:"vcpu,omitempty"`
+	MemoryGB    int    `json:"memory_gb,omitempty"` // aws, local
+	MemoryMB    int    `json:"memory_mb,omitempty"` // azure
+	Region      string `json:"region,omitempty"`    // aws, azure
+
+	// Advanced, aws and azure.
+	ContainerRegistryURL string `json:"container_registry_url,omitempty"`
+
+	// AWS.
+	ProvisionerRoleARN  string   `json:"provisioner_role_arn,omitempty"`
+	RuntimeRoleARN      string   `json:"runtime_role_arn,omitempty"`
+	VPCID               string   `json:"vpc_id,omitempty"`
+	PublicSubnets       []string `json:"public_subnets,omitempty"`
+	PrivateSubnets      []string `json:"private_subnets,omitempty"`
+	ClientSecurityGroup string   `json:"client_security_group,omitempty"`
+	ServerSecurityGroup string   `json:"server_security_group,omitempty"`
+	VPCCIDR             string   `json:"vpc_cidr,omitempty"`
+	PrivateSubnetCIDR   string   `json:"private_subnet_cidr,omitempty"`
+	PublicSubnetCIDR    string   `json:"public_subnet_cidr,omitempty"`
+	CIDRNewbits         int      `json:"cidr_newbits,omitempty"`
+	KMSDataKeyID        string   `json:"kms_data_key_id,omitempty"`
+	KMSSecretKeyID      string   `json:"kms_secret_key_id,omitempty"`
+	GoldenAMIID         string   `json:"golden_ami_id,omitempty"`
+	EgressProxyURL      string   `json:"egress_proxy_url,omitempty"`
+	EgressAllowedCIDRs  []string `json:"egress_allowed_cidrs,omitempty"`
+
+	// Azure.
+	ResourceGroup             string `json:"resource_group,omitempty"`
+	ServicePrincipalID        string `json:"service_principal_id,omitempty"`
+	RuntimeServicePrincipalID string `json:"runtime_service_principal_id,omitempty"`
+	SubscriptionID            string `json:"subscription_id,omitempty"`
+	TenantID                  string `json:"tenant_id,omitempty"`
+	SubnetID                  string `json:"subnet_id,omitempty"`
+	// Secrets: write-only. They are encrypted at rest and never returned by
+	// any API, page or log; Runner reports only whether each is set.
+	ServicePrincipalSecret        string `json:"service_principal_secret,omitempty"`
+	RuntimeServicePrincipalSecret string `json:"runtime_service_principal_secret,omitempty"`
+}
+
+// Runner is a registered task runner as the API returns it.
+type Runner struct {
+	RunnerSpec
+	ID           int64        `json:"id"`
+	Status       RunnerStatus `json:"status"`
+	StatusReason string       `json:"status_reason"`
+	CreatedBy    string       `json:"created_by"`
+	CreatedAt    time.Time    `json:"created_at"`
+	UpdatedAt    time.Time    `json:"updated_at"`
+	// What the agent last reported.
+	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
+	AgentVersion  string     `json:"agent_version,omitempty"`
+	AgentVCPU     int        `json:"agent_vcpu,omitempty"`
+	AgentMemoryMB int        `json:"agent_memory_mb,omitempty"`
+	// Secrets set, by field name; their values never leave the server.
+	SecretsSet []string `json:"secrets_set,omitempty"`
+	// Token is the runner's credential, present only in the response that
+	// registers a runner (or rotates its token).
+	Token string `json:"token,omitempty"`
+}
+
+// Secrets returns the write-only fields of s by name, set or not.
+func (s *RunnerSpec) Secrets() map[string]*string {
+	return map[string]*string{
+		"service_principal_secret":         &s.ServicePrincipalSecret,
+		"runtime_service_principal_secret": &s.RuntimeServicePrincipalSecret,
+	}
+}
+
+// Redact clears every secret of s, keeping their names in r.SecretsSet.
+func (r *Runner) Redact() {
+	r.SecretsSet = nil
+	for name, p := range r.Secrets() {
+		if *p != "" {
+			r.SecretsSet = append(r.SecretsSet, name)
+			*p = ""
+		}
+	}
+	slices.Sort(r.SecretsSet)
+}
