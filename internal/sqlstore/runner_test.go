@@ -1,0 +1,177 @@
+package sqlstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/sqlstore"
+)
+
+func mustRunner(t *testing.T, db *sqlstore.DB, name string) *sqlstore.StoredRunner {
+	t.Helper()
+	r := &sqlstore.StoredRunner{Runner: silo.Runner{RunnerSpec: silo.RunnerSpec{Name: name, Provider: silo.ProviderLocal, StoragePath: "file:///data/" + name, VCPU: 2, MemoryGB: 4},
+		Status: silo.RunnerRegistering, CreatedBy: "a@example.org"}, TokenHash: "tok-" + name}
+	if err := db.CreateRunner(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestRunners(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *sqlstore.DB, c *clock) {
+		ctx := context.Background()
+		az := &sqlstore.StoredRunner{Runner: silo.Runner{RunnerSpec: silo.RunnerSpec{Name: "azure-1", Provider: silo.ProviderAzure, Region: "westeurope",
+			ServicePrincipalSecret: "s3cret", MemoryMB: 16384}, Status: silo.RunnerProvisioning, CreatedBy: "a@example.org"},
+			SealedSecrets: []byte{1, 2, 3}, TokenHash: "h-az"}
+		if err := db.CreateRunner(ctx, az); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.FindRunner(ctx, "azure-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ServicePrincipalSecret != "" {
+			t.Fatal("a secret was stored in the clear")
+		}
+		if got.Region != "westeurope" || got.MemoryMB != 16384 || string(got.SealedSecrets) != "\x01\x02\x03" || got.Status != silo.RunnerProvisioning {
+			t.Fatalf("FindRunner = %+v", got)
+		}
+		local := mustRunner(t, db, "local-1")
+		err = db.CreateRunner(ctx, &sqlstore.StoredRunner{Runner: silo.Runner{RunnerSpec: silo.RunnerSpec{Name: "local-1", Provider: silo.ProviderLocal}, Status: silo.RunnerRegistering}})
+		wantCode(t, err, silo.EINVALID)
+
+		// Heartbeats bring a runner online; staleness takes it offline.
+		r, err := db.RecordHeartbeat(ctx, local.ID, silo.Heartbeat{AgentVersion: "1.2.3", VCPU: 2, MemoryMB: 4096})
+		if err != nil || r.Status != silo.RunnerOnline || r.AgentVersion != "1.2.3" || r.LastHeartbeat == nil {
+			t.Fatalf("after heartbeat: %+v, %v", r, err)
+		}
+		c.add(time.Minute)
+		names, err := db.MarkStaleRunnersOffline(ctx, c.now().Add(-30*time.Second).UnixMicro(), "no heartbeat for 30s")
+		if err != nil || len(names) != 1 || names[0] != "local-1" {
+			t.Fatalf("MarkStaleRunnersOffline = %v, %v", names, err)
+		}
+		if r, _ := db.FindRunner(ctx, "local-1"); r.Status != silo.RunnerOffline || r.StatusReason != "no heartbeat for 30s" {
+			t.Fatalf("stale runner = %s %q", r.Status, r.StatusReason)
+		}
+		if r, _ := db.RecordHeartbeat(ctx, local.ID, silo.Heartbeat{}); r.Status != silo.RunnerOnline || r.StatusReason != "" {
+			t.Fatalf("back online = %s %q", r.Status, r.StatusReason)
+		}
+		// A failed runner stays failed when its agent reports.
+		if _, err := db.UpdateRunner(ctx, "azure-1", func(r *sqlstore.StoredRunner) error {
+			r.Status, r.StatusReason = silo.RunnerFailed, "bucket access denied"
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := db.RecordHeartbeat(ctx, az.ID, silo.Heartbeat{}); r.Status != silo.RunnerFailed {
+			t.Fatalf("failed runner turned %s", r.Status)
+		}
+
+		byToken, err := db.FindRunnerByTokenHash(ctx, "tok-local-1")
+		if err != nil || byToken.Name != "local-1" {
+			t.Fatalf("FindRunnerByTokenHash = %v, %v", byToken, err)
+		}
+		// Deregistering frees the name and kills the token.
+		if _, err := db.UpdateRunner(ctx, "local-1", func(r *sqlstore.StoredRunner) error { r.Status = silo.RunnerDeregistered; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		_, err = db.FindRunnerByTokenHash(ctx, "tok-local-1")
+		wantCode(t, err, silo.EUNAUTHORIZED)
+		_, err = db.FindRunner(ctx, "local-1")
+		wantCode(t, err, silo.ENOTFOUND)
+		mustRunner(t, db, "local-1")
+		live, _ := db.ListRunners(ctx, false)
+		all, _ := db.ListRunners(ctx, true)
+		if len(live) != 2 || len(all) != 3 {
+			t.Fatalf("ListRunners: %d live, %d all; want 2 and 3", len(live), len(all))
+		}
+	})
+}
+
+func TestTasks(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *sqlstore.DB, c *clock) {
+		ctx := context.Background()
+		r1 := mustRunner(t, db, "runner-1")
+		r2 := mustRunner(t, db, "runner-2")
+		task, err := db.ClaimTask(ctx, r1.ID)
+		if err != nil || task != nil {
+			t.Fatalf("claim on empty queue = %v, %v", task, err)
+		}
+		for i, id := range []string{"t1", "t2", "t3"} {
+			c.add(time.Second)
+			if err := db.CreateTask(ctx, r1.ID, &silo.Task{ID: id, Type: silo.TaskDiagnostics, Payload: json.RawMessage(`{"n":` + string(rune('0'+i)) + `}`), VCPU: 1, MemoryMB: 100}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Concurrent claims hand out each task once, oldest first.
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		claimed := map[string]int{}
+		for i := 0; i < 6; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				task, err := db.ClaimTask(ctx, r1.ID)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if task != nil {
+					mu.Lock()
+					claimed[task.ID]++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(claimed) != 3 || claimed["t1"] != 1 || claimed["t2"] != 1 || claimed["t3"] != 1 {
+			t.Fatalf("claims = %v, want each of t1..t3 once", claimed)
+		}
+		// Only the owning runner may report, once.
+		_, err = db.FinishTask(ctx, r2.ID, "t1", silo.TaskResult{Status: silo.TaskSucceeded})
+		wantCode(t, err, silo.ENOTFOUND)
+		_, err = db.FinishTask(ctx, r1.ID, "t1", silo.TaskResult{Status: "done"})
+		wantCode(t, err, silo.EINVALID)
+		done, err := db.FinishTask(ctx, r1.ID, "t1", silo.TaskResult{Status: silo.TaskSucceeded, Output: json.RawMessage(`{"ok":true}`)})
+		if err != nil || done.Status != silo.TaskSucceeded || string(done.Output) != `{"ok":true}` || done.FinishedAt == nil || done.Runner != "runner-1" {
+			t.Fatalf("FinishTask = %+v, %v", done, err)
+		}
+		_, err = db.FinishTask(ctx, r1.ID, "t1", silo.TaskResult{Status: silo.TaskFailed})
+		wantCode(t, err, silo.ECONFLICT)
+
+		// Logs belong to the runner's own tasks.
+		lines := []silo.LogLine{{Time: c.now(), Level: "INFO", Message: "hello"}, {Time: c.now(), Level: "WARN", Message: "careful"}}
+		if err := db.AppendTaskLogs(ctx, r1.ID, "t2", lines); err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, db.AppendTaskLogs(ctx, r2.ID, "t2", lines), silo.ENOTFOUND)
+		got, err := db.ListTaskLogs(ctx, []string{"t2", "t3"}, 0, 0)
+		if err != nil || len(got) != 2 || got[1].Message != "careful" || got[0].TaskID != "t2" {
+			t.Fatalf("ListTaskLogs = %+v, %v", got, err)
+		}
+		if more, _ := db.ListTaskLogs(ctx, []string{"t2"}, got[0].ID, 0); len(more) != 1 {
+			t.Fatalf("ListTaskLogs after first = %d lines, want 1", len(more))
+		}
+
+		// A restarted agent that no longer runs t2 gets it failed.
+		lost, err := db.FailLostTasks(ctx, r1.ID, []string{"t3"}, "the runner restarted")
+		if err != nil || len(lost) != 1 || lost[0] != "t2" {
+			t.Fatalf("FailLostTasks = %v, %v", lost, err)
+		}
+		// Deregistering cancels what is left.
+		db.CreateTask(ctx, r1.ID, &silo.Task{ID: "t4", Type: silo.TaskDiagnostics})
+		db.UpdateRunner(ctx, "runner-1", func(r *sqlstore.StoredRunner) error { r.Status = silo.RunnerDeregistered; return nil })
+		tasks, _ := db.ListTasks(ctx, r1.ID, 10)
+		states := map[string]string{}
+		for _, t := range tasks {
+			states[t.ID] = t.Status
+		}
+		if states["t1"] != "succeeded" || states["t2"] != "failed" || states["t3"] != "cancelled" || states["t4"] != "cancelled" {
+			t.Fatalf("task states = %v", states)
+		}
+	})
+}

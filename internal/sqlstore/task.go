@@ -1,0 +1,211 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/silofl/silo"
+)
+
+const taskColumns = `t.id, r.name, t.type, t.payload, t.vcpu, t.memory_mb, t.status, t.error, t.output, t.created_at, t.started_at, t.finished_at`
+
+func scanTask(s scanner) (*silo.Task, error) {
+	var t silo.Task
+	var payload, output string
+	var created int64
+	var started, finished sql.NullInt64
+	if err := s.Scan(&t.ID, &t.Runner, &t.Type, &payload, &t.VCPU, &t.MemoryMB, &t.Status, &t.Error, &output, &created, &started, &finished); err != nil {
+		return nil, err
+	}
+	if payload != "" {
+		t.Payload = []byte(payload)
+	}
+	if output != "" {
+		t.Output = []byte(output)
+	}
+	t.CreatedAt, t.StartedAt, t.FinishedAt = fromMicros(created), fromNullMicros(started), fromNullMicros(finished)
+	return &t, nil
+}
+
+// CreateTask queues t (ID, Type, Payload, VCPU, MemoryMB set by the caller)
+// for the runner with id runnerID.
+func (db *DB) CreateTask(ctx context.Context, runnerID int64, t *silo.Task) error {
+	t.Status, t.CreatedAt = silo.TaskQueued, db.now()
+	_, err := db.wdb.ExecContext(ctx, db.q(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+		t.ID, runnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("insert task: %w", err)
+	}
+	return nil
+}
+
+// ClaimTask marks the runner's oldest queued task running and returns it, or
+// returns nil when there is none. Concurrent claims never get the same task.
+func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error) {
+	var id string
+	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
+		query := `SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1`
+		if db.dialect == postgresDialect {
+			query += ` FOR UPDATE SKIP LOCKED`
+		}
+		err := tx.QueryRowContext(ctx, db.q(query), runnerID).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			id = ""
+			return nil
+		} else if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'running', started_at = ? WHERE id = ?`), micros(db.now()), id)
+		return err
+	})
+	if err != nil || id == "" {
+		return nil, err
+	}
+	return db.FindTask(ctx, id)
+}
+
+// FindTask returns the task with id.
+func (db *DB) FindTask(ctx context.Context, id string) (*silo.Task, error) {
+	t, err := scanTask(db.rdb.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, silo.Errorf(silo.ENOTFOUND, "no task %s", id)
+	}
+	return t, err
+}
+
+// ListTasks returns a runner's most recent tasks, newest first.
+func (db *DB) ListTasks(ctx context.Context, runnerID int64, limit int) ([]*silo.Task, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := db.rdb.QueryContext(ctx, db.q(fmt.Sprintf(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.runner_id = ? ORDER BY t.created_at DESC, t.id DESC LIMIT %d`, limit)), runnerID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*silo.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// FinishTask records the end of a running task of runnerID. A task of another
+// runner, or one that is not running (finished, cancelled, replayed result),
+// is refused, so a runner cannot overwrite results.
+func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res silo.TaskResult) (*silo.Task, error) {
+	if !slices.Contains([]string{silo.TaskSucceeded, silo.TaskFailed, silo.TaskRefused}, res.Status) {
+		return nil, silo.FieldErrorf("status", "task result status %q: use succeeded, failed or refused", res.Status)
+	}
+	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
+		var owner int64
+		var status string
+		err := tx.QueryRowContext(ctx, db.q(`SELECT runner_id, status FROM tasks WHERE id = ?`), taskID).Scan(&owner, &status)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
+			return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
+		} else if err != nil {
+			return err
+		}
+		if status != silo.TaskRunning {
+			return silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", taskID, status)
+		}
+		_, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, output = ?, finished_at = ? WHERE id = ?`),
+			res.Status, res.Error, string(res.Output), micros(db.now()), taskID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return db.FindTask(ctx, taskID)
+}
+
+// FailLostTasks fails the runner's running tasks that its agent no longer
+// reports (it restarted mid-task) and returns their ids.
+func (db *DB) FailLostTasks(ctx context.Context, runnerID int64, running []string, reason string) ([]string, error) {
+	var lost []string
+	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, db.q(`SELECT id FROM tasks WHERE runner_id = ? AND status = 'running'`), runnerID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			if !slices.Contains(running, id) {
+				lost = append(lost, id)
+			}
+		}
+		rows.Close()
+		for _, id := range lost {
+			if _, err := tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE id = ?`), reason, micros(db.now()), id); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	return lost, err
+}
+
+// AppendTaskLogs stores log lines a runner sent for one of its tasks.
+func (db *DB) AppendTaskLogs(ctx context.Context, runnerID int64, taskID string, lines []silo.LogLine) error {
+	return db.tx(ctx, 0, func(tx *sql.Tx) error {
+		var owner int64
+		err := tx.QueryRowContext(ctx, db.q(`SELECT runner_id FROM tasks WHERE id = ?`), taskID).Scan(&owner)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
+			return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
+		} else if err != nil {
+			return err
+		}
+		for _, l := range lines {
+			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO task_logs (task_id, time, level, message) VALUES (?, ?, ?, ?)`),
+				taskID, micros(l.Time), l.Level, l.Message); err != nil {
+				return fmt.Errorf("insert task log: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// ListTaskLogs returns log lines of the given tasks with id above after, oldest
+// first, at most limit.
+func (db *DB) ListTaskLogs(ctx context.Context, taskIDs []string, after int64, limit int) ([]silo.LogLine, error) {
+	if len(taskIDs) == 0 {
+		return nil, nil
+	}
+	if limit <= 0 || limit > 10000 {
+		limit = 1000
+	}
+	args := []any{after}
+	for _, id := range taskIDs {
+		args = append(args, id)
+	}
+	query := fmt.Sprintf(`SELECT id, task_id, time, level, message FROM task_logs WHERE id > ? AND task_id IN (%s) ORDER BY id LIMIT %d`,
+		strings.TrimSuffix(strings.Repeat("?,", len(taskIDs)), ","), limit)
+	rows, err := db.rdb.QueryContext(ctx, db.q(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []silo.LogLine
+	for rows.Next() {
+		var l silo.LogLine
+		var t int64
+		if err := rows.Scan(&l.ID, &l.TaskID, &t, &l.Level, &l.Message); err != nil {
+			return nil, err
+		}
+		l.Time = fromMicros(t)
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
