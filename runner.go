@@ -90,6 +90,10 @@ type RunnerSpec struct {
 	RuntimeServicePrincipalSecret string `json:"runtime_service_principal_secret,omitempty"`
 }
 
+// RunnerTokenPrefix starts every runner token; user tokens start with
+// TokenPrefix, so neither is accepted where the other belongs.
+const RunnerTokenPrefix = "silor_"
+
 // Runner is a registered task runner as the API returns it.
 type Runner struct {
 	RunnerSpec

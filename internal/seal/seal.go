@@ -100,3 +100,17 @@ func (k *Key) Open(sealed []byte, context string) ([]byte, error) {
 	}
 	return pt, nil
 }
+
+// NewRandomKey returns a fresh key that lives only in memory: values sealed
+// with it cannot be opened after the process ends.
+func NewRandomKey() *Key {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		panic(err)
+	}
+	k, err := ParseKey(base64.StdEncoding.EncodeToString(raw))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}

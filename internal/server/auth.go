@@ -168,6 +168,15 @@ func (s *Server) guard(rt route) http.Handler {
 				writeError(w, r, s.Logger, err)
 			}
 		}
+		if rt.access == accessRunner {
+			rn, err := s.authenticateRunner(r)
+			if err != nil {
+				fail(err)
+				return
+			}
+			rt.handler(w, r.WithContext(context.WithValue(r.Context(), runnerKey{}, rn)))
+			return
+		}
 		actor, login, err := s.authenticate(r)
 		if err != nil {
 			fail(err)

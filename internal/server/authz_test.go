@@ -35,6 +35,53 @@ var wantRules = map[string]string{
 	"GET /api/v1/workspace":   "workspace:read",
 	"PATCH /api/v1/workspace": "workspace:manage",
 	"GET /api/v1/audit":       "audit:read",
+
+	"GET /api/v1/runners":                   "runners:read",
+	"POST /api/v1/runners":                  "runners:manage",
+	"GET /api/v1/runners/{name}":            "runners:read",
+	"PATCH /api/v1/runners/{name}":          "runners:manage",
+	"DELETE /api/v1/runners/{name}":         "runners:manage",
+	"POST /api/v1/runners/{name}/token":     "runners:manage",
+	"POST /api/v1/runners/{name}/provision": "runners:manage",
+	"GET /api/v1/runners/{name}/bundle":     "runners:manage",
+	"POST /api/v1/runners/{name}/start":     "runners:manage",
+	"POST /api/v1/runners/{name}/stop":      "runners:manage",
+	"GET /api/v1/runners/{name}/tasks":      "runners:read",
+	"POST /api/v1/runners/{name}/tasks":     "runners:manage",
+	"GET /api/v1/runners/{name}/logs":       "runners:read",
+
+	// Pages of the web UI.
+	"GET /static/{file}":                   "public",
+	"GET /login":                           "public",
+	"POST /login":                          "public",
+	"POST /logout":                         "public",
+	"GET /setup":                           "public",
+	"POST /setup":                          "public",
+	"GET /invite/{secret}":                 "public",
+	"POST /invite/{secret}":                "public",
+	"GET /{$}":                             "signed_in",
+	"GET /library":                         "datasets:read",
+	"GET /sessions":                        "sessions:read",
+	"GET /settings":                        "signed_in",
+	"GET /settings/users":                  "users:read",
+	"POST /settings/invites":               "users:manage",
+	"POST /settings/invites/{id}/revoke":   "users:manage",
+	"POST /settings/users/{email}/roles":   "users:manage",
+	"POST /settings/users/{email}/disable": "users:manage",
+	"POST /settings/users/{email}/enable":  "users:manage",
+	"POST /settings/users/{email}/remove":  "users:manage",
+	"GET /settings/runners":                "runners:read",
+	"GET /settings/tokens":                 "tokens:own",
+	"POST /settings/tokens":                "tokens:own",
+	"POST /settings/tokens/{id}/revoke":    "tokens:own",
+	"GET /settings/billing":                "workspace:read",
+	"POST /settings/billing":               "workspace:manage",
+	"GET /settings/audit":                  "audit:read",
+
+	"POST /api/v1/runner/heartbeat":         "runner",
+	"GET /api/v1/runner/tasks":              "runner",
+	"POST /api/v1/runner/tasks/{id}/result": "runner",
+	"POST /api/v1/runner/tasks/{id}/logs":   "runner",
 }
 
 func TestRouteRules(t *testing.T) {
@@ -79,7 +126,7 @@ func TestRouteAuthorization(t *testing.T) {
 	}
 	tokens["scoped"] = scoped.Secret
 
-	fill := strings.NewReplacer("{email}", "nobody@example.org", "{id}", "999999", "{secret}", "not-a-secret", "{file}", "silo.css", "{name}", "none")
+	fill := strings.NewReplacer("{email}", "nobody@example.org", "{id}", "999999", "{secret}", "not-a-secret", "{file}", "silo.css", "{name}", "none", "{$}", "")
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, rt := range e.srv.Routes() {
 		for _, who := range []string{"anonymous", "admin", "model_builder", "data_custodian", "scoped"} {
@@ -103,6 +150,12 @@ func TestRouteAuthorization(t *testing.T) {
 				// Sign-in answers 401 to wrong credentials; that is not a refusal by rule.
 				if forbidden {
 					t.Errorf("%s %s as %s: public route answered 403", rt.Method, rt.Path, who)
+				}
+				continue
+			case rt.Access == "runner":
+				// Runner routes take a runner token; every user is refused.
+				if !unauth {
+					t.Errorf("%s %s as %s: status %d, want 401 (runner token required)", rt.Method, rt.Path, who, resp.StatusCode)
 				}
 				continue
 			case who == "anonymous":

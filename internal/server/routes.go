@@ -12,6 +12,8 @@ type access string
 const (
 	accessPublic   access = "public"
 	accessSignedIn access = "signed_in"
+	// accessRunner routes take a runner token, never a user's.
+	accessRunner access = "runner"
 )
 
 func perm(p silo.Permission) access { return access(p) }

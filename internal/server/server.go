@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/seal"
 	"github.com/silofl/silo/internal/sqlstore"
 )
 
@@ -28,17 +31,41 @@ type Server struct {
 	// links and to decide whether cookies are Secure. Empty means "derive it
 	// from each request".
 	PublicURL string
+	// InternalURL is where runners the server starts itself reach it.
+	InternalURL string
+	// SecretKey seals secrets at rest. New sets a random one, which is lost
+	// on restart; servers set a persistent one.
+	SecretKey *seal.Key
+	// HeartbeatInterval is how often agents report; three missed make a
+	// runner offline.
+	HeartbeatInterval time.Duration
+	// Launch starts local runners as children of the server; nil means the
+	// server cannot.
+	Launch Launcher
 
 	db      *sqlstore.DB
 	limiter *loginLimiter
 	metrics *metrics
 	routes  []route
+	wake    waker
+	local   localRunners
+	// runCtx is the context of Run: runners the server starts live as long
+	// as it does.
+	runMu  sync.Mutex
+	runCtx context.Context
+}
+
+func (s *Server) backgroundContext() context.Context {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	return s.runCtx
 }
 
 // New returns a Server backed by db.
 func New(db *sqlstore.DB) *Server {
-	s := &Server{Logger: slog.Default(), db: db, limiter: newLoginLimiter(), metrics: newMetrics()}
-	s.routes = append(s.apiRoutes(), s.uiRoutes()...)
+	s := &Server{Logger: slog.Default(), db: db, limiter: newLoginLimiter(), metrics: newMetrics(), SecretKey: seal.NewRandomKey(),
+		HeartbeatInterval: silo.DefaultHeartbeatInterval, runCtx: context.Background()}
+	s.routes = slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.uiRoutes())
 	for _, rt := range s.routes {
 		if rt.access == "" {
 			panic("server: route " + rt.method + " " + rt.path + " has no access rule")

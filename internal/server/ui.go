@@ -1,19 +1,472 @@
 package server
 
+// The web UI: server-rendered pages (html/template + embed) that work without
+// JavaScript. Pages are routes in the same table as the API (uiRoutes), so the
+// guard in auth.go authenticates, redirects anonymous visitors to /login,
+// enforces permissions and checks CSRF tokens on every form.
+//
+// Conventions:
+//   - A form that fails validation is rendered again in the POST response with
+//     the error next to its field and what the user typed kept.
+//   - A change that succeeds answers with a redirect (POST-redirect-GET) and a
+//     flash message carried by a short-lived cookie. Row actions (change
+//     roles, disable, remove, revoke) report errors the same way.
+//   - Secrets shown once (an invitation link, a new token) are rendered
+//     directly in the POST response, never put in a URL or a cookie.
+//   - No inline scripts or styles (the CSP forbids them): /static/silo.css and
+//     /static/silo.js, the latter only for niceties such as confirm().
+
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
 	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
 
 	"github.com/silofl/silo"
 )
 
-// uiRoutes declares the web UI's pages.
-func (s *Server) uiRoutes() []route { return nil }
+//go:embed templates/*.html
+var templateFS embed.FS
 
-// renderError shows err as a page.
-func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
-	http.Error(w, silo.ErrorMessage(err), ErrorStatus(err))
+//go:embed static
+var staticFS embed.FS
+
+// uiRoutes declares the web UI's pages.
+func (s *Server) uiRoutes() []route {
+	manageUsers := perm(silo.PermUsersManage)
+	return []route{
+		{method: "GET", path: "/static/{file}", access: accessPublic, page: true, summary: "Stylesheet, script and images of the web UI", handler: s.handleStatic},
+
+		{method: "GET", path: "/login", access: accessPublic, page: true, summary: "Sign-in page", handler: s.handleLoginPage},
+		{method: "POST", path: "/login", access: accessPublic, page: true, summary: "Sign in with email and password", handler: s.handleLoginSubmit},
+		{method: "POST", path: "/logout", access: accessPublic, page: true, summary: "Sign out", handler: s.handleLogout},
+		{method: "GET", path: "/setup", access: accessPublic, page: true, summary: "One-time setup of the first admin", handler: s.handleSetupPage},
+		{method: "POST", path: "/setup", access: accessPublic, page: true, summary: "Create the first admin", handler: s.handleSetupSubmit},
+		{method: "GET", path: "/invite/{secret}", access: accessPublic, page: true, summary: "Invitation page", handler: s.handleInvitePage},
+		{method: "POST", path: "/invite/{secret}", access: accessPublic, page: true, summary: "Accept an invitation", handler: s.handleInviteSubmit},
+
+		{method: "GET", path: "/{$}", access: accessSignedIn, page: true, summary: "Dashboard", handler: s.handleDashboard},
+		{method: "GET", path: "/library", access: perm(silo.PermDatasetsRead), page: true, summary: "Dataset library", handler: s.handleLibrary},
+		{method: "GET", path: "/sessions", access: perm(silo.PermSessionsRead), page: true, summary: "Training and analysis sessions", handler: s.handleSessions},
+
+		{method: "GET", path: "/settings", access: accessSignedIn, page: true, summary: "Settings (redirects to the first section you may see)", handler: s.handleSettings},
+		{method: "GET", path: "/settings/users", access: perm(silo.PermUsersRead), page: true, summary: "Users and invitations", handler: s.handleUsersPage},
+		{method: "POST", path: "/settings/invites", access: manageUsers, page: true, summary: "Invite a user", handler: s.handleInviteCreate},
+		{method: "POST", path: "/settings/invites/{id}/revoke", access: manageUsers, page: true, summary: "Revoke an invitation", handler: s.handleInviteRevoke},
+		{method: "POST", path: "/settings/users/{email}/roles", access: manageUsers, page: true, summary: "Change a user's roles", handler: s.handleUserRoles},
+		{method: "POST", path: "/settings/users/{email}/disable", access: manageUsers, page: true, summary: "Disable a user", handler: s.handleUserDisable},
+		{method: "POST", path: "/settings/users/{email}/enable", access: manageUsers, page: true, summary: "Enable a user", handler: s.handleUserEnable},
+		{method: "POST", path: "/settings/users/{email}/remove", access: manageUsers, page: true, summary: "Remove a user", handler: s.handleUserRemove},
+		{method: "GET", path: "/settings/runners", access: perm(silo.PermRunnersRead), page: true, summary: "Task runners", handler: s.handleRunnersPage},
+		{method: "GET", path: "/settings/tokens", access: perm(silo.PermTokensOwn), page: true, summary: "Access tokens", handler: s.handleTokensPage},
+		{method: "POST", path: "/settings/tokens", access: perm(silo.PermTokensOwn), page: true, summary: "Create an access token", handler: s.handleTokenCreate},
+		{method: "POST", path: "/settings/tokens/{id}/revoke", access: perm(silo.PermTokensOwn), page: true, summary: "Revoke an access token", handler: s.handleTokenRevoke},
+		{method: "GET", path: "/settings/billing", access: perm(silo.PermWorkspaceRead), page: true, summary: "Workspace and billing information", handler: s.handleBillingPage},
+		{method: "POST", path: "/settings/billing", access: perm(silo.PermWorkspaceManage), page: true, summary: "Edit workspace and billing information", handler: s.handleBillingSubmit},
+		{method: "GET", path: "/settings/audit", access: perm(silo.PermAuditRead), page: true, summary: "Audit log", handler: s.handleAuditPage},
+	}
 }
 
+// settingsTabs is the settings sub-navigation, in order, with what each needs.
+var settingsTabs = []struct {
+	ID, Title, Path string
+	Perm            silo.Permission
+}{
+	{"users", "Users", "/settings/users", silo.PermUsersRead},
+	{"runners", "Task Runners", "/settings/runners", silo.PermRunnersRead},
+	{"tokens", "Tokens", "/settings/tokens", silo.PermTokensOwn},
+	{"billing", "Billing", "/settings/billing", silo.PermWorkspaceRead},
+	{"audit", "Audit log", "/settings/audit", silo.PermAuditRead},
+}
+
+type navTab struct{ ID, Title, Path string }
+
+// view is what every template gets: the layout's data plus the page's own.
+type view struct {
+	Title     string // shown as "<Title> · Silo"
+	Bare      bool   // sign-in style page: no navigation
+	Section   string // left navigation: dashboard, library, sessions, settings
+	Tab       string // settings sub-navigation
+	User      *silo.User
+	Workspace string
+	CSRF      string
+	Flash     *flash
+	Tabs      []navTab
+	Form      *form
+	Data      any
+	Assets    map[string]string // static file name → versioned URL
+
+	actor *silo.Actor
+	now   time.Time
+}
+
+// Can reports whether the signed-in user may do p, for hiding controls.
+func (v *view) Can(p string) bool { return v.actor.Can(silo.Permission(p)) }
+
+// Rel describes t relative to now: "3 hours ago", "in 6 days".
+func (v *view) Rel(t time.Time) string {
+	d := t.Sub(v.now)
+	future := d > 0
+	if !future {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		s = plural(int(d/time.Minute), "minute")
+	case d < 48*time.Hour:
+		s = plural(int(d/time.Hour), "hour")
+	case d < 60*24*time.Hour:
+		s = plural(int(d/(24*time.Hour)), "day")
+	default:
+		return t.Format("2 Jan 2006")
+	}
+	if future {
+		return "in " + s
+	}
+	return s + " ago"
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+// form is a submitted form: its values, to show again, and its errors.
+type form struct {
+	Values url.Values
+	Errors map[string]string
+	Error  string // about the form as a whole
+}
+
+func newForm(v url.Values) *form {
+	if v == nil {
+		v = url.Values{}
+	}
+	return &form{Values: v, Errors: map[string]string{}}
+}
+
+// Get returns the submitted value of field k.
+func (f *form) Get(k string) string {
+	if f == nil {
+		return ""
+	}
+	return f.Values.Get(k)
+}
+
+// Has reports whether a checkbox or option k with value val was submitted.
+func (f *form) Has(k, val string) bool {
+	if f == nil {
+		return false
+	}
+	for _, x := range f.Values[k] {
+		if x == val {
+			return true
+		}
+	}
+	return false
+}
+
+// Err returns the error message about field k.
+func (f *form) Err(k string) string {
+	if f == nil {
+		return ""
+	}
+	return f.Errors[k]
+}
+
+// fail records err against its field when the form has that field (given in
+// fields), else against the form as a whole.
+func (f *form) fail(err error, fields ...string) {
+	var field string
+	var e *silo.Error
+	if errors.As(err, &e) {
+		field = e.Field
+	}
+	for _, k := range fields {
+		if k == field {
+			f.Errors[k] = silo.ErrorMessage(err)
+			return
+		}
+	}
+	f.Error = silo.ErrorMessage(err)
+}
+
+// flash is a one-time message shown on the next page.
+type flash struct{ Kind, Message string }
+
+const flashCookie = "silo_flash"
+
+// setFlash stores a message for the next page in a short-lived cookie. Only
+// plain messages go there, never secrets.
+func (s *Server) setFlash(w http.ResponseWriter, r *http.Request, kind, msg string) {
+	if len(msg) > 1500 {
+		msg = msg[:1500]
+	}
+	v := base64.RawURLEncoding.EncodeToString([]byte(kind + "\n" + msg))
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: v, Path: "/", MaxAge: 60, HttpOnly: true,
+		Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode})
+}
+
+// takeFlash returns the pending flash message, if any, and clears it.
+func (s *Server) takeFlash(w http.ResponseWriter, r *http.Request) *flash {
+	c, err := r.Cookie(flashCookie)
+	if err != nil {
+		return nil
+	}
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode})
+	b, err := base64.RawURLEncoding.DecodeString(c.Value)
+	if err != nil {
+		return nil
+	}
+	kind, msg, ok := strings.Cut(string(b), "\n")
+	if !ok || (kind != "success" && kind != "error" && kind != "info") || msg == "" {
+		return nil
+	}
+	return &flash{Kind: kind, Message: msg}
+}
+
+// redirectFlash answers a successful (or refused) action: flash, then
+// POST-redirect-GET to the page to show.
+func (s *Server) redirectFlash(w http.ResponseWriter, r *http.Request, to, kind, msg string) {
+	s.setFlash(w, r, kind, msg)
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// redirectResult redirects to the page with a success message, or with the
+// error's message when err is not nil.
+func (s *Server) redirectResult(w http.ResponseWriter, r *http.Request, to, success string, err error) {
+	if err != nil {
+		s.logInternal(r, err)
+		s.redirectFlash(w, r, to, "error", silo.ErrorMessage(err))
+		return
+	}
+	s.redirectFlash(w, r, to, "success", success)
+}
+
+func (s *Server) logInternal(r *http.Request, err error) {
+	if silo.ErrorCode(err) == silo.EINTERNAL {
+		s.Logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+}
+
+var funcs = template.FuncMap{
+	"roleTitle": func(r silo.Role) string { return r.Title() },
+	"roleClass": func(r silo.Role) string { return "role-" + strings.ReplaceAll(string(r), "_", "-") },
+	"roles":     func() []silo.Role { return silo.Roles },
+	"plans":     func() []string { return silo.Plans },
+	"permTitle": permTitle,
+	"path":      url.PathEscape,
+	"time": func(t time.Time) string {
+		return t.UTC().Format("2 Jan 2006, 15:04 UTC")
+	},
+	"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"title": func(s string) string {
+		if s == "" {
+			return s
+		}
+		return strings.ToUpper(s[:1]) + s[1:]
+	},
+	"roleList": roleTitles,
+	// dict builds a map from key, value pairs, to pass several values to a
+	// sub-template.
+	"dict": func(kv ...any) map[string]any {
+		m := make(map[string]any, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1]
+		}
+		return m
+	},
+}
+
+// permDescriptions explain permissions where users pick token scopes.
+var permDescriptions = map[silo.Permission]string{
+	silo.PermUsersRead:       "See users and invitations",
+	silo.PermUsersManage:     "Invite and remove users, change roles",
+	silo.PermWorkspaceRead:   "See workspace and billing information",
+	silo.PermWorkspaceManage: "Edit workspace and billing information",
+	silo.PermAuditRead:       "Read the audit log",
+	silo.PermTokensOwn:       "Create and revoke your own tokens",
+	silo.PermTokensManageAny: "Revoke anyone's tokens",
+	silo.PermRunnersRead:     "See task runners",
+	silo.PermRunnersManage:   "Register, edit and deregister task runners",
+	silo.PermDatasetsRead:    "See dataset metadata (never data)",
+	silo.PermDatasetsManage:  "Register datasets and edit privacy controls",
+	silo.PermSessionsRead:    "See sessions and their metrics",
+	silo.PermSessionsManage:  "Create and cancel sessions",
+	silo.PermModelsDownload:  "Download trained models",
+	silo.PermPredictionsRun:  "Run predictions",
+}
+
+func permTitle(p silo.Permission) string {
+	if d, ok := permDescriptions[p]; ok {
+		return d
+	}
+	return string(p)
+}
+
+// pages holds one template set per page: the shared layout plus the page.
+var pages = parsePages()
+
+func parsePages() map[string]*template.Template {
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		panic(err)
+	}
+	out := map[string]*template.Template{}
+	for _, n := range names {
+		name := strings.TrimSuffix(path.Base(n), ".html")
+		if name == "layout" {
+			continue
+		}
+		out[name] = template.Must(template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n))
+	}
+	return out
+}
+
+// assets maps each static file to a URL carrying its content hash, so the
+// files can be cached for a year and still change with a new release.
+var assets = func() map[string]string {
+	out := map[string]string{}
+	entries, err := fs.ReadDir(staticFS, "static")
+	if err != nil {
+		panic(err)
+	}
+	for _, e := range entries {
+		b, _ := fs.ReadFile(staticFS, "static/"+e.Name())
+		sum := sha256.Sum256(b)
+		out[e.Name()] = "/static/" + e.Name() + "?v=" + hex.EncodeToString(sum[:6])
+	}
+	return out
+}()
+
+func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	if _, ok := assets[name]; !ok {
+		http.Error(w, "no such file", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	http.ServeFileFS(w, r, staticFS, "static/"+name)
+}
+
+// newView returns a view for the request's signed-in user (if any).
+func (s *Server) newView(r *http.Request, title string) *view {
+	v := &view{Title: title, Form: newForm(nil), Assets: assets, now: s.now(), Workspace: "silo"}
+	v.actor = silo.ActorFromContext(r.Context())
+	if v.actor != nil && v.actor.User != nil {
+		v.User = v.actor.User
+		for _, t := range settingsTabs {
+			if v.actor.Can(t.Perm) {
+				v.Tabs = append(v.Tabs, navTab{t.ID, t.Title, t.Path})
+			}
+		}
+	}
+	if l := loginFromContext(r.Context()); l != nil {
+		v.CSRF = l.CSRF
+	}
+	return v
+}
+
+// render writes page name with v and status. Pages are never cached: some
+// show secrets once.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, v *view) {
+	t, ok := pages[name]
+	if !ok {
+		panic("server: no template " + name)
+	}
+	if ws, err := s.db.Workspace(r.Context()); err == nil {
+		v.Workspace = ws.Name
+	}
+	if v.Flash == nil {
+		v.Flash = s.takeFlash(w, r)
+	}
+	switch name {
+	case "login", "setup", "invite":
+		v.Bare = true
+	default:
+		v.Bare = v.User == nil
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
+		s.Logger.Error("render page", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+type errorData struct {
+	Status  int
+	Heading string
+	Message string
+}
+
+// renderError shows err as a page in the site's layout. An anonymous visitor
+// who must sign in is sent to the sign-in page instead.
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	code := silo.ErrorCode(err)
+	if code == silo.EUNAUTHORIZED && silo.ActorFromContext(r.Context()) == nil {
+		next := r.URL.RequestURI()
+		if r.Method != http.MethodGet {
+			next = "/"
+		}
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(next), http.StatusSeeOther)
+		return
+	}
+	s.logInternal(r, err)
+	status := ErrorStatus(err)
+	d := errorData{Status: status, Message: silo.ErrorMessage(err)}
+	switch code {
+	case silo.EFORBIDDEN:
+		d.Heading = "You can't do this"
+	case silo.ENOTFOUND:
+		d.Heading = "Not found"
+	case silo.EINTERNAL:
+		d.Heading = "Something went wrong"
+		d.Message = "The server hit an internal error. It has been logged; try again, and if it keeps happening tell your Workspace Administrator."
+	default:
+		d.Heading = "That didn't work"
+	}
+	v := s.newView(r, d.Heading)
+	v.Data = d
+	s.render(w, r, status, "error", v)
+}
+
+// renderNotFound shows the 404 page, in the signed-in layout when the
+// visitor is signed in.
 func (s *Server) renderNotFound(w http.ResponseWriter, r *http.Request) {
-	http.Error(w, "page not found", http.StatusNotFound)
+	if silo.ActorFromContext(r.Context()) == nil {
+		if a, l, err := s.authenticate(r); err == nil && a != nil {
+			ctx := silo.NewContextWithActor(r.Context(), a)
+			if l != nil {
+				ctx = context.WithValue(ctx, loginKey{}, l)
+			}
+			r = r.WithContext(ctx)
+		}
+	}
+	v := s.newView(r, "Page not found")
+	v.Data = errorData{Status: http.StatusNotFound, Heading: "Page not found",
+		Message: fmt.Sprintf("There is no page at %s. It may have moved, or the link may be mistyped.", r.URL.Path)}
+	s.render(w, r, http.StatusNotFound, "error", v)
 }

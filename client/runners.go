@@ -1,0 +1,118 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/silofl/silo"
+)
+
+func runnerPath(name string) string { return "/api/v1/runners/" + url.PathEscape(name) }
+
+// ListRunners lists the task runners (deregistered ones too when asked).
+func (c *Client) ListRunners(ctx context.Context, deregistered bool) ([]*silo.Runner, error) {
+	var q url.Values
+	if deregistered {
+		q = url.Values{"deregistered": {"true"}}
+	}
+	return list[silo.Runner](ctx, c, "/api/v1/runners", q)
+}
+
+// RegisterRunner registers a task runner. For a local runner the result
+// carries its token, shown this once.
+func (c *Client) RegisterRunner(ctx context.Context, spec silo.RunnerSpec) (*silo.Runner, error) {
+	return send[silo.Runner](ctx, c, http.MethodPost, "/api/v1/runners", spec)
+}
+
+// GetRunner shows one task runner.
+func (c *Client) GetRunner(ctx context.Context, name string) (*silo.Runner, error) {
+	return get[silo.Runner](ctx, c, runnerPath(name))
+}
+
+// EditRunner changes a runner: fields set in patch (a JSON object of
+// RunnerSpec fields) replace the stored ones.
+func (c *Client) EditRunner(ctx context.Context, name string, patch map[string]any) (*silo.Runner, error) {
+	return send[silo.Runner](ctx, c, http.MethodPatch, runnerPath(name), patch)
+}
+
+// DeregisterRunner retires a runner; its token stops working at once.
+func (c *Client) DeregisterRunner(ctx context.Context, name string) (*silo.Runner, error) {
+	return send[silo.Runner](ctx, c, http.MethodDelete, runnerPath(name), nil)
+}
+
+// RotateRunnerToken gives a runner a new token (in the result, shown once);
+// the old one stops working.
+func (c *Client) RotateRunnerToken(ctx context.Context, name string) (*silo.Runner, error) {
+	return send[silo.Runner](ctx, c, http.MethodPost, runnerPath(name)+"/token", nil)
+}
+
+// ProvisionRunner creates or verifies a cloud runner's storage again.
+func (c *Client) ProvisionRunner(ctx context.Context, name string) (*silo.Runner, error) {
+	return send[silo.Runner](ctx, c, http.MethodPost, runnerPath(name)+"/provision", nil)
+}
+
+// StartRunner asks the server to start a local runner as its child process.
+func (c *Client) StartRunner(ctx context.Context, name string) (*silo.Runner, error) {
+	return send[silo.Runner](ctx, c, http.MethodPost, runnerPath(name)+"/start", nil)
+}
+
+// StopRunner stops a local runner the server started.
+func (c *Client) StopRunner(ctx context.Context, name string) (*silo.Runner, error) {
+	return send[silo.Runner](ctx, c, http.MethodPost, runnerPath(name)+"/stop", nil)
+}
+
+// RunnerTasks lists a runner's recent tasks, newest first.
+func (c *Client) RunnerTasks(ctx context.Context, name string) ([]*silo.Task, error) {
+	return list[silo.Task](ctx, c, runnerPath(name)+"/tasks", nil)
+}
+
+// QueueDiagnostics queues a diagnostics task on a runner: it checks the
+// runner's storage and resources and reads no data.
+func (c *Client) QueueDiagnostics(ctx context.Context, name string, vcpu, memoryMB int) (*silo.Task, error) {
+	return send[silo.Task](ctx, c, http.MethodPost, runnerPath(name)+"/tasks", map[string]any{"type": silo.TaskDiagnostics, "vcpu": vcpu, "memory_mb": memoryMB})
+}
+
+// RunnerLogs returns task log lines of a runner (of one task when taskID is
+// set) with ids above after, oldest first.
+func (c *Client) RunnerLogs(ctx context.Context, name, taskID string, after int64) ([]*silo.LogLine, error) {
+	q := url.Values{"after": {strconv.FormatInt(after, 10)}}
+	if taskID != "" {
+		q.Set("task", taskID)
+	}
+	return list[silo.LogLine](ctx, c, runnerPath(name)+"/logs", q)
+}
+
+// DownloadRunnerBundle writes a cloud runner's deployment bundle (a zip) to w.
+func (c *Client) DownloadRunnerBundle(ctx context.Context, name string, w io.Writer) error {
+	return c.download(ctx, runnerPath(name)+"/bundle", w)
+}
+
+// download streams a non-JSON response body (a file) to w.
+func (c *Client) download(ctx context.Context, path string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	req.Header.Set("User-Agent", c.UserAgent)
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("could not reach the Silo server at %s: %w", c.baseURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return responseError(resp)
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}

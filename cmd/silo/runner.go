@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/silofl/silo/internal/runner"
+	"github.com/silofl/silo/internal/server"
+)
+
+const runnerUsage = `Usage: silo runner --server URL --token T [--storage-root DIR] [--vcpu N] [--memory SIZE] [--ca-file PEM]
+
+Runs a task-runner agent: it connects out to the server (no inbound port;
+HTTPS_PROXY and NO_PROXY are honoured), pulls tasks, runs them next to the
+data within --vcpu and --memory, and sends back only results and logs.
+SIGTERM or Ctrl-C stops it cleanly.
+
+Flags may also come from the environment: SILO_SERVER, SILO_RUNNER_TOKEN,
+SILO_STORAGE_ROOT, SILO_VCPU, SILO_MEMORY, SILO_CA_FILE.
+`
+
+func cmdRunner(ctx context.Context, args []string, s streams) int {
+	fs := flag.NewFlagSet("silo runner", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg := runner.Config{SetMemoryLimit: true}
+	fs.StringVar(&cfg.ServerURL, "server", os.Getenv("SILO_SERVER"), "server URL")
+	fs.StringVar(&cfg.Token, "token", os.Getenv("SILO_RUNNER_TOKEN"), "runner token")
+	fs.StringVar(&cfg.StorageRoot, "storage-root", os.Getenv("SILO_STORAGE_ROOT"), "directory of the runner's data")
+	vcpu := fs.String("vcpu", envOr("SILO_VCPU", "0"), "vCPUs to use (0: all)")
+	memory := fs.String("memory", envOr("SILO_MEMORY", "1GiB"), "memory to use, e.g. 4GiB or 512MiB")
+	fs.StringVar(&cfg.CAFile, "ca-file", os.Getenv("SILO_CA_FILE"), "PEM bundle of extra CAs to trust")
+	logFormat := fs.String("log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(s.Stdout, runnerUsage)
+			return 0
+		}
+		fmt.Fprintf(s.Stderr, "silo runner: %v\n\n%s", err, runnerUsage)
+		return 2
+	}
+	var err error
+	if cfg.VCPU, err = strconv.Atoi(*vcpu); err != nil || cfg.VCPU < 0 {
+		fmt.Fprintf(s.Stderr, "silo runner: --vcpu %q must be a whole number\n", *vcpu)
+		return 2
+	}
+	if cfg.MemoryMB, err = parseMemoryMB(*memory); err != nil {
+		fmt.Fprintf(s.Stderr, "silo runner: --memory: %v\n", err)
+		return 2
+	}
+	if *logFormat == "json" {
+		cfg.Logger = slog.New(slog.NewJSONHandler(s.Stderr, nil))
+	} else {
+		cfg.Logger = slog.New(slog.NewTextHandler(s.Stderr, nil))
+	}
+	agent, err := runner.New(cfg)
+	if err != nil {
+		fmt.Fprintf(s.Stderr, "silo runner: %v\n", err)
+		return 2
+	}
+	if err := agent.Run(ctx); err != nil {
+		fmt.Fprintf(s.Stderr, "silo runner: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// parseMemoryMB reads sizes such as 4GiB, 4G, 512MiB, 512M or a plain number
+// of megabytes.
+func parseMemoryMB(s string) (int, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mb     int
+	}{{"GIB", 1024}, {"GB", 1024}, {"G", 1024}, {"MIB", 1}, {"MB", 1}, {"M", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSuffix(t, u.suffix), u.mb
+			break
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(t))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size such as 4GiB or 512MiB", s)
+	}
+	return n * mult, nil
+}
+
+// launchChild starts a local runner as a child process running this same
+// binary. The child gets its token through the environment (not argv, which
+// other users of the machine can read) and dies with the server.
+func launchChild(ctx context.Context, l server.LocalLaunch) (func(), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(l.StorageRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("create storage root %s: %w", l.StorageRoot, err)
+	}
+	cmd := exec.Command(self, "runner", "--server", l.ServerURL, "--storage-root", l.StorageRoot,
+		"--vcpu", strconv.Itoa(l.VCPU), "--memory", strconv.Itoa(l.MemoryMB)+"MiB")
+	cmd.Env = append(os.Environ(), "SILO_RUNNER_TOKEN="+l.Token)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			stop()
+		case <-done:
+		}
+	}()
+	return stop, nil
+}

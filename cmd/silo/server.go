@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/seal"
+	"github.com/silofl/silo/internal/server"
+	"github.com/silofl/silo/internal/sqlstore"
+)
+
+const serverUsage = `Usage: silo server [--addr :8080] [--data ./silo-data] [--database sqlite|postgres://…]
+                   [--admin-email E --admin-password P] [--public-url URL]
+
+Runs the workspace server: the API under /api/v1, the web UI, /healthz and
+/metrics. With no flags it keeps its state in an SQLite database in ./silo-data.
+
+The first admin comes from --admin-email/--admin-password (or
+$SILO_ADMIN_EMAIL/$SILO_ADMIN_PASSWORD) on first start; without them, open
+the printed /setup page to create one.
+`
+
+// serverConfig is what 'silo server' is started with.
+type serverConfig struct {
+	Addr          string
+	DataDir       string
+	Database      string // "sqlite" (or empty) or a postgres:// URL
+	AdminEmail    string
+	AdminPassword string
+	PublicURL     string
+	SecretKey     string // base64; empty means the key file in DataDir
+	LogFormat     string // text or json
+	Logger        *slog.Logger
+}
+
+// runningServer is a started server; tests and the quickstart use it directly.
+type runningServer struct {
+	URL    string
+	DB     *sqlstore.DB
+	Server *server.Server
+	http   *http.Server
+	done   chan error
+	// stopBackground ends the server's background work and the runners it
+	// started.
+	stopBackground context.CancelFunc
+}
+
+// startServer opens the store, creates the first admin if asked, and starts
+// serving on cfg.Addr (":0" picks a free port).
+func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dsn := cfg.Database
+	if dsn == "" || dsn == "sqlite" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+		}
+		dsn = filepath.Join(cfg.DataDir, "silo.db")
+	} else if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return nil, silo.Errorf(silo.EINVALID, "--database %q: use sqlite or a postgres://user:password@host:port/dbname URL", dsn)
+	}
+	db := sqlstore.New(dsn)
+	db.Logger = log
+	if err := db.Open(ctx); err != nil {
+		return nil, err
+	}
+	key, err := serverKey(cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	srv := server.New(db)
+	srv.Logger = log
+	srv.PublicURL = cfg.PublicURL
+	srv.SecretKey = key
+	srv.Launch = launchChild
+	if cfg.AdminEmail != "" || cfg.AdminPassword != "" {
+		u, created, err := srv.BootstrapAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("create the first admin: %s", silo.ErrorMessage(err))
+		}
+		if created {
+			log.Info("created the first admin", "email", u.Email)
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	rs := &runningServer{DB: db, Server: srv, done: make(chan error, 1),
+		http: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}}
+	local := "http://" + displayAddr(ln.Addr().(*net.TCPAddr))
+	rs.URL = cfg.PublicURL
+	if rs.URL == "" {
+		rs.URL = local
+	}
+	srv.InternalURL = local
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	rs.stopBackground = stop
+	go srv.Run(runCtx)
+	go func() { rs.done <- rs.http.Serve(ln) }()
+	return rs, nil
+}
+
+// serverKey returns the key that seals secrets at rest: --secret-key (or
+// $SILO_SECRET_KEY), needed when several replicas share a database, else a
+// key file created in the data directory.
+func serverKey(cfg serverConfig) (*seal.Key, error) {
+	if cfg.SecretKey != "" {
+		k, err := seal.ParseKey(cfg.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("--secret-key: %w", err)
+		}
+		return k, nil
+	}
+	return seal.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "server.key"))
+}
+
+// displayAddr turns a listening address into one a browser can open.
+func displayAddr(a *net.TCPAddr) string {
+	if a.IP.IsUnspecified() {
+		return fmt.Sprintf("localhost:%d", a.Port)
+	}
+	return a.String()
+}
+
+// Shutdown stops accepting requests, lets those in flight finish (up to
+// 10 seconds) and closes the store.
+func (rs *runningServer) Shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rs.stopBackground()
+	err := rs.http.Shutdown(ctx)
+	return errors.Join(err, rs.DB.Close())
+}
+
+func cmdServer(ctx context.Context, args []string, s streams) int {
+	fs := flag.NewFlagSet("silo server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg := serverConfig{}
+	fs.StringVar(&cfg.Addr, "addr", envOr("SILO_ADDR", ":8080"), "address to listen on")
+	fs.StringVar(&cfg.DataDir, "data", envOr("SILO_DATA", "./silo-data"), "data directory (SQLite database, server key)")
+	fs.StringVar(&cfg.Database, "database", envOr("SILO_DATABASE", "sqlite"), "sqlite or a postgres:// URL")
+	fs.StringVar(&cfg.AdminEmail, "admin-email", os.Getenv("SILO_ADMIN_EMAIL"), "first admin's email")
+	fs.StringVar(&cfg.AdminPassword, "admin-password", os.Getenv("SILO_ADMIN_PASSWORD"), "first admin's password")
+	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SILO_PUBLIC_URL"), "URL users reach the server at (for links)")
+	fs.StringVar(&cfg.SecretKey, "secret-key", os.Getenv("SILO_SECRET_KEY"), "base64 key sealing secrets at rest (default: a key file in --data)")
+	fs.StringVar(&cfg.LogFormat, "log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(s.Stdout, serverUsage)
+			return 0
+		}
+		fmt.Fprintf(s.Stderr, "silo server: %v\n\n%s", err, serverUsage)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(s.Stderr, "silo server: unexpected argument %q\n\n%s", fs.Arg(0), serverUsage)
+		return 2
+	}
+	switch cfg.LogFormat {
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(s.Stderr, nil))
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(s.Stderr, nil))
+	default:
+		fmt.Fprintf(s.Stderr, "silo server: --log-format %q: use text or json\n", cfg.LogFormat)
+		return 2
+	}
+	rs, err := startServer(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(s.Stderr, "silo server: %v\n", err)
+		return 1
+	}
+	cfg.Logger.Info("Silo server listening", "url", rs.URL, "database", rs.DB.Dialect(), "version", silo.Version)
+	if n, err := rs.DB.CountUsers(ctx); err == nil && n == 0 {
+		fmt.Fprintf(s.Stdout, "No admin yet: open %s/setup to create the first one.\n", rs.URL)
+	}
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down")
+		if err := rs.Shutdown(); err != nil {
+			fmt.Fprintf(s.Stderr, "silo server: shutdown: %v\n", err)
+			return 1
+		}
+		return 0
+	case err := <-rs.done:
+		fmt.Fprintf(s.Stderr, "silo server: %v\n", err)
+		rs.DB.Close()
+		return 1
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

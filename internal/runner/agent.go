@@ -1,0 +1,360 @@
+// Package runner is the task-runner agent, `silo runner`: it sits next to an
+// organisation's data, dials out to the workspace server (never the other
+// way), long-polls for tasks, runs them within its vCPU and memory, and sends
+// back only results, metrics and logs.
+package runner
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/client"
+)
+
+// Config is what an agent is started with.
+type Config struct {
+	ServerURL string
+	Token     string
+	// StorageRoot is the directory of the runner's data (local runners).
+	StorageRoot string
+	// VCPU and MemoryMB are the runner's allowance: the agent sizes its
+	// worker pool and Go memory limit from them and refuses tasks that do
+	// not fit. Zero means what the machine has.
+	VCPU     int
+	MemoryMB int
+	// CAFile is a PEM bundle of extra roots to trust (a private CA or a
+	// TLS-inspecting proxy). Proxies come from HTTPS_PROXY/NO_PROXY.
+	CAFile string
+	// PollWait is how long one long-poll waits for a task.
+	PollWait time.Duration
+	// SetMemoryLimit applies MemoryMB as the process's Go memory limit.
+	// Off when several agents share one process (tests).
+	SetMemoryLimit bool
+	Logger         *slog.Logger
+}
+
+// Agent is a running task-runner agent.
+type Agent struct {
+	cfg    Config
+	api    *client.Client
+	log    *slog.Logger
+	tasks  map[string]Executor
+	hbTick time.Duration
+
+	taskWG sync.WaitGroup
+	freed  chan struct{} // signalled when a task releases its resources
+
+	mu        sync.Mutex
+	running   map[string]context.CancelFunc // task id → cancel
+	usedVCPU  int
+	usedMemMB int
+	name      string
+}
+
+// Executor runs one type of task. It gets the task, a logger whose lines
+// stream to the server, and the agent's config; it returns the output to
+// report. Executors must honour ctx.
+type Executor func(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.RawMessage, error)
+
+// New checks cfg and returns an agent ready to Run.
+func New(cfg Config) (*Agent, error) {
+	if cfg.ServerURL == "" {
+		return nil, errors.New("--server is required: the URL of the Silo server")
+	}
+	if cfg.Token == "" {
+		return nil, errors.New("--token is required: the runner's token from 'silo runners register' or 'silo runners token NAME'")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.VCPU <= 0 {
+		cfg.VCPU = runtime.NumCPU()
+	}
+	if cfg.MemoryMB <= 0 {
+		cfg.MemoryMB = 1024
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = 25 * time.Second
+	}
+	hc, err := httpClient(cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	api := client.New(cfg.ServerURL, cfg.Token)
+	api.HTTPClient = hc
+	api.UserAgent = "silo-runner/" + silo.Version
+	a := &Agent{cfg: cfg, api: api, log: cfg.Logger, running: map[string]context.CancelFunc{}, hbTick: silo.DefaultHeartbeatInterval, freed: make(chan struct{}, 1),
+		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics}}
+	return a, nil
+}
+
+// httpClient honours HTTPS_PROXY/NO_PROXY and trusts the system roots plus
+// caFile.
+func httpClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyFromEnvironment
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA bundle: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA bundle %s holds no PEM certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr}, nil
+}
+
+// ErrTokenRefused means the server no longer accepts the runner's token
+// (deregistered, or the token was replaced): retrying cannot help.
+var ErrTokenRefused = errors.New("the server refused the runner token: the runner was deregistered or its token was replaced")
+
+// Run connects and works until ctx ends (a clean shutdown, which waits for
+// running tasks up to their own cancellation) or the server refuses the
+// runner for good. Network failures are retried with backoff and jitter.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.SetMemoryLimit {
+		// Leave a tenth for what the Go runtime does not count.
+		debug.SetMemoryLimit(int64(a.cfg.MemoryMB) * 9 / 10 << 20)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// The first heartbeat must succeed before polling: it proves the token
+	// and the protocol version.
+	if err := a.retry(ctx, "connect", a.heartbeat); err != nil {
+		return a.stopReason(ctx, err)
+	}
+	a.log.Info("runner connected", "runner", a.name, "server", a.cfg.ServerURL, "vcpu", a.cfg.VCPU, "memory_mb", a.cfg.MemoryMB)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(a.heartbeatInterval()):
+			}
+			if err := a.retry(ctx, "heartbeat", a.heartbeat); err != nil {
+				cancel(err)
+				return
+			}
+		}
+	}()
+	err := a.retry(ctx, "poll", a.pollOnce)
+	cancel(err)
+	wg.Wait()
+	a.waitTasks()
+	return a.stopReason(ctx, err)
+}
+
+// stopReason turns how Run ended into its error: nil for a requested stop.
+func (a *Agent) stopReason(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	if errors.Is(err, context.Canceled) || err == nil {
+		a.log.Info("runner stopped")
+		return nil
+	}
+	return err
+}
+
+// fatal reports whether err must stop the agent rather than be retried.
+func fatal(err error) bool {
+	code := silo.ErrorCode(err)
+	return errors.Is(err, ErrTokenRefused) || code == silo.EUNAUTHORIZED || code == silo.ECONFLICT || errors.Is(err, context.Canceled)
+}
+
+// retry calls fn until ctx ends or fn fails for good, backing off
+// exponentially with full jitter after failures (0.5 s doubling to 30 s).
+// fn returning nil means "call again at once".
+func (a *Agent) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	const base, maxDelay = 500 * time.Millisecond, 30 * time.Second
+	failures := 0
+	for {
+		err := fn(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == nil {
+			if what == "connect" || what == "heartbeat" {
+				return nil
+			}
+			failures = 0
+			continue
+		}
+		if silo.ErrorCode(err) == silo.EUNAUTHORIZED {
+			return fmt.Errorf("%w (%s)", ErrTokenRefused, silo.ErrorMessage(err))
+		}
+		if fatal(err) {
+			return err
+		}
+		failures++
+		delay := min(maxDelay, base<<min(failures-1, 10))
+		delay = time.Duration(rand.Int64N(int64(delay)) + 1)
+		a.log.Warn("server unreachable, retrying", "during", what, "attempt", failures, "in", delay.Round(time.Millisecond), "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (a *Agent) heartbeatInterval() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.hbTick
+}
+
+func (a *Agent) heartbeat(ctx context.Context) error {
+	host, _ := os.Hostname()
+	a.mu.Lock()
+	var running []string
+	for id := range a.running {
+		running = append(running, id)
+	}
+	a.mu.Unlock()
+	slices.Sort(running)
+	reply, err := a.api.Heartbeat(ctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: silo.Version, Hostname: host,
+		VCPU: a.cfg.VCPU, MemoryMB: a.cfg.MemoryMB, RunningTasks: running})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.name = reply.Runner
+	if d, err := time.ParseDuration(reply.HeartbeatInterval); err == nil && d > 0 {
+		a.hbTick = d
+	}
+	for _, id := range reply.CancelTasks {
+		if cancel, ok := a.running[id]; ok {
+			cancel()
+		}
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+// pollOnce waits for one task and starts it. While every worker is busy it
+// does not ask for more.
+func (a *Agent) pollOnce(ctx context.Context) error {
+	for a.busy() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.freed:
+		}
+	}
+	t, err := a.api.PollTask(ctx, a.cfg.PollWait)
+	if err != nil || t == nil {
+		return err
+	}
+	a.start(ctx, t)
+	return nil
+}
+
+// busy reports whether all vCPUs are taken.
+func (a *Agent) busy() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.usedVCPU >= a.cfg.VCPU
+}
+
+// fits reserves t's resources, or says why it cannot run here.
+func (a *Agent) fits(t *silo.Task) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case t.VCPU > a.cfg.VCPU:
+		return fmt.Sprintf("task needs %d vCPU but this runner has %d: register a larger runner or ask for less", t.VCPU, a.cfg.VCPU)
+	case t.MemoryMB > a.cfg.MemoryMB:
+		return fmt.Sprintf("task needs %d MB of memory but this runner has %d MB: register a larger runner or ask for less", t.MemoryMB, a.cfg.MemoryMB)
+	case a.usedMemMB+t.MemoryMB > a.cfg.MemoryMB:
+		return fmt.Sprintf("task needs %d MB of memory but only %d MB of this runner's %d MB are free", t.MemoryMB, a.cfg.MemoryMB-a.usedMemMB, a.cfg.MemoryMB)
+	}
+	a.usedVCPU += max(t.VCPU, 1)
+	a.usedMemMB += t.MemoryMB
+	return ""
+}
+
+func (a *Agent) release(t *silo.Task) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.usedVCPU -= max(t.VCPU, 1)
+	a.usedMemMB -= t.MemoryMB
+	delete(a.running, t.ID)
+	select {
+	case a.freed <- struct{}{}:
+	default:
+	}
+}
+
+// start runs t in its own goroutine, or refuses it at once.
+func (a *Agent) start(ctx context.Context, t *silo.Task) {
+	exec, ok := a.tasks[t.Type]
+	reason := ""
+	if !ok {
+		reason = fmt.Sprintf("this runner (version %s) does not know task type %q: upgrade it", silo.Version, t.Type)
+	} else {
+		reason = a.fits(t)
+	}
+	if reason != "" {
+		a.log.Warn("task refused", "task", t.ID, "type", t.Type, "reason", reason)
+		a.report(ctx, t, silo.TaskResult{Status: silo.TaskRefused, Error: reason})
+		return
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	a.mu.Lock()
+	a.running[t.ID] = cancel
+	a.mu.Unlock()
+	a.taskWG.Add(1)
+	go func() {
+		defer a.taskWG.Done()
+		defer cancel()
+		defer a.release(t)
+		log := newTaskLog(a.api, t.ID, a.log)
+		log.Info("task started", "type", t.Type, "vcpu", t.VCPU, "memory_mb", t.MemoryMB)
+		out, err := exec(tctx, t, log, &a.cfg)
+		res := silo.TaskResult{Status: silo.TaskSucceeded, Output: out}
+		if err != nil {
+			res = silo.TaskResult{Status: silo.TaskFailed, Error: err.Error()}
+			log.Error("task failed", "err", err)
+		} else {
+			log.Info("task succeeded")
+		}
+		// Report even while shutting down: the result is worth a last try.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer rcancel()
+		log.Flush(rctx)
+		a.report(rctx, t, res)
+	}()
+}
+
+func (a *Agent) report(ctx context.Context, t *silo.Task, res silo.TaskResult) {
+	if _, err := a.api.ReportTask(ctx, t.ID, res); err != nil {
+		a.log.Warn("report task result", "task", t.ID, "err", err)
+	}
+}
+
+// waitTasks waits for running tasks to notice cancellation and report.
+func (a *Agent) waitTasks() { a.taskWG.Wait() }

@@ -1,0 +1,77 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/client"
+)
+
+// TaskLog collects a task's log lines and streams them to the server in
+// batches (every second, or at 100 lines), and mirrors them to the agent's
+// own log. Messages must never contain rows of data: executors log counts,
+// names and shapes only.
+type TaskLog struct {
+	api    *client.Client
+	taskID string
+	local  *slog.Logger
+
+	mu      sync.Mutex
+	pending []silo.LogLine
+	timer   *time.Timer
+}
+
+func newTaskLog(api *client.Client, taskID string, local *slog.Logger) *TaskLog {
+	return &TaskLog{api: api, taskID: taskID, local: local.With("task", taskID)}
+}
+
+func (l *TaskLog) Info(msg string, args ...any)  { l.add(slog.LevelInfo, msg, args) }
+func (l *TaskLog) Warn(msg string, args ...any)  { l.add(slog.LevelWarn, msg, args) }
+func (l *TaskLog) Error(msg string, args ...any) { l.add(slog.LevelError, msg, args) }
+
+func (l *TaskLog) add(level slog.Level, msg string, args []any) {
+	l.local.Log(context.Background(), level, msg, args...)
+	var b strings.Builder
+	b.WriteString(msg)
+	for i := 0; i+1 < len(args); i += 2 {
+		fmt.Fprintf(&b, " %v=%v", args[i], args[i+1])
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending = append(l.pending, silo.LogLine{TaskID: l.taskID, Time: time.Now().UTC(), Level: level.String(), Message: b.String()})
+	if len(l.pending) >= 100 {
+		go l.Flush(context.Background())
+	} else if l.timer == nil {
+		l.timer = time.AfterFunc(time.Second, func() { l.Flush(context.Background()) })
+	}
+}
+
+// Flush sends the pending lines. A failed send keeps them for the next try,
+// up to the server's per-request limit.
+func (l *TaskLog) Flush(ctx context.Context) {
+	l.mu.Lock()
+	lines := l.pending
+	l.pending = nil
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	l.mu.Unlock()
+	if len(lines) == 0 {
+		return
+	}
+	if err := l.api.SendTaskLogs(ctx, l.taskID, lines); err != nil {
+		l.local.Warn("send task logs", "err", err)
+		l.mu.Lock()
+		l.pending = append(lines, l.pending...)
+		if len(l.pending) > silo.MaxLogLinesPerPost {
+			l.pending = l.pending[len(l.pending)-silo.MaxLogLinesPerPost:]
+		}
+		l.mu.Unlock()
+	}
+}

@@ -1,0 +1,359 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/sqlstore"
+)
+
+// runnerRoutes declares the task-runner API users call.
+func (s *Server) runnerRoutes() []route {
+	manage := perm(silo.PermRunnersManage)
+	read := perm(silo.PermRunnersRead)
+	return []route{
+		{method: "GET", path: "/api/v1/runners", access: read, summary: "List task runners", out: []silo.Runner{}, handler: s.handleListRunners},
+		{method: "POST", path: "/api/v1/runners", access: manage, summary: "Register a task runner; a local runner's token is in this response only", in: silo.RunnerSpec{}, out: silo.Runner{}, handler: s.handleRegisterRunner},
+		{method: "GET", path: "/api/v1/runners/{name}", access: read, summary: "Show a task runner", out: silo.Runner{}, handler: s.handleGetRunner},
+		{method: "PATCH", path: "/api/v1/runners/{name}", access: manage, summary: "Edit a task runner (fields given replace the stored ones)", in: silo.RunnerSpec{}, out: silo.Runner{}, handler: s.handleEditRunner},
+		{method: "DELETE", path: "/api/v1/runners/{name}", access: manage, summary: "Deregister a task runner; its token stops working at once", out: silo.Runner{}, handler: s.handleDeregisterRunner},
+		{method: "POST", path: "/api/v1/runners/{name}/token", access: manage, summary: "Replace the runner's token; the new one is in this response only", out: silo.Runner{}, handler: s.handleRotateRunnerToken},
+		{method: "POST", path: "/api/v1/runners/{name}/provision", access: manage, summary: "Provision (again): create or verify the runner's storage", out: silo.Runner{}, handler: s.handleProvisionRunner},
+		{method: "GET", path: "/api/v1/runners/{name}/bundle", access: manage, summary: "Download the deployment bundle (zip)", handler: s.handleRunnerBundle},
+		{method: "POST", path: "/api/v1/runners/{name}/start", access: manage, summary: "Start a local runner as a child process of the server", out: silo.Runner{}, handler: s.handleStartRunner},
+		{method: "POST", path: "/api/v1/runners/{name}/stop", access: manage, summary: "Stop a local runner the server started", out: silo.Runner{}, handler: s.handleStopRunner},
+		{method: "GET", path: "/api/v1/runners/{name}/tasks", access: read, summary: "The runner's recent tasks", out: []silo.Task{}, handler: s.handleListRunnerTasks},
+		{method: "POST", path: "/api/v1/runners/{name}/tasks", access: manage, summary: "Queue a diagnostics task (checks storage and resources; reads no data)", in: taskRequest{}, out: silo.Task{}, handler: s.handleCreateRunnerTask},
+		{method: "GET", path: "/api/v1/runners/{name}/logs", access: read, summary: "Task logs (?task=ID&after=LINE_ID)", out: []silo.LogLine{}, handler: s.handleRunnerLogs},
+	}
+}
+
+// view returns the API view of a stored runner: secrets redacted.
+func runnerView(r *sqlstore.StoredRunner) *silo.Runner {
+	v := r.Runner
+	v.Redact()
+	return &v
+}
+
+func (s *Server) handleListRunners(w http.ResponseWriter, r *http.Request) {
+	runners, err := s.db.ListRunners(r.Context(), r.URL.Query().Get("deregistered") == "true")
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	out := make([]*silo.Runner, len(runners))
+	for i, rn := range runners {
+		out[i] = runnerView(rn)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGetRunner(w http.ResponseWriter, r *http.Request) {
+	rn, err := s.db.FindRunner(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, runnerView(rn))
+}
+
+func (s *Server) handleRegisterRunner(w http.ResponseWriter, r *http.Request) {
+	var spec silo.RunnerSpec
+	if err := decodeJSON(w, r, &spec); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	rn, err := s.registerRunner(r.Context(), spec)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, rn)
+}
+
+// registerRunner validates spec, stores the runner with its secrets sealed
+// and a new token, and starts provisioning for cloud runners. The API, UI
+// and quickstart share it. The token is returned for local runners only
+// (SPEC §5); a cloud runner's deployment gets one from the token route, so
+// it is shown to the person who applies the bundle, when they need it.
+func (s *Server) registerRunner(ctx context.Context, spec silo.RunnerSpec) (*silo.Runner, error) {
+	ws, err := s.db.Workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(ws.Name); err != nil {
+		s.auditResult(ctx, "runner.register", spec.Name, err)
+		return nil, err
+	}
+	token := newRunnerToken()
+	stored := &sqlstore.StoredRunner{Runner: silo.Runner{RunnerSpec: spec, Status: silo.RunnerRegistering, CreatedBy: silo.ActorFromContext(ctx).Name()},
+		TokenHash: hashSecret(token)}
+	if stored.SealedSecrets, err = s.sealSecrets(&spec); err != nil {
+		return nil, err
+	}
+	if spec.Provider != silo.ProviderLocal {
+		stored.Status, stored.StatusReason = silo.RunnerProvisioning, "creating or verifying storage"
+	} else {
+		stored.StatusReason = "waiting for the agent to connect: run 'silo runner --server URL --token TOKEN' or start it from the server"
+	}
+	err = s.db.CreateRunner(ctx, stored)
+	s.auditResult(ctx, "runner.register", spec.Name+" ("+string(spec.Provider)+")", err)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Provider != silo.ProviderLocal {
+		if stored, err = s.provision(ctx, spec.Name); err != nil {
+			return nil, err
+		}
+	}
+	view := runnerView(stored)
+	if spec.Provider == silo.ProviderLocal {
+		view.Token = token
+	}
+	return view, nil
+}
+
+// newRunnerToken returns a runner credential. Its prefix differs from user
+// tokens', so neither is accepted where the other belongs.
+func newRunnerToken() string { return silo.RunnerTokenPrefix + randomSecret(30) }
+
+// sealSecrets seals the spec's secrets as one JSON object, bound to the
+// runner's name.
+func (s *Server) sealSecrets(spec *silo.RunnerSpec) ([]byte, error) {
+	vals := map[string]string{}
+	for name, p := range spec.Secrets() {
+		if *p != "" {
+			vals[name] = *p
+		}
+	}
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(vals)
+	if err != nil {
+		return nil, err
+	}
+	return s.SecretKey.Seal(b, "runner:"+spec.Name), nil
+}
+
+// openSecrets fills the spec of a stored runner with its sealed secrets.
+func (s *Server) openSecrets(r *sqlstore.StoredRunner) error {
+	if len(r.SealedSecrets) == 0 {
+		return nil
+	}
+	b, err := s.SecretKey.Open(r.SealedSecrets, "runner:"+r.Name)
+	if err != nil {
+		return fmt.Errorf("runner %s secrets: %w", r.Name, err)
+	}
+	var vals map[string]string
+	if err := json.Unmarshal(b, &vals); err != nil {
+		return err
+	}
+	for name, p := range r.Secrets() {
+		*p = vals[name]
+	}
+	return nil
+}
+
+func (s *Server) handleEditRunner(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	// Decode the body over a copy of the stored spec: fields given replace
+	// stored ones, the rest are kept (secrets left out are kept too).
+	old, err := s.db.FindRunner(ctx, name)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	next := old.RunnerSpec
+	if err := decodeJSON(w, r, &next); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	rn, err := s.editRunner(ctx, name, next)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rn)
+}
+
+// editRunner validates next against the stored runner and saves it.
+func (s *Server) editRunner(ctx context.Context, name string, next silo.RunnerSpec) (*silo.Runner, error) {
+	ws, err := s.db.Workspace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
+		if err := s.openSecrets(r); err != nil {
+			return err
+		}
+		if err := next.ValidateUpdate(&r.RunnerSpec, ws.Name); err != nil {
+			return err
+		}
+		sealed, err := s.sealSecrets(&next)
+		if err != nil {
+			return err
+		}
+		r.RunnerSpec, r.SealedSecrets = next, sealed
+		return nil
+	})
+	s.auditResult(ctx, "runner.edit", name, err)
+	if err != nil {
+		return nil, err
+	}
+	return runnerView(updated), nil
+}
+
+func (s *Server) handleDeregisterRunner(w http.ResponseWriter, r *http.Request) {
+	rn, err := s.deregisterRunner(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rn)
+}
+
+// deregisterRunner retires a runner: its token stops working at once, its
+// queued and running tasks are cancelled, and a child process is stopped.
+func (s *Server) deregisterRunner(ctx context.Context, name string) (*silo.Runner, error) {
+	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
+		r.Status, r.StatusReason, r.TokenHash = silo.RunnerDeregistered, "deregistered by "+silo.ActorFromContext(ctx).Name(), ""
+		return nil
+	})
+	s.auditResult(ctx, "runner.deregister", name, err)
+	if err != nil {
+		return nil, err
+	}
+	s.local.stop(name)
+	return runnerView(updated), nil
+}
+
+func (s *Server) handleRotateRunnerToken(w http.ResponseWriter, r *http.Request) {
+	rn, err := s.rotateRunnerToken(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rn)
+}
+
+// rotateRunnerToken replaces a runner's token; the old one stops working.
+func (s *Server) rotateRunnerToken(ctx context.Context, name string) (*silo.Runner, error) {
+	token := newRunnerToken()
+	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
+		r.TokenHash = hashSecret(token)
+		return nil
+	})
+	s.auditResult(ctx, "runner.rotate_token", name, err)
+	if err != nil {
+		return nil, err
+	}
+	v := runnerView(updated)
+	v.Token = token
+	return v, nil
+}
+
+type taskRequest struct {
+	Type     string `json:"type"`
+	VCPU     int    `json:"vcpu,omitempty"`
+	MemoryMB int    `json:"memory_mb,omitempty"`
+}
+
+func (s *Server) handleCreateRunnerTask(w http.ResponseWriter, r *http.Request) {
+	var req taskRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	if req.Type != silo.TaskDiagnostics {
+		writeError(w, r, s.Logger, silo.FieldErrorf("type", "task type %q cannot be queued by hand: use %q", req.Type, silo.TaskDiagnostics))
+		return
+	}
+	if req.VCPU < 0 || req.MemoryMB < 0 {
+		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "vcpu and memory_mb must not be negative"))
+		return
+	}
+	t, err := s.queueTask(r.Context(), r.PathValue("name"), &silo.Task{Type: req.Type, VCPU: max(req.VCPU, 1), MemoryMB: max(req.MemoryMB, 16)})
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, t)
+}
+
+// queueTask queues t for the named runner and wakes its long-poll.
+func (s *Server) queueTask(ctx context.Context, runner string, t *silo.Task) (*silo.Task, error) {
+	rn, err := s.db.FindRunner(ctx, runner)
+	if err != nil {
+		return nil, err
+	}
+	t.ID = "task_" + randomSecret(10)
+	t.Runner = rn.Name
+	err = s.db.CreateTask(ctx, rn.ID, t)
+	s.auditResult(ctx, "task.queue", rn.Name+": "+t.Type+" "+t.ID, err)
+	if err != nil {
+		return nil, err
+	}
+	s.wake.notify(rn.ID)
+	return t, nil
+}
+
+func (s *Server) handleListRunnerTasks(w http.ResponseWriter, r *http.Request) {
+	rn, err := s.db.FindRunner(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	tasks, err := s.db.ListTasks(r.Context(), rn.ID, 100)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(tasks))
+}
+
+func (s *Server) handleRunnerLogs(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rn, err := s.db.FindRunner(ctx, r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	q := r.URL.Query()
+	after, _ := strconv.ParseInt(q.Get("after"), 10, 64)
+	var ids []string
+	if id := q.Get("task"); id != "" {
+		t, err := s.db.FindTask(ctx, id)
+		if err != nil || t.Runner != rn.Name {
+			writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "runner %s has no task %s", rn.Name, id))
+			return
+		}
+		ids = []string{id}
+	} else {
+		tasks, err := s.db.ListTasks(ctx, rn.ID, 20)
+		if err != nil {
+			writeError(w, r, s.Logger, err)
+			return
+		}
+		for _, t := range tasks {
+			ids = append(ids, t.ID)
+		}
+	}
+	lines, err := s.db.ListTaskLogs(ctx, ids, after, 1000)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(lines))
+}
+
+// localRoot returns the directory of a file:// storage path.
+func localRoot(storagePath string) string {
+	return strings.TrimPrefix(storagePath, "file://")
+}

@@ -1,0 +1,266 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/client"
+	"github.com/silofl/silo/internal/runner"
+	"github.com/silofl/silo/internal/server"
+)
+
+// agents runs runner agents in-process, the way the server's launcher runs
+// child processes, and remembers how each one ended.
+type agents struct {
+	t    *testing.T
+	url  string
+	mu   sync.Mutex
+	ends map[string]chan error
+}
+
+func newAgents(t *testing.T, e *env) *agents {
+	a := &agents{t: t, url: e.ts.URL, ends: map[string]chan error{}}
+	e.srv.Launch = a.launch
+	e.srv.InternalURL = e.ts.URL
+	return a
+}
+
+func (a *agents) launch(ctx context.Context, l server.LocalLaunch) (func(), error) {
+	if err := os.MkdirAll(l.StorageRoot, 0o700); err != nil {
+		return nil, err
+	}
+	return a.start(ctx, l.Name, l.Token, l.StorageRoot, l.VCPU, l.MemoryMB), nil
+}
+
+// start runs an agent until the returned stop is called.
+func (a *agents) start(ctx context.Context, name, token, root string, vcpu, memMB int) func() {
+	ag, err := runner.New(runner.Config{ServerURL: a.url, Token: token, StorageRoot: root, VCPU: vcpu, MemoryMB: memMB,
+		PollWait: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	end := make(chan error, 1)
+	a.mu.Lock()
+	a.ends[name] = end
+	a.mu.Unlock()
+	go func() { end <- ag.Run(ctx) }()
+	a.t.Cleanup(cancel)
+	return func() { cancel(); <-end; end <- nil }
+}
+
+// ended waits for the named agent to stop by itself and returns why.
+func (a *agents) ended(name string) error {
+	a.mu.Lock()
+	end := a.ends[name]
+	a.mu.Unlock()
+	select {
+	case err := <-end:
+		return err
+	case <-time.After(20 * time.Second):
+		a.t.Fatalf("agent %s did not stop", name)
+		return nil
+	}
+}
+
+// eventually polls cond (bounded) until it holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func runnerStatus(t *testing.T, c *client.Client, name string) silo.RunnerStatus {
+	r, err := c.GetRunner(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Status
+}
+
+// TestRunnerLifecycle starts a server and three local runners in-process and
+// walks the lifecycle: registering → online, tasks within resources, logs,
+// a runner killed (offline) and restarted (online), a deregistered runner's
+// token refused at once.
+func TestRunnerLifecycle(t *testing.T) {
+	e := newEnv(t)
+	e.srv.HeartbeatInterval = 100 * time.Millisecond
+	ag := newAgents(t, e)
+	ctx := context.Background()
+	admin := client.New(e.ts.URL, e.admin)
+	mb := client.New(e.ts.URL, e.addUser("mb@example.org", "model_builder"))
+
+	names := []string{"hospital-a", "hospital-b", "hospital-c"}
+	tokens := map[string]string{}
+	for _, n := range names {
+		r, err := mb.RegisterRunner(ctx, silo.RunnerSpec{Name: n, Provider: silo.ProviderLocal, StoragePath: "file://" + filepath.Join(t.TempDir(), n), VCPU: 2, MemoryGB: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != silo.RunnerRegistering || !strings.HasPrefix(r.Token, silo.RunnerTokenPrefix) {
+			t.Fatalf("registered runner = %+v", r)
+		}
+		tokens[n] = r.Token
+	}
+	if _, err := mb.RegisterRunner(ctx, silo.RunnerSpec{Name: "hospital-a", Provider: silo.ProviderLocal, StoragePath: "file:///tmp/x"}); silo.ErrorCode(err) != silo.EINVALID || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	// A runner's token is shown once: listings never carry it.
+	list, _ := admin.ListRunners(ctx, false)
+	if raw, _ := json.Marshal(list); len(list) != 3 || strings.Contains(string(raw), silo.RunnerTokenPrefix) {
+		t.Fatalf("listing = %s", raw)
+	}
+
+	// hospital-a is run by hand with its token; b and c by the server.
+	stopA := ag.start(ctx, "hospital-a", tokens["hospital-a"], "", 2, 1024)
+	for _, n := range names[1:] {
+		if _, err := mb.StartRunner(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range names {
+		eventually(t, n+" online", func() bool { return runnerStatus(t, mb, n) == silo.RunnerOnline })
+	}
+	// Starting the server's child replaced b's registration token.
+	if _, err := client.New(e.ts.URL, tokens["hospital-b"]).Heartbeat(ctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion}); silo.ErrorCode(err) != silo.EUNAUTHORIZED {
+		t.Fatalf("old token after start: %v", err)
+	}
+
+	// A diagnostics task runs and streams its log; one too big is refused.
+	task, err := mb.QueueDiagnostics(ctx, "hospital-b", 1, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done *silo.Task
+	eventually(t, "diagnostics done", func() bool {
+		ts, _ := mb.RunnerTasks(ctx, "hospital-b")
+		done = ts[0]
+		return done.ID == task.ID && done.Status != silo.TaskQueued && done.Status != silo.TaskRunning
+	})
+	var diag runner.Diagnostics
+	if err := json.Unmarshal(done.Output, &diag); done.Status != silo.TaskSucceeded || err != nil || !diag.StorageWritable || diag.VCPU != 2 || diag.MemoryMB != 1024 {
+		t.Fatalf("diagnostics = %s %s %+v", done.Status, done.Error, diag)
+	}
+	logs, err := mb.RunnerLogs(ctx, "hospital-b", task.ID, 0)
+	if err != nil || len(logs) < 3 || !strings.Contains(logs[1].Message, "storage root checked") {
+		t.Fatalf("task logs = %v, %v", logs, err)
+	}
+	big, _ := mb.QueueDiagnostics(ctx, "hospital-c", 8, 64)
+	eventually(t, "big task refused", func() bool {
+		ts, _ := mb.RunnerTasks(ctx, "hospital-c")
+		done = ts[0]
+		return done.ID == big.ID && done.Status == silo.TaskRefused
+	})
+	if !strings.Contains(done.Error, "needs 8 vCPU but this runner has 2") {
+		t.Fatalf("refusal reason = %q", done.Error)
+	}
+
+	// hospital-a is killed: after three missed heartbeats it is offline.
+	stopA()
+	e.clock.Add(time.Second)
+	if err := e.srv.CheckRunners(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := runnerStatus(t, mb, "hospital-a"); st != silo.RunnerOffline {
+		t.Fatalf("killed runner is %s, want offline", st)
+	}
+	r, _ := mb.GetRunner(ctx, "hospital-a")
+	if !strings.Contains(r.StatusReason, "no heartbeat since") {
+		t.Fatalf("offline reason = %q", r.StatusReason)
+	}
+	// Restarted with the same token, it is online again.
+	ag.start(ctx, "hospital-a", tokens["hospital-a"], "", 2, 1024)
+	eventually(t, "hospital-a back online", func() bool { return runnerStatus(t, mb, "hospital-a") == silo.RunnerOnline })
+
+	// Deregistered: its token is refused at once and the agent stops.
+	if _, err := mb.DeregisterRunner(ctx, "hospital-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.ended("hospital-a"); !errors.Is(err, runner.ErrTokenRefused) {
+		t.Fatalf("deregistered agent ended with %v, want ErrTokenRefused", err)
+	}
+	if _, err := client.New(e.ts.URL, tokens["hospital-a"]).PollTask(ctx, 0); silo.ErrorCode(err) != silo.EUNAUTHORIZED {
+		t.Fatalf("deregistered token: %v", err)
+	}
+	if _, err := mb.GetRunner(ctx, "hospital-a"); silo.ErrorCode(err) != silo.ENOTFOUND {
+		t.Fatalf("deregistered runner still shown: %v", err)
+	}
+	// Its name is free again.
+	if _, err := mb.RegisterRunner(ctx, silo.RunnerSpec{Name: "hospital-a", Provider: silo.ProviderLocal, StoragePath: "file:///srv/a"}); err != nil {
+		t.Fatal(err)
+	}
+
+	var actions []string
+	entries, _ := admin.ListAudit(ctx, client.AuditQuery{Limit: 200})
+	for _, a := range entries {
+		if strings.HasPrefix(a.Action, "runner.") {
+			actions = append(actions, a.Action)
+		}
+	}
+	for _, want := range []string{"runner.register", "runner.start", "runner.status", "runner.deregister"} {
+		if !strings.Contains(strings.Join(actions, " "), want) {
+			t.Errorf("audit has no %s: %v", want, actions)
+		}
+	}
+}
+
+func TestRunnerProtocolRefusals(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	admin := client.New(e.ts.URL, e.admin)
+	r, err := admin.RegisterRunner(ctx, silo.RunnerSpec{Name: "edge-1", Provider: silo.ProviderLocal, StoragePath: "file:///srv/edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := client.New(e.ts.URL, r.Token)
+	// A user token is no runner token, and the other way round.
+	if _, err := client.New(e.ts.URL, e.admin).Heartbeat(ctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion}); silo.ErrorCode(err) != silo.EUNAUTHORIZED || !strings.Contains(err.Error(), "runner token") {
+		t.Fatalf("user token on runner route: %v", err)
+	}
+	if _, err := rc.ListRunners(ctx, false); silo.ErrorCode(err) != silo.EUNAUTHORIZED {
+		t.Fatalf("runner token on user route: %v", err)
+	}
+	// A result for a task that is not running is refused.
+	if _, err := rc.ReportTask(ctx, "task_nope", silo.TaskResult{Status: silo.TaskSucceeded}); silo.ErrorCode(err) != silo.ENOTFOUND {
+		t.Fatalf("result for unknown task: %v", err)
+	}
+	// An agent of another protocol version is refused, and the runner says why.
+	_, err = rc.Heartbeat(ctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion + 1, AgentVersion: "9.9.9"})
+	if silo.ErrorCode(err) != silo.ECONFLICT || !strings.Contains(err.Error(), "upgrade the server") {
+		t.Fatalf("newer protocol: %v", err)
+	}
+	got, _ := admin.GetRunner(ctx, "edge-1")
+	if got.Status != silo.RunnerFailed || !strings.Contains(got.StatusReason, "protocol version mismatch") {
+		t.Fatalf("runner after protocol mismatch = %s %q", got.Status, got.StatusReason)
+	}
+	// Log lines are bounded.
+	task, _ := admin.QueueDiagnostics(ctx, "edge-1", 1, 16)
+	if _, err := rc.PollTask(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	lines := []silo.LogLine{{Level: "INFO", Message: strings.Repeat("x", 10000)}}
+	if err := rc.SendTaskLogs(ctx, task.ID, lines); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := admin.RunnerLogs(ctx, "edge-1", task.ID, 0)
+	if len(logs) != 1 || len(logs[0].Message) > silo.MaxLogLineBytes+20 {
+		t.Fatalf("long log line stored as %d bytes", len(logs[0].Message))
+	}
+	if err := rc.SendTaskLogs(ctx, task.ID, make([]silo.LogLine, silo.MaxLogLinesPerPost+1)); silo.ErrorCode(err) != silo.EINVALID {
+		t.Fatalf("too many log lines: %v", err)
+	}
+}

@@ -1,0 +1,304 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/target"
+	"github.com/chromedp/chromedp"
+
+	"github.com/silofl/silo/internal/testsvc"
+)
+
+// stepTimeout bounds each step of a browser story. Generous, since CI
+// machines are slow; steps wait on what the page shows, never on the clock.
+const stepTimeout = 30 * time.Second
+
+// newChromium starts a headless Debian Chromium with a fresh profile and
+// returns a context for its first tab. It is stopped when the test ends.
+func newChromium(t *testing.T) context.Context {
+	t.Helper()
+	exe := testsvc.Chromium(t)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(exe),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("password-store", "basic"),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 800),
+	)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+	// Start the browser with a context that has no deadline: the first Run's
+	// context owns the browser's lifetime.
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start %s: %v", exe, err)
+	}
+	return ctx
+}
+
+// newBrowserContext opens a tab in a new browser context (like a separate
+// incognito profile: its own cookies) of parent's browser. It is closed when
+// the test ends.
+//
+// chromedp.WithNewBrowserContext creates its tab without a window, which the
+// headless Chromium of Debian 12 refuses ("no browser is open"), so the
+// context and its tab are created here, the tab in a new window.
+func newBrowserContext(t *testing.T, parent context.Context) context.Context {
+	t.Helper()
+	var id target.ID
+	err := chromedp.Run(parent, chromedp.ActionFunc(func(ctx context.Context) error {
+		browser := cdp.WithExecutor(ctx, chromedp.FromContext(ctx).Browser)
+		bc, err := target.CreateBrowserContext().WithDisposeOnDetach(true).Do(browser)
+		if err != nil {
+			return fmt.Errorf("create browser context: %w", err)
+		}
+		id, err = target.CreateTarget("about:blank").WithBrowserContextID(bc).WithNewWindow(true).Do(browser)
+		if err != nil {
+			return fmt.Errorf("open a tab in the new browser context: %w", err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(parent, 10*time.Second)
+			defer cancel()
+			chromedp.Run(ctx, chromedp.ActionFunc(func(ctx context.Context) error {
+				return target.DisposeBrowserContext(bc).Do(cdp.WithExecutor(ctx, chromedp.FromContext(ctx).Browser))
+			}))
+		})
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := chromedp.NewContext(parent, chromedp.WithTargetID(id))
+	t.Cleanup(cancel)
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("attach to the new tab: %v", err)
+	}
+	return ctx
+}
+
+// artifactDir is where failing steps leave screenshots: $SILO_TEST_ARTIFACTS,
+// or testartifacts/ at the repository root.
+func artifactDir(t *testing.T) string {
+	if d := os.Getenv("SILO_TEST_ARTIFACTS"); d != "" {
+		return d
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "testartifacts"
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, "testartifacts")
+		}
+		if filepath.Dir(d) == d {
+			return filepath.Join(dir, "testartifacts")
+		}
+	}
+}
+
+// browserStory runs a test's steps in one or more browser tabs. A failing
+// step ends the test with the page's address, its text and a screenshot.
+type browserStory struct {
+	t *testing.T
+}
+
+func (s browserStory) step(ctx context.Context, name string, actions ...chromedp.Action) {
+	s.t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Run(sctx, actions...); err != nil {
+		shot, loc, text := s.evidence(ctx, name)
+		s.t.Fatalf("step %q failed: %v\npage: %s\nscreenshot: %s\npage text:\n%s", name, err, loc, shot, text)
+	}
+}
+
+// evidence saves a full-page screenshot of the tab and returns its path, the
+// page's address and its visible text.
+func (s browserStory) evidence(ctx context.Context, step string) (shot, loc, text string) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	chromedp.Run(ctx, chromedp.Location(&loc), chromedp.Evaluate(`document.body ? document.body.innerText : ""`, &text))
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		return "(no screenshot: " + err.Error() + ")", loc, text
+	}
+	dir := artifactDir(s.t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "(no screenshot: " + err.Error() + ")", loc, text
+	}
+	name := regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(s.t.Name()+"-"+step, "_") + ".png"
+	shot = filepath.Join(dir, name)
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		return "(no screenshot: " + err.Error() + ")", loc, text
+	}
+	return shot, loc, text
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// waitText waits until the first element matching the CSS selector shows
+// want in its text (white space collapsed). It keeps looking across page
+// loads, so it also waits for a submitted form's answer.
+func waitText(sel, want string) chromedp.Action {
+	js := fmt.Sprintf(`(() => { const el = document.querySelector(%s); return el ? el.innerText : null; })()`, jsString(sel))
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		last := "(no element)"
+		for {
+			var got *string
+			if err := chromedp.Evaluate(js, &got).Do(ctx); err == nil && got != nil {
+				last = strings.Join(strings.Fields(*got), " ")
+				if strings.Contains(last, want) {
+					return nil
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s never showed %q; it showed %q: %w", sel, want, last, ctx.Err())
+			case <-tick.C:
+			}
+		}
+	})
+}
+
+// acceptDialogs answers every confirm() in the tab with OK and records the
+// questions asked.
+func acceptDialogs(ctx context.Context) func() []string {
+	var mu sync.Mutex
+	var asked []string
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if ev, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			mu.Lock()
+			asked = append(asked, ev.Message)
+			mu.Unlock()
+			go chromedp.Run(ctx, page.HandleJavaScriptDialog(true))
+		}
+	})
+	return func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), asked...) }
+}
+
+// TestBrowserInviteAndRoles walks the main administration story in a real
+// browser: an admin invites a Model Builder, who joins in a separate browser
+// session; the admin changes their roles and is stopped from demoting or
+// removing the workspace's only admin.
+func TestBrowserInviteAndRoles(t *testing.T) {
+	e := newUIEnv(t, false)
+	admin := newChromium(t)
+	s := browserStory{t}
+	base := e.ts.URL
+	const mbEmail, mbPassword = "mb@example.org", "model builder password"
+	mbRow := `tr[data-email="mb@example.org"]`
+	adminRow := `tr[data-email="` + uiAdminEmail + `"]`
+	questions := acceptDialogs(admin)
+
+	s.step(admin, "admin signs in",
+		chromedp.Navigate(base+"/"),
+		waitText("h1", "Sign in"),
+		chromedp.SendKeys("#email", uiAdminEmail, chromedp.ByQuery),
+		chromedp.SendKeys("#password", uiAdminPassword, chromedp.ByQuery),
+		chromedp.Click(`form[action="/login"] button[type="submit"]`, chromedp.ByQuery),
+		waitText("#welcome", "Welcome, "+uiAdminEmail),
+		waitText("#current-user", uiAdminEmail),
+		waitText("#current-roles", "Workspace Administrator"),
+	)
+
+	s.step(admin, "admin opens Settings, Users",
+		chromedp.Click(`nav.sidebar a[href="/settings"]`, chromedp.ByQuery),
+		waitText(".tabs .tab.active", "Users"),
+		waitText(".section-head h2", "Users"),
+		waitText(adminRow, uiAdminEmail),
+	)
+
+	var link string
+	s.step(admin, "admin invites a Model Builder",
+		chromedp.SendKeys("#invite-email", mbEmail, chromedp.ByQuery),
+		chromedp.Click(`#invite-form input[name="roles"][value="model_builder"]`, chromedp.ByQuery),
+		chromedp.Click(`#invite-form button[type="submit"]`, chromedp.ByQuery),
+		waitText("#new-invite", "Invitation created for "+mbEmail),
+		waitText("#new-invite", "Send this link to "+mbEmail+" yourself"),
+		chromedp.Value("#invite-link", &link, chromedp.ByQuery),
+		waitText(`tr[data-invite="mb@example.org"]`, "Pending"),
+	)
+	if !strings.HasPrefix(link, base+"/invite/") {
+		t.Fatalf("invitation link on the page is %q, want %s/invite/…", link, base)
+	}
+
+	// The invited person uses a separate browser context: no shared cookies.
+	mb := newBrowserContext(t, admin)
+	s.step(mb, "invitee opens the link",
+		chromedp.Navigate(link),
+		waitText("h1", "Join silo"),
+		waitText("#invite-email", mbEmail),
+		waitText("#invite-roles", "Model Builder"),
+	)
+	s.step(mb, "invitee sets name and password",
+		chromedp.SendKeys("#name", "Mo Builder", chromedp.ByQuery),
+		chromedp.SendKeys("#password", mbPassword, chromedp.ByQuery),
+		chromedp.SendKeys("#confirm", mbPassword, chromedp.ByQuery),
+		chromedp.Click(`button[type="submit"]`, chromedp.ByQuery),
+		waitText("#flash", "You joined the workspace as Model Builder"),
+		waitText("#welcome", "Welcome, Mo Builder"),
+		waitText("#current-user", mbEmail),
+		waitText("#current-roles", "Model Builder"),
+	)
+
+	s.step(admin, "admin sees the new user",
+		chromedp.Navigate(base+"/settings/users"),
+		waitText("#current-user", uiAdminEmail),
+		waitText(mbRow, "Mo Builder"),
+		waitText(mbRow+" .user-roles", "Model Builder"),
+		waitText(`tr[data-invite="mb@example.org"]`, "Accepted"),
+	)
+
+	s.step(admin, "admin makes them Model Builder and Data Custodian",
+		chromedp.Click(mbRow+" .edit-roles summary", chromedp.ByQuery),
+		chromedp.Click(mbRow+` input[name="roles"][value="data_custodian"]`, chromedp.ByQuery),
+		chromedp.Click(mbRow+` .roles-form button[type="submit"]`, chromedp.ByQuery),
+		waitText("#flash", "mb@example.org now has the roles: Model Builder, Data Custodian."),
+		waitText(mbRow+" .user-roles", "Model Builder"),
+		waitText(mbRow+" .user-roles", "Data Custodian"),
+	)
+
+	s.step(admin, "admin cannot drop their own admin role",
+		chromedp.Click(adminRow+" .edit-roles summary", chromedp.ByQuery),
+		chromedp.Click(adminRow+` input[name="roles"][value="admin"]`, chromedp.ByQuery),
+		chromedp.Click(adminRow+` input[name="roles"][value="model_builder"]`, chromedp.ByQuery),
+		chromedp.Click(adminRow+` .roles-form button[type="submit"]`, chromedp.ByQuery),
+		waitText(".flash-error", "at least one active admin"),
+		waitText(adminRow+" .user-roles", "Workspace Administrator"),
+	)
+
+	s.step(admin, "admin cannot remove themself",
+		chromedp.Click(adminRow+` form[action$="/remove"] button`, chromedp.ByQuery),
+		waitText(".flash-error", "at least one active admin"),
+		waitText(adminRow, uiAdminEmail),
+		waitText("#current-user", uiAdminEmail),
+	)
+	if q := questions(); len(q) != 1 || !strings.Contains(q[0], "Remove your own account?") {
+		t.Errorf("confirmations asked: %q, want one asking to remove your own account", q)
+	}
+}

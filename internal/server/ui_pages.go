@@ -1,0 +1,131 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/silofl/silo"
+)
+
+// step is one item of the dashboard's getting-started checklist.
+type step struct {
+	Title, Text string
+	Href, Action string // where to do it, when it can be done today
+	Done         bool
+	Soon         bool // the feature is not built yet
+}
+
+type dashboardData struct {
+	Name           string
+	Users, Admins  int
+	PendingInvites int
+	Tokens         int
+	Steps          []step
+	Done           int
+}
+
+func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a := silo.ActorFromContext(ctx)
+	d := dashboardData{Name: a.User.Name}
+	if d.Name == "" {
+		d.Name = a.User.Email
+	}
+	users, err := s.db.ListUsers(ctx)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	d.Users = len(users)
+	for _, u := range users {
+		if u.IsActiveAdmin() {
+			d.Admins++
+		}
+	}
+	var invited bool
+	if a.Can(silo.PermUsersRead) {
+		invites, err := s.listInvites(ctx)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		invited = len(invites) > 0
+		for _, i := range invites {
+			if i.Status == silo.InvitePending {
+				d.PendingInvites++
+			}
+		}
+	}
+	tokens, err := s.db.ListTokens(ctx, a.User.ID)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	for _, t := range tokens {
+		if t.Active(s.now()) {
+			d.Tokens++
+		}
+	}
+
+	if a.Can(silo.PermUsersManage) {
+		d.Steps = append(d.Steps, step{Title: "Invite your team",
+			Text: "Invite a Data Custodian from each organisation that holds data, and the Model Builders who will train with it.",
+			Href: "/settings/users", Action: "Invite people", Done: d.Users > 1 || invited})
+	}
+	if a.Can(silo.PermRunnersManage) {
+		d.Steps = append(d.Steps, step{Title: "Register a task runner", Soon: true,
+			Text: "Each organisation runs a task runner next to its own storage. It only dials out to this server, and only model updates leave it."})
+	}
+	if a.Can(silo.PermDatasetsManage) {
+		d.Steps = append(d.Steps, step{Title: "Register a dataset", Soon: true,
+			Text: "Describe a dataset a task runner can read, and set its privacy controls. The data itself never leaves your organisation."})
+	}
+	if a.Can(silo.PermSessionsManage) {
+		d.Steps = append(d.Steps, step{Title: "Create a training session", Soon: true,
+			Text: "Train a model or run an analysis across the registered datasets, with rounds aggregated on this server."})
+	}
+	d.Steps = append(d.Steps, step{Title: "Create an access token",
+		Text: "Use the silo command line, the Go SDK or your own scripts with a token instead of your password.",
+		Href: "/settings/tokens", Action: "Create a token", Done: d.Tokens > 0})
+	for _, st := range d.Steps {
+		if st.Done {
+			d.Done++
+		}
+	}
+	v := s.newView(r, "Dashboard")
+	v.Section = "dashboard"
+	v.Data = d
+	s.render(w, r, http.StatusOK, "dashboard", v)
+}
+
+func (s *Server) handleLibrary(w http.ResponseWriter, r *http.Request) {
+	v := s.newView(r, "Library")
+	v.Section = "library"
+	s.render(w, r, http.StatusOK, "library", v)
+}
+
+func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) {
+	v := s.newView(r, "Sessions")
+	v.Section = "sessions"
+	s.render(w, r, http.StatusOK, "sessions", v)
+}
+
+// handleSettings sends the user to the first settings page they may see.
+func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
+	v := s.newView(r, "Settings")
+	if len(v.Tabs) == 0 {
+		s.renderError(w, r, silo.Errorf(silo.EFORBIDDEN, "your roles give you no settings to see or change"))
+		return
+	}
+	http.Redirect(w, r, v.Tabs[0].Path, http.StatusSeeOther)
+}
+
+func (s *Server) handleRunnersPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "runners", s.settingsView(r, "Task Runners", "runners"))
+}
+
+// settingsView returns a view for a settings page.
+func (s *Server) settingsView(r *http.Request, title, tab string) *view {
+	v := s.newView(r, title)
+	v.Section, v.Tab = "settings", tab
+	return v
+}

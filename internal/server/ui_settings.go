@@ -1,0 +1,324 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/silofl/silo"
+)
+
+// ---- Users and invitations ----
+
+type usersData struct {
+	Users   []*silo.User
+	Invites []*silo.Invite
+	// NewInvite is the invitation just created: its link is shown once.
+	NewInvite *silo.Invite
+	MeID      int64
+	Expiries  []option
+}
+
+// inviteExpiries are the choices of the invitation form, default first.
+var inviteExpiries = []option{{"168h", "7 days"}, {"24h", "1 day"}, {"72h", "3 days"}, {"336h", "14 days"}, {"720h", "30 days"}}
+
+type option struct{ Value, Label string }
+
+func (s *Server) renderUsers(w http.ResponseWriter, r *http.Request, status int, f *form, newInvite *silo.Invite) {
+	ctx := r.Context()
+	users, err := s.db.ListUsers(ctx)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	invites, err := s.listInvites(ctx)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	v := s.settingsView(r, "Users", "users")
+	if f == nil {
+		f = newForm(url.Values{"expires_in": {inviteExpiries[0].Value}})
+	}
+	v.Form = f
+	v.Data = usersData{Users: users, Invites: invites, NewInvite: newInvite, MeID: v.User.ID, Expiries: inviteExpiries}
+	s.render(w, r, status, "users", v)
+}
+
+func (s *Server) handleUsersPage(w http.ResponseWriter, r *http.Request) {
+	s.renderUsers(w, r, http.StatusOK, nil, nil)
+}
+
+func (s *Server) handleInviteCreate(w http.ResponseWriter, r *http.Request) {
+	r.ParseForm()
+	req := inviteRequest{Email: r.PostForm.Get("email"), Roles: r.PostForm["roles"], ExpiresIn: r.PostForm.Get("expires_in")}
+	inv, err := s.createInvite(r.Context(), r, req)
+	if err != nil {
+		s.logInternal(r, err)
+		f := newForm(url.Values{"email": {req.Email}, "roles": req.Roles, "expires_in": {req.ExpiresIn}})
+		f.fail(err, "email", "roles", "expires_in")
+		s.renderUsers(w, r, ErrorStatus(err), f, nil)
+		return
+	}
+	// The link exists only now: show it in this response, not after a redirect.
+	s.renderUsers(w, r, http.StatusOK, nil, inv)
+}
+
+func (s *Server) handleInviteRevoke(w http.ResponseWriter, r *http.Request) {
+	inv, err := s.revokeInvite(r.Context(), r.PathValue("id"))
+	msg := ""
+	if err == nil {
+		msg = "The invitation for " + inv.Email + " is revoked: its link no longer works."
+	}
+	s.redirectResult(w, r, "/settings/users", msg, err)
+}
+
+func (s *Server) handleUserRoles(w http.ResponseWriter, r *http.Request) {
+	r.ParseForm()
+	roles := r.PostForm["roles"]
+	if roles == nil {
+		roles = []string{} // none ticked: let validation say a role is needed
+	}
+	u, err := s.updateUser(r.Context(), r, userPatch{Roles: roles})
+	msg := ""
+	if err == nil {
+		msg = u.Email + " now has the roles: " + roleTitles(u.Roles) + "."
+	}
+	s.redirectResult(w, r, "/settings/users", msg, err)
+}
+
+func (s *Server) handleUserDisable(w http.ResponseWriter, r *http.Request) {
+	yes := true
+	u, err := s.updateUser(r.Context(), r, userPatch{Disabled: &yes})
+	msg := ""
+	if err == nil {
+		msg = u.Email + " is disabled: they are signed out and their access tokens stop working until you enable them again."
+	}
+	s.redirectResult(w, r, "/settings/users", msg, err)
+}
+
+func (s *Server) handleUserEnable(w http.ResponseWriter, r *http.Request) {
+	no := false
+	u, err := s.updateUser(r.Context(), r, userPatch{Disabled: &no})
+	msg := ""
+	if err == nil {
+		msg = u.Email + " is enabled again and can sign in."
+	}
+	s.redirectResult(w, r, "/settings/users", msg, err)
+}
+
+func (s *Server) handleUserRemove(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	u, err := s.userByPath(ctx, r)
+	if err == nil {
+		_, err = s.db.DeleteUser(ctx, u.ID)
+		s.auditResult(ctx, "user.remove", u.Email, err)
+	}
+	if err == nil && u.ID == silo.ActorFromContext(ctx).User.ID {
+		// Their sign-in went with the account.
+		s.redirectFlash(w, r, "/login", "info", "Your account "+u.Email+" was removed.")
+		return
+	}
+	msg := ""
+	if err == nil {
+		msg = u.Email + " was removed, with their access tokens."
+	}
+	s.redirectResult(w, r, "/settings/users", msg, err)
+}
+
+func roleTitles(roles []silo.Role) string {
+	t := make([]string, len(roles))
+	for i, r := range roles {
+		t[i] = r.Title()
+	}
+	return strings.Join(t, ", ")
+}
+
+// ---- Access tokens ----
+
+type tokenRow struct {
+	*silo.Token
+	Status string // active, expired, revoked
+}
+
+type tokensData struct {
+	Mine   []tokenRow
+	Others []tokenRow // everyone else's, for admins
+	Scopes []silo.Permission
+	// New is the token just created: its secret is shown once.
+	New      *silo.Token
+	Expiries []option
+}
+
+var tokenExpiries = []option{{"", "Never (scoped tokens: 30 days)"}, {"24h", "1 day"}, {"168h", "7 days"}, {"720h", "30 days"}, {"2160h", "90 days"}, {"8760h", "1 year"}}
+
+func (s *Server) renderTokens(w http.ResponseWriter, r *http.Request, status int, f *form, created *silo.Token) {
+	ctx := r.Context()
+	a := silo.ActorFromContext(ctx)
+	userID := a.User.ID
+	if a.Can(silo.PermTokensManageAny) {
+		userID = 0
+	}
+	tokens, err := s.db.ListTokens(ctx, userID)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	d := tokensData{New: created, Expiries: tokenExpiries}
+	now := s.now()
+	for _, t := range tokens {
+		row := tokenRow{Token: t, Status: "active"}
+		if t.RevokedAt != nil {
+			row.Status = "revoked"
+		} else if !t.Active(now) {
+			row.Status = "expired"
+		}
+		if t.UserID == a.User.ID {
+			d.Mine = append(d.Mine, row)
+		} else {
+			d.Others = append(d.Others, row)
+		}
+	}
+	for _, p := range silo.AllPermissions() {
+		if a.Can(p) {
+			d.Scopes = append(d.Scopes, p)
+		}
+	}
+	v := s.settingsView(r, "Access tokens", "tokens")
+	if f != nil {
+		v.Form = f
+	}
+	v.Data = d
+	s.render(w, r, status, "tokens", v)
+}
+
+func (s *Server) handleTokensPage(w http.ResponseWriter, r *http.Request) {
+	s.renderTokens(w, r, http.StatusOK, nil, nil)
+}
+
+func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.ParseForm()
+	req := silo.TokenRequest{Name: r.PostForm.Get("name"), ExpiresIn: r.PostForm.Get("expires_in")}
+	for _, sc := range r.PostForm["scopes"] {
+		req.Scopes = append(req.Scopes, silo.Permission(sc))
+	}
+	t, err := s.createToken(ctx, silo.ActorFromContext(ctx).User, req)
+	if err != nil {
+		s.logInternal(r, err)
+		f := newForm(url.Values{"name": {r.PostForm.Get("name")}, "scopes": r.PostForm["scopes"], "expires_in": {req.ExpiresIn}})
+		f.fail(err, "name", "scopes", "expires_in")
+		s.renderTokens(w, r, ErrorStatus(err), f, nil)
+		return
+	}
+	// The secret exists only now: show it in this response.
+	s.renderTokens(w, r, http.StatusOK, nil, t)
+}
+
+func (s *Server) handleTokenRevoke(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	err := s.revokeToken(r.Context(), id)
+	s.redirectResult(w, r, "/settings/tokens", "Token "+id+" is revoked: it stops working at once.", err)
+}
+
+// ---- Workspace and billing ----
+
+func (s *Server) handleBillingPage(w http.ResponseWriter, r *http.Request) {
+	ws, err := s.db.Workspace(r.Context())
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	v := s.settingsView(r, "Billing", "billing")
+	v.Form = newForm(workspaceValues(ws))
+	v.Data = ws
+	s.render(w, r, http.StatusOK, "billing", v)
+}
+
+func workspaceValues(ws *silo.Workspace) url.Values {
+	return url.Values{"name": {ws.Name}, "billing_contact": {ws.BillingContact}, "billing_email": {ws.BillingEmail},
+		"billing_address": {ws.BillingAddress}, "plan": {ws.Plan}}
+}
+
+var workspaceFields = []string{"name", "billing_contact", "billing_email", "billing_address", "plan"}
+
+func (s *Server) handleBillingSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.ParseForm()
+	vals := url.Values{}
+	for _, k := range workspaceFields {
+		vals.Set(k, r.PostForm.Get(k))
+	}
+	str := func(k string) *string { v := vals.Get(k); return &v }
+	_, err := s.updateWorkspace(ctx, workspacePatch{Name: str("name"), BillingContact: str("billing_contact"),
+		BillingEmail: str("billing_email"), BillingAddress: str("billing_address"), Plan: str("plan")})
+	if err != nil {
+		s.logInternal(r, err)
+		ws, werr := s.db.Workspace(ctx)
+		if werr != nil {
+			s.renderError(w, r, werr)
+			return
+		}
+		v := s.settingsView(r, "Billing", "billing")
+		v.Form = newForm(vals)
+		v.Form.fail(err, workspaceFields...)
+		v.Data = ws
+		s.render(w, r, ErrorStatus(err), "billing", v)
+		return
+	}
+	s.redirectFlash(w, r, "/settings/billing", "success", "Workspace and billing information saved.")
+}
+
+// ---- Audit log ----
+
+const auditPageSize = 50
+
+type auditData struct {
+	Entries []*silo.AuditEntry
+	Since   string
+	Options []option
+	Older   string // link to the next (older) page, "" when there is none
+	Paged   bool   // this is not the newest page
+}
+
+var auditSince = []option{{"", "All time"}, {"1h", "Last hour"}, {"24h", "Last 24 hours"}, {"168h", "Last 7 days"}, {"720h", "Last 30 days"}}
+
+func (s *Server) handleAuditPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	q.Del("limit")
+	v := s.settingsView(r, "Audit log", "audit")
+	since := q.Get("since")
+	d := auditData{Since: since, Options: auditSince, Paged: q.Get("before") != ""}
+	known := false
+	for _, o := range auditSince {
+		known = known || o.Value == since
+	}
+	if !known {
+		d.Options = append(append([]option{}, auditSince...), option{since, "Since " + since})
+	}
+	v.Form = newForm(url.Values{"since": {since}})
+	v.Data = &d
+	f, err := s.auditFilter(q)
+	if err != nil {
+		v.Form.fail(err, "since", "before")
+		s.render(w, r, ErrorStatus(err), "audit", v)
+		return
+	}
+	f.Limit = auditPageSize + 1
+	entries, err := s.db.ListAudit(r.Context(), f)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	if len(entries) > auditPageSize {
+		entries = entries[:auditPageSize]
+		next := url.Values{"before": {strconv.FormatInt(entries[len(entries)-1].ID, 10)}}
+		if since != "" {
+			next.Set("since", since)
+		}
+		d.Older = "/settings/audit?" + next.Encode()
+	}
+	d.Entries = entries
+	s.render(w, r, http.StatusOK, "audit", v)
+}
