@@ -17,7 +17,7 @@ type Workspace struct {
 	BillingEmail   string    `json:"billing_email"`
 	BillingAddress string    `json:"billing_address"`
 	Plan           string    `json:"plan"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	UpdatedAt      time.Time `json:"updated_at,omitzero"`
 }
 
 // workspaceName is also used in default storage names, so it follows the

@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
 )
 
@@ -23,9 +25,11 @@ embedded SQLite database, with an admin whose credentials are printed (and
 kept in the data directory, so a second run prints the same ones). It stays
 up until Ctrl-C.
 
-Federated training (task runners, datasets and sessions) is not built yet.
-Once it is, quickstart will also start three local runners, register sample
-datasets and train a model across them.
+It also registers and starts three local task runners (hospital-a, -b, -c),
+each with its own storage under the data directory, and checks each one.
+Datasets and federated training are not built yet; once they are, the
+quickstart will register sample data on the runners and train a model
+across them.
 `
 
 // quickstartAdmin is the quickstart's admin account.
@@ -49,7 +53,9 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
 		return 1
 	}
-	// The server logs only warnings here: the quickstart prints its own story.
+	// The server and its runners log only warnings here: the quickstart
+	// prints its own story.
+	os.Setenv("SILO_LOG_LEVEL", "warn")
 	log := slog.New(slog.NewTextHandler(s.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := serverConfig{Addr: *addr, DataDir: *dataDir, AdminEmail: quickstartAdmin, AdminPassword: password, Logger: log}
 	rs, err := startServer(ctx, cfg)
@@ -75,13 +81,19 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 		fmt.Fprintf(s.Stderr, "silo quickstart: sign in as %s: %v (delete %s to start afresh)\n", quickstartAdmin, err, *dataDir)
 		return 1
 	}
-	ws, err := client.New(rs.URL, login.Token).Workspace(ctx)
+	api := client.New(rs.URL, login.Token)
+	ws, err := api.Workspace(ctx)
 	if err != nil {
 		fmt.Fprintf(s.Stderr, "silo quickstart: read the workspace: %v\n", err)
 		return 1
 	}
+	fmt.Fprintf(s.Stdout, "Workspace %q is up at %s (SQLite in %s).\n", ws.Name, rs.URL, *dataDir)
+	if err := quickstartRunners(ctx, s, api, *dataDir); err != nil {
+		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
+		return 1
+	}
 	fmt.Fprintf(s.Stdout, `
-Silo is running: workspace %q, data in %s (SQLite).
+Silo is running.
 
   Web UI    %s
   Email     %s
@@ -89,12 +101,14 @@ Silo is running: workspace %q, data in %s (SQLite).
 
 Use the command line against it:
   silo login --server %s --email %s
+  silo runners list
 
-Not built yet: task runners, datasets and federated training sessions. When
-they are, this command will also train a model across three local runners.
+Not built yet: datasets and federated training sessions. When they are, this
+command will also register sample datasets and train a model across the
+three runners.
 
 Press Ctrl-C to stop.
-`, ws.Name, *dataDir, rs.URL, quickstartAdmin, password, rs.URL, quickstartAdmin)
+`, rs.URL, quickstartAdmin, password, rs.URL, quickstartAdmin)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(s.Stdout, "\nStopping.")
@@ -103,6 +117,81 @@ Press Ctrl-C to stop.
 		fmt.Fprintf(s.Stderr, "silo quickstart: server stopped: %v\n", err)
 		return 1
 	}
+}
+
+// quickstartRunnerNames are the three organisations of the quickstart.
+var quickstartRunnerNames = []string{"hospital-a", "hospital-b", "hospital-c"}
+
+// quickstartRunners registers (on first run) and starts three local runners,
+// each with its own storage root under dir, waits for them to come online
+// and runs a diagnostics task on each.
+func quickstartRunners(ctx context.Context, s streams, api *client.Client, dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range quickstartRunnerNames {
+		root := filepath.Join(abs, "runners", name)
+		_, err := api.GetRunner(ctx, name)
+		if silo.ErrorCode(err) == silo.ENOTFOUND {
+			_, err = api.RegisterRunner(ctx, silo.RunnerSpec{Name: name, Provider: silo.ProviderLocal, StoragePath: "file://" + root, VCPU: 1, MemoryGB: 1})
+		}
+		if err != nil {
+			return fmt.Errorf("register runner %s: %w", name, err)
+		}
+		if _, err := api.StartRunner(ctx, name); err != nil {
+			return fmt.Errorf("start runner %s: %w", name, err)
+		}
+	}
+	fmt.Fprintf(s.Stdout, "Starting 3 local task runners ")
+	deadline := time.Now().Add(time.Minute)
+	for _, name := range quickstartRunnerNames {
+		for {
+			r, err := api.GetRunner(ctx, name)
+			if err != nil {
+				return err
+			}
+			if r.Status == silo.RunnerOnline {
+				fmt.Fprint(s.Stdout, ".")
+				break
+			}
+			if r.Status == silo.RunnerFailed || time.Now().After(deadline) {
+				return fmt.Errorf("runner %s did not come online (%s: %s)", name, r.Status, r.StatusReason)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	fmt.Fprintln(s.Stdout, " online.")
+	for _, name := range quickstartRunnerNames {
+		t, err := api.QueueDiagnostics(ctx, name, 1, 64)
+		if err != nil {
+			return err
+		}
+		for t.Status == silo.TaskQueued || t.Status == silo.TaskRunning {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("runner %s did not finish its diagnostics task", name)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			tasks, err := api.RunnerTasks(ctx, name)
+			if err != nil {
+				return err
+			}
+			t = tasks[0]
+		}
+		if t.Status != silo.TaskSucceeded {
+			return fmt.Errorf("diagnostics on runner %s %s: %s", name, t.Status, t.Error)
+		}
+		fmt.Fprintf(s.Stdout, "  %-11s online, storage %s checked\n", name, filepath.Join(abs, "runners", name))
+	}
+	return nil
 }
 
 // quickstartPassword returns the quickstart admin's password, made once and

@@ -26,7 +26,8 @@ data within --vcpu and --memory, and sends back only results and logs.
 SIGTERM or Ctrl-C stops it cleanly.
 
 Flags may also come from the environment: SILO_SERVER, SILO_RUNNER_TOKEN,
-SILO_STORAGE_ROOT, SILO_VCPU, SILO_MEMORY, SILO_CA_FILE.
+SILO_STORAGE_ROOT, SILO_VCPU, SILO_MEMORY, SILO_CA_FILE; SILO_LOG_LEVEL sets
+the log level (debug, info, warn, error).
 `
 
 func cmdRunner(ctx context.Context, args []string, s streams) int {
@@ -57,10 +58,16 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 		fmt.Fprintf(s.Stderr, "silo runner: --memory: %v\n", err)
 		return 2
 	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(envOr("SILO_LOG_LEVEL", "info"))); err != nil {
+		fmt.Fprintf(s.Stderr, "silo runner: SILO_LOG_LEVEL: %v\n", err)
+		return 2
+	}
+	opts := &slog.HandlerOptions{Level: level}
 	if *logFormat == "json" {
-		cfg.Logger = slog.New(slog.NewJSONHandler(s.Stderr, nil))
+		cfg.Logger = slog.New(slog.NewJSONHandler(s.Stderr, opts))
 	} else {
-		cfg.Logger = slog.New(slog.NewTextHandler(s.Stderr, nil))
+		cfg.Logger = slog.New(slog.NewTextHandler(s.Stderr, opts))
 	}
 	agent, err := runner.New(cfg)
 	if err != nil {

@@ -16,7 +16,9 @@ func (db *DB) Workspace(ctx context.Context) (*silo.Workspace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read workspace: %w", err)
 	}
-	w.UpdatedAt = fromMicros(updated)
+	if updated != 0 { // never edited
+		w.UpdatedAt = fromMicros(updated)
+	}
 	return &w, nil
 }
 
