@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/provision"
 	"github.com/silofl/silo/internal/seal"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
@@ -40,8 +41,11 @@ type serverConfig struct {
 	AdminPassword string
 	PublicURL     string
 	SecretKey     string // base64; empty means the key file in DataDir
-	LogFormat     string // text or json
-	Logger        *slog.Logger
+	// Cloud storage the server may create runners' storage in.
+	S3Endpoint            string
+	AzureConnectionString string
+	LogFormat             string // text or json
+	Logger                *slog.Logger
 }
 
 // runningServer is a started server; tests and the quickstart use it directly.
@@ -87,6 +91,7 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 	srv.PublicURL = cfg.PublicURL
 	srv.SecretKey = key
 	srv.Launch = launchChild
+	srv.Cloud = cloudStorage(cfg)
 	if cfg.AdminEmail != "" || cfg.AdminPassword != "" {
 		u, created, err := srv.BootstrapAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword)
 		if err != nil {
@@ -115,6 +120,21 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 	go srv.Run(runCtx)
 	go func() { rs.done <- rs.http.Serve(ln) }()
 	return rs, nil
+}
+
+// cloudStorage configures the server's access to cloud storage from the
+// environment's standard AWS variables and the flags. Without credentials
+// the server does not touch cloud storage: deployment bundles create it.
+func cloudStorage(cfg serverConfig) server.CloudStorage {
+	var c server.CloudStorage
+	if id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
+		c.S3 = &provision.S3Config{Endpoint: cfg.S3Endpoint, UsePathStyle: cfg.S3Endpoint != "",
+			AccessKeyID: id, SecretAccessKey: secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN")}
+	}
+	if cfg.AzureConnectionString != "" {
+		c.Azure = &provision.AzureConfig{ConnectionString: cfg.AzureConnectionString}
+	}
+	return c
 }
 
 // serverKey returns the key that seals secrets at rest: --secret-key (or
@@ -160,6 +180,8 @@ func cmdServer(ctx context.Context, args []string, s streams) int {
 	fs.StringVar(&cfg.AdminPassword, "admin-password", os.Getenv("SILO_ADMIN_PASSWORD"), "first admin's password")
 	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SILO_PUBLIC_URL"), "URL users reach the server at (for links)")
 	fs.StringVar(&cfg.SecretKey, "secret-key", os.Getenv("SILO_SECRET_KEY"), "base64 key sealing secrets at rest (default: a key file in --data)")
+	fs.StringVar(&cfg.S3Endpoint, "s3-endpoint", os.Getenv("SILO_S3_ENDPOINT"), "S3-compatible endpoint for runners' buckets (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
+	fs.StringVar(&cfg.AzureConnectionString, "azure-storage", os.Getenv("SILO_AZURE_STORAGE"), "Azure Storage connection string for runners' containers")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

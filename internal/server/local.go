@@ -112,7 +112,7 @@ func (s *Server) StartLocalRunner(ctx context.Context, name string) (*silo.Runne
 		return nil, silo.Errorf(silo.EINTERNAL, "start runner %s: %v", name, err)
 	}
 	s.local.add(name, stop)
-	return runnerView(updated), nil
+	return s.runnerView(updated), nil
 }
 
 func (s *Server) handleStopRunner(w http.ResponseWriter, r *http.Request) {
@@ -127,5 +127,5 @@ func (s *Server) handleStopRunner(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, runnerView(rn))
+	writeJSON(w, http.StatusOK, s.runnerView(rn))
 }

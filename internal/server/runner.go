@@ -33,9 +33,16 @@ func (s *Server) runnerRoutes() []route {
 	}
 }
 
-// view returns the API view of a stored runner: secrets redacted.
-func runnerView(r *sqlstore.StoredRunner) *silo.Runner {
-	v := r.Runner
+// runnerView returns the API view of a stored runner: secrets redacted,
+// their names listed. The store keeps only sealed secrets, so this opens
+// them to learn which are set; a value that does not open is logged and
+// left out.
+func (s *Server) runnerView(r *sqlstore.StoredRunner) *silo.Runner {
+	opened := sqlstore.StoredRunner{Runner: r.Runner, SealedSecrets: r.SealedSecrets}
+	if err := s.openSecrets(&opened); err != nil {
+		s.Logger.Error("open runner secrets", "runner", r.Name, "err", err)
+	}
+	v := opened.Runner
 	v.Redact()
 	return &v
 }
@@ -48,7 +55,7 @@ func (s *Server) handleListRunners(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]*silo.Runner, len(runners))
 	for i, rn := range runners {
-		out[i] = runnerView(rn)
+		out[i] = s.runnerView(rn)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -59,7 +66,7 @@ func (s *Server) handleGetRunner(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, runnerView(rn))
+	writeJSON(w, http.StatusOK, s.runnerView(rn))
 }
 
 func (s *Server) handleRegisterRunner(w http.ResponseWriter, r *http.Request) {
@@ -111,7 +118,7 @@ func (s *Server) registerRunner(ctx context.Context, spec silo.RunnerSpec) (*sil
 			return nil, err
 		}
 	}
-	view := runnerView(stored)
+	view := s.runnerView(stored)
 	if spec.Provider == silo.ProviderLocal {
 		view.Token = token
 	}
@@ -207,7 +214,7 @@ func (s *Server) editRunner(ctx context.Context, name string, next silo.RunnerSp
 	if err != nil {
 		return nil, err
 	}
-	return runnerView(updated), nil
+	return s.runnerView(updated), nil
 }
 
 func (s *Server) handleDeregisterRunner(w http.ResponseWriter, r *http.Request) {
@@ -231,7 +238,7 @@ func (s *Server) deregisterRunner(ctx context.Context, name string) (*silo.Runne
 		return nil, err
 	}
 	s.local.stop(name)
-	return runnerView(updated), nil
+	return s.runnerView(updated), nil
 }
 
 func (s *Server) handleRotateRunnerToken(w http.ResponseWriter, r *http.Request) {
@@ -254,7 +261,7 @@ func (s *Server) rotateRunnerToken(ctx context.Context, name string) (*silo.Runn
 	if err != nil {
 		return nil, err
 	}
-	v := runnerView(updated)
+	v := s.runnerView(updated)
 	v.Token = token
 	return v, nil
 }

@@ -39,6 +39,8 @@ type Server struct {
 	// HeartbeatInterval is how often agents report; three missed make a
 	// runner offline.
 	HeartbeatInterval time.Duration
+	// Cloud is how the server reaches cloud storage to provision runners.
+	Cloud CloudStorage
 	// Launch starts local runners as children of the server; nil means the
 	// server cannot.
 	Launch Launcher
