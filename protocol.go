@@ -91,3 +91,22 @@ const (
 	MaxLogLinesPerPost = 1000
 	MaxLogLineBytes    = 4096
 )
+
+// TaskConnect opens a dataset on its runner and reports its schema, row
+// count, null counts and the summaries its privacy controls allow.
+const TaskConnect = "connect"
+
+// ConnectPayload is a connect task's input.
+type ConnectPayload struct {
+	Dataset string          `json:"dataset"`
+	URI     string          `json:"uri"`
+	Privacy PrivacyControls `json:"privacy"`
+}
+
+// ConnectOutput is what a connect task reports: metadata, never rows.
+type ConnectOutput struct {
+	Format  string   `json:"format"`
+	Files   int      `json:"files"`
+	Rows    int64    `json:"rows"`
+	Columns []Column `json:"columns"`
+}
