@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -93,12 +94,40 @@ func (c *Client) DownloadRunnerBundle(ctx context.Context, name string, w io.Wri
 
 // download streams a non-JSON response body (a file) to w.
 func (c *Client) download(ctx context.Context, path string, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+path, nil)
+	resp, err := c.raw(ctx, http.MethodGet, path, "", nil)
 	if err != nil {
 		return err
 	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// upload sends body as a non-JSON request body and decodes the JSON answer.
+func (c *Client) upload(ctx context.Context, path, contentType string, body io.Reader, out any) error {
+	resp, err := c.raw(ctx, http.MethodPost, path, contentType, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("unexpected response from %s to POST %s: %w", c.baseURL, path, err)
+	}
+	return nil
+}
+
+// raw sends a request with a non-JSON body and returns a successful
+// response, whose body the caller closes.
+func (c *Client) raw(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("silo server URL %q: %w", c.baseURL, err)
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("User-Agent", c.UserAgent)
 	hc := c.HTTPClient
@@ -107,12 +136,11 @@ func (c *Client) download(ctx context.Context, path string, w io.Writer) error {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("could not reach the Silo server at %s: %w", c.baseURL, err)
+		return nil, fmt.Errorf("could not reach the Silo server at %s: %w", c.baseURL, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
-		return responseError(resp)
+		defer resp.Body.Close()
+		return nil, responseError(resp)
 	}
-	_, err = io.Copy(w, resp.Body)
-	return err
+	return resp, nil
 }

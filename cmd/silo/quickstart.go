@@ -130,6 +130,9 @@ func quickstartRunners(ctx context.Context, s streams, api *client.Client, dir s
 	if err != nil {
 		return err
 	}
+	// A runner registered by an earlier run may still read "online" from
+	// then: only a heartbeat from the agents started now counts.
+	started := time.Now()
 	for _, name := range quickstartRunnerNames {
 		root := filepath.Join(abs, "runners", name)
 		_, err := api.GetRunner(ctx, name)
@@ -151,7 +154,7 @@ func quickstartRunners(ctx context.Context, s streams, api *client.Client, dir s
 			if err != nil {
 				return err
 			}
-			if r.Status == silo.RunnerOnline {
+			if r.Status == silo.RunnerOnline && r.LastHeartbeat != nil && r.LastHeartbeat.After(started) {
 				fmt.Fprint(s.Stdout, ".")
 				break
 			}

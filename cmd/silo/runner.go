@@ -49,6 +49,10 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 		fmt.Fprintf(s.Stderr, "silo runner: %v\n\n%s", err, runnerUsage)
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(s.Stderr, "silo runner: unexpected argument %q\n\n%s", fs.Arg(0), runnerUsage)
+		return 2
+	}
 	var err error
 	if cfg.VCPU, err = strconv.Atoi(*vcpu); err != nil || cfg.VCPU < 0 {
 		fmt.Fprintf(s.Stderr, "silo runner: --vcpu %q must be a whole number\n", *vcpu)

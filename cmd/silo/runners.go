@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -89,12 +90,12 @@ func specFlags(fs *flag.FlagSet) func() (map[string]any, error) {
 		if *file != "" {
 			b, err := os.ReadFile(*file)
 			if err != nil {
-				return nil, err
+				return nil, silo.Errorf(silo.EINVALID, "-f: %v", err)
 			}
 			dec := json.NewDecoder(bytes.NewReader(b))
 			dec.UseNumber()
 			if err := dec.Decode(&fields); err != nil {
-				return nil, fmt.Errorf("%s is not a JSON object of runner fields: %v", *file, err)
+				return nil, silo.Errorf(silo.EINVALID, "%s is not a JSON object of runner fields: %v", *file, err)
 			}
 		}
 		fs.Visit(func(f *flag.Flag) {
@@ -102,15 +103,44 @@ func specFlags(fs *flag.FlagSet) func() (map[string]any, error) {
 				fields[strings.ReplaceAll(f.Name, "-", "_")] = get()
 			}
 		})
-		// Unknown fields are reported here, before anything is sent.
+		// Unknown fields and values of the wrong type are reported here,
+		// before anything is sent, as mistakes in the named field.
 		b, _ := json.Marshal(fields)
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&silo.RunnerSpec{}); err != nil {
-			return nil, fmt.Errorf("runner fields: %v", err)
+			return nil, specFieldError(err, *file)
 		}
 		return fields, nil
 	}
+}
+
+// specFieldError turns a decoding error of runner fields into an EINVALID
+// error naming the field.
+func specFieldError(err error, file string) error {
+	where := ""
+	if file != "" {
+		where = " in " + file
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		return silo.FieldErrorf(typ.Field, "field %q%s must be %s, not %s", typ.Field, where, jsonKind(typ.Type.Kind()), typ.Value)
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		f = strings.Trim(f, `"`)
+		return silo.FieldErrorf(f, "unknown runner field %q%s: see 'silo runners register -h' for the field names", f, where)
+	}
+	return silo.Errorf(silo.EINVALID, "runner fields%s: %v", where, err)
+}
+
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	}
+	return "a number"
 }
 
 func runnersRegister(ctx context.Context, c *cmd, args []string) error {

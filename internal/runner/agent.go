@@ -23,6 +23,7 @@ import (
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
+	"github.com/silofl/silo/internal/blob"
 )
 
 // Config is what an agent is started with.
@@ -36,6 +37,9 @@ type Config struct {
 	// not fit. Zero means what the machine has.
 	VCPU     int
 	MemoryMB int
+	// Storage reaches the runner's cloud storage (S3 or Azure); file://
+	// data is read under StorageRoot.
+	Storage blob.Config
 	// CAFile is a PEM bundle of extra roots to trust (a private CA or a
 	// TLS-inspecting proxy). Proxies come from HTTPS_PROXY/NO_PROXY.
 	CAFile string
@@ -98,7 +102,7 @@ func New(cfg Config) (*Agent, error) {
 	api.HTTPClient = hc
 	api.UserAgent = "silo-runner/" + silo.Version
 	a := &Agent{cfg: cfg, api: api, log: cfg.Logger, running: map[string]context.CancelFunc{}, hbTick: silo.DefaultHeartbeatInterval, freed: make(chan struct{}, 1),
-		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics}}
+		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics, silo.TaskConnect: runConnect}}
 	return a, nil
 }
 

@@ -161,6 +161,12 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Logger.Info("task finished", "runner", rn.Name, "task", t.ID, "type", t.Type, "status", t.Status)
+	if t.Type == silo.TaskConnect {
+		if err := s.datasetConnected(ctx, t); err != nil {
+			writeError(w, r, s.Logger, err)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, t)
 }
 

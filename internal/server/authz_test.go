@@ -50,6 +50,15 @@ var wantRules = map[string]string{
 	"POST /api/v1/runners/{name}/tasks":     "runners:manage",
 	"GET /api/v1/runners/{name}/logs":       "runners:read",
 
+	"GET /api/v1/datasets":                         "datasets:read",
+	"POST /api/v1/datasets":                        "datasets:manage",
+	"GET /api/v1/datasets/{name}":                  "datasets:read",
+	"PATCH /api/v1/datasets/{name}":                "datasets:manage",
+	"DELETE /api/v1/datasets/{name}":               "datasets:manage",
+	"POST /api/v1/datasets/{name}/connect":         "datasets:manage",
+	"POST /api/v1/datasets/{name}/attachments":     "datasets:manage",
+	"GET /api/v1/datasets/{name}/attachments/{id}": "datasets:read",
+
 	// Pages of the web UI.
 	"GET /static/{file}":                   "public",
 	"GET /login":                           "public",

@@ -67,7 +67,7 @@ func (s *Server) backgroundContext() context.Context {
 func New(db *sqlstore.DB) *Server {
 	s := &Server{Logger: slog.Default(), db: db, limiter: newLoginLimiter(), metrics: newMetrics(), SecretKey: seal.NewRandomKey(),
 		HeartbeatInterval: silo.DefaultHeartbeatInterval, runCtx: context.Background()}
-	s.routes = slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.uiRoutes())
+	s.routes = slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.datasetRoutes(), s.uiRoutes())
 	for _, rt := range s.routes {
 		if rt.access == "" {
 			panic("server: route " + rt.method + " " + rt.path + " has no access rule")

@@ -32,6 +32,8 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/silofl/silo"
 )
@@ -126,11 +128,11 @@ func (v *view) Rel(t time.Time) string {
 	case d < time.Minute:
 		return "just now"
 	case d < time.Hour:
-		s = plural(int(d/time.Minute), "minute")
+		s = plural(round(d, time.Minute), "minute")
 	case d < 48*time.Hour:
-		s = plural(int(d/time.Hour), "hour")
+		s = plural(round(d, time.Hour), "hour")
 	case d < 60*24*time.Hour:
-		s = plural(int(d/(24*time.Hour)), "day")
+		s = plural(round(d, 24*time.Hour), "day")
 	default:
 		return t.Format("2 Jan 2006")
 	}
@@ -139,6 +141,10 @@ func (v *view) Rel(t time.Time) string {
 	}
 	return s + " ago"
 }
+
+// round returns d in units, to the nearest: a link that expires in 6 days
+// and 23 hours expires "in 7 days".
+func round(d, unit time.Duration) int { return int((d + unit/2) / unit) }
 
 func plural(n int, unit string) string {
 	if n == 1 {
@@ -271,6 +277,17 @@ var funcs = template.FuncMap{
 	"roleClass": func(r silo.Role) string { return "role-" + strings.ReplaceAll(string(r), "_", "-") },
 	"roles":     func() []silo.Role { return silo.Roles },
 	"plans":     func() []string { return silo.Plans },
+	"providerTitle": func(p silo.Provider) string {
+		switch p {
+		case silo.ProviderAWS:
+			return "AWS"
+		case silo.ProviderAzure:
+			return "Azure"
+		case silo.ProviderLocal:
+			return "Local"
+		}
+		return string(p)
+	},
 	"permTitle": permTitle,
 	"path":      url.PathEscape,
 	"time": func(t time.Time) string {
@@ -284,6 +301,15 @@ var funcs = template.FuncMap{
 		return strings.ToUpper(s[:1]) + s[1:]
 	},
 	"roleList": roleTitles,
+	"sentence": sentence,
+	// splitAt splits an email address at its @, so a template can offer a
+	// line break there.
+	"splitAt": func(s string) []string {
+		if i := strings.LastIndexByte(s, '@'); i > 0 {
+			return []string{s[:i], s[i+1:]}
+		}
+		return []string{s}
+	},
 	// dict builds a map from key, value pairs, to pass several values to a
 	// sub-template.
 	"dict": func(kv ...any) map[string]any {
@@ -293,6 +319,26 @@ var funcs = template.FuncMap{
 		}
 		return m
 	},
+}
+
+// sentence starts a message with a capital letter: error messages are
+// written to follow a colon ("sign in: wrong email or password"), but on a
+// page they stand alone.
+// Messages that start with a name ("mb@example.org is disabled",
+// "tok_… is revoked") are left as they are.
+func sentence(s string) string {
+	word, _, _ := strings.Cut(s, " ")
+	word = strings.TrimRight(word, ":,;.")
+	for _, r := range word {
+		if !unicode.IsLetter(r) {
+			return s
+		}
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 || !unicode.IsLower(r) {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
 }
 
 // permDescriptions explain permissions where users pick token scopes.

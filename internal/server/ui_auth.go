@@ -249,9 +249,5 @@ func (s *Server) handleInviteSubmit(w http.ResponseWriter, r *http.Request) {
 	if who == "" {
 		who = u.Email
 	}
-	var titles []string
-	for _, role := range u.Roles {
-		titles = append(titles, role.Title())
-	}
-	s.redirectFlash(w, r, "/", "success", "Welcome to Silo, "+who+". You joined the workspace as "+strings.Join(titles, ", ")+".")
+	s.redirectFlash(w, r, "/", "success", "Welcome to Silo, "+who+". You joined the workspace as "+roleTitles(u.Roles)+".")
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,9 @@ const stepTimeout = 30 * time.Second
 func newChromium(t *testing.T) context.Context {
 	t.Helper()
 	exe := testsvc.Chromium(t)
+	profile := t.TempDir()
+	// Runs after the browser is closed and before the profile is removed.
+	t.Cleanup(func() { stopProcessesUsing(t, profile) })
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -41,8 +45,10 @@ func newChromium(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-breakpad", true),
+		chromedp.Flag("disable-crash-reporter", true),
 		chromedp.Flag("password-store", "basic"),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1280, 800),
 	)
 	t.Cleanup(cancelAlloc)
@@ -54,6 +60,50 @@ func newChromium(t *testing.T) context.Context {
 		t.Fatalf("start %s: %v", exe, err)
 	}
 	return ctx
+}
+
+// stopProcessesUsing kills any process still running with dir in its command
+// line and waits until none is left. Chromium's helper processes can outlive
+// the browser process by a moment and keep writing to the profile, which
+// would make removing it fail. It relies on /proc; elsewhere it does nothing.
+func stopProcessesUsing(t *testing.T, dir string) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := processesWithArg(dir)
+		if len(pids) == 0 {
+			return
+		}
+		for _, pid := range pids {
+			if p, err := os.FindProcess(pid); err == nil {
+				p.Kill()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Logf("browser processes %v still running after 10s", pids)
+			return
+		}
+		<-tick.C
+	}
+}
+
+// processesWithArg lists the processes with s in their command line. A
+// zombie has an empty command line, so it does not count.
+func processesWithArg(s string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmdline), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // newBrowserContext opens a tab in a new browser context (like a separate

@@ -8,7 +8,7 @@ import (
 
 // step is one item of the dashboard's getting-started checklist.
 type step struct {
-	Title, Text string
+	Title, Text  string
 	Href, Action string // where to do it, when it can be done today
 	Done         bool
 	Soon         bool // the feature is not built yet
@@ -19,6 +19,8 @@ type dashboardData struct {
 	Users, Admins  int
 	PendingInvites int
 	Tokens         int
+	Runners        int
+	RunnersOnline  int
 	Steps          []step
 	Done           int
 }
@@ -65,6 +67,17 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			d.Tokens++
 		}
 	}
+	runners, err := s.listRunners(r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	d.Runners = len(runners)
+	for _, rn := range runners {
+		if rn.Status == silo.RunnerOnline {
+			d.RunnersOnline++
+		}
+	}
 
 	if a.Can(silo.PermUsersManage) {
 		d.Steps = append(d.Steps, step{Title: "Invite your team",
@@ -72,8 +85,9 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			Href: "/settings/users", Action: "Invite people", Done: d.Users > 1 || invited})
 	}
 	if a.Can(silo.PermRunnersManage) {
-		d.Steps = append(d.Steps, step{Title: "Register a task runner", Soon: true,
-			Text: "Each organisation runs a task runner next to its own storage. It only dials out to this server, and only model updates leave it."})
+		d.Steps = append(d.Steps, step{Title: "Register a task runner",
+			Text: "Each organisation runs a task runner next to its own storage. It only dials out to this server, and only model updates leave it. Register runners with the silo command line for now.",
+			Href: "/settings/runners", Action: "See how", Done: d.Runners > 0})
 	}
 	if a.Can(silo.PermDatasetsManage) {
 		d.Steps = append(d.Steps, step{Title: "Register a dataset", Soon: true,
@@ -119,8 +133,29 @@ func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, v.Tabs[0].Path, http.StatusSeeOther)
 }
 
+// listRunners returns the registered task runners as the API shows them,
+// secrets redacted.
+func (s *Server) listRunners(r *http.Request) ([]*silo.Runner, error) {
+	stored, err := s.db.ListRunners(r.Context(), false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*silo.Runner, len(stored))
+	for i, rn := range stored {
+		out[i] = s.runnerView(rn)
+	}
+	return out, nil
+}
+
 func (s *Server) handleRunnersPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "runners", s.settingsView(r, "Task Runners", "runners"))
+	runners, err := s.listRunners(r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	v := s.settingsView(r, "Task Runners", "runners")
+	v.Data = runners
+	s.render(w, r, http.StatusOK, "runners", v)
 }
 
 // settingsView returns a view for a settings page.

@@ -151,7 +151,7 @@ type tokensData struct {
 	Expiries []option
 }
 
-var tokenExpiries = []option{{"", "Never (scoped tokens: 30 days)"}, {"24h", "1 day"}, {"168h", "7 days"}, {"720h", "30 days"}, {"2160h", "90 days"}, {"8760h", "1 year"}}
+var tokenExpiries = []option{{"", "Never"}, {"24h", "1 day"}, {"168h", "7 days"}, {"720h", "30 days"}, {"2160h", "90 days"}, {"8760h", "1 year"}}
 
 func (s *Server) renderTokens(w http.ResponseWriter, r *http.Request, status int, f *form, created *silo.Token) {
 	ctx := r.Context()

@@ -219,7 +219,7 @@ func TestUISignIn(t *testing.T) {
 
 	p := b.do("POST", "/login", url.Values{"email": {uiAdminEmail}, "password": {"wrong password!"}, "next": {"/settings/users"}})
 	wantStatus(t, p, http.StatusUnauthorized)
-	wantText(t, p, "wrong email or password")
+	wantText(t, p, "Wrong email or password")
 	if !strings.Contains(p.Body, `value="`+uiAdminEmail+`"`) {
 		t.Errorf("the email typed is not kept after a failed sign-in")
 	}
@@ -276,7 +276,7 @@ func TestUISignInRateLimited(t *testing.T) {
 		p = b.do("POST", "/login", url.Values{"email": {uiAdminEmail}, "password": {"not the password"}})
 	}
 	wantStatus(t, p, http.StatusTooManyRequests)
-	wantText(t, p, "too many failed sign-in attempts")
+	wantText(t, p, "Too many failed sign-in attempts")
 }
 
 func TestUIFormsNeedCSRFToken(t *testing.T) {
@@ -286,7 +286,7 @@ func TestUIFormsNeedCSRFToken(t *testing.T) {
 	form := url.Values{"email": {"x@example.org"}, "roles": {"model_builder"}}
 	p := b.do("POST", "/settings/invites", form)
 	wantStatus(t, p, http.StatusForbidden)
-	wantText(t, p, "the form has expired or did not come from this site")
+	wantText(t, p, "The form has expired or did not come from this site")
 	form.Set("csrf_token", "forged")
 	wantStatus(t, b.do("POST", "/settings/invites", form), http.StatusForbidden)
 	if invites, _ := e.db.ListInvites(context.Background()); len(invites) != 0 {
@@ -313,7 +313,7 @@ func TestUIPermissions(t *testing.T) {
 		t.Fatalf("GET /settings as custodian: %d to %q, want /settings/runners", p.StatusCode, p.Header.Get("Location"))
 	}
 	p = dc.follow(p)
-	wantText(t, p, "Task Runners", "Tokens", "Billing", "Task runners are not built yet")
+	wantText(t, p, "Task Runners", "Tokens", "Billing", "No task runners yet", "silo runners register")
 	if strings.Contains(p.Body, `href="/settings/users"`) || strings.Contains(p.Body, `href="/settings/audit"`) {
 		t.Errorf("custodian's settings navigation links to pages they may not see")
 	}
@@ -346,12 +346,12 @@ func TestUISetup(t *testing.T) {
 
 	p = b.do("POST", "/setup", url.Values{"email": {"first@example.org"}, "password": {"long enough password"}, "confirm": {"something else"}})
 	wantStatus(t, p, http.StatusBadRequest)
-	wantText(t, p, "the two passwords differ")
+	wantText(t, p, "The two passwords differ")
 	if !strings.Contains(p.Body, `value="first@example.org"`) {
 		t.Errorf("the email typed is not kept")
 	}
 	p = b.do("POST", "/setup", url.Values{"email": {"first@example.org"}, "password": {"short"}, "confirm": {"short"}})
-	wantText(t, p, "password must be at least 10 characters")
+	wantText(t, p, "Password must be at least 10 characters")
 
 	p = b.do("POST", "/setup", url.Values{"email": {"first@example.org"}, "password": {"long enough password"}, "confirm": {"long enough password"}})
 	wantText(t, b.follow(p), "Welcome, first@example.org", "You are the Workspace Administrator")
@@ -385,7 +385,7 @@ func TestUIInvitations(t *testing.T) {
 		t.Errorf("the invitation form lost what was typed")
 	}
 	p = admin.post("/settings/invites", url.Values{"email": {"norole@example.org"}})
-	wantText(t, p, "at least one role is required")
+	wantText(t, p, "At least one role is required")
 
 	link := admin.invite("mb@example.org", "24h", "model_builder")
 	if !strings.HasPrefix(link, e.ts.URL+"/invite/") {
@@ -405,7 +405,7 @@ func TestUIInvitations(t *testing.T) {
 	wantText(t, p, "Join silo", "mb@example.org", "Model Builder", uiAdminEmail+" invited you")
 	p = guest.do("POST", path, url.Values{"name": {"Mo"}, "password": {"short"}, "confirm": {"short"}})
 	wantStatus(t, p, http.StatusBadRequest)
-	wantText(t, p, "password must be at least 10 characters")
+	wantText(t, p, "Password must be at least 10 characters")
 
 	// After expiry the link says so and what to do.
 	e.clock.add(25 * time.Hour)
@@ -450,13 +450,13 @@ func TestUIUserManagement(t *testing.T) {
 		p := admin.post("/settings/users/"+uiAdminEmail+"/"+action, url.Values{"roles": {"model_builder"}})
 		p = admin.follow(p)
 		wantStatus(t, p, http.StatusOK)
-		wantText(t, p, "the workspace must keep at least one active admin")
+		wantText(t, p, "The workspace must keep at least one active admin")
 		if !strings.Contains(p.Body, `class="flash flash-error"`) {
 			t.Errorf("%s: the refusal is not shown as an error", action)
 		}
 	}
 	// Empty role set.
-	wantText(t, admin.follow(admin.post("/settings/users/mb@example.org/roles", url.Values{})), "at least one role is required")
+	wantText(t, admin.follow(admin.post("/settings/users/mb@example.org/roles", url.Values{})), "At least one role is required")
 
 	// Disabling signs the user out; enabling lets them back.
 	wantText(t, admin.follow(admin.post("/settings/users/mb@example.org/disable", url.Values{})), "mb@example.org is disabled")
@@ -481,7 +481,7 @@ func TestUITokens(t *testing.T) {
 
 	p := b.post("/settings/tokens", url.Values{"name": {"ci"}, "scopes": {"runners:read"}, "expires_in": {"2160h"}})
 	wantStatus(t, p, http.StatusBadRequest)
-	wantText(t, p, "a scoped token lives at most 30 days")
+	wantText(t, p, "A scoped token lives at most 30 days")
 	if !regexp.MustCompile(`value="runners:read" checked`).MatchString(p.Body) {
 		t.Errorf("the ticked scope was lost")
 	}
@@ -513,6 +513,38 @@ func TestUITokens(t *testing.T) {
 	wantText(t, b.follow(b.post("/settings/tokens/"+id[1]+"/revoke", url.Values{})), "Token "+id[1]+" is revoked", "Revoked")
 }
 
+func TestUIRunnersListed(t *testing.T) {
+	e := newUIEnv(t, false)
+	b := e.browser()
+	b.signIn(uiAdminEmail, uiAdminPassword)
+	m := regexp.MustCompile(`id="token-secret"[^>]*value="(silo_[a-z0-9]+)"`).FindStringSubmatch(b.post("/settings/tokens", url.Values{"name": {"api"}}).Body)
+	if m == nil {
+		t.Fatal("no token secret shown")
+	}
+	body := `{"name": "hospital-a", "provider": "local", "storage_path": "file:///srv/hospital-a", "vcpu": 2, "memory_gb": 1}`
+	req, _ := http.NewRequest("POST", e.ts.URL+"/api/v1/runners", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+m[1])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		t.Fatalf("register runner: %d", resp.StatusCode)
+	}
+	p := b.get("/settings/runners")
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "Registered runners", "hospital-a", "Local", "file:///srv/hospital-a", "2 vCPU · 1 GB", "silo runners")
+	if strings.Contains(p.text(), "No task runners yet") {
+		t.Error("runners page says there are none")
+	}
+	p = b.get("/")
+	if !regexp.MustCompile(`id="stat-runners">1<`).MatchString(p.Body) {
+		t.Errorf("dashboard does not count the runner")
+	}
+}
+
 func TestUIBillingAndAudit(t *testing.T) {
 	e := newUIEnv(t, false)
 	b := e.browser()
@@ -521,7 +553,7 @@ func TestUIBillingAndAudit(t *testing.T) {
 	form := url.Values{"name": {"Bad Name"}, "billing_contact": {"Ada"}, "billing_email": {"ada@example.org"}, "billing_address": {"1 Road"}, "plan": {"team"}}
 	p := b.post("/settings/billing", form)
 	wantStatus(t, p, http.StatusBadRequest)
-	wantText(t, p, `workspace name "Bad Name" must be 3–32 lowercase letters`)
+	wantText(t, p, `Workspace name "Bad Name" must be 3–32 lowercase letters`)
 	if !strings.Contains(p.Body, `value="Ada"`) {
 		t.Errorf("billing form lost what was typed")
 	}
@@ -538,7 +570,7 @@ func TestUIBillingAndAudit(t *testing.T) {
 	wantText(t, p, "workspace.update", "auth.login", uiAdminEmail, "Success", "Failed")
 	p = b.get("/settings/audit?since=yesterday")
 	wantStatus(t, p, http.StatusBadRequest)
-	wantText(t, p, `since "yesterday" is neither a duration`)
+	wantText(t, p, `Since "yesterday" is neither a duration`)
 
 	// Paging: more than a page of entries offers older ones.
 	for range 60 {

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/client"
+)
+
+// quickstartRun is one `silo quickstart` running in-process.
+type quickstartRun struct {
+	out, err *syncBuffer
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when run returned code
+	code     int
+	url      string
+	email    string
+	password string
+}
+
+// startQuickstart runs the quickstart on dir and waits (bounded) until it
+// says it is ready, then reads the URL and credentials it printed.
+func startQuickstart(t *testing.T, dir string) *quickstartRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	q := &quickstartRun{out: &syncBuffer{}, err: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(q.done)
+		q.code = run(ctx, []string{"quickstart", "--data", dir, "--addr", "127.0.0.1:0"}, strings.NewReader(""), q.out, q.err)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-q.done:
+		case <-time.After(30 * time.Second):
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(q.out.String(), "Press Ctrl-C to stop.") {
+		select {
+		case <-q.done:
+			t.Fatalf("quickstart exited %d before it was ready\nstdout:\n%s\nstderr:\n%s", q.code, q.out, q.err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("quickstart not ready after 60s\nstdout:\n%s\nstderr:\n%s", q.out, q.err)
+		}
+	}
+	out := q.out.String()
+	field := func(name string) string {
+		m := regexp.MustCompile(`(?m)^  ` + name + `\s+(\S+)$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("quickstart printed no %s:\n%s", name, out)
+		}
+		return m[1]
+	}
+	q.url, q.email, q.password = field("Web UI"), field("Email"), field("Password")
+	return q
+}
+
+// stop cancels the quickstart as Ctrl-C does and returns its exit status.
+func (q *quickstartRun) stop(t *testing.T) int {
+	t.Helper()
+	q.cancel()
+	select {
+	case <-q.done:
+		return q.code
+	case <-time.After(30 * time.Second):
+		t.Fatalf("quickstart did not stop within 30s\nstdout:\n%s\nstderr:\n%s", q.out, q.err)
+		return -1
+	}
+}
+
+// TestQuickstart runs `silo quickstart` end to end, with its three runners
+// as real child processes (see TestMain), twice on the same directory.
+func TestQuickstart(t *testing.T) {
+	t.Setenv(asCLI, "1")
+	t.Setenv("SILO_RUNNER_TOKEN", "")
+	t.Setenv("SILO_LOG_LEVEL", "") // the quickstart sets it; this restores it
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "qs")
+	names := []string{"hospital-a", "hospital-b", "hospital-c"}
+
+	first := time.Now()
+	q := startQuickstart(t, dir)
+	out := q.out.String()
+	for _, re := range []string{
+		`Workspace "\S+" is up at ` + regexp.QuoteMeta(q.url) + ` \(SQLite in ` + regexp.QuoteMeta(dir) + `\)\.`,
+		`Starting 3 local task runners \.\.\. online\.`,
+		`(?m)^  hospital-a\s+online, storage ` + regexp.QuoteMeta(filepath.Join(dir, "runners", "hospital-a")) + ` checked$`,
+		`(?m)^  hospital-c\s+online, storage \S+ checked$`,
+		`silo login --server ` + regexp.QuoteMeta(q.url) + ` --email ` + regexp.QuoteMeta(quickstartAdmin),
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("quickstart output does not match %s:\n%s", re, out)
+		}
+	}
+	if q.email != quickstartAdmin || !strings.HasPrefix(q.url, "http://127.0.0.1:") {
+		t.Fatalf("quickstart printed %s %s", q.url, q.email)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "quickstart-admin-password")); err != nil || strings.TrimSpace(string(b)) != q.password {
+		t.Fatalf("saved password = %q, %v; printed %q", b, err, q.password)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "quickstart-admin-password")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("password file: %v %v", fi, err)
+	}
+
+	// Sign in as a user would, with what was printed.
+	ids := quickstartCheck(t, ctx, q, names, first, 1)
+	if code := q.stop(t); code != 0 || !strings.Contains(q.out.String(), "Stopping.") {
+		t.Fatalf("quickstart after Ctrl-C: exit %d\nstdout:\n%s\nstderr:\n%s", code, q.out, q.err)
+	}
+	// Its child runners stop with it.
+	waitNoProcesses(t, childMarker(q.url))
+
+	// Again on the same directory: the same admin and the same runners.
+	second := time.Now()
+	q2 := startQuickstart(t, dir)
+	if q2.password != q.password || q2.email != q.email {
+		t.Fatalf("second run printed %s / %s, first %s / %s", q2.email, q2.password, q.email, q.password)
+	}
+	if s := q2.out.String() + q2.err.String(); strings.Contains(s, "already exists") {
+		t.Fatalf("second run:\n%s", s)
+	}
+	if ids2 := quickstartCheck(t, ctx, q2, names, second, 2); !equalMaps(ids, ids2) {
+		t.Fatalf("second run has other runners: %v, first %v", ids2, ids)
+	}
+	if code := q2.stop(t); code != 0 {
+		t.Fatalf("second quickstart: exit %d\nstderr:\n%s", code, q2.err)
+	}
+	waitNoProcesses(t, childMarker(q2.url))
+}
+
+// quickstartCheck signs in to a running quickstart and checks its three
+// runners: online, fed by the heartbeats of agents started since, and with
+// (at least) wantTasks succeeded diagnostics tasks each. It returns their ids.
+func quickstartCheck(t *testing.T, ctx context.Context, q *quickstartRun, names []string, since time.Time, wantTasks int) map[string]int64 {
+	t.Helper()
+	login, err := client.New(q.url, "").Login(ctx, client.LoginRequest{Email: q.email, Password: q.password, TokenName: "test"})
+	if err != nil {
+		t.Fatalf("sign in with the printed credentials: %v", err)
+	}
+	api := client.New(q.url, login.Token)
+	runners, err := api.ListRunners(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]int64{}
+	for _, r := range runners {
+		ids[r.Name] = r.ID
+		if r.Status != silo.RunnerOnline || r.Provider != silo.ProviderLocal || r.LastHeartbeat == nil || !r.LastHeartbeat.After(since) || r.AgentVersion != silo.Version {
+			t.Errorf("runner %s = %s %q (heartbeat %v, agent %q)", r.Name, r.Status, r.StatusReason, r.LastHeartbeat, r.AgentVersion)
+		}
+	}
+	if len(runners) != len(names) {
+		t.Fatalf("quickstart has %d runners, want %v", len(runners), names)
+	}
+	for _, n := range names {
+		if _, ok := ids[n]; !ok {
+			t.Fatalf("no runner %s among %v", n, ids)
+		}
+		tasks, err := api.RunnerTasks(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		succeeded := 0
+		for _, task := range tasks {
+			if task.Type == silo.TaskDiagnostics && task.Status == silo.TaskSucceeded {
+				succeeded++
+			}
+		}
+		if succeeded < wantTasks {
+			t.Errorf("runner %s has %d succeeded diagnostics tasks, want %d: %+v", n, succeeded, wantTasks, tasks)
+		}
+	}
+	return ids
+}
+
+func equalMaps(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

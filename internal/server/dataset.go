@@ -1,0 +1,369 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/blob"
+	"github.com/silofl/silo/internal/sqlstore"
+)
+
+// datasetRoutes declares the dataset API.
+func (s *Server) datasetRoutes() []route {
+	manage := perm(silo.PermDatasetsManage)
+	read := perm(silo.PermDatasetsRead)
+	return []route{
+		{method: "GET", path: "/api/v1/datasets", access: read, summary: "List datasets (metadata only: rows never leave their runner)", out: []silo.Dataset{}, handler: s.handleListDatasets},
+		{method: "POST", path: "/api/v1/datasets", access: manage, summary: "Register a dataset; its runner then connects to it", in: silo.DatasetSpec{}, out: silo.Dataset{}, handler: s.handleRegisterDataset},
+		{method: "GET", path: "/api/v1/datasets/{name}", access: read, summary: "Show a dataset: schema, row count, null counts, allowed summaries", out: silo.Dataset{}, handler: s.handleGetDataset},
+		{method: "PATCH", path: "/api/v1/datasets/{name}", access: manage, summary: "Edit a dataset's description or privacy controls (its owner or an admin)", in: datasetPatch{}, out: silo.Dataset{}, handler: s.handlePatchDataset},
+		{method: "DELETE", path: "/api/v1/datasets/{name}", access: manage, summary: "Deregister a dataset (its owner or an admin)", handler: s.handleDeregisterDataset},
+		{method: "POST", path: "/api/v1/datasets/{name}/connect", access: manage, summary: "Connect again: the runner re-reads the data's schema", out: silo.Dataset{}, handler: s.handleConnectDataset},
+		{method: "POST", path: "/api/v1/datasets/{name}/attachments", access: manage, summary: "Attach a metadata file (?name=FILE; body is the file, at most 10 MiB)", out: silo.Attachment{}, handler: s.handleAddAttachment},
+		{method: "GET", path: "/api/v1/datasets/{name}/attachments/{id}", access: read, summary: "Download an attachment", handler: s.handleGetAttachment},
+	}
+}
+
+func (s *Server) handleListDatasets(w http.ResponseWriter, r *http.Request) {
+	ds, err := s.db.ListDatasets(r.Context())
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	out := make([]*silo.Dataset, len(ds))
+	for i, d := range ds {
+		out[i] = &d.Dataset
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGetDataset(w http.ResponseWriter, r *http.Request) {
+	d, err := s.db.FindDataset(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, &d.Dataset)
+}
+
+func (s *Server) handleRegisterDataset(w http.ResponseWriter, r *http.Request) {
+	var spec silo.DatasetSpec
+	if err := decodeJSON(w, r, &spec); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	d, err := s.registerDataset(r.Context(), spec)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, d)
+}
+
+// registerDataset validates spec against its runner, stores the dataset and
+// asks the runner to connect. The API, UI and quickstart share it.
+func (s *Server) registerDataset(ctx context.Context, spec silo.DatasetSpec) (*silo.Dataset, error) {
+	err := spec.Validate()
+	var rn *sqlstore.StoredRunner
+	if err == nil {
+		rn, err = s.db.FindRunner(ctx, spec.Runner)
+		if silo.ErrorCode(err) == silo.ENOTFOUND {
+			err = silo.FieldErrorf("runner", "no task runner named %q: choose one from 'silo runners list', or ask a Workspace Administrator or a Model Builder to register one", spec.Runner)
+		}
+	}
+	if err == nil {
+		err = checkDatasetURI(spec.URI, rn)
+	}
+	if err != nil {
+		s.auditResult(ctx, "dataset.register", spec.Name, err)
+		return nil, err
+	}
+	d := &sqlstore.StoredDataset{Dataset: silo.Dataset{Name: spec.Name, URI: spec.URI, Description: spec.Description, Owner: silo.ActorFromContext(ctx).Name(),
+		Privacy: *spec.Privacy}, RunnerID: rn.ID}
+	err = s.db.CreateDataset(ctx, d)
+	s.auditResult(ctx, "dataset.register", spec.Name+" on "+rn.Name, err)
+	if err != nil {
+		return nil, err
+	}
+	return s.connectDataset(ctx, d.Name)
+}
+
+// checkDatasetURI checks the URI's form and that the runner can read it: the
+// scheme of its provider, and for S3 the runner's own bucket rule.
+func checkDatasetURI(raw string, rn *sqlstore.StoredRunner) error {
+	u, err := blob.ParseURI(raw)
+	if err != nil {
+		return err
+	}
+	want := silo.URISchemeFor(rn.Provider)
+	if u.Scheme != want {
+		return silo.FieldErrorf("uri", "runner %s is a %s runner, so the data must be at a %s:// URI, not %s://", rn.Name, rn.Provider, want, u.Scheme)
+	}
+	if rn.Provider == silo.ProviderLocal {
+		root := strings.TrimSuffix(localRoot(rn.StoragePath), "/")
+		if u.Path != root && !strings.HasPrefix(u.Path, root+"/") {
+			return silo.FieldErrorf("uri", "%s is outside runner %s's storage root %s: local runners read only under their root", raw, rn.Name, root)
+		}
+	}
+	return nil
+}
+
+// connectDataset queues a connect task on the dataset's runner and marks the
+// dataset connecting.
+func (s *Server) connectDataset(ctx context.Context, name string) (*silo.Dataset, error) {
+	d, err := s.db.FindDataset(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(silo.ConnectPayload{Dataset: d.Name, URI: d.URI, Privacy: d.Privacy})
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.queueTask(ctx, d.Runner, &silo.Task{Type: silo.TaskConnect, Payload: payload, VCPU: 1, MemoryMB: 256})
+	if err != nil {
+		return nil, err
+	}
+	updated, err := s.db.UpdateDataset(ctx, name, func(d *sqlstore.StoredDataset) error {
+		d.Status, d.Error, d.ConnectTask = silo.DatasetConnecting, "", t.ID
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &updated.Dataset, nil
+}
+
+// datasetConnected records a finished connect task on its dataset: the
+// schema and counts, or the runner's reason.
+func (s *Server) datasetConnected(ctx context.Context, t *silo.Task) error {
+	d, err := s.db.FindDatasetByConnectTask(ctx, t.ID)
+	if silo.ErrorCode(err) == silo.ENOTFOUND {
+		return nil // superseded by a newer connect, or deregistered
+	} else if err != nil {
+		return err
+	}
+	var out silo.ConnectOutput
+	if t.Status == silo.TaskSucceeded {
+		if err := json.Unmarshal(t.Output, &out); err != nil {
+			t.Status, t.Error = silo.TaskFailed, "the runner's report could not be read: "+err.Error()
+		}
+	}
+	_, err = s.db.UpdateDataset(ctx, d.Name, func(d *sqlstore.StoredDataset) error {
+		if d.ConnectTask != t.ID {
+			return nil
+		}
+		if t.Status != silo.TaskSucceeded {
+			d.Status, d.Error = silo.DatasetError, t.Error
+			return nil
+		}
+		now := s.now()
+		d.Status, d.Error, d.Format, d.Files, d.RowCount, d.Columns, d.ConnectedAt = silo.DatasetConnected, "", out.Format, out.Files, out.Rows, out.Columns, &now
+		return nil
+	})
+	outcome := silo.OutcomeSuccess
+	if t.Status != silo.TaskSucceeded {
+		outcome = silo.OutcomeFailed
+	}
+	s.auditAs(ctx, "runner:"+t.Runner, "dataset.connected", d.Name, outcome, t.Error)
+	return err
+}
+
+type datasetPatch struct {
+	Description *string               `json:"description,omitempty"`
+	Privacy     *silo.PrivacyControls `json:"privacy,omitempty"`
+}
+
+// canManageDataset is the object-level rule: a custodian changes only the
+// datasets they own; an admin changes any.
+func canManageDataset(ctx context.Context, d *sqlstore.StoredDataset) error {
+	a := silo.ActorFromContext(ctx)
+	if a.User.HasRole(silo.RoleAdmin) || strings.EqualFold(a.User.Email, d.Owner) {
+		return nil
+	}
+	return silo.Errorf(silo.EFORBIDDEN, "only the dataset's owner (%s) or a Workspace Administrator may change dataset %s", d.Owner, d.Name)
+}
+
+func (s *Server) handlePatchDataset(w http.ResponseWriter, r *http.Request) {
+	var p datasetPatch
+	if err := decodeJSON(w, r, &p); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	d, err := s.patchDataset(r.Context(), r.PathValue("name"), p)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// patchDataset edits a dataset; a privacy change is audited with the old and
+// new controls and makes the runner connect again, since what it may report
+// changed.
+func (s *Server) patchDataset(ctx context.Context, name string, p datasetPatch) (*silo.Dataset, error) {
+	if p.Privacy != nil {
+		if err := p.Privacy.Validate(); err != nil {
+			s.auditResult(ctx, "dataset.privacy", name, err)
+			return nil, err
+		}
+	}
+	if p.Description != nil && len(strings.TrimSpace(*p.Description)) > 4000 {
+		return nil, silo.FieldErrorf("description", "description must be at most 4000 characters")
+	}
+	var before silo.PrivacyControls
+	d, err := s.db.UpdateDataset(ctx, name, func(d *sqlstore.StoredDataset) error {
+		if err := canManageDataset(ctx, d); err != nil {
+			return err
+		}
+		before = d.Privacy
+		if p.Description != nil {
+			d.Description = strings.TrimSpace(*p.Description)
+		}
+		if p.Privacy != nil {
+			d.Privacy = *p.Privacy
+		}
+		return nil
+	})
+	if p.Privacy != nil {
+		old, _ := json.Marshal(before)
+		now, _ := json.Marshal(p.Privacy)
+		detail := ""
+		if err == nil {
+			detail = "from " + string(old) + " to " + string(now)
+		}
+		s.auditResult(ctx, "dataset.privacy", name, err)
+		if err == nil {
+			s.audit(ctx, "dataset.privacy.detail", name, silo.OutcomeSuccess, detail)
+		}
+	} else {
+		s.auditResult(ctx, "dataset.edit", name, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.Privacy != nil {
+		return s.connectDataset(ctx, name)
+	}
+	return &d.Dataset, nil
+}
+
+func (s *Server) handleDeregisterDataset(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	d, err := s.db.FindDataset(ctx, name)
+	if err == nil {
+		err = canManageDataset(ctx, d)
+	}
+	if err == nil {
+		err = s.db.DeregisterDataset(ctx, name)
+	}
+	s.auditResult(ctx, "dataset.deregister", name, err)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleConnectDataset(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	d, err := s.db.FindDataset(ctx, r.PathValue("name"))
+	if err == nil {
+		err = canManageDataset(ctx, d)
+	}
+	var out *silo.Dataset
+	if err == nil {
+		out, err = s.connectDataset(ctx, d.Name)
+	}
+	s.auditResult(ctx, "dataset.connect", r.PathValue("name"), err)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleAddAttachment(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a, err := s.addAttachment(ctx, r.PathValue("name"), r.URL.Query().Get("name"), r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, silo.MaxAttachmentBytes))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, a)
+}
+
+// addAttachment stores a metadata file on a dataset; the API and UI share it.
+func (s *Server) addAttachment(ctx context.Context, dataset, name, contentType string, body io.Reader) (*silo.Attachment, error) {
+	d, err := s.db.FindDataset(ctx, dataset)
+	if err == nil {
+		err = canManageDataset(ctx, d)
+	}
+	name = path.Base(strings.ReplaceAll(strings.TrimSpace(name), "\\", "/"))
+	if err == nil && (name == "" || name == "." || name == "/" || len(name) > 200) {
+		err = silo.FieldErrorf("name", "give the attachment a file name (?name=dictionary.pdf), at most 200 characters")
+	}
+	var data []byte
+	if err == nil {
+		data, err = io.ReadAll(body)
+		if isMaxBytes(err) {
+			err = silo.Errorf(silo.EINVALID, "attachment %s is larger than %d MiB", name, silo.MaxAttachmentBytes>>20)
+		} else if err == nil && len(data) == 0 {
+			err = silo.Errorf(silo.EINVALID, "attachment %s is empty", name)
+		}
+	}
+	if mt, _, perr := mime.ParseMediaType(contentType); perr != nil || contentType == "" {
+		contentType = http.DetectContentType(data)
+	} else {
+		contentType = mt
+	}
+	a := &silo.Attachment{Name: name, ContentType: contentType, UploadedBy: silo.ActorFromContext(ctx).Name()}
+	if err == nil {
+		err = s.db.AddAttachment(ctx, d.ID, a, data)
+	}
+	s.auditResult(ctx, "dataset.attachment.upload", dataset+"/"+name, err)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (s *Server) handleGetAttachment(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	dataset := r.PathValue("name")
+	d, err := s.db.FindDataset(ctx, dataset)
+	var a *silo.Attachment
+	var data []byte
+	if err == nil {
+		id, perr := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if perr != nil {
+			err = silo.Errorf(silo.ENOTFOUND, "no attachment %q on dataset %s", r.PathValue("id"), dataset)
+		} else {
+			a, data, err = s.db.Attachment(ctx, d.ID, id)
+		}
+	}
+	target := dataset + "/" + r.PathValue("id")
+	if a != nil {
+		target = dataset + "/" + a.Name
+	}
+	s.auditResult(ctx, "dataset.attachment.download", target, err)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	// Served as a download, never rendered: an attachment is user content.
+	w.Header().Set("Content-Type", a.ContentType)
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": a.Name}))
+	w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+	w.Header().Set("Last-Modified", a.UploadedAt.Format(time.RFC1123))
+	w.Write(data)
+}

@@ -1,0 +1,586 @@
+package tabular
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"unicode/utf8"
+)
+
+// maxRecordBytes bounds a whole CSV record (row), so that a row of many
+// small fields cannot exhaust memory either; it is at least four fields'
+// worth.
+const maxRecordBytes = 64 << 20
+
+// ctxEvery is how many rows pass between checks of ctx.
+const ctxEvery = 4096
+
+// csvFile is one open CSV input, positioned after its header.
+type csvFile struct {
+	name   string
+	header []string
+	r      *csv.Reader
+	closer io.Closer
+}
+
+func (f *csvFile) Close() error { return f.closer.Close() }
+
+// openCSV opens a CSV input, decompressing it if it is gzipped, drops a
+// byte order mark and reads and checks the header.
+func openCSV(ctx context.Context, in Input, maxField int) (*csvFile, error) {
+	name := in.Name()
+	if in.Size() == 0 {
+		return nil, errorf(name, 0, "", "%s is empty", name)
+	}
+	rc, err := in.Open(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", name, err)
+	}
+	f := &csvFile{name: name, closer: rc}
+	ok := false
+	defer func() {
+		if !ok {
+			rc.Close()
+		}
+	}()
+
+	br := bufio.NewReaderSize(rc, 64<<10)
+	var src io.Reader = br
+	if magic, _ := br.Peek(2); isGzip(magic) {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, errorf(name, 0, "", "%s: unreadable gzip data: %v", name, err)
+		}
+		zr.Multistream(true)
+		br = bufio.NewReaderSize(zr, 64<<10)
+		src = br
+	}
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
+		br.Discard(3)
+	}
+	if _, err := br.Peek(1); err == io.EOF {
+		return nil, errorf(name, 0, "", "%s is empty", name)
+	}
+
+	g := &fieldGuard{r: src, maxField: int64(maxField), maxRecord: max(maxRecordBytes, 4*int64(maxField)), line: 1, fieldLine: 1}
+	f.r = csv.NewReader(bufio.NewReaderSize(g, 64<<10))
+	f.r.ReuseRecord = true
+	f.r.FieldsPerRecord = 0 // set by the header
+
+	header, err := f.r.Read()
+	if err == io.EOF {
+		return nil, errorf(name, 0, "", "%s is empty", name)
+	}
+	if err != nil {
+		return nil, f.error(err, len(header))
+	}
+	f.header = make([]string, len(header))
+	seen := make(map[string]int, len(header))
+	for i, h := range header {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			return nil, errorf(name, 1, "", "%s: the header's column %d has no name", name, i+1)
+		}
+		if j, dup := seen[h]; dup {
+			return nil, errorf(name, 1, h, "%s: the header names column %q twice (columns %d and %d)", name, h, j+1, i+1)
+		}
+		seen[h] = i
+		f.header[i] = h
+	}
+	ok = true
+	return f, nil
+}
+
+// read returns the next record and the line it starts on; io.EOF at the end.
+func (f *csvFile) read() ([]string, int64, error) {
+	rec, err := f.r.Read()
+	if err != nil {
+		if err == io.EOF {
+			return nil, 0, err
+		}
+		return nil, 0, f.error(err, len(rec))
+	}
+	line, _ := f.r.FieldPos(0)
+	return rec, int64(line), nil
+}
+
+// error turns an error from encoding/csv or the guard into an *Error that
+// says where the problem is and how to fix it; fields is the length of the
+// record read with it.
+func (f *csvFile) error(err error, fields int) error {
+	name := f.name
+	var ge *guardError
+	if errors.As(err, &ge) {
+		col := ""
+		where := fmt.Sprintf("field %d", ge.field+1)
+		if f.header == nil {
+			where = fmt.Sprintf("header field %d", ge.field+1)
+		} else if ge.field < len(f.header) {
+			col = f.header[ge.field]
+			where = fmt.Sprintf("column %q", col)
+		}
+		if ge.record {
+			return errorf(name, ge.line, "", "row at line %d of %s is larger than %s; is the file really CSV with comma separators?", ge.line, name, byteSize(ge.limit))
+		}
+		return errorf(name, ge.line, col, "field at line %d of %s, %s, is larger than %s (the limit for one field)", ge.line, name, where, byteSize(ge.limit))
+	}
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		switch {
+		case errors.Is(pe.Err, csv.ErrFieldCount):
+			return errorf(name, int64(pe.StartLine), "", "ragged row at line %d of %s: %d fields, header has %d", pe.StartLine, name, fields, len(f.header))
+		case errors.Is(pe.Err, csv.ErrBareQuote):
+			return errorf(name, int64(pe.Line), "", "bare quote in an unquoted field at line %d of %s (byte %d of the line): a field that contains quotes must be enclosed in quotes, with each inner quote doubled", pe.Line, name, pe.Column)
+		case errors.Is(pe.Err, csv.ErrQuote):
+			if pe.StartLine != pe.Line {
+				return errorf(name, int64(pe.StartLine), "", "quoted field starting on line %d of %s is not closed properly (error at line %d, byte %d): a closing quote must be followed by a comma or a line end, and inner quotes must be doubled", pe.StartLine, name, pe.Line, pe.Column)
+			}
+			return errorf(name, int64(pe.Line), "", "misplaced quote at line %d of %s (byte %d of the line): a closing quote must be followed by a comma or a line end, and inner quotes must be doubled", pe.Line, name, pe.Column)
+		}
+		return errorf(name, int64(pe.Line), "", "malformed CSV at line %d of %s: %v", pe.Line, name, pe.Err)
+	}
+	var de *Error
+	if errors.As(err, &de) {
+		return err
+	}
+	return fmt.Errorf("reading %s: %w", name, err)
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// guardError reports a field or record over its limit.
+type guardError struct {
+	line   int64 // where the field or record starts
+	field  int   // 0-based index of the field in its record
+	record bool  // the record, not one field, is too large
+	limit  int64
+}
+
+func (e *guardError) Error() string { return "CSV field or row too large" }
+
+// fieldGuard sits between the bytes and encoding/csv, which buffers whole
+// records, and stops the read as soon as a field or a record exceeds its
+// limit. It follows RFC 4180 quoting well enough for that: outside quotes a
+// comma ends a field and a newline a record; quotes toggle. Malformed
+// quoting confuses it no more than it confuses encoding/csv, which then
+// reports the error.
+type fieldGuard struct {
+	r                   io.Reader
+	maxField, maxRecord int64
+
+	quoted                bool
+	field, record         int64 // bytes so far in the current field and record
+	fieldIdx              int
+	line                  int64 // current line, 1-based
+	fieldLine, recordLine int64
+	err                   error
+}
+
+func (g *fieldGuard) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.r.Read(p)
+	if e := g.scan(p[:n]); e != nil {
+		g.err = e
+		return 0, e
+	}
+	return n, err
+}
+
+func (g *fieldGuard) scan(p []byte) error {
+	for len(p) > 0 {
+		if g.quoted {
+			i := bytes.IndexByte(p, '"')
+			seg := p
+			if i >= 0 {
+				seg = p[:i+1]
+				g.quoted = false
+			}
+			g.line += int64(bytes.Count(seg, []byte{'\n'}))
+			g.field += int64(len(seg))
+			g.record += int64(len(seg))
+			p = p[len(seg):]
+		} else {
+			i := indexSpecial(p)
+			if i < 0 {
+				g.field += int64(len(p))
+				g.record += int64(len(p))
+				p = nil
+			} else {
+				g.field += int64(i)
+				g.record += int64(i + 1)
+				switch p[i] {
+				case ',':
+					if err := g.check(); err != nil {
+						return err
+					}
+					g.field = 0
+					g.fieldIdx++
+					g.fieldLine = g.line
+				case '\n':
+					if err := g.check(); err != nil {
+						return err
+					}
+					g.line++
+					g.field, g.record, g.fieldIdx = 0, 0, 0
+					g.fieldLine, g.recordLine = g.line, g.line
+				case '"':
+					g.field++
+					g.quoted = true
+				}
+				p = p[i+1:]
+			}
+		}
+		if err := g.check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *fieldGuard) check() error {
+	// +2: the quotes around a quoted field are not part of its value.
+	if g.field > g.maxField+2 {
+		return &guardError{line: g.fieldLine, field: g.fieldIdx, limit: g.maxField}
+	}
+	if g.record > g.maxRecord {
+		return &guardError{line: g.recordLine, field: g.fieldIdx, record: true, limit: g.maxRecord}
+	}
+	return nil
+}
+
+// special marks the bytes that matter to fieldGuard outside quotes.
+var special = [256]bool{',': true, '\n': true, '"': true}
+
+func indexSpecial(p []byte) int {
+	for i, c := range p {
+		if special[c] {
+			return i
+		}
+	}
+	return -1
+}
+
+func isGzip(b []byte) bool { return len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b }
+
+// gunzipHead decompresses as much of a gzip stream's beginning as head holds.
+func gunzipHead(head []byte) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(head))
+	if err != nil {
+		return nil
+	}
+	out, _ := io.ReadAll(io.LimitReader(zr, headSize))
+	return out
+}
+
+// looksLikeText rejects content with NUL bytes or more than 1% control
+// characters. Invalid UTF-8 alone is accepted: Latin-1 CSV files exist, and
+// their strings are kept as bytes.
+func looksLikeText(b []byte) bool {
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	ctl := 0
+	for _, c := range b {
+		switch {
+		case c == 0:
+			return false
+		case c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f', c == 0x7f:
+			ctl++
+		}
+	}
+	if ctl*100 > len(b) {
+		return false
+	}
+	// A file that is mostly invalid UTF-8 with few ASCII letters is binary.
+	if !utf8.Valid(b) {
+		ascii := 0
+		for _, c := range b {
+			if c >= 0x20 && c < 0x7f || c == '\n' || c == '\r' || c == '\t' {
+				ascii++
+			}
+		}
+		if ascii*10 < len(b)*7 {
+			return false
+		}
+	}
+	return true
+}
+
+// checkCSVHead checks that the first record of head parses as CSV.
+func checkCSVHead(head []byte) error {
+	head = bytes.TrimPrefix(head, []byte("\xef\xbb\xbf"))
+	r := csv.NewReader(bytes.NewReader(head))
+	_, err := r.Read()
+	var pe *csv.ParseError
+	if errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrQuote) && len(head) == headSize {
+		return nil // a quoted field cut off by the end of the head
+	}
+	if err != nil && err != io.EOF {
+		if errors.As(err, &pe) {
+			return fmt.Errorf("the first line is not valid CSV: %v", pe.Err)
+		}
+		return err
+	}
+	return nil
+}
+
+// scanCSV is Scan for CSV inputs: one streaming pass over every row.
+func scanCSV(ctx context.Context, inputs []Input, opts ScanOptions) (*Profile, error) {
+	var (
+		first  *csvFile
+		header []string
+		stats  []*colStats
+		rows   int64
+	)
+	for _, in := range inputs {
+		f, err := openCSV(ctx, in, opts.MaxFieldBytes)
+		if err != nil {
+			return nil, err
+		}
+		if first == nil {
+			first, header = f, f.header
+			stats, err = newCSVStats(header, in.Name(), opts)
+		} else {
+			err = sameHeader(first.name, header, f.name, f.header)
+		}
+		if err == nil {
+			var n int64
+			n, err = scanCSVRows(ctx, f, stats)
+			rows += n
+		}
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	p := &Profile{Format: CSV, Files: len(inputs), Rows: rows, Columns: make([]ColumnProfile, len(header))}
+	for i, s := range stats {
+		if s == nil {
+			p.Columns[i] = ColumnProfile{Column: Column{Name: header[i]}, Excluded: true}
+			continue
+		}
+		p.Columns[i] = s.profile(opts.MinRecordsPerAggregate, true)
+	}
+	return p, nil
+}
+
+func scanCSVRows(ctx context.Context, f *csvFile, stats []*colStats) (int64, error) {
+	var rows int64
+	for {
+		if rows%ctxEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return rows, err
+			}
+		}
+		rec, _, err := f.read()
+		if err == io.EOF {
+			return rows, nil
+		}
+		if err != nil {
+			return rows, err
+		}
+		for i, s := range stats {
+			if s != nil {
+				s.addCSV(rec[i])
+			}
+		}
+		rows++
+	}
+}
+
+// newCSVStats prepares one accumulator per column, nil for excluded ones.
+func newCSVStats(header []string, file string, opts ScanOptions) ([]*colStats, error) {
+	excluded, noSummary, err := checkOptionColumns(header, file, opts)
+	if err != nil {
+		return nil, err
+	}
+	stats := make([]*colStats, len(header))
+	for i, name := range header {
+		if excluded[name] {
+			continue
+		}
+		s := &colStats{name: name, summary: !noSummary[name]}
+		if s.summary {
+			s.d = newDistinct()
+		}
+		stats[i] = s
+	}
+	return stats, nil
+}
+
+// checkOptionColumns checks that the Exclude and NoSummary columns exist: a
+// misspelt privacy control must not silently let a column through.
+func checkOptionColumns(names []string, file string, opts ScanOptions) (excluded, noSummary map[string]bool, err error) {
+	set := func(option string, cols []string) (map[string]bool, error) {
+		m := make(map[string]bool, len(cols))
+		for _, c := range cols {
+			found := false
+			for _, n := range names {
+				if n == c {
+					found = true
+					break
+				}
+			}
+			if !found {
+				hint := ""
+				for _, n := range names {
+					if strings.EqualFold(n, c) {
+						hint = fmt.Sprintf(" (did you mean %q?)", n)
+						break
+					}
+				}
+				return nil, errorf(file, 0, c, "%s column %q is not in %s%s", option, c, file, hint)
+			}
+			m[c] = true
+		}
+		return m, nil
+	}
+	if excluded, err = set("excluded", opts.Exclude); err != nil {
+		return nil, nil, err
+	}
+	if noSummary, err = set("identifier", opts.NoSummary); err != nil {
+		return nil, nil, err
+	}
+	return excluded, noSummary, nil
+}
+
+// sameHeader checks that a later file has the first file's columns.
+func sameHeader(firstName string, first []string, name string, cols []string) error {
+	for i := range min(len(first), len(cols)) {
+		if first[i] != cols[i] {
+			return errorf(name, 0, cols[i], "%s and %s have different columns: column %d is %q in %s but %q in %s",
+				firstName, name, i+1, first[i], firstName, cols[i], name)
+		}
+	}
+	if len(first) != len(cols) {
+		return errorf(name, 0, "", "%s and %s have different columns: %s has %d, %s has %d",
+			firstName, name, firstName, len(first), name, len(cols))
+	}
+	return nil
+}
+
+// readCSV is ReadBatches for CSV inputs.
+func readCSV(ctx context.Context, inputs []Input, b *batcher) error {
+	for _, in := range inputs {
+		f, err := openCSV(ctx, in, DefaultMaxFieldBytes)
+		if err != nil {
+			return err
+		}
+		err = readCSVFile(ctx, f, b)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readCSVFile(ctx context.Context, f *csvFile, b *batcher) error {
+	pos := make([]int, len(b.cols))
+	for i, c := range b.cols {
+		pos[i] = -1
+		for j, h := range f.header {
+			if h == c.Name {
+				pos[i] = j
+			}
+		}
+		if pos[i] < 0 {
+			return errorf(f.name, 0, c.Name, "%s has no column %q", f.name, c.Name)
+		}
+	}
+	for rows := 0; ; rows++ {
+		if rows%ctxEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		rec, line, err := f.read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r, err := b.next()
+		if err != nil {
+			return err
+		}
+		for i, c := range b.cols {
+			if err := b.setCSV(i, r, c, rec[pos[i]]); err != nil {
+				return errorf(f.name, line, c.Name, "line %d of %s, column %q: %v", line, f.name, c.Name, err)
+			}
+		}
+	}
+}
+
+// setCSV converts one raw cell into row r of column i.
+func (b *batcher) setCSV(i, r int, c Column, raw string) error {
+	t := trimBlank(raw)
+	if isNull(t) {
+		b.null[i][r] = true
+		switch c.Type {
+		case String:
+			b.str[i][r] = ""
+		case Int:
+			b.ints[i][r] = 0
+			b.num[i][r] = math.NaN()
+		default:
+			b.num[i][r] = math.NaN()
+		}
+		return nil
+	}
+	b.null[i][r] = false
+	switch c.Type {
+	case String:
+		b.str[i][r] = raw
+		return nil
+	case Int:
+		v, ok := parseInt(t)
+		if !ok {
+			return errNotType(c.Type)
+		}
+		b.ints[i][r] = v
+		b.num[i][r] = float64(v)
+	case Float:
+		v, ok := parseFloat(t)
+		if !ok {
+			return errNotType(c.Type)
+		}
+		b.num[i][r] = v
+	case Bool:
+		v, ok := parseBool(t)
+		if !ok {
+			return errNotType(c.Type)
+		}
+		b.num[i][r] = 0
+		if v {
+			b.num[i][r] = 1
+		}
+	case Timestamp:
+		v, ok := parseTime(t)
+		if !ok {
+			return errNotType(c.Type)
+		}
+		b.num[i][r] = unixSeconds(v)
+	}
+	return nil
+}
+
+func errNotType(t Type) error {
+	return fmt.Errorf("the value is not a valid %s, as the column was when the dataset was connected; reconnect it", t)
+}

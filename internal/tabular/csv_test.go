@@ -1,0 +1,423 @@
+package tabular
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+func TestScanCSV(t *testing.T) {
+	tests := []struct {
+		name  string
+		files []string
+		opts  ScanOptions
+		want  *Profile
+	}{
+		{
+			// BOM, CRLF, quoted commas, quotes and newlines, null tokens,
+			// blanks around numbers, leading-zero codes.
+			name:  "good",
+			files: []string{"good.csv"},
+			opts:  ScanOptions{NoSummary: []string{"id"}, MinRecordsPerAggregate: 2},
+			want: &Profile{Format: CSV, Files: 1, Rows: 5, Columns: []ColumnProfile{
+				{Column: Column{"id", Int}, Count: 5},
+				{Column: Column{"age", Int}, Nulls: 1, Count: 4, Mean: ptr(38.5), Std: ptr(math.Sqrt(269.0 / 3)), Distinct: ptr[int64](4)},
+				{Column: Column{"height", Float}, Nulls: 2, Count: 3, Mean: ptr(5.17 / 3), Std: ptr(0.07505553499465135)},
+				{Column: Column{"smoker", Bool}, Count: 5, Distinct: ptr[int64](2), Categories: []string{"false", "true"}},
+				{Column: Column{"city", String}, Nulls: 1, Count: 4, Distinct: ptr[int64](2), Categories: []string{"Lyon", "Paris"}},
+				{Column: Column{"visit", Timestamp}, Nulls: 1, Count: 4},
+				{Column: Column{"note", String}, Nulls: 1, Count: 4, Distinct: ptr[int64](4)},
+				{Column: Column{"code", String}, Nulls: 1, Count: 4, Distinct: ptr[int64](2), Categories: []string{"007", "012"}},
+			}},
+		},
+		{
+			name:  "too few records for summaries",
+			files: []string{"good.csv"},
+			opts:  ScanOptions{Exclude: []string{"note", "visit"}, MinRecordsPerAggregate: 5},
+			want: &Profile{Format: CSV, Files: 1, Rows: 5, Columns: []ColumnProfile{
+				{Column: Column{"id", Int}, Count: 5, Mean: ptr(3.0), Std: ptr(math.Sqrt(2.5)), Distinct: ptr[int64](5)},
+				{Column: Column{"age", Int}, Nulls: 1, Count: 4},
+				{Column: Column{"height", Float}, Nulls: 2, Count: 3},
+				{Column: Column{"smoker", Bool}, Count: 5, Distinct: ptr[int64](2)},
+				{Column: Column{"city", String}, Nulls: 1, Count: 4},
+				{Column: Column{Name: "visit"}, Excluded: true},
+				{Column: Column{Name: "note"}, Excluded: true},
+				{Column: Column{"code", String}, Nulls: 1, Count: 4},
+			}},
+		},
+		{
+			name:  "header only",
+			files: []string{"header_only.csv"},
+			want: &Profile{Format: CSV, Files: 1, Rows: 0, Columns: []ColumnProfile{
+				{Column: Column{"a", String}}, {Column: Column{"b", String}}, {Column: Column{"c", String}},
+			}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Scan(context.Background(), testdata(t, tt.files...), tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got, approx); diff != "" {
+				t.Errorf("profile (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestScanCSVUnifiesTypesAcrossFiles(t *testing.T) {
+	in := func(files ...string) []Input {
+		var ins []Input
+		for i, f := range files {
+			ins = append(ins, &memInput{fmt.Sprintf("part-%d.csv", i), []byte(f)})
+		}
+		return ins
+	}
+	tests := []struct {
+		files []string
+		want  []Type
+	}{
+		{[]string{"a,b,c\n1,x,\n", "a,b,c\n2.5,y,\n"}, []Type{Float, String, String}},
+		{[]string{"a,b,c\n1,true,2024-01-01\n", "a,b,c\nx,false,2024-01-02 10:00:00\n"}, []Type{String, Bool, Timestamp}},
+		{[]string{"a,b,c\n1,true,2024-01-01\n", "a,b,c\n,,\n", "a,b,c\n3,1,5\n"}, []Type{Int, String, String}},
+	}
+	for _, tt := range tests {
+		p, err := Scan(context.Background(), in(tt.files...), ScanOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []Type
+		for _, c := range p.Columns {
+			got = append(got, c.Type)
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("%q: types (-want +got):\n%s", tt.files, diff)
+		}
+	}
+}
+
+func TestScanCSVErrors(t *testing.T) {
+	huge := "id,text\n1," + strings.Repeat("x", 2<<20) + "\n"
+	hugeQuoted := "id,text\n1,\"" + strings.Repeat("a\n", 600<<10) + "\"\n"
+	wide := "a\n" + strings.Repeat(",", 70<<20) + "\n"
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("a,b\n1,2\n3\n"))
+	zw.Close()
+
+	tests := []struct {
+		name   string
+		inputs []Input
+		opts   ScanOptions
+		want   string
+		line   int64
+	}{
+		{"empty", testdata(t, "empty.csv"), ScanOptions{}, "empty.csv is empty", 0},
+		{"only a BOM", []Input{&memInput{"bom.csv", []byte("\xef\xbb\xbf")}}, ScanOptions{}, "bom.csv is empty", 0},
+		{"ragged", testdata(t, "ragged.csv"), ScanOptions{}, "ragged row at line 3 of ragged.csv: 2 fields, header has 3", 3},
+		{"ragged gzip", []Input{&memInput{"r.csv.gz", gz.Bytes()}}, ScanOptions{}, "ragged row at line 3 of r.csv.gz: 1 fields, header has 2", 3},
+		{"bare quote", testdata(t, "bare_quote.csv"), ScanOptions{}, "bare quote in an unquoted field at line 3 of bare_quote.csv", 3},
+		{"unclosed quote", testdata(t, "unclosed_quote.csv"), ScanOptions{}, "quoted field starting on line 2 of unclosed_quote.csv is not closed properly", 2},
+		{"duplicate header", testdata(t, "dup_header.csv"), ScanOptions{}, `dup_header.csv: the header names column "id" twice (columns 1 and 3)`, 1},
+		{"empty header name", testdata(t, "empty_header.csv"), ScanOptions{}, "empty_header.csv: the header's column 2 has no name", 1},
+		{"binary", testdata(t, "binary.bin"), ScanOptions{}, "binary.bin: not CSV or Parquet (binary content)", 0},
+		{"different schemas", testdata(t, "schema_a.csv", "schema_b.csv"), ScanOptions{}, `schema_a.csv and schema_b.csv have different columns: column 2 is "age" in schema_a.csv but "city" in schema_b.csv`, 0},
+		{"fewer columns", []Input{&memInput{"a.csv", []byte("x,y\n")}, &memInput{"b.csv", []byte("x\n")}}, ScanOptions{}, "a.csv and b.csv have different columns: a.csv has 2, b.csv has 1", 0},
+		{"huge field", []Input{&memInput{"h.csv", []byte(huge)}}, ScanOptions{}, `field at line 2 of h.csv, column "text", is larger than 1 MiB`, 2},
+		{"huge field, own limit", []Input{&memInput{"h.csv", []byte(huge)}}, ScanOptions{MaxFieldBytes: 1000}, `field at line 2 of h.csv, column "text", is larger than 1000 bytes`, 2},
+		{"huge quoted multi-line field", []Input{&memInput{"h.csv", []byte(hugeQuoted)}}, ScanOptions{}, `field at line 2 of h.csv, column "text", is larger than 1 MiB`, 2},
+		{"huge header", []Input{&memInput{"h.csv", []byte("a," + strings.Repeat("b", 2<<20))}}, ScanOptions{}, "field at line 1 of h.csv, header field 2, is larger than 1 MiB", 1},
+		{"huge row", []Input{&memInput{"w.csv", []byte(wide)}}, ScanOptions{}, "row at line 2 of w.csv is larger than 64 MiB", 2},
+		{"unknown excluded column", testdata(t, "good.csv"), ScanOptions{Exclude: []string{"City"}}, `excluded column "City" is not in good.csv (did you mean "city"?)`, 0},
+		{"unknown identifier column", testdata(t, "good.csv"), ScanOptions{NoSummary: []string{"ssn"}}, `identifier column "ssn" is not in good.csv`, 0},
+		{"no files", nil, ScanOptions{}, "the dataset has no files", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Scan(context.Background(), tt.inputs, tt.opts)
+			if err == nil {
+				t.Fatalf("no error; profile %+v", p)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q\ndoes not contain %q", err, tt.want)
+			}
+			var de *Error
+			if !errors.As(err, &de) {
+				t.Fatalf("error %q is a %T, not an *Error", err, err)
+			}
+			if de.Line != tt.line {
+				t.Errorf("Error.Line = %d, want %d", de.Line, tt.line)
+			}
+			if len(err.Error()) > 500 {
+				t.Errorf("error is %d bytes long", len(err.Error()))
+			}
+		})
+	}
+}
+
+func TestScanCSVGzip(t *testing.T) {
+	plain := testdata(t, "good.csv")[0]
+	data := make([]byte, plain.Size())
+	if _, err := plain.ReadAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(data)
+	zw.Close()
+	want, err := Scan(context.Background(), []Input{plain}, ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Scan(context.Background(), []Input{&memInput{"good.csv.gz", gz.Bytes()}}, ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got, approx); diff != "" {
+		t.Errorf("gzip profile differs (-plain +gzip):\n%s", diff)
+	}
+}
+
+func TestDistinctLimits(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("many,fifty,fiftyone,long,few\n")
+	for i := range 20_000 {
+		long := "short"
+		if i == 7 {
+			long = strings.Repeat("y", MaxCategoryBytes+1)
+		}
+		fmt.Fprintf(&b, "v%d,c%d,c%d,%s,%d\n", i, i%50, i%51, long, i%3)
+	}
+	p, err := Scan(context.Background(), []Input{&memInput{"d.csv", []byte(b.String())}}, ScanOptions{MinRecordsPerAggregate: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cats := make([]string, 50)
+	for i := range cats {
+		cats[i] = fmt.Sprintf("c%d", i)
+	}
+	want := []ColumnProfile{
+		{Column: Column{"many", String}, Count: 20_000, Distinct: ptr[int64](MaxDistinct), DistinctCapped: true},
+		{Column: Column{"fifty", String}, Count: 20_000, Distinct: ptr[int64](50), Categories: sortedStrings(cats)},
+		{Column: Column{"fiftyone", String}, Count: 20_000, Distinct: ptr[int64](51)},
+		{Column: Column{"long", String}, Count: 20_000, Distinct: ptr[int64](2)},
+		{Column: Column{"few", Int}, Count: 20_000, Mean: ptr(19_999.0 / 20_000), Std: ptr(0.8165), Distinct: ptr[int64](3), Categories: []string{"0", "1", "2"}},
+	}
+	if diff := cmp.Diff(want, p.Columns, cmpopts.EquateApprox(1e-4, 0)); diff != "" {
+		t.Errorf("columns (-want +got):\n%s", diff)
+	}
+}
+
+func sortedStrings(s []string) []string {
+	s = append([]string(nil), s...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s
+}
+
+func TestCategoriesCanonical(t *testing.T) {
+	csv := "n,b\n+1,TRUE\n1,true\n 2 ,False\n2,false\n10,True\n"
+	p, err := Scan(context.Background(), []Input{&memInput{"c.csv", []byte(csv)}}, ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ColumnProfile{
+		{Column: Column{"n", Int}, Count: 5, Mean: ptr(3.2), Std: ptr(3.8340579025361627), Distinct: ptr[int64](3), Categories: []string{"1", "2", "10"}},
+		{Column: Column{"b", Bool}, Count: 5, Distinct: ptr[int64](2), Categories: []string{"false", "true"}},
+	}
+	if diff := cmp.Diff(want, p.Columns, approx); diff != "" {
+		t.Errorf("columns (-want +got):\n%s", diff)
+	}
+}
+
+func TestDetectFormat(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("a,b\n1,2\n"))
+	zw.Close()
+	tests := []struct {
+		name, head string
+		want       Format
+		err        string
+	}{
+		{"x.parquet", "PAR1\x15\x04", Parquet, ""},
+		{"no-extension", "PAR1\x15\x04", Parquet, ""},
+		{"x.PQ", "a,b\n", "", "x.PQ: not a Parquet file"},
+		{"x.csv", "a,b\n1,2\n", CSV, ""},
+		{"x.txt", "a;b\n1;2\n", CSV, ""}, // one column named "a;b": still CSV
+		{"x.csv", "\xef\xbb\xbfa,b\r\n", CSV, ""},
+		{"x.csv", "caf\xe9,na\xefve\n", CSV, ""}, // Latin-1 is text
+		{"x.csv.gz", gz.String(), CSV, ""},
+		{"x.csv", "", "", "x.csv is empty"},
+		{"x.csv", "a\x00b\n", "", "x.csv: not CSV or Parquet (binary content)"},
+		{"x.bin", "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "", "x.bin: not CSV or Parquet (binary content)"},
+		{"x.csv", "a,\"b\n", "", "x.csv: not CSV or Parquet (the first line is not valid CSV"},
+		{"x.csv", "a,b\"c\n", "", "x.csv: not CSV or Parquet (the first line is not valid CSV"},
+		{"x.csv.gz", "\x1f\x8b\x08garbage", "", "x.csv.gz: gzip-compressed but unreadable or empty"},
+	}
+	for _, tt := range tests {
+		got, err := DetectFormat(tt.name, []byte(tt.head))
+		switch {
+		case tt.err == "" && err != nil:
+			t.Errorf("DetectFormat(%q, %q): %v", tt.name, tt.head, err)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("DetectFormat(%q, %q) error = %v, want %q", tt.name, tt.head, err, tt.err)
+		case got != tt.want:
+			t.Errorf("DetectFormat(%q, %q) = %q, want %q", tt.name, tt.head, got, tt.want)
+		}
+	}
+}
+
+func TestInferType(t *testing.T) {
+	tests := []struct {
+		cell string
+		want Type
+	}{
+		{"0", Int}, {"-0", Int}, {"+42", Int}, {"9223372036854775807", Int}, {"-9223372036854775808", Int},
+		{"9223372036854775808", Float}, {"1.5", Float}, {".5", Float}, {"5.", Float}, {"-1e-3", Float}, {"1E10", Float}, {"0.0", Float},
+		{"007", String}, {"00.5", String}, {"1e", String}, {"1e400", String}, {"inf", String}, {"Infinity", String}, {"0x10", String},
+		{"1_000", String}, {"1,5", String}, {"+", String}, {"-", String}, {".", String}, {"e5", String}, {"--1", String},
+		{"true", Bool}, {"FALSE", Bool}, {"True", Bool}, {"yes", String}, {"t", String},
+		{"2024-02-29", Timestamp}, {"2023-02-29", String}, {"2024-01-02T03:04:05Z", Timestamp}, {"2024-01-02T03:04:05.123+02:00", Timestamp},
+		{"2024-01-02 03:04:05", Timestamp}, {"2024-01-02T03:04:05", Timestamp}, {"2024-01-02 03:04:05.5", Timestamp}, {"2024-01-02 03:04:05+01:00", Timestamp},
+		{"2024-01-02X03:04:05", String}, {"2024-1-2", String}, {"20240102", Int},
+		{"Paris", String}, {"é", String},
+	}
+	for _, tt := range tests {
+		if got, _ := inferType(tt.cell); got != tt.want {
+			t.Errorf("inferType(%q) = %s, want %s", tt.cell, got, tt.want)
+		}
+	}
+	for _, null := range []string{"", "NA", "N/A", "NaN", "null", "NULL"} {
+		if !isNull(null) {
+			t.Errorf("%q is not null", null)
+		}
+	}
+	for _, notNull := range []string{"na", "nan", "None", "-", "0"} {
+		if isNull(notNull) {
+			t.Errorf("%q is null", notNull)
+		}
+	}
+}
+
+func TestReadBatchesCSV(t *testing.T) {
+	in := testdata(t, "good.csv")
+	p, err := Scan(context.Background(), in, ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		ID      int64
+		Age     float64
+		Smoker  float64
+		City    string
+		Visit   float64
+		Note    string
+		Null    []bool
+		Batch   int
+		Missing bool
+	}
+	var got []row
+	batches := 0
+	err = ReadBatches(context.Background(), in, p.Schema(), []string{"id", "age", "smoker", "city", "visit", "note"}, 2, func(b *Batch) error {
+		batches++
+		for i := range b.Len {
+			got = append(got, row{
+				ID: b.Int["id"][i], Age: b.Num["age"][i], Smoker: b.Num["smoker"][i], City: b.Str["city"][i],
+				Visit: b.Num["visit"][i], Note: b.Str["note"][i],
+				Null:  []bool{b.Null["age"][i], b.Null["city"][i], b.Null["visit"][i], b.Null["note"][i]},
+				Batch: batches,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nan := math.NaN()
+	want := []row{
+		{1, 34, 1, "Paris", 1704412800, "hello, world", []bool{false, false, false, false}, 1, false},
+		{2, nan, 0, "Lyon", 1704537000, "multi\nline", []bool{true, false, false, false}, 1, false},
+		{3, 51, 1, "Paris", nan, `she said "hi"`, []bool{false, false, true, false}, 2, false},
+		{4, 29, 0, "Lyon", 1704614400, "plain", []bool{false, false, false, false}, 2, false},
+		{5, 40, 1, "", 1704672000, "", []bool{false, true, false, true}, 3, false},
+	}
+	if diff := cmp.Diff(want, got, cmpopts.EquateNaNs()); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}
+
+func TestReadBatchesCSVTypeDrift(t *testing.T) {
+	in := []Input{&memInput{"d.csv", []byte("id,x\n1,10\n2,secret-value-99\n")}}
+	err := ReadBatches(context.Background(), in, Schema{{"id", Int}, {"x", Int}}, []string{"x"}, 10, func(*Batch) error { return nil })
+	var de *Error
+	if !errors.As(err, &de) || de.Line != 3 || de.Column != "x" {
+		t.Fatalf("error %v (%#v), want an *Error at line 3, column x", err, de)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("error reveals the cell: %v", err)
+	}
+	if !strings.Contains(err.Error(), `line 3 of d.csv, column "x": the value is not a valid int`) {
+		t.Errorf("unexpected message: %v", err)
+	}
+	err = ReadBatches(context.Background(), in, Schema{{"id", Int}}, []string{"nope"}, 10, func(*Batch) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), `column "nope" is not in the dataset's schema`) {
+		t.Errorf("unknown column: %v", err)
+	}
+}
+
+func TestScanHonoursContext(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a,b\n")
+	for i := range 100_000 {
+		fmt.Fprintf(&b, "%d,x\n", i)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, in := range [][]Input{
+		{&memInput{"big.csv", []byte(b.String())}},
+		{&memInput{"big.parquet", writeParquet(t, genRows(20_000))}},
+	} {
+		if _, err := Scan(ctx, in, ScanOptions{}); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: Scan with a cancelled context returned %v", in[0].Name(), err)
+		}
+		err := ReadBatches(ctx, in, Schema{{"a", Int}, {"id", Int}}, []string{}, 10, func(*Batch) error { return nil })
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: ReadBatches with a cancelled context returned %v", in[0].Name(), err)
+		}
+	}
+}
+
+// TestErrorsHideCells runs every adversarial case with a distinctive value
+// in the data and checks that no error repeats it.
+func TestErrorsHideCells(t *testing.T) {
+	const secret = "Sm1thJohn1970"
+	cases := []string{
+		"a,b\n" + secret + "\n",
+		"a,b\n1," + secret + "\"x\n",
+		"a,b\n1,\"" + secret + "\"x\n",
+		"a,b\n1,\"" + secret + "\n",
+		secret + "," + secret + "\n",
+		"a,b\n" + secret + "," + strings.Repeat(secret, 100_000) + "\n",
+	}
+	for _, c := range cases {
+		_, err := Scan(context.Background(), []Input{&memInput{"s.csv", []byte(c)}}, ScanOptions{})
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("error reveals a cell: %v", err)
+		}
+	}
+}
