@@ -50,6 +50,7 @@ var commands = []command{
 	{"quickstart", "the whole product on one machine, end to end", cmdQuickstart},
 	{"runner", "run a task-runner agent next to your data", cmdRunner},
 	{"runners", "register and manage task runners", cmdRunners},
+	{"datasets", "register datasets and set their privacy controls", cmdDatasets},
 	{"login", "sign in to a server and remember it", cmdLogin},
 	{"users", "list, invite and manage users (admins)", cmdUsers},
 	{"tokens", "create, list and revoke access tokens", cmdTokens},

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/silofl/silo"
+)
+
+// TestDatasetsCLI registers a dataset on a runner the server started, reads
+// its schema, edits its privacy controls and attaches a file, all through
+// the command line.
+func TestDatasetsCLI(t *testing.T) {
+	e, _ := newLiveEnv(t)
+	root := filepath.Join(t.TempDir(), "hospital")
+	os.MkdirAll(root, 0o700)
+	e.ok("runners", "register", "--provider", "local", "--name", "hospital-a", "--storage-path", "file://"+root)
+	e.ok("runners", "start", "hospital-a")
+	e.waitStatus("hospital-a", silo.RunnerOnline)
+
+	check(t, []string{"datasets", "list"}, e.run("", "datasets", "list"), 0, []string{"No datasets yet"}, nil)
+
+	var csv strings.Builder
+	csv.WriteString("id,age,ward\n")
+	for i := 0; i < 40; i++ {
+		csv.WriteString(strings.Join([]string{"ID" + string(rune('A'+i%26)) + string(rune('a'+i/26)), "5" + string(rune('0'+i%10)), []string{"north", "south"}[i%2]}, ",") + "\n")
+	}
+	data := filepath.Join(root, "admissions.csv")
+	os.WriteFile(data, []byte(csv.String()), 0o600)
+	privacy := writeJSONFile(t, "privacy.json", map[string]any{"identifier_columns": []string{"id"}, "min_records_per_aggregate": 5})
+	dict := filepath.Join(t.TempDir(), "dictionary.txt")
+	os.WriteFile(dict, []byte("age: years at admission\n"), 0o600)
+
+	out := e.ok("datasets", "register", "--runner", "hospital-a", "--name", "admissions", "--uri", "file://"+data, "--privacy", privacy, "--attach", dict)
+	for _, want := range []string{"admissions on runner hospital-a: connected", "40 rows in 1 csv file(s)", "identifier: linkage only", "categories: north, south", "dictionary.txt"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("register output lacks %q:\n%s", want, out)
+		}
+	}
+	// The --json contract of 'datasets show' (SPEC §5).
+	var m map[string]any
+	e.json(&m, "datasets", "show", "admissions")
+	hasKeys(t, "datasets show --json", m, "name", "runner", "uri", "status", "error", "row_count", "columns", "privacy")
+	cols, _ := m["columns"].([]any)
+	if len(cols) != 3 {
+		t.Fatalf("columns = %v", m["columns"])
+	}
+	hasKeys(t, "a column", cols[0].(map[string]any), "name", "type", "nulls")
+	if strings.Contains(e.ok("datasets", "show", "admissions", "--json"), "IDAa") {
+		t.Fatal("an identifier value reached the command line")
+	}
+
+	// Bad input: a typo in the privacy file, and an unknown runner.
+	bad := writeJSONFile(t, "bad.json", map[string]any{"min_record_per_aggregate": 5})
+	r := e.run("", "datasets", "privacy", "admissions", "-f", bad)
+	check(t, nil, r, 1, nil, []string{"unknown field", "min_record_per_aggregate"})
+	r = e.run("", "datasets", "register", "--runner", "ghost", "--name", "x_y_z", "--uri", "file:///x.csv", "--json")
+	if r.code != 1 || jsonError(t, r.err).Field != "runner" {
+		t.Fatalf("unknown runner: %+v", r)
+	}
+	r = e.run("", "datasets", "register", "--name", "x_y_z")
+	check(t, nil, r, 2, nil, []string{"--runner, --name and --uri are required"})
+
+	stricter := writeJSONFile(t, "strict.json", map[string]any{"identifier_columns": []string{"id"}, "excluded_columns": []string{"ward"}})
+	out = e.ok("datasets", "privacy", "admissions", "-f", stricter)
+	if !strings.Contains(out, "excluded: never read") {
+		t.Errorf("privacy change not reflected:\n%s", out)
+	}
+	got := filepath.Join(t.TempDir(), "got.txt")
+	e.ok("datasets", "attachment", "admissions", "1", "-o", got)
+	if b, _ := os.ReadFile(got); string(b) != "age: years at admission\n" {
+		t.Fatalf("downloaded attachment = %q", b)
+	}
+	e.ok("datasets", "deregister", "admissions")
+	check(t, nil, e.run("", "datasets", "show", "admissions"), 1, nil, []string{"no dataset named"})
+}
