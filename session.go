@@ -1,0 +1,427 @@
+package silo
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// SessionStatus is a session's lifecycle state (SPEC §4).
+type SessionStatus string
+
+const (
+	SessionPending   SessionStatus = "pending" // waiting for min_clients runners
+	SessionRunning   SessionStatus = "running"
+	SessionCompleted SessionStatus = "completed"
+	SessionFailed    SessionStatus = "failed"
+	SessionCancelled SessionStatus = "cancelled"
+)
+
+// Done reports whether the session has ended.
+func (s SessionStatus) Done() bool {
+	return s == SessionCompleted || s == SessionFailed || s == SessionCancelled
+}
+
+// SessionConfig is the JSON a Model Builder writes to create a session.
+type SessionConfig struct {
+	Name                string           `json:"name"`
+	Type                string           `json:"type"`
+	Datasets            []string         `json:"datasets"`
+	MinClients          int              `json:"min_clients"`
+	Rounds              int              `json:"rounds"`
+	RoundTimeout        string           `json:"round_timeout"`
+	Task                TaskConfig       `json:"task"`
+	Model               ModelConfig      `json:"model"`
+	Optimizer           OptimizerConfig  `json:"optimizer"`
+	Strategy            StrategyConfig   `json:"strategy"`
+	DifferentialPrivacy *DPConfig        `json:"differential_privacy,omitempty"`
+	Validation          ValidationConfig `json:"validation"`
+	SaveBestModel       SaveBestConfig   `json:"save_best_model"`
+	Seed                int64            `json:"seed"`
+}
+
+// TaskConfig says what to learn.
+type TaskConfig struct {
+	Type          string   `json:"type"` // classification or regression
+	Target        string   `json:"target"`
+	Features      []string `json:"features"`    // empty: every eligible column
+	Categorical   []string `json:"categorical"` // plus every string column
+	PositiveClass string   `json:"positive_class,omitempty"`
+}
+
+// ModelConfig chooses the model package and its settings.
+type ModelConfig struct {
+	Package      string  `json:"package"` // glm or ffnet
+	Family       string  `json:"family,omitempty"`
+	TweediePower float64 `json:"tweedie_power,omitempty"`
+	L1           float64 `json:"l1"`
+	L2           float64 `json:"l2"`
+	HiddenLayers []int   `json:"hidden_layers,omitempty"`
+	Activation   string  `json:"activation,omitempty"`
+	Dropout      float64 `json:"dropout,omitempty"`
+}
+
+// OptimizerConfig is the clients' local optimiser.
+type OptimizerConfig struct {
+	Name         string  `json:"name"` // sgd or adam
+	LearningRate float64 `json:"learning_rate"`
+	Momentum     float64 `json:"momentum"`
+	BatchSize    int     `json:"batch_size"`
+	LocalEpochs  int     `json:"local_epochs"`
+}
+
+// StrategyConfig is the server's aggregation strategy.
+type StrategyConfig struct {
+	Name   string             `json:"name"`
+	Params map[string]float64 `json:"params"`
+}
+
+// DPConfig asks for DP-SGD meeting (Epsilon, Delta) over the whole session.
+type DPConfig struct {
+	Epsilon     float64 `json:"epsilon"`
+	Delta       float64 `json:"delta"`
+	MaxGradNorm float64 `json:"max_grad_norm"`
+}
+
+// ValidationConfig holds out a fraction of each client's rows for testing.
+type ValidationConfig struct {
+	Fraction float64 `json:"fraction"`
+}
+
+// SaveBestConfig says which round's model is "best".
+type SaveBestConfig struct {
+	Metric string `json:"metric"`
+	Mode   string `json:"mode"` // min or max
+}
+
+// Model packages, families, strategies and optimisers the product offers.
+var (
+	ModelPackages = []string{"glm", "ffnet"}
+	GLMFamilies   = []string{"gaussian", "binomial", "poisson", "gamma", "tweedie"}
+	Strategies    = []string{"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"}
+	Optimizers    = []string{"sgd", "adam"}
+	Activations   = []string{"relu", "tanh"}
+)
+
+var sessionName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$`)
+
+// Validate checks the config on its own and fills defaults; checks against
+// datasets (schemas, privacy controls) happen on the server.
+func (c *SessionConfig) Validate() error {
+	c.Name = strings.TrimSpace(c.Name)
+	if !sessionName.MatchString(c.Name) {
+		return FieldErrorf("name", "session name %q must be 1–100 letters, digits, '.', '_' or '-'", c.Name)
+	}
+	if c.Type == "" {
+		c.Type = SessionHFL
+	}
+	if c.Type != SessionHFL {
+		if slices.Contains(SessionTypes, c.Type) {
+			return FieldErrorf("type", "session type %q is not built yet: only hfl (horizontal federated learning) runs today", c.Type)
+		}
+		return FieldErrorf("type", "unknown session type %q: use hfl", c.Type)
+	}
+	if len(c.Datasets) == 0 {
+		return FieldErrorf("datasets", "list the datasets to train on, by name (see 'silo datasets list')")
+	}
+	seen := map[string]bool{}
+	for _, d := range c.Datasets {
+		if seen[d] {
+			return FieldErrorf("datasets", "dataset %q is listed twice", d)
+		}
+		seen[d] = true
+	}
+	if c.MinClients == 0 {
+		c.MinClients = len(c.Datasets)
+	}
+	if c.MinClients < 1 || c.MinClients > len(c.Datasets) {
+		return FieldErrorf("min_clients", "min_clients must be between 1 and the number of datasets (%d)", len(c.Datasets))
+	}
+	if c.Rounds < 1 || c.Rounds > 10000 {
+		return FieldErrorf("rounds", "rounds must be between 1 and 10000")
+	}
+	if c.RoundTimeout == "" {
+		c.RoundTimeout = "5m"
+	}
+	if d, err := time.ParseDuration(c.RoundTimeout); err != nil || d < time.Second || d > 24*time.Hour {
+		return FieldErrorf("round_timeout", "round_timeout %q must be a duration between 1s and 24h, such as 5m", c.RoundTimeout)
+	}
+	if err := c.Task.validate(); err != nil {
+		return err
+	}
+	if err := c.Model.validate(c.Task.Type); err != nil {
+		return err
+	}
+	if err := c.Optimizer.validate(); err != nil {
+		return err
+	}
+	if err := c.Strategy.validate(); err != nil {
+		return err
+	}
+	if dp := c.DifferentialPrivacy; dp != nil {
+		if !(dp.Epsilon > 0) || math.IsInf(dp.Epsilon, 0) {
+			return FieldErrorf("differential_privacy.epsilon", "epsilon must be a positive number (e.g. 4.0)")
+		}
+		if !(dp.Delta > 0 && dp.Delta < 0.01) {
+			return FieldErrorf("differential_privacy.delta", "delta must be above 0 and below 0.01 (e.g. 1e-5)")
+		}
+		if dp.MaxGradNorm == 0 {
+			dp.MaxGradNorm = 1
+		}
+		if !(dp.MaxGradNorm > 0) || math.IsInf(dp.MaxGradNorm, 0) {
+			return FieldErrorf("differential_privacy.max_grad_norm", "max_grad_norm must be a positive number (e.g. 1.0)")
+		}
+	}
+	if c.Validation.Fraction == 0 {
+		c.Validation.Fraction = 0.2
+	}
+	if !(c.Validation.Fraction > 0 && c.Validation.Fraction < 1) {
+		return FieldErrorf("validation.fraction", "validation.fraction must be between 0 and 1 (e.g. 0.2)")
+	}
+	if c.SaveBestModel.Metric == "" {
+		c.SaveBestModel.Metric = "loss"
+	}
+	if c.SaveBestModel.Mode == "" {
+		c.SaveBestModel.Mode = "min"
+		if c.SaveBestModel.Metric != "loss" && !strings.HasSuffix(c.SaveBestModel.Metric, "mse") && !strings.HasSuffix(c.SaveBestModel.Metric, "mae") {
+			c.SaveBestModel.Mode = "max"
+		}
+	}
+	if !slices.Contains(MetricsFor(c.Task.Type), c.SaveBestModel.Metric) {
+		return FieldErrorf("save_best_model.metric", "save_best_model.metric %q is not reported for %s: use one of %s", c.SaveBestModel.Metric, c.Task.Type, strings.Join(MetricsFor(c.Task.Type), ", "))
+	}
+	if c.SaveBestModel.Mode != "min" && c.SaveBestModel.Mode != "max" {
+		return FieldErrorf("save_best_model.mode", "save_best_model.mode must be min or max")
+	}
+	return nil
+}
+
+// MetricsFor lists the federated metrics of a task type.
+func MetricsFor(task string) []string {
+	if task == "regression" {
+		return []string{"loss", "mse", "mae", "r2"}
+	}
+	return []string{"loss", "accuracy", "roc_auc", "log_loss"}
+}
+
+func (t *TaskConfig) validate() error {
+	if t.Type != "classification" && t.Type != "regression" {
+		return FieldErrorf("task.type", "task.type must be classification or regression, not %q", t.Type)
+	}
+	if strings.TrimSpace(t.Target) == "" {
+		return FieldErrorf("task.target", "task.target is required: the column to predict")
+	}
+	if slices.Contains(t.Features, t.Target) {
+		return FieldErrorf("task.features", "the target %q cannot also be a feature", t.Target)
+	}
+	return nil
+}
+
+func (m *ModelConfig) validate(task string) error {
+	switch m.Package {
+	case "glm":
+		if m.Family == "" {
+			m.Family = map[string]string{"classification": "binomial", "regression": "gaussian"}[task]
+		}
+		if !slices.Contains(GLMFamilies, m.Family) {
+			return FieldErrorf("model.family", "unknown glm family %q: use one of %s", m.Family, strings.Join(GLMFamilies, ", "))
+		}
+		if task == "classification" && m.Family != "binomial" {
+			return FieldErrorf("model.family", "a classification glm uses family binomial (multinomial for more than two classes), not %s", m.Family)
+		}
+		if task == "regression" && m.Family == "binomial" {
+			return FieldErrorf("model.family", "family binomial is for classification; for regression use gaussian, poisson, gamma or tweedie")
+		}
+		if m.Family == "tweedie" {
+			if m.TweediePower == 0 {
+				m.TweediePower = 1.5
+			}
+			if !(m.TweediePower > 1 && m.TweediePower < 2) {
+				return FieldErrorf("model.tweedie_power", "tweedie_power must be between 1 and 2 (exclusive)")
+			}
+		}
+		if len(m.HiddenLayers) > 0 || m.Activation != "" || m.Dropout != 0 {
+			return FieldErrorf("model.hidden_layers", "hidden_layers, activation and dropout belong to package ffnet, not glm")
+		}
+	case "ffnet":
+		if len(m.HiddenLayers) == 0 {
+			m.HiddenLayers = []int{32}
+		}
+		for _, h := range m.HiddenLayers {
+			if h < 1 || h > 4096 {
+				return FieldErrorf("model.hidden_layers", "each hidden layer needs 1–4096 units")
+			}
+		}
+		if len(m.HiddenLayers) > 8 {
+			return FieldErrorf("model.hidden_layers", "at most 8 hidden layers")
+		}
+		if m.Activation == "" {
+			m.Activation = "relu"
+		}
+		if !slices.Contains(Activations, m.Activation) {
+			return FieldErrorf("model.activation", "activation must be relu or tanh, not %q", m.Activation)
+		}
+		if !(m.Dropout >= 0 && m.Dropout < 1) {
+			return FieldErrorf("model.dropout", "dropout must be at least 0 and below 1")
+		}
+		if m.Family != "" {
+			return FieldErrorf("model.family", "family belongs to package glm, not ffnet")
+		}
+	default:
+		return FieldErrorf("model.package", "unknown model package %q: use glm or ffnet", m.Package)
+	}
+	if !(m.L1 >= 0) || !(m.L2 >= 0) || math.IsInf(m.L1+m.L2, 0) {
+		return FieldErrorf("model.l1", "l1 and l2 must be zero or positive")
+	}
+	return nil
+}
+
+func (o *OptimizerConfig) validate() error {
+	if o.Name == "" {
+		o.Name = "sgd"
+	}
+	if !slices.Contains(Optimizers, o.Name) {
+		return FieldErrorf("optimizer.name", "optimizer must be sgd or adam, not %q", o.Name)
+	}
+	if o.LearningRate == 0 {
+		o.LearningRate = 0.1
+		if o.Name == "adam" {
+			o.LearningRate = 0.001
+		}
+	}
+	if !(o.LearningRate > 0 && o.LearningRate <= 10) {
+		return FieldErrorf("optimizer.learning_rate", "learning_rate must be above 0 and at most 10")
+	}
+	if !(o.Momentum >= 0 && o.Momentum < 1) {
+		return FieldErrorf("optimizer.momentum", "momentum must be at least 0 and below 1")
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 64
+	}
+	if o.BatchSize < 1 || o.BatchSize > 1<<20 {
+		return FieldErrorf("optimizer.batch_size", "batch_size must be between 1 and 1048576")
+	}
+	if o.LocalEpochs == 0 {
+		o.LocalEpochs = 1
+	}
+	if o.LocalEpochs < 1 || o.LocalEpochs > 1000 {
+		return FieldErrorf("optimizer.local_epochs", "local_epochs must be between 1 and 1000")
+	}
+	return nil
+}
+
+func (s *StrategyConfig) validate() error {
+	if s.Name == "" {
+		s.Name = "fedavg"
+	}
+	if !slices.Contains(Strategies, s.Name) {
+		return FieldErrorf("strategy.name", "unknown strategy %q: use one of %s", s.Name, strings.Join(Strategies, ", "))
+	}
+	allowed := map[string][]string{
+		"fedavg": {}, "fedprox": {"mu"},
+		"fedadam": {"server_learning_rate", "beta1", "beta2", "tau"}, "fedyogi": {"server_learning_rate", "beta1", "beta2", "tau"},
+		"fedadagrad": {"server_learning_rate", "beta1", "tau"},
+	}[s.Name]
+	for k, v := range s.Params {
+		if !slices.Contains(allowed, k) {
+			return FieldErrorf("strategy.params", "strategy %s takes no parameter %q (it takes: %s)", s.Name, k, strings.Join(allowed, ", "))
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return FieldErrorf("strategy.params", "strategy parameter %s must be a finite number ≥ 0", k)
+		}
+	}
+	if s.Name == "fedprox" && s.Params["mu"] == 0 {
+		return FieldErrorf("strategy.params", "fedprox needs params.mu > 0 (e.g. 0.01)")
+	}
+	return nil
+}
+
+// ParseSessionConfig decodes a config strictly: unknown fields are errors
+// that name the field, so a typo never silently changes what is trained.
+func ParseSessionConfig(b []byte) (*SessionConfig, error) {
+	var c SessionConfig
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, Errorf(EINVALID, "session config: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Session is a training session as the API returns it.
+type Session struct {
+	ID           string        `json:"id"`
+	Name         string        `json:"name"`
+	Status       SessionStatus `json:"status"`
+	StatusReason string        `json:"status_reason"`
+	Round        int           `json:"round"` // last completed
+	Rounds       int           `json:"rounds"`
+	Phase        string        `json:"phase,omitempty"`
+	Config       SessionConfig `json:"config"`
+	CreatedBy    string        `json:"created_by"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+	FinishedAt   *time.Time    `json:"finished_at,omitempty"`
+	// Latest federated metrics, and the best round by save_best_model.
+	Latest    map[string]float64 `json:"latest,omitempty"`
+	BestRound int                `json:"best_round,omitempty"`
+	// EpsilonSpent per dataset, when the session uses differential privacy.
+	EpsilonSpent map[string]float64 `json:"epsilon_spent,omitempty"`
+}
+
+// RoundMetrics are one round's federated metrics.
+type RoundMetrics map[string]float64
+
+// ClientMetrics are one client's metrics in one round.
+type ClientMetrics struct {
+	Round   int                `json:"round"`
+	Dataset string             `json:"dataset"`
+	Values  map[string]float64 `json:"-"`
+}
+
+// MarshalJSON flattens Values next to round and dataset (SPEC §5's shape).
+func (c ClientMetrics) MarshalJSON() ([]byte, error) {
+	m := map[string]any{"round": c.Round, "dataset": c.Dataset}
+	for k, v := range c.Values {
+		m[k] = v
+	}
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON reads the flattened shape.
+func (c *ClientMetrics) UnmarshalJSON(b []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	c.Values = map[string]float64{}
+	for k, v := range m {
+		switch k {
+		case "round":
+			f, _ := v.(float64)
+			c.Round = int(f)
+		case "dataset":
+			c.Dataset, _ = v.(string)
+		default:
+			f, ok := v.(float64)
+			if !ok {
+				return fmt.Errorf("client metric %q is not a number", k)
+			}
+			c.Values[k] = f
+		}
+	}
+	return nil
+}
+
+// SessionMetrics is what 'silo sessions metrics --json' prints.
+type SessionMetrics struct {
+	Federated []map[string]float64 `json:"federated"` // each with "round"
+	Clients   []ClientMetrics      `json:"clients"`
+}
