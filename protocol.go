@@ -63,6 +63,10 @@ type Task struct {
 	Status   string          `json:"status"`
 	Error    string          `json:"error,omitempty"`
 	Output   json.RawMessage `json:"output,omitempty"`
+	// Session, Round and Dataset tie a training task to what it serves.
+	Session string `json:"session,omitempty"`
+	Round   int    `json:"round,omitempty"`
+	Dataset string `json:"dataset,omitempty"`
 
 	CreatedAt  time.Time  `json:"created_at"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`

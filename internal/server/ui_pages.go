@@ -90,8 +90,14 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			Href: "/settings/runners", Action: "See how", Done: d.Runners > 0})
 	}
 	if a.Can(silo.PermDatasetsManage) {
-		d.Steps = append(d.Steps, step{Title: "Register a dataset", Soon: true,
-			Text: "Describe a dataset a task runner can read, and set its privacy controls. The data itself never leaves your organisation."})
+		datasets, err := s.db.ListDatasets(ctx)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		d.Steps = append(d.Steps, step{Title: "Register a dataset",
+			Text: "Describe a dataset a task runner can read, and set its privacy controls. The data itself never leaves your organisation. Register datasets with the silo command line for now.",
+			Href: "/library", Action: "See how", Done: len(datasets) > 0})
 	}
 	if a.Can(silo.PermSessionsManage) {
 		d.Steps = append(d.Steps, step{Title: "Create a training session", Soon: true,

@@ -11,14 +11,14 @@ import (
 	"github.com/silofl/silo"
 )
 
-const taskColumns = `t.id, r.name, t.type, t.payload, t.vcpu, t.memory_mb, t.status, t.error, t.output, t.created_at, t.started_at, t.finished_at`
+const taskColumns = `t.id, r.name, t.type, t.payload, t.vcpu, t.memory_mb, t.status, t.error, t.output, t.created_at, t.started_at, t.finished_at, t.session_id, t.round, t.dataset`
 
 func scanTask(s scanner) (*silo.Task, error) {
 	var t silo.Task
 	var payload, output string
 	var created int64
 	var started, finished sql.NullInt64
-	if err := s.Scan(&t.ID, &t.Runner, &t.Type, &payload, &t.VCPU, &t.MemoryMB, &t.Status, &t.Error, &output, &created, &started, &finished); err != nil {
+	if err := s.Scan(&t.ID, &t.Runner, &t.Type, &payload, &t.VCPU, &t.MemoryMB, &t.Status, &t.Error, &output, &created, &started, &finished, &t.Session, &t.Round, &t.Dataset); err != nil {
 		return nil, err
 	}
 	if payload != "" {
@@ -35,8 +35,8 @@ func scanTask(s scanner) (*silo.Task, error) {
 // for the runner with id runnerID.
 func (db *DB) CreateTask(ctx context.Context, runnerID int64, t *silo.Task) error {
 	t.Status, t.CreatedAt = silo.TaskQueued, db.now()
-	_, err := db.wdb.ExecContext(ctx, db.q(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-		t.ID, runnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt))
+	_, err := db.wdb.ExecContext(ctx, db.q(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, session_id, round, dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		t.ID, runnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), t.Session, t.Round, t.Dataset)
 	if err != nil {
 		return fmt.Errorf("insert task: %w", err)
 	}
@@ -208,4 +208,30 @@ func (db *DB) ListTaskLogs(ctx context.Context, taskIDs []string, after int64, l
 		out = append(out, l)
 	}
 	return out, rows.Err()
+}
+
+// ListSessionTasks returns a session's tasks of one type in one round.
+func (db *DB) ListSessionTasks(ctx context.Context, sessionID string, round int, typ string) ([]*silo.Task, error) {
+	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id
+		WHERE t.session_id = ? AND t.round = ? AND t.type = ? ORDER BY t.created_at, t.id`), sessionID, round, typ)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*silo.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// CancelSessionTasks cancels a session's queued and running tasks.
+func (db *DB) CancelSessionTasks(ctx context.Context, sessionID, reason string) error {
+	_, err := db.wdb.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, finished_at = ? WHERE session_id = ? AND status IN (?, ?)`),
+		silo.TaskCancelled, reason, micros(db.now()), sessionID, silo.TaskQueued, silo.TaskRunning)
+	return err
 }

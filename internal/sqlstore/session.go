@@ -1,0 +1,302 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/silofl/silo"
+)
+
+// SessionClient is one dataset taking part in a session, with what the
+// server needs to drive it.
+type SessionClient struct {
+	Dataset   string `json:"dataset"`
+	DatasetID int64  `json:"dataset_id"`
+	Runner    string `json:"runner"`
+	NTrain    int64  `json:"n_train"`
+	NTest     int64  `json:"n_test"`
+	// DP-SGD on this client: noise multiplier, Poisson sampling rate, noisy
+	// steps taken so far and the epsilon they spent.
+	Sigma      float64 `json:"sigma,omitempty"`
+	SampleRate float64 `json:"sample_rate,omitempty"`
+	Steps      int     `json:"steps,omitempty"`
+	Epsilon    float64 `json:"epsilon,omitempty"`
+	// Dropped clients failed or missed a round; they are asked again.
+	Misses    int    `json:"misses,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// StoredSession is a session with its model state.
+type StoredSession struct {
+	silo.Session
+	PhaseRound     int
+	PhaseStartedAt time.Time
+	Params         []byte // global parameters (ml wire format)
+	StrategyState  []byte
+	Preprocessing  json.RawMessage
+	Clients        []SessionClient
+	BestValue      float64
+	BestParams     []byte
+	LeaseOwner     string
+	LeaseUntil     time.Time
+}
+
+const sessionColumns = `id, name, status, status_reason, config, created_by, created_at, updated_at, finished_at, round, phase, phase_round, phase_started_at,
+	params, strategy_state, preprocessing, clients, latest, best_round, best_value, best_params, lease_owner, lease_until`
+
+func scanSession(s scanner) (*StoredSession, error) {
+	var ss StoredSession
+	var status, config, prep, clients, latest string
+	var created, updated, phaseStarted, leaseUntil int64
+	var finished sql.NullInt64
+	if err := s.Scan(&ss.ID, &ss.Name, &status, &ss.StatusReason, &config, &ss.CreatedBy, &created, &updated, &finished, &ss.Round, &ss.Phase,
+		&ss.PhaseRound, &phaseStarted, &ss.Params, &ss.StrategyState, &prep, &clients, &latest, &ss.BestRound, &ss.BestValue, &ss.BestParams,
+		&ss.LeaseOwner, &leaseUntil); err != nil {
+		return nil, err
+	}
+	ss.Status = silo.SessionStatus(status)
+	if err := json.Unmarshal([]byte(config), &ss.Config); err != nil {
+		return nil, fmt.Errorf("session %s config: %w", ss.ID, err)
+	}
+	if err := json.Unmarshal([]byte(clients), &ss.Clients); err != nil {
+		return nil, fmt.Errorf("session %s clients: %w", ss.ID, err)
+	}
+	if err := json.Unmarshal([]byte(latest), &ss.Latest); err != nil {
+		return nil, fmt.Errorf("session %s latest: %w", ss.ID, err)
+	}
+	if prep != "" {
+		ss.Preprocessing = json.RawMessage(prep)
+	}
+	ss.Rounds = ss.Config.Rounds
+	ss.CreatedAt, ss.UpdatedAt, ss.FinishedAt = fromMicros(created), fromMicros(updated), fromNullMicros(finished)
+	ss.PhaseStartedAt, ss.LeaseUntil = fromMicros(phaseStarted), fromMicros(leaseUntil)
+	for _, c := range ss.Clients {
+		if c.Epsilon > 0 {
+			if ss.EpsilonSpent == nil {
+				ss.EpsilonSpent = map[string]float64{}
+			}
+			ss.EpsilonSpent[c.Dataset] = c.Epsilon
+		}
+	}
+	return &ss, nil
+}
+
+// CreateSession stores a new session.
+func (db *DB) CreateSession(ctx context.Context, s *StoredSession) error {
+	config, err := json.Marshal(s.Config)
+	if err != nil {
+		return err
+	}
+	clients, err := json.Marshal(s.Clients)
+	if err != nil {
+		return err
+	}
+	now := db.now()
+	s.CreatedAt, s.UpdatedAt = now, now
+	_, err = db.wdb.ExecContext(ctx, db.q(`INSERT INTO sessions (id, name, status, status_reason, config, created_by, created_at, updated_at, clients) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		s.ID, s.Name, string(s.Status), s.StatusReason, string(config), s.CreatedBy, micros(now), micros(now), string(clients))
+	if err != nil {
+		return fmt.Errorf("insert session: %w", err)
+	}
+	return nil
+}
+
+// FindSession returns the session with id.
+func (db *DB) FindSession(ctx context.Context, id string) (*StoredSession, error) {
+	s, err := scanSession(db.rdb.QueryRowContext(ctx, db.q(`SELECT `+sessionColumns+` FROM sessions WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, silo.Errorf(silo.ENOTFOUND, "no session %s: see 'silo sessions list'", id)
+	}
+	return s, err
+}
+
+// ListSessions returns sessions, newest first; with active, only those not
+// yet done.
+func (db *DB) ListSessions(ctx context.Context, active bool) ([]*StoredSession, error) {
+	query := `SELECT ` + sessionColumns + ` FROM sessions`
+	if active {
+		query += ` WHERE status IN ('pending', 'running')`
+	}
+	rows, err := db.rdb.QueryContext(ctx, query+` ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*StoredSession
+	for rows.Next() {
+		s, err := scanSession(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// SessionRound is what completing a round writes, all at once.
+type SessionRound struct {
+	Round     int
+	Federated silo.RoundMetrics
+	Clients   []silo.ClientMetrics
+}
+
+// UpdateSession loads a session in a transaction, lets change edit it, and
+// writes it back together with a completed round's metrics (if round is
+// not nil) and the privacy ledger entries of its clients, so a crash never
+// leaves a round's metrics without its state or its ledger entries.
+func (db *DB) UpdateSession(ctx context.Context, id string, round *SessionRound, change func(s *StoredSession) error) (*StoredSession, error) {
+	var out *StoredSession
+	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
+		s, err := scanSession(tx.QueryRowContext(ctx, db.q(`SELECT `+sessionColumns+` FROM sessions WHERE id = ?`), id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return silo.Errorf(silo.ENOTFOUND, "no session %s", id)
+		} else if err != nil {
+			return err
+		}
+		if err := change(s); err != nil {
+			return err
+		}
+		clients, err := json.Marshal(s.Clients)
+		if err != nil {
+			return err
+		}
+		latest, err := json.Marshal(s.Latest)
+		if err != nil {
+			return err
+		}
+		s.UpdatedAt = db.now()
+		if s.Status.Done() && s.FinishedAt == nil {
+			t := s.UpdatedAt
+			s.FinishedAt = &t
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE sessions SET status = ?, status_reason = ?, updated_at = ?, finished_at = ?, round = ?, phase = ?, phase_round = ?,
+			phase_started_at = ?, params = ?, strategy_state = ?, preprocessing = ?, clients = ?, latest = ?, best_round = ?, best_value = ?, best_params = ?,
+			lease_owner = ?, lease_until = ? WHERE id = ?`),
+			string(s.Status), s.StatusReason, micros(s.UpdatedAt), nullMicros(s.FinishedAt), s.Round, s.Phase, s.PhaseRound, micros(s.PhaseStartedAt),
+			s.Params, s.StrategyState, string(s.Preprocessing), string(clients), string(latest), s.BestRound, s.BestValue, s.BestParams,
+			s.LeaseOwner, micros(s.LeaseUntil), id); err != nil {
+			return fmt.Errorf("update session: %w", err)
+		}
+		if round != nil {
+			m, err := json.Marshal(round.Federated)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_rounds (session_id, round, metrics, recorded_at) VALUES (?, ?, ?, ?)`),
+				id, round.Round, string(m), micros(s.UpdatedAt)); err != nil {
+				return fmt.Errorf("record round %d: %w", round.Round, err)
+			}
+			for _, c := range round.Clients {
+				cm, err := json.Marshal(c.Values)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_client_metrics (session_id, round, dataset, metrics) VALUES (?, ?, ?, ?)`),
+					id, round.Round, c.Dataset, string(cm)); err != nil {
+					return fmt.Errorf("record client metrics: %w", err)
+				}
+			}
+		}
+		delta := 0.0
+		if dp := s.Config.DifferentialPrivacy; dp != nil {
+			delta = dp.Delta
+		}
+		for _, c := range s.Clients {
+			if c.Epsilon <= 0 {
+				continue
+			}
+			// One entry per dataset and session, holding what it has spent
+			// so far: the ledger never lags the rounds that spent it.
+			res, err := tx.ExecContext(ctx, db.q(`UPDATE privacy_ledger SET epsilon = ?, delta = ?, recorded_at = ? WHERE dataset_id = ? AND session_id = ?`),
+				c.Epsilon, delta, micros(s.UpdatedAt), c.DatasetID, id)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO privacy_ledger (dataset_id, session_id, epsilon, delta, recorded_at) VALUES (?, ?, ?, ?, ?)`),
+					c.DatasetID, id, c.Epsilon, delta, micros(s.UpdatedAt)); err != nil {
+					return fmt.Errorf("privacy ledger: %w", err)
+				}
+			}
+		}
+		out = s
+		return nil
+	})
+	return out, err
+}
+
+// SessionMetrics returns every recorded round's metrics.
+func (db *DB) SessionMetrics(ctx context.Context, id string) (*silo.SessionMetrics, error) {
+	out := &silo.SessionMetrics{Federated: []map[string]float64{}, Clients: []silo.ClientMetrics{}}
+	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT round, metrics FROM session_rounds WHERE session_id = ? ORDER BY round`), id)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var round int
+		var m string
+		if err := rows.Scan(&round, &m); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		vals := map[string]float64{}
+		if err := json.Unmarshal([]byte(m), &vals); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		vals["round"] = float64(round)
+		out.Federated = append(out.Federated, vals)
+	}
+	rows.Close()
+	rows, err = db.rdb.QueryContext(ctx, db.q(`SELECT round, dataset, metrics FROM session_client_metrics WHERE session_id = ? ORDER BY round, dataset`), id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c silo.ClientMetrics
+		var m string
+		if err := rows.Scan(&c.Round, &c.Dataset, &m); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(m), &c.Values); err != nil {
+			return nil, err
+		}
+		out.Clients = append(out.Clients, c)
+	}
+	return out, rows.Err()
+}
+
+// LedgerSpent returns the epsilon each other session has spent on a dataset.
+func (db *DB) LedgerSpent(ctx context.Context, datasetID int64, exceptSession string) ([]float64, error) {
+	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT epsilon FROM privacy_ledger WHERE dataset_id = ? AND session_id <> ? ORDER BY id`), datasetID, exceptSession)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []float64
+	for rows.Next() {
+		var e float64
+		if err := rows.Scan(&e); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// AcquireSessionLease makes owner the driver of session id until until,
+// if no other live owner holds it. It reports whether owner holds it now.
+func (db *DB) AcquireSessionLease(ctx context.Context, id, owner string, until time.Time) (bool, error) {
+	res, err := db.wdb.ExecContext(ctx, db.q(`UPDATE sessions SET lease_owner = ?, lease_until = ? WHERE id = ? AND (lease_owner = ? OR lease_owner = '' OR lease_until < ?)`),
+		owner, micros(until), id, owner, micros(db.now()))
+	if err != nil {
+		return false, fmt.Errorf("session lease: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
