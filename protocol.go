@@ -114,3 +114,122 @@ type ConnectOutput struct {
 	Rows    int64    `json:"rows"`
 	Columns []Column `json:"columns"`
 }
+
+// Training task types: the federated statistics step before round 1, local
+// training, evaluation of the global model, and prediction.
+const (
+	TaskStats    = "stats"
+	TaskFit      = "fit"
+	TaskEvaluate = "evaluate"
+	TaskPredict  = "predict"
+)
+
+// ColumnType is a column's name and type, as its runner reported it.
+type ColumnType struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// TrainingData says which data a training task reads and how it splits it.
+type TrainingData struct {
+	Session  string          `json:"session"`
+	Dataset  string          `json:"dataset"`
+	URI      string          `json:"uri"`
+	Schema   []ColumnType    `json:"schema"`
+	Privacy  PrivacyControls `json:"privacy"`
+	Fraction float64         `json:"fraction"` // held out for testing
+	Seed     int64           `json:"seed"`
+}
+
+// StatsPayload asks a runner for the statistics standardisation and one-hot
+// encoding need.
+type StatsPayload struct {
+	TrainingData
+	TaskType    string   `json:"task_type"`
+	Target      string   `json:"target"`
+	Features    []string `json:"features"`
+	Categorical []string `json:"categorical"`
+}
+
+// NumericStats are sums over a numeric column's non-null training values.
+type NumericStats struct {
+	Count int64   `json:"count"`
+	Sum   float64 `json:"sum"`
+	SumSq float64 `json:"sum_sq"`
+}
+
+// StatsOutput is a runner's statistics: aggregates only, each over at least
+// min_records_per_aggregate rows; rarer categories and classes are left out.
+type StatsOutput struct {
+	NTrain     int64                       `json:"n_train"`
+	NTest      int64                       `json:"n_test"`
+	Numeric    map[string]NumericStats     `json:"numeric"`
+	Categories map[string]map[string]int64 `json:"categories"`
+	Classes    map[string]int64            `json:"classes,omitempty"`
+}
+
+// ModelPayload carries a model to a runner: its spec and preprocessing as
+// JSON, its parameters in the compact binary wire format.
+type ModelPayload struct {
+	Spec          json.RawMessage `json:"spec"`
+	Preprocessing json.RawMessage `json:"preprocessing"`
+	Params        []byte          `json:"params"`
+}
+
+// FitPayload asks a runner to train the global model on its data.
+type FitPayload struct {
+	TrainingData
+	ModelPayload
+	Round      int             `json:"round"`
+	Optimizer  OptimizerConfig `json:"optimizer"`
+	ProximalMu float64         `json:"proximal_mu,omitempty"`
+	// DP-SGD settings, when the session uses differential privacy.
+	ClipNorm        float64 `json:"clip_norm,omitempty"`
+	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
+}
+
+// FitOutput is a runner's locally trained parameters (binary) and counts.
+type FitOutput struct {
+	Params    []byte  `json:"params"`
+	NTrain    int64   `json:"n_train"`
+	Steps     int     `json:"steps"`
+	TrainLoss float64 `json:"train_loss"`
+}
+
+// EvaluatePayload asks a runner to score the global model on its test rows.
+type EvaluatePayload struct {
+	TrainingData
+	ModelPayload
+	Round int `json:"round"`
+}
+
+// ScoreBins is the number of bins of a score histogram.
+const ScoreBins = 1000
+
+// EvaluateOutput is a runner's test metrics. For binary classification it
+// also sends histograms of predicted scores per class (counts only), from
+// which the server computes the exact pooled ROC AUC up to binning.
+type EvaluateOutput struct {
+	NTest   int64              `json:"n_test"`
+	Metrics map[string]float64 `json:"metrics"`
+	PosHist []int64            `json:"pos_hist,omitempty"`
+	NegHist []int64            `json:"neg_hist,omitempty"`
+}
+
+// PredictPayload asks a runner to predict every row of a dataset and write
+// the predictions to its own storage.
+type PredictPayload struct {
+	Dataset  string          `json:"dataset"`
+	URI      string          `json:"uri"`
+	Schema   []ColumnType    `json:"schema"`
+	Privacy  PrivacyControls `json:"privacy"`
+	Document json.RawMessage `json:"document"`
+	Format   string          `json:"format"` // csv or parquet
+	Output   string          `json:"output"` // URI to write
+}
+
+// PredictOutput says how many rows were predicted and where they are.
+type PredictOutput struct {
+	Rows int64  `json:"rows"`
+	Path string `json:"path"`
+}

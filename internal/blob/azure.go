@@ -136,13 +136,15 @@ func (s *AzureStore) fail(ctx context.Context, o op, key string, err error) erro
 		return silo.Errorf(silo.ENOTFOUND, "container %s does not exist in storage account %s — check the URI's container (the runner's data is in its own storage account)", s.container, s.account())
 	case bloberror.HasCode(err, bloberror.BlobNotFound) || o == opRead && isResp && re.StatusCode == 404:
 		return silo.Errorf(silo.ENOTFOUND, "no file at %s", where)
-	case bloberror.HasCode(err, bloberror.AuthenticationFailed, bloberror.InvalidAuthenticationInfo, bloberror.NoAuthenticationInformation):
+	case bloberror.HasCode(err, bloberror.AuthenticationFailed, bloberror.InvalidAuthenticationInfo, bloberror.NoAuthenticationInformation) ||
+		// Azurite says AuthorizationFailure for a bad signature.
+		isResp && re.StatusCode == 403 && strings.Contains(err.Error(), "failed to authenticate"):
 		return silo.Errorf(silo.EFORBIDDEN, "the runner's Azure credentials were refused %s %s: check its storage account key, SAS token or service principal", o.doing(), where)
 	case bloberror.HasCode(err, bloberror.AuthorizationFailure, bloberror.AuthorizationPermissionMismatch, bloberror.InsufficientAccountPermissions) || isResp && re.StatusCode == 403:
 		if o == opWrite {
 			return silo.Errorf(silo.EFORBIDDEN, "access denied writing %s: the runner's identity needs the Storage Blob Data Contributor role on the storage account (or a SAS token allowing write)", where)
 		}
-		return silo.Errorf(silo.EFORBIDDEN, "access denied to %s: the runner's identity needs the Storage Blob Data Reader role on the storage account (or a SAS token allowing read and list)", where)
+		return silo.Errorf(silo.EFORBIDDEN, "access denied to %s: the runner's identity needs the Storage Blob Data Reader role on the storage account (or a SAS token allowing read and list), and the account's firewall must admit the runner's network", where)
 	case bloberror.HasCode(err, bloberror.AccountIsDisabled):
 		return silo.Errorf(silo.EINVALID, "the storage account %s is disabled: enable it in the Azure portal", s.account())
 	case !isResp:

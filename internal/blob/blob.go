@@ -38,7 +38,7 @@ type Store interface {
 	// List returns the objects path names, sorted by key: the one object if
 	// path is an object, else every object under path taken as a folder
 	// (prefix), recursively. A trailing "/" means path must be a folder;
-	// "" is the whole bucket. Listing a folder skips hidden names, those
+	// "" is the whole bucket, container or storage root. Listing a folder skips hidden names, those
 	// starting with "." or "_" (such as _SUCCESS, .crc files and
 	// _temporary folders left by Spark and Hadoop), at any depth below
 	// path, and folder placeholder objects. If nothing is found the error
@@ -66,8 +66,8 @@ type Config struct {
 	// S3 reaches S3 or an S3-compatible store (Endpoint, UsePathStyle).
 	// Without static credentials or a Credentials provider, Open uses the
 	// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY environment variables, else
-	// the EC2 instance profile (see defaultAWSCredentials); without a
-	// Region, AWS_REGION or AWS_DEFAULT_REGION.
+	// the EC2 instance profile (IMDSv2); without a Region, AWS_REGION or
+	// AWS_DEFAULT_REGION.
 	S3 provision.S3Config
 	// Azure reaches the runner's storage account: a connection string, an
 	// account name and key, a token credential, or a service URL alone

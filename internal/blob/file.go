@@ -23,13 +23,15 @@ import (
 // owner, so every path must stay inside the root: ".." segments and paths
 // outside the root are refused before the file system is touched, and a
 // path is resolved with filepath.EvalSymlinks and refused if a symbolic
-// link takes it outside (a link inside pointing inside is fine). Every file
-// operation then goes through an os.Root opened on the resolved root, on
-// the resolved path, with O_NOFOLLOW: a link swapped in after the check
-// cannot lead outside either.
+// link takes it outside (a link inside pointing inside is fine); these
+// checks give the error messages. Every file operation then goes through an
+// os.Root opened on the resolved root, on the resolved path: it opens each
+// path component with O_NOFOLLOW and follows only links that stay inside,
+// so a link swapped in after the check cannot lead outside either.
 //
 // Keys are absolute paths, as in file URIs; a relative key is taken
-// relative to the root. A FileStore holds no open files and needs no Close.
+// relative to the root, and "" is the root. A FileStore holds no open files
+// and needs no Close.
 type FileStore struct {
 	root string // absolute and clean, as configured: keys and messages use it
 	real string // root with symbolic links resolved: confinement is checked against it
@@ -51,9 +53,6 @@ func NewFileStore(root string) (*FileStore, error) {
 	}
 	return &FileStore{root: abs, real: real}, nil
 }
-
-// Root returns the storage root as configured (absolute).
-func (s *FileStore) Root() string { return s.root }
 
 // List implements Store. Inside a folder, symbolic links are followed when
 // they stay inside the root (each link found is checked) and refused
@@ -173,7 +172,7 @@ func (s *FileStore) open(abs, rel string) (*os.File, error) {
 		return nil, s.fail("opening the storage root", s.root, err)
 	}
 	defer root.Close() // the file stays open
-	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := root.Open(rel)
 	if err != nil {
 		return nil, s.fail("opening", abs, err)
 	}
@@ -235,6 +234,9 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader) error {
 			return s.escaped(abs, true)
 		}
 		rel, _ := filepath.Rel(s.real, real)
+		if rel == "." {
+			return silo.Errorf(silo.EINVALID, "cannot write %s: it names a folder; give a file name", s.uri(abs))
+		}
 		relDir, name = filepath.Dir(rel), filepath.Base(rel)
 	} else if fi, lerr := os.Lstat(abs); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		return silo.Errorf(silo.EINVALID, "cannot write %s: it is a symbolic link to nothing: fix or remove it", s.uri(abs))
@@ -257,7 +259,7 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader) error {
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	tmp := filepath.Join(relDir, "."+name+".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return s.fail("writing", abs, err)
 	}
@@ -290,7 +292,7 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader) error {
 // clean absolute path inside the root.
 func (s *FileStore) lexical(key string) (string, error) {
 	if key == "" {
-		return "", silo.Errorf(silo.EINVALID, "no path given: give a file or folder inside the runner's storage root %s", s.root)
+		return s.root, nil
 	}
 	if strings.ContainsRune(key, 0) {
 		return "", silo.Errorf(silo.EINVALID, "path %q contains a NUL character", key)
@@ -373,8 +375,9 @@ func (s *FileStore) fail(doing, p string, err error) error {
 		return silo.Errorf(silo.ENOTFOUND, "no file or folder at %s", s.uri(p))
 	case errors.Is(err, fs.ErrPermission):
 		return silo.Errorf(silo.EFORBIDDEN, "permission denied %s %s: the user the runner runs as (uid %d) must be able to read it (and write, for predictions)", doing, s.uri(p), os.Getuid())
-	case errors.Is(err, syscall.ELOOP), strings.Contains(err.Error(), "path escapes"):
-		// A link changed between the check and the open: os.Root refused it.
+	case strings.Contains(err.Error(), "path escapes"):
+		// A link changed between the check and the open: os.Root refused it
+		// (its error has no exported value to test for).
 		return s.escaped(p, true)
 	case errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.EEXIST):
 		return silo.Errorf(silo.EINVALID, "cannot write %s: a folder is in the way", s.uri(p))

@@ -113,10 +113,11 @@ func TestFileStoreList(t *testing.T) {
 	_, err = s.List(ctx, root+"/hidden-only")
 	wantCode(t, err, silo.ENOTFOUND, "only hidden files")
 
-	// The whole root.
-	all, err := s.List(ctx, root)
-	if err != nil || len(all) != 6 {
-		t.Errorf("List(root) = %v, %v; want 6 files", all, err)
+	// The whole root, named or as "".
+	for _, p := range []string{root, root + "/", ""} {
+		if all, err := s.List(ctx, p); err != nil || len(all) != 6 {
+			t.Errorf("List(%q) = %v, %v; want 6 files", p, all, err)
+		}
 	}
 }
 
@@ -323,6 +324,18 @@ func TestFileStoreConfinement(t *testing.T) {
 	} else {
 		rc.Close()
 	}
+	// Writing through a link inside replaces its target, and keeps the link.
+	if err := s.Put(ctx, root+"/inner/in.csv", strings.NewReader("new")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "inner/real.csv")); string(b) != "new" {
+		t.Errorf("Put through a link inside wrote %q to its target", b)
+	}
+	if fi, err := os.Lstat(filepath.Join(root, "inner/in.csv")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("Put through a link replaced the link: %v", err)
+	}
+	wantCode(t, s.Put(ctx, root+"/dangling/nothing.csv", strings.NewReader("x")), silo.EINVALID, "symbolic link to nothing")
+
 	// A cycle ends; a broken link is reported.
 	if got, err := s.List(ctx, root+"/loop"); err == nil {
 		t.Errorf("List(loop) = %v, want the escape through loop/self refused", got)
@@ -402,4 +415,34 @@ func TestOpenFile(t *testing.T) {
 	}
 	_, err = Open(ctx, u, Config{})
 	wantCode(t, err, silo.EINVALID, "--storage-root")
+}
+
+// TestFileStoreSwappedLink: a folder replaced by a link to the outside
+// between the check and the open (a race) is still refused.
+func TestFileStoreSwappedLink(t *testing.T) {
+	dir := t.TempDir()
+	root, outside := filepath.Join(dir, "root"), filepath.Join(dir, "outside")
+	writeFiles(t, dir, map[string]string{"root/d/x.csv": "inside", "outside/x.csv": "secret"})
+	s, err := NewFileStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, rel, err := s.resolve(root + "/d/x.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The race: d becomes a link, absolute or relative, to the outside.
+	for _, target := range []string{outside, "../outside"} {
+		os.RemoveAll(filepath.Join(root, "d"))
+		if err := os.Symlink(target, filepath.Join(root, "d")); err != nil {
+			t.Fatal(err)
+		}
+		f, err := s.open(abs, rel)
+		if err == nil {
+			b, _ := io.ReadAll(f)
+			f.Close()
+			t.Fatalf("opened %q through a link to %s swapped in after the check", b, target)
+		}
+		wantCode(t, err, silo.EFORBIDDEN, "escapes")
+	}
 }

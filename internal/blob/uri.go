@@ -18,8 +18,8 @@ const (
 	SchemeAzure = "azure" // Azure runners: a blob container of the runner's storage account
 )
 
-// S3BucketSuffix ends every bucket Silo uses (SPEC §2).
-const S3BucketSuffix = ".silo"
+// s3BucketSuffix ends every bucket Silo uses (SPEC §2).
+const s3BucketSuffix = ".silo"
 
 // maxKeyLen is S3's and Azure's limit on a key or blob name (bytes for S3,
 // characters for Azure; the byte limit is the stricter).
@@ -167,8 +167,8 @@ func checkBucket(s, scheme, b string) error {
 		}
 		return uriErrorf("URI %q: %q is not a valid S3 bucket name: %s%s", s, b, p, fix)
 	}
-	if !strings.HasSuffix(b, S3BucketSuffix) {
-		return uriErrorf("URI %q: bucket %q must end in %q (e.g. s3://%s%s/…): Silo only uses buckets named for it, normally the runner's storage_path", s, b, S3BucketSuffix, b, S3BucketSuffix)
+	if !strings.HasSuffix(b, s3BucketSuffix) {
+		return uriErrorf("URI %q: bucket %q must end in %q (e.g. s3://%s%s/…): Silo only uses buckets named for it, normally the runner's storage_path", s, b, s3BucketSuffix, b, s3BucketSuffix)
 	}
 	return nil
 }

@@ -49,6 +49,8 @@ type Config struct {
 	// Off when several agents share one process (tests).
 	SetMemoryLimit bool
 	Logger         *slog.Logger
+
+	cache *dataCache // encoded training data, between rounds
 }
 
 // Agent is a running task-runner agent.
@@ -102,7 +104,9 @@ func New(cfg Config) (*Agent, error) {
 	api.HTTPClient = hc
 	api.UserAgent = "silo-runner/" + silo.Version
 	a := &Agent{cfg: cfg, api: api, log: cfg.Logger, running: map[string]context.CancelFunc{}, hbTick: silo.DefaultHeartbeatInterval, freed: make(chan struct{}, 1),
-		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics, silo.TaskConnect: runConnect}}
+		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics, silo.TaskConnect: runConnect,
+			silo.TaskStats: runStats, silo.TaskFit: runFit, silo.TaskEvaluate: runEvaluate, silo.TaskPredict: runPredict}}
+	a.cfg.cache = &dataCache{}
 	return a, nil
 }
 

@@ -144,3 +144,11 @@ func (c *Config) stateDir() string {
 	}
 	return filepath.Join(c.StorageRoot, ".silo")
 }
+
+// readStateFile reads a file of the runner's state directory.
+func readStateFile(dir string, parts ...string) ([]byte, error) {
+	if dir == "" {
+		return nil, os.ErrNotExist
+	}
+	return os.ReadFile(filepath.Join(append([]string{dir}, parts...)...))
+}

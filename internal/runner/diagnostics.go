@@ -45,7 +45,7 @@ func runDiagnostics(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config
 		}
 		var st syscall.Statfs_t
 		if err := syscall.Statfs(cfg.StorageRoot, &st); err == nil {
-			d.StorageFreeMB = int64(st.Bavail) * st.Bsize >> 20
+			d.StorageFreeMB = int64(st.Bavail) * int64(st.Bsize) >> 20
 		}
 		log.Info("storage root checked", "root", cfg.StorageRoot, "writable", d.StorageWritable, "free_mb", d.StorageFreeMB)
 	}

@@ -161,6 +161,9 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Logger.Info("task finished", "runner", rn.Name, "task", t.ID, "type", t.Type, "status", t.Status)
+	if t.Session != "" {
+		s.sessions.wake(t.Session)
+	}
 	if t.Type == silo.TaskConnect {
 		if err := s.datasetConnected(ctx, t); err != nil {
 			writeError(w, r, s.Logger, err)
@@ -253,6 +256,7 @@ func (s *Server) Run(ctx context.Context) {
 	s.runMu.Lock()
 	s.runCtx = ctx
 	s.runMu.Unlock()
+	s.resumeSessions(ctx)
 	tick := time.NewTicker(s.HeartbeatInterval)
 	defer tick.Stop()
 	sweep := time.NewTicker(time.Hour)
@@ -266,6 +270,7 @@ func (s *Server) Run(ctx context.Context) {
 			if err := s.CheckRunners(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				s.Logger.Warn("check runners", "err", err)
 			}
+			s.resumeSessions(ctx) // sessions whose driver (another replica) died
 		case <-sweep.C:
 			if _, err := s.db.DeleteExpiredLogins(ctx); err != nil {
 				s.Logger.Warn("remove expired sign-ins", "err", err)

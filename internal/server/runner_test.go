@@ -264,3 +264,5 @@ func TestRunnerProtocolRefusals(t *testing.T) {
 		t.Fatalf("too many log lines: %v", err)
 	}
 }
+
+func eventuallySleep() { time.Sleep(20 * time.Millisecond) }

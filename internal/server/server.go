@@ -45,12 +45,15 @@ type Server struct {
 	// server cannot.
 	Launch Launcher
 
-	db      *sqlstore.DB
-	limiter *loginLimiter
-	metrics *metrics
-	routes  []route
-	wake    waker
-	local   localRunners
+	db       *sqlstore.DB
+	limiter  *loginLimiter
+	metrics  *metrics
+	routes   []route
+	wake     waker
+	local    localRunners
+	sessions sessionDrivers
+	// replica names this server in session leases.
+	replica string
 	// runCtx is the context of Run: runners the server starts live as long
 	// as it does.
 	runMu  sync.Mutex
@@ -66,8 +69,8 @@ func (s *Server) backgroundContext() context.Context {
 // New returns a Server backed by db.
 func New(db *sqlstore.DB) *Server {
 	s := &Server{Logger: slog.Default(), db: db, limiter: newLoginLimiter(), metrics: newMetrics(), SecretKey: seal.NewRandomKey(),
-		HeartbeatInterval: silo.DefaultHeartbeatInterval, runCtx: context.Background()}
-	s.routes = slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.datasetRoutes(), s.uiRoutes())
+		HeartbeatInterval: silo.DefaultHeartbeatInterval, runCtx: context.Background(), replica: "replica_" + randomSecret(8)}
+	s.routes = slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.datasetRoutes(), s.sessionRoutes(), s.uiRoutes())
 	for _, rt := range s.routes {
 		if rt.access == "" {
 			panic("server: route " + rt.method + " " + rt.path + " has no access rule")

@@ -235,3 +235,11 @@ func (db *DB) CancelSessionTasks(ctx context.Context, sessionID, reason string) 
 		silo.TaskCancelled, reason, micros(db.now()), sessionID, silo.TaskQueued, silo.TaskRunning)
 	return err
 }
+
+// CancelSessionPhaseTasks cancels the queued and running tasks of one phase
+// of a session (stragglers when the round closes).
+func (db *DB) CancelSessionPhaseTasks(ctx context.Context, sessionID string, round int, typ string) error {
+	_, err := db.wdb.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, finished_at = ? WHERE session_id = ? AND round = ? AND type = ? AND status IN (?, ?)`),
+		silo.TaskCancelled, "the round closed without this answer", micros(db.now()), sessionID, round, typ, silo.TaskQueued, silo.TaskRunning)
+	return err
+}

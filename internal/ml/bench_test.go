@@ -1,0 +1,66 @@
+package ml
+
+import (
+	"context"
+	"testing"
+)
+
+const benchRows, benchFeatures = 100_000, 30
+
+// benchEpoch times one local epoch over 100k × 30 seeded logistic data and
+// reports throughput in rows and row-features per second.
+func benchEpoch(b *testing.B, s Spec, opt TrainOptions) {
+	d := binaryData(1, benchRows, benchFeatures)
+	m := mustModel(b, s, 1)
+	start := m.Params()
+	opt.Rand = newRand(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := m.SetParams(start); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Train(context.Background(), d, opt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rows := float64(benchRows*opt.Optimizer.LocalEpochs) * float64(b.N)
+	b.ReportMetric(rows/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(rows*benchFeatures/b.Elapsed().Seconds(), "row-features/s")
+}
+
+var benchGLM = Spec{Package: PackageGLM, Task: Classification, NumFeatures: benchFeatures, Classes: []string{"0", "1"}, L2: 1e-4}
+
+func BenchmarkGLMEpoch(b *testing.B) {
+	benchEpoch(b, benchGLM, TrainOptions{Optimizer: Optimizer{Name: OptimizerSGD, LearningRate: 0.1, Momentum: 0.9, BatchSize: 64, LocalEpochs: 1}})
+}
+
+func BenchmarkGLMEpochDP(b *testing.B) {
+	benchEpoch(b, benchGLM, TrainOptions{
+		Optimizer: Optimizer{Name: OptimizerSGD, LearningRate: 0.1, Momentum: 0.9, BatchSize: 64, LocalEpochs: 1},
+		DP:        &DPOptions{ClipNorm: 1, NoiseMultiplier: 1},
+	})
+}
+
+var benchFFNet = Spec{Package: PackageFFNet, Task: Classification, NumFeatures: benchFeatures, Classes: []string{"0", "1"}, HiddenLayers: []int{64, 32}, Dropout: 0.1}
+
+func BenchmarkFFNetEpoch(b *testing.B) {
+	benchEpoch(b, benchFFNet, TrainOptions{Optimizer: Optimizer{Name: OptimizerAdam, LearningRate: 1e-3, BatchSize: 64, LocalEpochs: 1}})
+}
+
+func BenchmarkFFNetEpochDP(b *testing.B) {
+	benchEpoch(b, benchFFNet, TrainOptions{
+		Optimizer: Optimizer{Name: OptimizerAdam, LearningRate: 1e-3, BatchSize: 64, LocalEpochs: 1},
+		DP:        &DPOptions{ClipNorm: 1, NoiseMultiplier: 1},
+	})
+}
+
+func BenchmarkPredictFFNet(b *testing.B) {
+	d := binaryData(1, benchRows, benchFeatures)
+	m := mustModel(b, benchFFNet, 1)
+	for b.Loop() {
+		if _, err := m.Predict(d.X); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(benchRows*b.N)/b.Elapsed().Seconds(), "rows/s")
+}

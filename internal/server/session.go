@@ -1,0 +1,420 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/dp"
+	"github.com/silofl/silo/internal/sqlstore"
+)
+
+// sessionRoutes declares the session, model and prediction API.
+func (s *Server) sessionRoutes() []route {
+	return []route{
+		{method: "GET", path: "/api/v1/sessions", access: perm(silo.PermSessionsRead), summary: "List sessions (a Data Custodian sees those using their datasets)", out: []silo.Session{}, handler: s.handleListSessions},
+		{method: "POST", path: "/api/v1/sessions", access: perm(silo.PermSessionsManage), summary: "Create a session from its JSON config (SPEC §4)", in: silo.SessionConfig{}, out: silo.Session{}, handler: s.handleCreateSession},
+		{method: "GET", path: "/api/v1/sessions/{id}", access: perm(silo.PermSessionsRead), summary: "Show a session", out: silo.Session{}, handler: s.handleGetSession},
+		{method: "GET", path: "/api/v1/sessions/{id}/metrics", access: perm(silo.PermSessionsRead), summary: "Federated and per-client metrics of every round", out: silo.SessionMetrics{}, handler: s.handleSessionMetrics},
+		{method: "POST", path: "/api/v1/sessions/{id}/cancel", access: perm(silo.PermSessionsManage), summary: "Cancel a session", out: silo.Session{}, handler: s.handleCancelSession},
+		{method: "GET", path: "/api/v1/sessions/{id}/model", access: perm(silo.PermModelsDownload), summary: "Download the final (or ?best=true the best) model as a JSON document", handler: s.handleDownloadModel},
+		{method: "POST", path: "/api/v1/predictions", access: perm(silo.PermPredictionsRun), summary: "Predict a registered dataset on its runner; the runner writes the predictions to its own storage", in: predictionRequest{}, out: silo.PredictOutput{}, handler: s.handlePredict},
+	}
+}
+
+// canSeeSession is the object-level rule for reading sessions: builders and
+// admins see all; a Data Custodian sees those that use a dataset they own.
+func (s *Server) canSeeSession(ctx context.Context, ss *sqlstore.StoredSession) bool {
+	a := silo.ActorFromContext(ctx)
+	if a.User.HasRole(silo.RoleAdmin) || a.User.HasRole(silo.RoleModelBuilder) {
+		return true
+	}
+	for _, name := range ss.Config.Datasets {
+		if d, err := s.db.FindDataset(ctx, name); err == nil && strings.EqualFold(d.Owner, a.User.Email) {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionByPath finds the session in the path that the caller may see.
+func (s *Server) sessionByPath(r *http.Request) (*sqlstore.StoredSession, error) {
+	ss, err := s.db.FindSession(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	if !s.canSeeSession(r.Context(), ss) {
+		return nil, silo.Errorf(silo.ENOTFOUND, "no session %s: see 'silo sessions list'", r.PathValue("id"))
+	}
+	return ss, nil
+}
+
+func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
+	list, err := s.db.ListSessions(r.Context(), false)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	out := []*silo.Session{}
+	for _, ss := range list {
+		if s.canSeeSession(r.Context(), ss) {
+			out = append(out, &ss.Session)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
+	ss, err := s.sessionByPath(r)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, &ss.Session)
+}
+
+func (s *Server) handleSessionMetrics(w http.ResponseWriter, r *http.Request) {
+	ss, err := s.sessionByPath(r)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	m, err := s.db.SessionMetrics(r.Context(), ss.ID)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if isMaxBytes(err) {
+		writeError(w, r, s.Logger, errBodyTooLarge)
+		return
+	} else if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	ss, err := s.createSession(r.Context(), body)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, ss)
+}
+
+// createSession checks a config against the datasets' schemas and privacy
+// controls, stores the session pending, and starts driving it. The API, UI
+// and quickstart share it.
+func (s *Server) createSession(ctx context.Context, raw []byte) (*silo.Session, error) {
+	cfg, err := silo.ParseSessionConfig(raw)
+	var clients []sqlstore.SessionClient
+	if err == nil {
+		clients, err = s.checkSessionConfig(ctx, cfg)
+	}
+	if err != nil {
+		name := "session"
+		if cfg != nil {
+			name = cfg.Name
+		}
+		s.auditResult(ctx, "session.create", name, err)
+		return nil, err
+	}
+	ss := &sqlstore.StoredSession{Session: silo.Session{ID: "sess_" + randomSecret(8), Name: cfg.Name, Status: silo.SessionPending,
+		StatusReason: "waiting for the runners", Config: *cfg, Rounds: cfg.Rounds, CreatedBy: silo.ActorFromContext(ctx).Name()}, Clients: clients}
+	err = s.db.CreateSession(ctx, ss)
+	s.auditResult(ctx, "session.create", ss.ID+" ("+cfg.Name+")", err)
+	if err != nil {
+		return nil, err
+	}
+	s.drive(ss.ID)
+	return &ss.Session, nil
+}
+
+// checkSessionConfig applies the datasets' privacy controls and schemas to a
+// config, filling in the features when none are listed.
+func (s *Server) checkSessionConfig(ctx context.Context, cfg *silo.SessionConfig) ([]sqlstore.SessionClient, error) {
+	actor := silo.ActorFromContext(ctx)
+	var clients []sqlstore.SessionClient
+	var datasets []*sqlstore.StoredDataset
+	for _, name := range cfg.Datasets {
+		d, err := s.db.FindDataset(ctx, name)
+		if silo.ErrorCode(err) == silo.ENOTFOUND {
+			return nil, silo.FieldErrorf("datasets", "no dataset named %q: see 'silo datasets list'", name)
+		} else if err != nil {
+			return nil, err
+		}
+		if d.Status != silo.DatasetConnected {
+			return nil, silo.FieldErrorf("datasets", "dataset %s is %s, not connected: %s", name, d.Status, cmpOr(d.Error, "wait for its runner to read it"))
+		}
+		p := d.Privacy
+		if !p.AllowsSessionType(cfg.Type) {
+			return nil, silo.FieldErrorf("type", "dataset %s does not allow %s sessions (its custodian allows %s)", name, cfg.Type, strings.Join(p.AllowedSessionTypes, ", "))
+		}
+		if !p.AllowsUser(actor.User.Email) {
+			return nil, silo.FieldErrorf("datasets", "dataset %s is not open to %s: ask its custodian (%s) to add you to its allowed users", name, actor.User.Email, d.Owner)
+		}
+		if p.RequireDifferentialPrivacy && cfg.DifferentialPrivacy == nil {
+			return nil, silo.FieldErrorf("differential_privacy", "dataset %s requires differential privacy: add \"differential_privacy\": {\"epsilon\": …, \"delta\": %g}", name, p.Delta)
+		}
+		if dpc := cfg.DifferentialPrivacy; dpc != nil {
+			if dpc.Delta > p.Delta {
+				return nil, silo.FieldErrorf("differential_privacy.delta", "dataset %s allows delta at most %g, the session asks for %g", name, p.Delta, dpc.Delta)
+			}
+			spent, err := s.db.LedgerSpent(ctx, d.ID, "")
+			if err != nil {
+				return nil, err
+			}
+			if err := dp.CheckBudget(p.EpsilonBudget, p.MaxEpsilonPerSession, spent, dpc.Epsilon); err != nil {
+				return nil, silo.FieldErrorf("differential_privacy.epsilon", "dataset %s: %v", name, err)
+			}
+		}
+		datasets = append(datasets, d)
+		clients = append(clients, sqlstore.SessionClient{Dataset: d.Name, DatasetID: d.ID, Runner: d.Runner})
+	}
+	// Columns: the target and features must be usable in every dataset.
+	usable := func(d *sqlstore.StoredDataset, col string) (silo.Column, error) {
+		for _, c := range d.Columns {
+			if c.Name != col {
+				continue
+			}
+			switch {
+			case c.Excluded:
+				return c, fmt.Errorf("column %s of dataset %s is excluded by its custodian", col, d.Name)
+			case c.Identifier || slices.Contains(d.Privacy.IdentifierColumns, col):
+				return c, fmt.Errorf("column %s of dataset %s is an identifier: it serves record linkage only", col, d.Name)
+			}
+			return c, nil
+		}
+		return silo.Column{}, fmt.Errorf("dataset %s has no column %s", d.Name, col)
+	}
+	for _, d := range datasets {
+		if _, err := usable(d, cfg.Task.Target); err != nil {
+			return nil, silo.FieldErrorf("task.target", "%v", err)
+		}
+	}
+	if len(cfg.Task.Features) == 0 {
+		for _, c := range datasets[0].Columns {
+			if c.Name == cfg.Task.Target || c.Excluded || c.Identifier {
+				continue
+			}
+			ok := true
+			for _, d := range datasets {
+				if _, err := usable(d, c.Name); err != nil {
+					ok = false
+				}
+			}
+			if ok {
+				cfg.Task.Features = append(cfg.Task.Features, c.Name)
+			}
+		}
+		if len(cfg.Task.Features) == 0 {
+			return nil, silo.FieldErrorf("task.features", "the datasets share no usable feature column besides the target")
+		}
+	}
+	for _, f := range cfg.Task.Features {
+		var kinds []string
+		for _, d := range datasets {
+			c, err := usable(d, f)
+			if err != nil {
+				return nil, silo.FieldErrorf("task.features", "%v", err)
+			}
+			kinds = append(kinds, kindOf(c.Type))
+		}
+		if slices.Contains(kinds, "text") && slices.Contains(kinds, "number") {
+			return nil, silo.FieldErrorf("task.features", "column %s is text in some datasets and numbers in others: the datasets must share a schema", f)
+		}
+	}
+	for _, c := range cfg.Task.Categorical {
+		if !slices.Contains(cfg.Task.Features, c) {
+			return nil, silo.FieldErrorf("task.categorical", "categorical column %s is not among the features", c)
+		}
+	}
+	return clients, nil
+}
+
+func kindOf(colType string) string {
+	if colType == "string" {
+		return "text"
+	}
+	return "number"
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (s *Server) handleCancelSession(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ss, err := s.sessionByPath(r)
+	if err == nil {
+		ss, err = s.db.UpdateSession(ctx, ss.ID, nil, func(ss *sqlstore.StoredSession) error {
+			if ss.Status.Done() {
+				return silo.Errorf(silo.ECONFLICT, "session %s is already %s", ss.ID, ss.Status)
+			}
+			ss.Status, ss.StatusReason = silo.SessionCancelled, "cancelled by "+silo.ActorFromContext(ctx).Name()
+			return nil
+		})
+	}
+	if err == nil {
+		err = s.db.CancelSessionTasks(ctx, ss.ID, "the session was cancelled")
+		s.sessions.wake(ss.ID)
+	}
+	s.auditResult(ctx, "session.cancel", r.PathValue("id"), err)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, &ss.Session)
+}
+
+var errNoModel = silo.Errorf(silo.ECONFLICT, "this session has no model yet: wait until its first round completes")
+
+func (s *Server) handleDownloadModel(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ss, err := s.sessionByPath(r)
+	best := r.URL.Query().Get("best") == "true"
+	var doc []byte
+	if err == nil {
+		doc, err = s.modelDocument(ss, best)
+	}
+	s.auditResult(ctx, "model.download", r.PathValue("id")+map[bool]string{true: " (best)", false: ""}[best], err)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+ss.ID+map[bool]string{true: "-best", false: ""}[best]+`.json"`)
+	w.Write(doc)
+}
+
+type predictionRequest struct {
+	Session string `json:"session"`
+	Dataset string `json:"dataset"`
+	Best    bool   `json:"best,omitempty"`
+	Format  string `json:"format,omitempty"` // csv (default) or parquet
+}
+
+func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
+	var req predictionRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	out, err := s.predict(r.Context(), req)
+	s.auditResult(r.Context(), "prediction.run", req.Session+" on "+req.Dataset, err)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// predict runs a session's model on a dataset's runner and waits (up to ten
+// minutes) for the row count and path.
+func (s *Server) predict(ctx context.Context, req predictionRequest) (*silo.PredictOutput, error) {
+	if req.Format == "" {
+		req.Format = "csv"
+	}
+	if req.Format != "csv" && req.Format != "parquet" {
+		return nil, silo.FieldErrorf("format", "format must be csv or parquet, not %q", req.Format)
+	}
+	ss, err := s.db.FindSession(ctx, req.Session)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.db.FindDataset(ctx, req.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	if !d.Privacy.AllowPredictions {
+		return nil, silo.Errorf(silo.EFORBIDDEN, "dataset %s does not allow predictions (its custodian's privacy controls)", d.Name)
+	}
+	if !d.Privacy.AllowsUser(silo.ActorFromContext(ctx).User.Email) {
+		return nil, silo.Errorf(silo.EFORBIDDEN, "dataset %s is not open to you: ask its custodian (%s)", d.Name, d.Owner)
+	}
+	if d.Status != silo.DatasetConnected {
+		return nil, silo.Errorf(silo.ECONFLICT, "dataset %s is %s, not connected", d.Name, d.Status)
+	}
+	doc, err := s.modelDocument(ss, req.Best)
+	if err != nil {
+		return nil, err
+	}
+	rn, err := s.db.FindRunner(ctx, d.Runner)
+	if err != nil {
+		return nil, err
+	}
+	output := predictionsURI(rn, d, ss.ID, req.Best, req.Format, s.now())
+	payload, err := json.Marshal(silo.PredictPayload{Dataset: d.Name, URI: d.URI, Schema: datasetSchema(d), Privacy: d.Privacy, Document: doc, Format: req.Format, Output: output})
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.queueTask(ctx, d.Runner, &silo.Task{Type: silo.TaskPredict, Payload: payload, VCPU: 1, MemoryMB: 512, Session: ss.ID, Dataset: d.Name})
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		t, err = s.db.FindTask(ctx, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		switch t.Status {
+		case silo.TaskSucceeded:
+			var out silo.PredictOutput
+			if err := json.Unmarshal(t.Output, &out); err != nil {
+				return nil, err
+			}
+			return &out, nil
+		case silo.TaskFailed, silo.TaskRefused, silo.TaskCancelled:
+			return nil, silo.Errorf(silo.ECONFLICT, "prediction on %s %s: %s", d.Name, t.Status, t.Error)
+		}
+		if time.Now().After(deadline) {
+			return nil, silo.Errorf(silo.ECONFLICT, "runner %s has not finished predicting after 10 minutes (task %s): see 'silo runners logs %s'", d.Runner, t.ID, d.Runner)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// predictionsURI is where a runner writes predictions: a predictions/
+// folder in its own storage.
+func predictionsURI(rn *sqlstore.StoredRunner, d *sqlstore.StoredDataset, session string, best bool, format string, now time.Time) string {
+	which := "final"
+	if best {
+		which = "best"
+	}
+	name := fmt.Sprintf("predictions/%s/%s-%s-%s.%s", d.Name, session, which, now.Format("20060102T150405Z"), format)
+	switch rn.Provider {
+	case silo.ProviderLocal:
+		return "file://" + strings.TrimSuffix(localRoot(rn.StoragePath), "/") + "/" + name
+	case silo.ProviderAWS:
+		bucket, _, _ := strings.Cut(strings.TrimPrefix(d.URI, "s3://"), "/")
+		return "s3://" + bucket + "/" + name
+	}
+	container, _, _ := strings.Cut(strings.TrimPrefix(d.URI, "azure://"), "/")
+	return "azure://" + container + "/" + name
+}
+
+func datasetSchema(d *sqlstore.StoredDataset) []silo.ColumnType {
+	var out []silo.ColumnType
+	for _, c := range d.Columns {
+		if !c.Excluded {
+			out = append(out, silo.ColumnType{Name: c.Name, Type: c.Type})
+		}
+	}
+	return out
+}
