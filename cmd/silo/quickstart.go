@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,18 +20,16 @@ import (
 	"github.com/silofl/silo/client"
 )
 
-const quickstartUsage = `Usage: silo quickstart [--data ./silo-quickstart] [--addr 127.0.0.1:8080]
+const quickstartUsage = `Usage: silo quickstart [--data ./silo-quickstart] [--addr 127.0.0.1:8080] [--rounds 10]
 
-Runs Silo on this machine with nothing to set up: a workspace server on an
-embedded SQLite database, with an admin whose credentials are printed (and
-kept in the data directory, so a second run prints the same ones). It stays
-up until Ctrl-C.
-
-It also registers and starts three local task runners (hospital-a, -b, -c),
-each with its own storage under the data directory, and checks each one.
-Datasets and federated training are not built yet; once they are, the
-quickstart will register sample data on the runners and train a model
-across them.
+Runs the whole product on this machine, end to end, with nothing to set up:
+a workspace server on an embedded SQLite database; an admin whose
+credentials are printed (and kept in the data directory, so a second run
+prints the same ones); three local task runners, hospital-a, -b and -c, each
+with its own storage; the breast-cancer sample data registered on them as
+three datasets; and a federated logistic regression (glm, binomial) trained
+across them with a live progress bar. It prints the metrics and where the
+model is, and leaves the web UI running until Ctrl-C.
 `
 
 // quickstartAdmin is the quickstart's admin account.
@@ -40,6 +40,7 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 	fs.SetOutput(io.Discard)
 	dataDir := fs.String("data", "./silo-quickstart", "data directory")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (a free port is used if it is taken)")
+	rounds := fs.Int("rounds", 10, "training rounds")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(s.Stdout, quickstartUsage)
@@ -92,6 +93,11 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
 		return 1
 	}
+	modelPath, err := quickstartTrain(ctx, s, api, *dataDir, *rounds)
+	if err != nil {
+		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
+		return 1
+	}
 	fmt.Fprintf(s.Stdout, `
 Silo is running.
 
@@ -99,16 +105,15 @@ Silo is running.
   Email     %s
   Password  %s
 
+The trained model is in %s.
+
 Use the command line against it:
   silo login --server %s --email %s
-  silo runners list
-
-Not built yet: datasets and federated training sessions. When they are, this
-command will also register sample datasets and train a model across the
-three runners.
+  silo sessions list
+  silo predict --session ID --dataset hospital_a
 
 Press Ctrl-C to stop.
-`, rs.URL, quickstartAdmin, password, rs.URL, quickstartAdmin)
+`, rs.URL, quickstartAdmin, password, modelPath, rs.URL, quickstartAdmin)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(s.Stdout, "\nStopping.")
@@ -195,6 +200,108 @@ func quickstartRunners(ctx context.Context, s streams, api *client.Client, dir s
 		fmt.Fprintf(s.Stdout, "  %-11s online, storage %s checked\n", name, filepath.Join(abs, "runners", name))
 	}
 	return nil
+}
+
+//go:embed sampledata/*.csv
+var sampleData embed.FS
+
+// quickstartTrain puts each hospital's share of the sample data in its
+// runner's storage, registers it (identifier column patient_id), trains a
+// federated logistic regression with a progress bar, prints the metrics and
+// saves the model; it returns the model's path.
+func quickstartTrain(ctx context.Context, s streams, api *client.Client, dir string, rounds int) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	privacy := silo.DefaultPrivacyControls()
+	privacy.IdentifierColumns = []string{"patient_id"}
+	var names []string
+	for _, runner := range quickstartRunnerNames {
+		name := strings.ReplaceAll(runner, "-", "_")
+		names = append(names, name)
+		path := filepath.Join(abs, "runners", runner, "patients.csv")
+		data, err := sampleData.ReadFile("sampledata/" + name + ".csv")
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return "", fmt.Errorf("write sample data: %w", err)
+		}
+		if _, err := api.GetDataset(ctx, name); silo.ErrorCode(err) == silo.ENOTFOUND {
+			_, err = api.RegisterDataset(ctx, silo.DatasetSpec{Name: name, Runner: runner, URI: "file://" + path, Privacy: &privacy,
+				Description: "Breast Cancer Wisconsin (Diagnostic), part " + strings.ToUpper(name[len(name)-1:]) + " (sample data)"})
+			if err != nil {
+				return "", fmt.Errorf("register dataset %s: %w", name, err)
+			}
+		} else if err != nil {
+			return "", err
+		}
+	}
+	for _, name := range names {
+		for {
+			d, err := api.GetDataset(ctx, name)
+			if err != nil {
+				return "", err
+			}
+			if d.Status == silo.DatasetError {
+				return "", fmt.Errorf("dataset %s: %s", name, d.Error)
+			}
+			if d.Status == silo.DatasetConnected {
+				fmt.Fprintf(s.Stdout, "  dataset %-11s %d rows, %d columns (patient_id is an identifier: never a feature)\n", name, d.RowCount, len(d.Columns))
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	cfg, _ := json.Marshal(map[string]any{
+		"name": "quickstart-breast-cancer-glm", "type": "hfl", "datasets": names, "min_clients": 2, "rounds": rounds, "round_timeout": "2m",
+		"task":      map[string]any{"type": "classification", "target": "diagnosis", "positive_class": "malignant"},
+		"model":     map[string]any{"package": "glm", "family": "binomial", "l2": 0.0001},
+		"optimizer": map[string]any{"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "batch_size": 32, "local_epochs": 1},
+		"strategy":  map[string]any{"name": "fedavg"}, "validation": map[string]any{"fraction": 0.25},
+		"save_best_model": map[string]any{"metric": "roc_auc", "mode": "max"}, "seed": 23,
+	})
+	sess, err := api.CreateSession(ctx, cfg)
+	if err != nil {
+		return "", fmt.Errorf("create the training session: %w", err)
+	}
+	fmt.Fprintf(s.Stdout, "\nTraining %s across 3 runners (federated logistic regression, %d rounds):\n", sess.ID, rounds)
+	sess, err = followSession(ctx, s.Stdout, api, sess.ID)
+	if err != nil {
+		return "", err
+	}
+	if sess.Status != silo.SessionCompleted {
+		return "", fmt.Errorf("session %s %s: %s", sess.ID, sess.Status, sess.StatusReason)
+	}
+	m, err := api.SessionMetrics(ctx, sess.ID)
+	if err != nil {
+		return "", err
+	}
+	last := m.Federated[len(m.Federated)-1]
+	fmt.Fprintf(s.Stdout, "\nFederated test metrics after round %.0f: %s\n", last["round"], formatMetrics(last))
+	for _, c := range m.Clients {
+		if float64(c.Round) == last["round"] {
+			fmt.Fprintf(s.Stdout, "  %-11s n_train %.0f, n_test %.0f, test ROC AUC %.4f, test accuracy %.4f\n", c.Dataset, c.Values["n_train"], c.Values["n_test"], c.Values["test_roc_auc"], c.Values["test_accuracy"])
+		}
+	}
+	path := filepath.Join(abs, "models", sess.ID+".json")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if err := api.DownloadModel(ctx, sess.ID, false, f); err != nil {
+		return "", err
+	}
+	return path, f.Close()
 }
 
 // quickstartPassword returns the quickstart admin's password, made once and

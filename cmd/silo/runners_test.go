@@ -430,7 +430,7 @@ func TestRunnersLocalLifecycle(t *testing.T) {
 	if r.LastHeartbeat == nil || r.AgentVCPU != 2 || r.AgentMemoryMB != 1024 || r.AgentVersion != silo.Version {
 		t.Errorf("online runner = %+v", r)
 	}
-	if len(processesWith(childMarker(rs.URL))) == 0 {
+	if _, err := os.Stat("/proc/self/cmdline"); err == nil && len(processesWith(childMarker(rs.URL))) == 0 {
 		t.Errorf("no child runner process of %s", rs.URL)
 	}
 	out := e.ok("runners", "show", "edge-1")

@@ -165,39 +165,16 @@ func sessionsWait(ctx context.Context, c *cmd, args []string) error {
 	return waitSession(ctx, c, cl, pos[0])
 }
 
-// waitSession follows a session until it ends: a live progress bar on a
-// terminal, one line per change otherwise. It fails unless the session
-// completes.
+// waitSession follows a session until it ends and fails unless it
+// completes; with --json it prints the final session.
 func waitSession(ctx context.Context, c *cmd, cl *client.Client, id string) error {
-	tty := isTerminal(c.Stdout)
-	last := ""
-	var s *silo.Session
-	for {
-		var err error
-		s, err = cl.GetSession(ctx, id)
-		if err != nil {
-			return err
-		}
-		if !c.json {
-			line := progressLine(s)
-			if tty {
-				fmt.Fprintf(c.Stdout, "\r%-100s", line)
-			} else if line != last {
-				fmt.Fprintln(c.Stdout, line)
-			}
-			last = line
-		}
-		if s.Status.Done() {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+	out := c.Stdout
+	if c.json {
+		out = io.Discard
 	}
-	if tty && !c.json {
-		fmt.Fprintln(c.Stdout)
+	s, err := followSession(ctx, out, cl, id)
+	if err != nil {
+		return err
 	}
 	if c.json {
 		if err := c.printJSON(s); err != nil {
@@ -210,6 +187,37 @@ func waitSession(ctx context.Context, c *cmd, cl *client.Client, id string) erro
 		return fmt.Errorf("session %s %s: %s", id, s.Status, s.StatusReason)
 	}
 	return nil
+}
+
+// followSession draws a session's progress on w until it ends: a live bar
+// on a terminal, one line per change otherwise.
+func followSession(ctx context.Context, w io.Writer, cl *client.Client, id string) (*silo.Session, error) {
+	tty := isTerminal(w)
+	last := ""
+	for {
+		s, err := cl.GetSession(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		line := progressLine(s)
+		if tty {
+			fmt.Fprintf(w, "\r%-110s", line)
+		} else if line != last {
+			fmt.Fprintln(w, line)
+		}
+		last = line
+		if s.Status.Done() {
+			if tty {
+				fmt.Fprintln(w)
+			}
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // progressLine draws "[#####·····] round 3/10  loss 0.4321  running".

@@ -191,6 +191,13 @@ func (s *Server) guard(rt route) http.Handler {
 		}
 		r = r.WithContext(ctx)
 		unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if unsafe && rt.maxBody > 0 {
+			r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+			if err := parseBoundedForm(r, rt.maxBody); err != nil {
+				fail(err)
+				return
+			}
+		}
 		if unsafe {
 			if err := s.checkCSRF(r, login); err != nil {
 				fail(err)

@@ -98,7 +98,10 @@ func (s *Server) StartLocalRunner(ctx context.Context, name string) (*silo.Runne
 	token := newRunnerToken()
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
 		r.TokenHash = hashSecret(token)
-		r.StatusReason = "starting under the server"
+		clearAgentFailure(r)
+		if r.Status != silo.RunnerOnline {
+			r.StatusReason = "starting under the server"
+		}
 		return nil
 	})
 	if err != nil {

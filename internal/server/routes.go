@@ -22,10 +22,14 @@ func perm(p silo.Permission) access { return access(p) }
 // described in the OpenAPI document. Every route the server serves is in
 // Server.routes, so authorisation and documentation cannot drift apart.
 type route struct {
-	method  string
-	path    string
-	access  access
-	page    bool // a UI page (redirects to sign-in) rather than an API call
+	method string
+	path   string
+	access access
+	page   bool // a UI page (redirects to sign-in) rather than an API call
+	// maxBody, when set, bounds the body of an unsafe request, which the
+	// guard then parses as a form (multipart included) before anything else
+	// reads it: the CSRF check would otherwise parse an upload unbounded.
+	maxBody int64
 	summary string
 	in, out any // request and response bodies, for the OpenAPI document
 	handler http.HandlerFunc

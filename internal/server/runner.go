@@ -255,6 +255,7 @@ func (s *Server) rotateRunnerToken(ctx context.Context, name string) (*silo.Runn
 	token := newRunnerToken()
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
 		r.TokenHash = hashSecret(token)
+		clearAgentFailure(r)
 		return nil
 	})
 	s.auditResult(ctx, "runner.rotate_token", name, err)
@@ -358,6 +359,15 @@ func (s *Server) handleRunnerLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, nonNil(lines))
+}
+
+// clearAgentFailure lets a runner that failed (an incompatible agent, say)
+// start over with a new token: it waits for its agent again. A cloud
+// runner's storage failure is cleared by provisioning, not here.
+func clearAgentFailure(r *sqlstore.StoredRunner) {
+	if r.Status == silo.RunnerFailed && (r.Provider == silo.ProviderLocal || strings.HasPrefix(r.StatusReason, "protocol version mismatch")) {
+		r.Status, r.StatusReason = silo.RunnerRegistering, "waiting for the agent to connect with the new token"
+	}
 }
 
 // localRoot returns the directory of a file:// storage path.

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -47,6 +48,8 @@ var staticFS embed.FS
 // uiRoutes declares the web UI's pages.
 func (s *Server) uiRoutes() []route {
 	manageUsers := perm(silo.PermUsersManage)
+	manageRunners := perm(silo.PermRunnersManage)
+	manageDatasets := perm(silo.PermDatasetsManage)
 	return []route{
 		{method: "GET", path: "/static/{file}", access: accessPublic, page: true, summary: "Stylesheet, script and images of the web UI", handler: s.handleStatic},
 
@@ -60,6 +63,12 @@ func (s *Server) uiRoutes() []route {
 
 		{method: "GET", path: "/{$}", access: accessSignedIn, page: true, summary: "Dashboard", handler: s.handleDashboard},
 		{method: "GET", path: "/library", access: perm(silo.PermDatasetsRead), page: true, summary: "Dataset library", handler: s.handleLibrary},
+		{method: "GET", path: "/library/register-dataset", access: manageDatasets, page: true, summary: "Register a dataset: the wizard's first step (choose a task runner)", handler: s.handleDatasetWizardStart},
+		{method: "POST", path: "/library/register-dataset", access: manageDatasets, page: true, maxBody: wizardMaxBody, summary: "Register a dataset: the wizard's next step; the last one registers it with its attachments and connects", handler: s.handleDatasetWizard},
+		{method: "GET", path: "/library/{name}", access: perm(silo.PermDatasetsRead), page: true, summary: "A dataset: status, schema, privacy controls, attachments", handler: s.handleDatasetPage},
+		{method: "POST", path: "/library/{name}/privacy", access: manageDatasets, page: true, summary: "Edit a dataset's description and privacy controls (its owner or an admin)", handler: s.handleDatasetPrivacy},
+		{method: "POST", path: "/library/{name}/connect", access: manageDatasets, page: true, summary: "Connect a dataset again (its owner or an admin)", handler: s.handleDatasetConnect},
+		{method: "POST", path: "/library/{name}/deregister", access: manageDatasets, page: true, summary: "Deregister a dataset (its owner or an admin)", handler: s.handleDatasetDeregister},
 		{method: "GET", path: "/sessions", access: perm(silo.PermSessionsRead), page: true, summary: "Training and analysis sessions", handler: s.handleSessions},
 
 		{method: "GET", path: "/settings", access: accessSignedIn, page: true, summary: "Settings (redirects to the first section you may see)", handler: s.handleSettings},
@@ -71,6 +80,18 @@ func (s *Server) uiRoutes() []route {
 		{method: "POST", path: "/settings/users/{email}/enable", access: manageUsers, page: true, summary: "Enable a user", handler: s.handleUserEnable},
 		{method: "POST", path: "/settings/users/{email}/remove", access: manageUsers, page: true, summary: "Remove a user", handler: s.handleUserRemove},
 		{method: "GET", path: "/settings/runners", access: perm(silo.PermRunnersRead), page: true, summary: "Task runners", handler: s.handleRunnersPage},
+		{method: "GET", path: "/settings/register-runner", access: manageRunners, page: true, summary: "Register a task runner: choose the provider", handler: s.handleRunnerProviders},
+		{method: "GET", path: "/settings/register-runner/{provider}", access: manageRunners, page: true, summary: "Register a task runner: the provider's form", handler: s.handleRunnerNew},
+		{method: "POST", path: "/settings/register-runner/{provider}", access: manageRunners, page: true, summary: "Register a task runner; a local runner's token is shown in this response only", handler: s.handleRunnerCreate},
+		{method: "GET", path: "/settings/runners/{name}", access: perm(silo.PermRunnersRead), page: true, summary: "A task runner: settings, status, recent tasks and logs", handler: s.handleRunnerPage},
+		{method: "GET", path: "/settings/runners/{name}/edit", access: manageRunners, page: true, summary: "Edit a task runner", handler: s.handleRunnerEdit},
+		{method: "POST", path: "/settings/runners/{name}/edit", access: manageRunners, page: true, summary: "Save a task runner's settings", handler: s.handleRunnerUpdate},
+		{method: "POST", path: "/settings/runners/{name}/diagnostics", access: manageRunners, page: true, summary: "Queue a diagnostics task on a runner", handler: s.handleRunnerDiagnostics},
+		{method: "POST", path: "/settings/runners/{name}/start", access: manageRunners, page: true, summary: "Start a local runner under the server", handler: s.handleRunnerStart},
+		{method: "POST", path: "/settings/runners/{name}/stop", access: manageRunners, page: true, summary: "Stop a local runner the server started", handler: s.handleRunnerStop},
+		{method: "POST", path: "/settings/runners/{name}/token", access: manageRunners, page: true, summary: "Replace a runner's token; the new one is shown in this response only", handler: s.handleRunnerToken},
+		{method: "POST", path: "/settings/runners/{name}/provision", access: manageRunners, page: true, summary: "Retry provisioning a cloud runner's storage", handler: s.handleRunnerProvision},
+		{method: "POST", path: "/settings/runners/{name}/deregister", access: manageRunners, page: true, summary: "Deregister a task runner", handler: s.handleRunnerDeregister},
 		{method: "GET", path: "/settings/tokens", access: perm(silo.PermTokensOwn), page: true, summary: "Access tokens", handler: s.handleTokensPage},
 		{method: "POST", path: "/settings/tokens", access: perm(silo.PermTokensOwn), page: true, summary: "Create an access token", handler: s.handleTokenCreate},
 		{method: "POST", path: "/settings/tokens/{id}/revoke", access: perm(silo.PermTokensOwn), page: true, summary: "Revoke an access token", handler: s.handleTokenRevoke},
@@ -108,6 +129,9 @@ type view struct {
 	Form      *form
 	Data      any
 	Assets    map[string]string // static file name → versioned URL
+	// Refresh reloads the page after that many seconds while something is
+	// under way (a dataset connecting); 0 for never.
+	Refresh int
 
 	actor *silo.Actor
 	now   time.Time
@@ -273,23 +297,49 @@ func (s *Server) logInternal(r *http.Request, err error) {
 }
 
 var funcs = template.FuncMap{
-	"roleTitle": func(r silo.Role) string { return r.Title() },
-	"roleClass": func(r silo.Role) string { return "role-" + strings.ReplaceAll(string(r), "_", "-") },
-	"roles":     func() []silo.Role { return silo.Roles },
-	"plans":     func() []string { return silo.Plans },
-	"providerTitle": func(p silo.Provider) string {
-		switch p {
-		case silo.ProviderAWS:
-			return "AWS"
-		case silo.ProviderAzure:
-			return "Azure"
-		case silo.ProviderLocal:
-			return "Local"
+	"roleTitle":     func(r silo.Role) string { return r.Title() },
+	"roleClass":     func(r silo.Role) string { return "role-" + strings.ReplaceAll(string(r), "_", "-") },
+	"roles":         func() []silo.Role { return silo.Roles },
+	"plans":         func() []string { return silo.Plans },
+	"providerTitle": providerTitle,
+	"permTitle":     permTitle,
+	"sessionTypes":  func() []option { return sessionTypeOptions },
+	"bytes":         humanBytes,
+	"formatTitle":   formatTitle,
+	"add1":          func(i int) int { return i + 1 },
+	"mul":           func(a, b float64) float64 { return a * b },
+	"join":          func(l []string) string { return strings.Join(l, ", ") },
+	// num writes a summary statistic: 4 significant digits, "—" for none.
+	"num": func(x any) string {
+		switch x := x.(type) {
+		case *float64:
+			if x == nil {
+				return "—"
+			}
+			return strconv.FormatFloat(*x, 'g', 4, 64)
+		case *int64:
+			if x == nil {
+				return "—"
+			}
+			return strconv.FormatInt(*x, 10)
+		case int64:
+			return strconv.FormatInt(x, 10)
+		case int:
+			return strconv.Itoa(x)
+		case float64:
+			return strconv.FormatFloat(x, 'g', 4, 64)
 		}
-		return string(p)
+		return fmt.Sprint(x)
 	},
-	"permTitle": permTitle,
-	"path":      url.PathEscape,
+	// thousands writes a count with thin separators: 12 345.
+	"thousands": func(n int64) string {
+		s := strconv.FormatInt(n, 10)
+		for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+			s = s[:i] + "," + s[i:]
+		}
+		return s
+	},
+	"path": url.PathEscape,
 	"time": func(t time.Time) string {
 		return t.UTC().Format("2 Jan 2006, 15:04 UTC")
 	},
@@ -375,13 +425,21 @@ func parsePages() map[string]*template.Template {
 	if err != nil {
 		panic(err)
 	}
+	// Files named _*.html hold pieces several pages share (the privacy
+	// controls' fields); every page gets them with the layout.
+	shared := []string{"templates/layout.html"}
+	for _, n := range names {
+		if strings.HasPrefix(path.Base(n), "_") {
+			shared = append(shared, n)
+		}
+	}
 	out := map[string]*template.Template{}
 	for _, n := range names {
 		name := strings.TrimSuffix(path.Base(n), ".html")
-		if name == "layout" {
+		if name == "layout" || strings.HasPrefix(name, "_") {
 			continue
 		}
-		out[name] = template.Must(template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n))
+		out[name] = template.Must(template.New(name).Funcs(funcs).ParseFS(templateFS, append(shared, n)...))
 	}
 	return out
 }

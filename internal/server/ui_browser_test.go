@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +19,9 @@ import (
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/runner"
+	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/testsvc"
 )
 
@@ -351,4 +355,265 @@ func TestBrowserInviteAndRoles(t *testing.T) {
 	if q := questions(); len(q) != 1 || !strings.Contains(q[0], "Remove your own account?") {
 		t.Errorf("confirmations asked: %q, want one asking to remove your own account", q)
 	}
+}
+
+// shot saves a screenshot of the tab's viewport (and one of the whole page,
+// -full) as name.png in $SILO_UI_SHOTS, for people to look at the pages a
+// story visits. Without the variable it does nothing.
+func shot(name string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		dir := os.Getenv("SILO_UI_SHOTS")
+		if dir == "" {
+			return nil
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		var png []byte
+		if err := chromedp.CaptureScreenshot(&png).Do(ctx); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+			return err
+		}
+		if err := chromedp.FullScreenshot(&png, 100).Do(ctx); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, name+"-full.png"), png, 0o644)
+	})
+}
+
+// signInAsAdmin signs the tab in as the test server's admin.
+func signInAsAdmin(s browserStory, ctx context.Context, base string) {
+	s.t.Helper()
+	s.step(ctx, "admin signs in",
+		chromedp.Navigate(base+"/login"),
+		waitText("h1", "Sign in"),
+		chromedp.SendKeys("#email", uiAdminEmail, chromedp.ByQuery),
+		chromedp.SendKeys("#password", uiAdminPassword, chromedp.ByQuery),
+		chromedp.Click(`form[action="/login"] button[type="submit"]`, chromedp.ByQuery),
+		waitText("#welcome", "Welcome, "+uiAdminEmail),
+	)
+}
+
+// value reads an input's current value into *dst.
+func value(sel string, dst *string) chromedp.Action {
+	return chromedp.Value(sel, dst, chromedp.ByQuery)
+}
+
+// TestBrowserRegisterAWSRunner registers an AWS runner through the form: a
+// subnet outside the VPC is refused next to its field with everything else
+// kept, and once fixed the runner is registered and listed. The test server
+// has no cloud credentials, so the runner waits in provisioning for its
+// deployment.
+func TestBrowserRegisterAWSRunner(t *testing.T) {
+	e := newUIEnv(t, false)
+	ctx := newChromium(t)
+	s := browserStory{t}
+	base := e.ts.URL
+	signInAsAdmin(s, ctx, base)
+
+	s.step(ctx, "admin opens Settings, Task Runners, Register",
+		chromedp.Navigate(base+"/settings"),
+		chromedp.Click(`.tabs a[href="/settings/runners"]`, chromedp.ByQuery),
+		waitText(".tabs .tab.active", "Task Runners"),
+		waitText(".empty h2", "No task runners yet"),
+		chromedp.Click("#register-runner", chromedp.ByQuery),
+		waitText(".section-head h2", "Register a task runner"),
+		waitText("#providers", "Amazon Web Services"),
+		shot("1-runner-providers"),
+	)
+	s.step(ctx, "admin chooses AWS",
+		chromedp.Click(`a[data-provider="aws"]`, chromedp.ByQuery),
+		waitText(".section-head h2", "Register an AWS task runner"),
+		shot("2-runner-form-aws"),
+	)
+	s.step(ctx, "admin fills the form with a subnet outside the VPC",
+		chromedp.SendKeys("#runner-name", "hospital-a", chromedp.ByQuery),
+		chromedp.SetValue("#runner-region", "eu-west-1", chromedp.ByQuery),
+		chromedp.SendKeys("#runner-provisioner_role_arn", "arn:aws:iam::123456789012:role/silo-provisioner", chromedp.ByQuery),
+		chromedp.SendKeys("#runner-runtime_role_arn", "arn:aws:iam::123456789012:role/silo-runtime", chromedp.ByQuery),
+		waitText("#group-basics", "S3 bucket"),
+		chromedp.Click("#advanced > summary", chromedp.ByQuery),
+		chromedp.WaitVisible("#runner-vpc_cidr", chromedp.ByQuery),
+		chromedp.SendKeys("#runner-vpc_cidr", "10.0.0.0/16", chromedp.ByQuery),
+		chromedp.SendKeys("#runner-private_subnet_cidr", "10.0.0.0/17", chromedp.ByQuery),
+		chromedp.SendKeys("#runner-public_subnet_cidr", "10.1.0.0/17", chromedp.ByQuery),
+		chromedp.SendKeys("#runner-cidr_newbits", "2", chromedp.ByQuery),
+		chromedp.Click(`#runner-form button[type="submit"]`, chromedp.ByQuery),
+		waitText(`[data-field="public_subnet_cidr"] .field-error`, "public_subnet_cidr 10.1.0.0/17 is not inside vpc_cidr 10.0.0.0/16"),
+		waitText("#form-summary", "One field needs attention"),
+		shot("3-runner-form-errors"),
+	)
+	var name, region, arn, vpc string
+	s.step(ctx, "what was typed is kept",
+		value("#runner-name", &name), value("#runner-region", &region),
+		value("#runner-provisioner_role_arn", &arn), value("#runner-vpc_cidr", &vpc),
+		chromedp.WaitVisible("#runner-public_subnet_cidr", chromedp.ByQuery), // the advanced settings are open
+	)
+	if name != "hospital-a" || region != "eu-west-1" || arn != "arn:aws:iam::123456789012:role/silo-provisioner" || vpc != "10.0.0.0/16" {
+		t.Fatalf("after the error the form holds name=%q region=%q arn=%q vpc=%q", name, region, arn, vpc)
+	}
+	s.step(ctx, "admin fixes the subnet and registers",
+		chromedp.SetValue("#runner-public_subnet_cidr", "10.0.128.0/17", chromedp.ByQuery),
+		chromedp.Click(`#runner-form button[type="submit"]`, chromedp.ByQuery),
+		waitText("#flash", "Task runner hospital-a is registered"),
+		waitText("#runner-name", "hospital-a"),
+		waitText("#runner-status", "Provisioning"),
+		waitText("#status-reason", "no AWS credentials"),
+		waitText("#runner-settings", "s3://silo-hospital-a.silo"),
+		waitText("#runner-settings", "10.0.128.0/17"),
+		waitText("#deploy", "Download the deployment bundle"),
+		shot("4-runner-page-aws"),
+	)
+	s.step(ctx, "the runner is listed on Task Runners",
+		chromedp.Click(`.crumbs a[href="/settings/runners"]`, chromedp.ByQuery),
+		waitText(`tr[data-runner="hospital-a"]`, "Provisioning"),
+		waitText(`tr[data-runner="hospital-a"]`, "AWS · eu-west-1"),
+		shot("5-runners-list"),
+	)
+}
+
+// TestBrowserDatasetWizard registers a local runner, starts its agent from
+// the runner's page (in-process here), and walks the dataset wizard to a
+// connected dataset with its schema and attachment.
+func TestBrowserDatasetWizard(t *testing.T) {
+	e := newUIEnv(t, false)
+	var mu sync.Mutex
+	var stops []func()
+	e.srv.InternalURL = e.ts.URL
+	e.srv.Launch = func(ctx context.Context, l server.LocalLaunch) (func(), error) {
+		ag, err := runner.New(runner.Config{ServerURL: l.ServerURL, Token: l.Token, StorageRoot: l.StorageRoot, VCPU: l.VCPU, MemoryMB: l.MemoryMB,
+			PollWait: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { ag.Run(ctx); close(done) }()
+		stop := sync.OnceFunc(func() { cancel(); <-done })
+		mu.Lock()
+		stops = append(stops, stop)
+		mu.Unlock()
+		return stop, nil
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, stop := range stops {
+			stop()
+		}
+	})
+	root := t.TempDir()
+	var csv strings.Builder
+	csv.WriteString("patient_id,age,bmi,smoker,readmitted\n")
+	for i := range 60 {
+		fmt.Fprintf(&csv, "P%04d,%d,%.1f,%v,%d\n", i, 30+i%40, 20+float64(i%15), i%3 == 0, i%2)
+	}
+	if err := os.WriteFile(filepath.Join(root, "patients.csv"), []byte(csv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dictionary := filepath.Join(t.TempDir(), "dictionary.txt")
+	if err := os.WriteFile(dictionary, []byte("patient_id: pseudonymous patient number\nage: years\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := newChromium(t)
+	s := browserStory{t}
+	base := e.ts.URL
+	signInAsAdmin(s, ctx, base)
+
+	s.step(ctx, "admin registers a local runner",
+		chromedp.Navigate(base+"/settings/register-runner/local"),
+		waitText(".section-head h2", "Register a local task runner"),
+		chromedp.SendKeys("#runner-name", "hospital-a", chromedp.ByQuery),
+		chromedp.SendKeys("#runner-storage_path", "file://"+root, chromedp.ByQuery),
+		chromedp.SendKeys("#runner-vcpu", "2", chromedp.ByQuery),
+		chromedp.SendKeys("#runner-memory_gb", "1", chromedp.ByQuery),
+		chromedp.Click(`#runner-form button[type="submit"]`, chromedp.ByQuery),
+		waitText("#runner-token", "shown only once"),
+		waitText("#runner-command", "silo runner --server "+base+" --token silor_"),
+		shot("6-runner-token"),
+	)
+	s.step(ctx, "admin starts it from the server",
+		chromedp.Click("#start-from-server", chromedp.ByQuery),
+		waitText("#flash", "Runner hospital-a is starting under the server"),
+	)
+	eventually(t, "runner online", func() bool {
+		r, err := e.db.FindRunner(context.Background(), "hospital-a")
+		return err == nil && r.Status == silo.RunnerOnline
+	})
+	s.step(ctx, "the runner page shows it online",
+		chromedp.Reload(),
+		waitText("#runner-status", "Online"),
+		waitText("#runner-agent", "2 vCPU"),
+	)
+	s.step(ctx, "admin runs diagnostics; the page follows the task",
+		chromedp.Click("#run-diagnostics", chromedp.ByQuery),
+		waitText("#flash", "Diagnostics task"),
+		waitText("#runner-tasks", "Succeeded"),
+		waitText("#runner-tasks", "storage writable"),
+		waitText("#runner-log", "storage root checked"),
+		shot("6b-runner-page-local"),
+	)
+
+	s.step(ctx, "wizard step 1: choose the runner",
+		chromedp.Click(`nav.sidebar a[href="/library"]`, chromedp.ByQuery),
+		waitText("#library-empty", "No datasets yet"),
+		chromedp.Click("#register-dataset", chromedp.ByQuery),
+		waitText(".step-intro h2", "Which task runner holds the data?"),
+		waitText(`label[data-runner="hospital-a"]`, "Online"),
+		chromedp.Click(`label[data-runner="hospital-a"]`, chromedp.ByQuery),
+		shot("7-wizard-1-runner"),
+		chromedp.Click("#wizard-next", chromedp.ByQuery),
+		waitText(".step-intro h2", "Details and privacy controls"),
+	)
+	s.step(ctx, "wizard step 2: a bad name is refused next to its field",
+		chromedp.SendKeys("#ds-name", "Patients", chromedp.ByQuery),
+		chromedp.SendKeys("#p-identifier_columns", "patient_id", chromedp.ByQuery),
+		chromedp.Click("#wizard-next", chromedp.ByQuery),
+		waitText(".field.invalid .field-error", `Dataset name "Patients" must be 3–64 lowercase letters`),
+		shot("8-wizard-2-error"),
+	)
+	var ident string
+	s.step(ctx, "wizard step 2: details and privacy controls", value("#p-identifier_columns", &ident))
+	if ident != "patient_id" {
+		t.Fatalf("identifier columns after the error = %q", ident)
+	}
+	s.step(ctx, "wizard step 2: fixed",
+		chromedp.SetValue("#ds-name", "patients", chromedp.ByQuery),
+		chromedp.SendKeys("#ds-description", "Readmissions after discharge, 2023.", chromedp.ByQuery),
+		chromedp.Click("#wizard-next", chromedp.ByQuery),
+		waitText(".step-intro h2", "Where is the data?"),
+		waitText("#uri-help", "A file or a folder under file://"+root),
+	)
+	s.step(ctx, "wizard step 3: the data's location",
+		chromedp.SendKeys("#ds-uri", "file://"+root+"/patients.csv", chromedp.ByQuery),
+		shot("9-wizard-3-uri"),
+		chromedp.Click("#wizard-next", chromedp.ByQuery),
+		waitText(".step-intro h2", "Attachments"),
+		waitText("#review", "patients"),
+	)
+	s.step(ctx, "wizard step 4: attach a file and connect",
+		chromedp.SetUploadFiles("#ds-attachments", []string{dictionary}, chromedp.ByQuery),
+		shot("10-wizard-4-attachments"),
+		chromedp.Click("#wizard-next", chromedp.ByQuery),
+		waitText("#flash", "Dataset patients is registered with 1 attachment"),
+	)
+	s.step(ctx, "the dataset page shows it connected with its schema",
+		waitText("#dataset-status", "Connected"),
+		waitText("#stat-rows", "60"),
+		waitText("#schema", "age"),
+		waitText(`tr[data-column="patient_id"]`, "Identifier"),
+		waitText(`tr[data-column="readmitted"]`, "int"),
+		waitText("#attachments", "dictionary.txt"),
+		waitText("#privacy", "patient_id"),
+		shot("11-dataset-page"),
+	)
+	s.step(ctx, "the library lists it",
+		chromedp.Click(`.crumbs a[href="/library"]`, chromedp.ByQuery),
+		waitText(`tr[data-dataset="patients"]`, "Connected"),
+		waitText(`tr[data-dataset="patients"]`, "hospital-a"),
+		shot("12-library"),
+	)
 }

@@ -85,9 +85,13 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			Href: "/settings/users", Action: "Invite people", Done: d.Users > 1 || invited})
 	}
 	if a.Can(silo.PermRunnersManage) {
+		href := "/settings/register-runner"
+		if d.Runners > 0 {
+			href = "/settings/runners"
+		}
 		d.Steps = append(d.Steps, step{Title: "Register a task runner",
-			Text: "Each organisation runs a task runner next to its own storage. It only dials out to this server, and only model updates leave it. Register runners with the silo command line for now.",
-			Href: "/settings/runners", Action: "See how", Done: d.Runners > 0})
+			Text: "Each organisation runs a task runner next to its own storage. It only dials out to this server, and only model updates leave it.",
+			Href: href, Action: "Register a runner", Done: d.Runners > 0})
 	}
 	if a.Can(silo.PermDatasetsManage) {
 		datasets, err := s.db.ListDatasets(ctx)
@@ -95,9 +99,13 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			s.renderError(w, r, err)
 			return
 		}
+		href := "/library/register-dataset"
+		if len(datasets) > 0 {
+			href = "/library"
+		}
 		d.Steps = append(d.Steps, step{Title: "Register a dataset",
-			Text: "Describe a dataset a task runner can read, and set its privacy controls. The data itself never leaves your organisation. Register datasets with the silo command line for now.",
-			Href: "/library", Action: "See how", Done: len(datasets) > 0})
+			Text: "Describe a dataset a task runner can read, and set its privacy controls. The data itself never leaves your organisation.",
+			Href: href, Action: "Register a dataset", Done: len(datasets) > 0})
 	}
 	if a.Can(silo.PermSessionsManage) {
 		d.Steps = append(d.Steps, step{Title: "Create a training session", Soon: true,
@@ -117,12 +125,6 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "dashboard", v)
 }
 
-func (s *Server) handleLibrary(w http.ResponseWriter, r *http.Request) {
-	v := s.newView(r, "Library")
-	v.Section = "library"
-	s.render(w, r, http.StatusOK, "library", v)
-}
-
 func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) {
 	v := s.newView(r, "Sessions")
 	v.Section = "sessions"
@@ -137,31 +139,6 @@ func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, v.Tabs[0].Path, http.StatusSeeOther)
-}
-
-// listRunners returns the registered task runners as the API shows them,
-// secrets redacted.
-func (s *Server) listRunners(r *http.Request) ([]*silo.Runner, error) {
-	stored, err := s.db.ListRunners(r.Context(), false)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*silo.Runner, len(stored))
-	for i, rn := range stored {
-		out[i] = s.runnerView(rn)
-	}
-	return out, nil
-}
-
-func (s *Server) handleRunnersPage(w http.ResponseWriter, r *http.Request) {
-	runners, err := s.listRunners(r)
-	if err != nil {
-		s.renderError(w, r, err)
-		return
-	}
-	v := s.settingsView(r, "Task Runners", "runners")
-	v.Data = runners
-	s.render(w, r, http.StatusOK, "runners", v)
 }
 
 // settingsView returns a view for a settings page.

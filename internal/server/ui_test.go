@@ -1,15 +1,19 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"html"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -591,7 +595,8 @@ func TestUIPagesHaveNoInlineCode(t *testing.T) {
 	b := e.browser()
 	b.signIn(uiAdminEmail, uiAdminPassword)
 	inline := regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\sstyle=|\son[a-z]+=|javascript:`)
-	for _, path := range []string{"/", "/library", "/sessions", "/settings/users", "/settings/runners", "/settings/tokens", "/settings/billing", "/settings/audit", "/no-such-page"} {
+	for _, path := range []string{"/", "/library", "/sessions", "/settings/users", "/settings/runners", "/settings/tokens", "/settings/billing", "/settings/audit",
+		"/settings/register-runner", "/settings/register-runner/aws", "/settings/register-runner/azure", "/settings/register-runner/local", "/library/register-dataset", "/no-such-page"} {
 		p := b.get(path)
 		if path == "/no-such-page" {
 			wantStatus(t, p, http.StatusNotFound)
@@ -627,4 +632,526 @@ func auditHas(entries []*silo.AuditEntry, action, target string) bool {
 		}
 	}
 	return false
+}
+
+// ---- Task runners ----
+
+// fieldError returns the error shown inside the form field named name (the
+// element with data-field="name"), or "".
+func fieldError(body, name string) string {
+	i := strings.Index(body, `data-field="`+name+`"`)
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+1:]
+	if j := strings.Index(rest, `data-field="`); j >= 0 {
+		rest = rest[:j]
+	}
+	m := regexp.MustCompile(`class="field-error"[^>]*>([^<]*)<`).FindStringSubmatch(rest)
+	if m == nil {
+		return ""
+	}
+	return html.UnescapeString(m[1])
+}
+
+// fakeLauncher records the local runners the server starts, without running
+// an agent.
+type fakeLauncher struct {
+	mu      sync.Mutex
+	started []server.LocalLaunch
+}
+
+func (l *fakeLauncher) launch(_ context.Context, ll server.LocalLaunch) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.started = append(l.started, ll)
+	return func() {}, nil
+}
+
+func awsRunnerForm() url.Values {
+	return url.Values{
+		"name": {"hospital-a"}, "region": {"eu-west-1"},
+		"provisioner_role_arn": {"arn:aws:iam::123456789012:role/silo-provisioner"},
+		"runtime_role_arn":     {"arn:aws:iam::123456789012:role/silo-runtime"},
+	}
+}
+
+func azureRunnerForm() url.Values {
+	return url.Values{
+		"name": {"clinic-b"}, "region": {"westeurope"}, "resource_group": {"silo-runners"},
+		"subscription_id":                  {"11111111-2222-3333-4444-555555555555"},
+		"tenant_id":                        {"21111111-2222-3333-4444-555555555555"},
+		"service_principal_id":             {"31111111-2222-3333-4444-555555555555"},
+		"runtime_service_principal_id":     {"41111111-2222-3333-4444-555555555555"},
+		"service_principal_secret":         {"provisioner-secret-value"},
+		"runtime_service_principal_secret": {"runtime-secret-value"},
+	}
+}
+
+func TestUIRunnerRegistrationFormErrors(t *testing.T) {
+	e := newUIEnv(t, false)
+	b := e.browser()
+	b.signIn(uiAdminEmail, uiAdminPassword)
+
+	p := b.get("/settings/runners")
+	if !strings.Contains(p.Body, `href="/settings/register-runner"`) {
+		t.Fatal("no Register button on the task runners page for an admin")
+	}
+	p = b.get("/settings/register-runner")
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "Local or self-managed", "Amazon Web Services", "Microsoft Azure")
+	for _, prov := range []string{"local", "aws", "azure"} {
+		if !strings.Contains(p.Body, `href="/settings/register-runner/`+prov+`"`) {
+			t.Errorf("no card for provider %s", prov)
+		}
+	}
+	p = b.get("/settings/register-runner/aws")
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "Advanced settings", "Provisioner role ARN", "Create a new VPC", "Egress proxy URL")
+	if !strings.Contains(p.Body, `placeholder="s3://silo-&lt;name&gt;.silo"`) {
+		t.Errorf("the default bucket is not shown as the placeholder")
+	}
+	if !strings.Contains(p.Body, `<option value="eu-west-1">eu-west-1</option>`) {
+		t.Errorf("the region select does not list AWS regions")
+	}
+	wantStatus(t, b.get("/settings/register-runner/gcp"), http.StatusNotFound)
+
+	// A bad ARN and a subnet outside the VPC are both shown, each next to
+	// its field, and everything typed is kept.
+	form := awsRunnerForm()
+	form.Set("provisioner_role_arn", "arn:aws:iam::12345:role/silo")
+	form.Set("vpc_cidr", "10.0.0.0/16")
+	form.Set("private_subnet_cidr", "10.0.0.0/17")
+	form.Set("public_subnet_cidr", "10.1.0.0/17")
+	form.Set("cidr_newbits", "2")
+	form.Set("vcpu", "many")
+	p = b.post("/settings/register-runner/aws", form)
+	wantStatus(t, p, http.StatusBadRequest)
+	if got := fieldError(p.Body, "provisioner_role_arn"); !strings.Contains(got, "is not a valid IAM role ARN") {
+		t.Errorf("provisioner_role_arn error = %q", got)
+	}
+	if got := fieldError(p.Body, "public_subnet_cidr"); !strings.Contains(got, "is not inside vpc_cidr 10.0.0.0/16") {
+		t.Errorf("public_subnet_cidr error = %q", got)
+	}
+	if got := fieldError(p.Body, "vcpu"); !strings.Contains(got, "must be a whole number") {
+		t.Errorf("vcpu error = %q", got)
+	}
+	if got := fieldError(p.Body, "runtime_role_arn"); got != "" {
+		t.Errorf("a valid field shows an error: %q", got)
+	}
+	wantText(t, p, "3 fields need attention")
+	for _, v := range []string{`value="hospital-a"`, `value="arn:aws:iam::12345:role/silo"`, `value="10.1.0.0/17"`, `value="many"`, `value="eu-west-1" selected`} {
+		if !strings.Contains(p.Body, v) {
+			t.Errorf("the form lost what was typed: no %s", v)
+		}
+	}
+	if !regexp.MustCompile(`<details class="disclosure advanced" id="advanced" open>`).MatchString(p.Body) {
+		t.Errorf("the advanced settings holding an error are not opened")
+	}
+	if runners, _ := e.db.ListRunners(context.Background(), false); len(runners) != 0 {
+		t.Fatalf("a refused form registered %d runners", len(runners))
+	}
+
+	// Secrets are never sent back: the form asks to enter them again.
+	az := azureRunnerForm()
+	az.Set("tenant_id", "not-a-guid")
+	p = b.post("/settings/register-runner/azure", az)
+	wantStatus(t, p, http.StatusBadRequest)
+	if got := fieldError(p.Body, "tenant_id"); !strings.Contains(got, "is not a GUID") {
+		t.Errorf("tenant_id error = %q", got)
+	}
+	if strings.Contains(p.Body, "provisioner-secret-value") || strings.Contains(p.Body, "runtime-secret-value") {
+		t.Fatal("a secret typed into the form is rendered back")
+	}
+	wantText(t, p, "re-enter the secret", "clinicbstorage")
+	if !strings.Contains(p.Body, `value="silo-runners"`) {
+		t.Errorf("the Azure form lost what was typed")
+	}
+
+	// Fixed, it registers and lands on the runner's page.
+	form.Set("provisioner_role_arn", "arn:aws:iam::123456789012:role/silo-provisioner")
+	form.Set("public_subnet_cidr", "10.0.128.0/17")
+	form.Set("vcpu", "4")
+	p = b.post("/settings/register-runner/aws", form)
+	if p.StatusCode != http.StatusSeeOther || p.Header.Get("Location") != "/settings/runners/hospital-a" {
+		t.Fatalf("register: %d to %q\n%s", p.StatusCode, p.Header.Get("Location"), p.text())
+	}
+	p = b.follow(p)
+	wantText(t, p, "Task runner hospital-a is registered", "Provisioning", "s3://silo-hospital-a.silo", "10.0.128.0/17", "Deployment bundle", "Retry provisioning", "Issue token")
+	if !strings.Contains(p.Body, `href="/api/v1/runners/hospital-a/bundle"`) {
+		t.Errorf("no link to the deployment bundle")
+	}
+	// The bundle link works with the sign-in cookie.
+	wantStatus(t, b.get("/api/v1/runners/hospital-a/bundle"), http.StatusOK)
+	wantText(t, b.get("/settings/runners"), "hospital-a", "Provisioning")
+}
+
+func TestUILocalRunnerTokenShownOnce(t *testing.T) {
+	e := newUIEnv(t, false)
+	launcher := &fakeLauncher{}
+	e.srv.Launch, e.srv.InternalURL = launcher.launch, e.ts.URL
+	b := e.browser()
+	b.signIn(uiAdminEmail, uiAdminPassword)
+	root := t.TempDir()
+
+	p := b.post("/settings/register-runner/local", url.Values{"name": {"lab-1"}, "storage_path": {"file://" + root}, "vcpu": {"2"}, "memory_gb": {"1"}})
+	wantStatus(t, p, http.StatusCreated)
+	m := regexp.MustCompile(`id="runner-token-value"[^>]*value="(silor_[a-z0-9]+)"`).FindStringSubmatch(p.Body)
+	if m == nil {
+		t.Fatalf("the new runner's token is not shown:\n%s", p.text())
+	}
+	wantText(t, p, "Task runner lab-1 is registered", "shown only once", "silo runner --server "+e.ts.URL+" --token "+m[1]+" --storage-root "+root, "Start it from the server")
+	if h := p.Header.Get("Cache-Control"); h != "no-store" {
+		t.Errorf("page with a token has Cache-Control %q", h)
+	}
+	p = b.get("/settings/runners/lab-1")
+	wantStatus(t, p, http.StatusOK)
+	if strings.Contains(p.Body, m[1]) {
+		t.Fatal("the runner token is shown again")
+	}
+	wantText(t, p, "lab-1", "Registering", "Never: the agent has not connected yet", "No tasks yet")
+
+	// Start it from the server; then it can be stopped.
+	p = b.follow(b.post("/settings/runners/lab-1/start", url.Values{}))
+	wantText(t, p, "Runner lab-1 is starting under the server")
+	if len(launcher.started) != 1 || launcher.started[0].StorageRoot != root {
+		t.Fatalf("launched %+v", launcher.started)
+	}
+	if !strings.Contains(p.Body, `action="/settings/runners/lab-1/stop"`) {
+		t.Errorf("no Stop button for a runner the server started")
+	}
+	wantText(t, b.follow(b.post("/settings/runners/lab-1/stop", url.Values{})), "Runner lab-1 is stopped")
+
+	// Replacing the token shows the new one once.
+	p = b.post("/settings/runners/lab-1/token", url.Values{})
+	wantStatus(t, p, http.StatusOK)
+	m2 := regexp.MustCompile(`id="runner-token-value"[^>]*value="(silor_[a-z0-9]+)"`).FindStringSubmatch(p.Body)
+	if m2 == nil || m2[1] == m[1] {
+		t.Fatalf("no new token shown")
+	}
+	wantText(t, p, "The token of lab-1 is replaced")
+
+	// Diagnostics are queued and listed.
+	p = b.follow(b.post("/settings/runners/lab-1/diagnostics", url.Values{}))
+	wantText(t, p, "Diagnostics task task_", "is queued", "Diagnostics", "Queued")
+
+	// Deregister.
+	p = b.follow(b.post("/settings/runners/lab-1/deregister", url.Values{}))
+	wantText(t, p, "Task runner lab-1 is deregistered", "No task runners yet")
+}
+
+func TestUIEditRunner(t *testing.T) {
+	e := newUIEnv(t, false)
+	b := e.browser()
+	b.signIn(uiAdminEmail, uiAdminPassword)
+	p := b.follow(b.post("/settings/register-runner/azure", azureRunnerForm()))
+	wantText(t, p, "Task runner clinic-b is registered", "clinicbstorage", "Provisioning")
+	if strings.Contains(p.Body, "provisioner-secret-value") {
+		t.Fatal("the runner page shows a secret")
+	}
+	if n := strings.Count(p.text(), "Set"); n < 2 {
+		t.Errorf("the runner page does not say the secrets are set")
+	}
+
+	p = b.get("/settings/runners/clinic-b/edit")
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "Edit clinic-b", "Leave empty to keep the stored secret")
+	if !strings.Contains(p.Body, `value="16384"`) && !strings.Contains(p.Body, `value="silo-runners"`) {
+		t.Errorf("the edit form is not prefilled")
+	}
+	if strings.Contains(p.Body, "provisioner-secret-value") {
+		t.Fatal("the edit form shows a secret")
+	}
+	edit := azureRunnerForm()
+	edit.Del("name")
+	edit.Del("service_principal_secret")
+	edit.Del("runtime_service_principal_secret")
+	edit.Set("memory_mb", "32768")
+	p = b.post("/settings/runners/clinic-b/edit", edit)
+	wantStatus(t, p, http.StatusBadRequest)
+	if got := fieldError(p.Body, "memory_mb"); !strings.Contains(got, "memory_mb can only be decreased after registration") {
+		t.Errorf("memory_mb error = %q\n%s", got, p.text())
+	}
+	edit.Set("memory_mb", "8192")
+	p = b.follow(b.post("/settings/runners/clinic-b/edit", edit))
+	wantText(t, p, "Settings of clinic-b saved", "8192")
+	r, err := e.db.FindRunner(context.Background(), "clinic-b")
+	if err != nil || r.MemoryMB != 8192 || len(r.SealedSecrets) == 0 {
+		t.Fatalf("after edit: %+v %v", r, err)
+	}
+}
+
+func TestUIRunnerPermissions(t *testing.T) {
+	e := newUIEnv(t, false)
+	admin := e.browser()
+	admin.signIn(uiAdminEmail, uiAdminPassword)
+	admin.follow(admin.post("/settings/register-runner/aws", awsRunnerForm()))
+	dc := e.join(admin.invite("dc@example.org", "168h", "data_custodian"), "", "custodian password")
+
+	p := dc.get("/settings/runners")
+	wantText(t, p, "hospital-a")
+	if strings.Contains(p.Body, `href="/settings/register-runner"`) {
+		t.Error("a Data Custodian sees the Register runner button")
+	}
+	p = dc.get("/settings/runners/hospital-a")
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "hospital-a", "Provisioning", "Settings")
+	for _, action := range []string{"/diagnostics", "/edit", "/deregister", "/token", "/bundle", "/provision"} {
+		if strings.Contains(p.Body, "hospital-a"+action) {
+			t.Errorf("a Data Custodian sees the %s action", action)
+		}
+	}
+	wantStatus(t, dc.get("/settings/register-runner"), http.StatusForbidden)
+	wantStatus(t, dc.post("/settings/runners/hospital-a/deregister", url.Values{}), http.StatusForbidden)
+
+	// No runners: the custodian gets the explanation, not the button.
+	admin.post("/settings/runners/hospital-a/deregister", url.Values{})
+	p = dc.get("/settings/runners")
+	wantText(t, p, "No task runners yet", "A Workspace Administrator or a Model Builder registers task runners")
+	if strings.Contains(p.Body, `href="/settings/register-runner"`) {
+		t.Error("a Data Custodian sees the Register runner button on the empty page")
+	}
+}
+
+// ---- Datasets ----
+
+// postMultipart submits a multipart form with files (field name → file name
+// → content), CSRF token added.
+func (b *uiBrowser) postMultipart(path string, form url.Values, files map[string]map[string]string) uiPage {
+	b.e.t.Helper()
+	form.Set("csrf_token", b.csrf())
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, vs := range form {
+		for _, v := range vs {
+			mw.WriteField(k, v)
+		}
+	}
+	for field, fs := range files {
+		for name, content := range fs {
+			w, _ := mw.CreateFormFile(field, name)
+			w.Write([]byte(content))
+		}
+	}
+	mw.Close()
+	req, _ := http.NewRequest("POST", b.e.ts.URL+path, &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return uiPage{resp, string(data)}
+}
+
+// hiddenValues returns the hidden fields of a page's wizard form.
+func hiddenValues(body string) url.Values {
+	out := url.Values{}
+	for _, m := range regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`).FindAllStringSubmatch(body, -1) {
+		if m[1] != "csrf_token" {
+			out.Add(m[1], html.UnescapeString(m[2]))
+		}
+	}
+	return out
+}
+
+func TestUIDatasetWizardNoRunners(t *testing.T) {
+	e := newUIEnv(t, false)
+	b := e.browser()
+	b.signIn(uiAdminEmail, uiAdminPassword)
+	p := b.get("/library")
+	wantText(t, p, "No datasets yet", "Register dataset")
+	p = b.get("/library/register-dataset")
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "No task runners yet: ask a Workspace Administrator or a Model Builder to register one.")
+	if strings.Contains(p.Body, `action="/library/register-dataset"`) {
+		t.Error("the wizard offers a form with no runner to choose")
+	}
+}
+
+func TestUIDatasetWizard(t *testing.T) {
+	e := newUIEnv(t, false)
+	b := e.browser()
+	b.signIn(uiAdminEmail, uiAdminPassword)
+	root := t.TempDir()
+	wantStatus(t, b.post("/settings/register-runner/local", url.Values{"name": {"lab-1"}, "storage_path": {"file://" + root}}), http.StatusCreated)
+	dc := e.join(b.invite("dc@example.org", "168h", "data_custodian"), "Dana", "custodian password")
+
+	// Step 1: a runner must be chosen.
+	p := dc.get("/library/register-dataset")
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "Which task runner holds the data?", "lab-1", "Registering")
+	p = dc.post("/library/register-dataset", url.Values{"step": {"1"}})
+	wantStatus(t, p, http.StatusBadRequest)
+	wantText(t, p, "Choose the task runner next to the data")
+
+	// Step 2 starts from the default privacy controls.
+	p = dc.post("/library/register-dataset", url.Values{"step": {"1"}, "runner": {"lab-1"}})
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "Details and privacy controls", "Allowed session types")
+	for _, v := range []string{`name="max_epsilon_per_session" type="text" inputmode="decimal" placeholder="10" value="10"`, `value="hfl" checked`, `value="vfl" checked`, `name="allow_predictions" id="p-allow_predictions" value="on" checked`} {
+		if !strings.Contains(p.Body, v) {
+			t.Errorf("step 2 is not prefilled with the defaults: no %s", v)
+		}
+	}
+	vals := hiddenValues(p.Body)
+	vals.Set("step", "2")
+	vals.Set("name", "Bad Name")
+	vals.Set("description", "Readmissions 2023")
+	vals["allowed_session_types"] = []string{"hfl", "eda"}
+	vals.Set("allowed_users", "")
+	vals.Set("max_epsilon_per_session", "10")
+	vals.Set("epsilon_budget", "lots")
+	vals.Set("delta", "1e-5")
+	vals.Set("min_records_per_aggregate", "10")
+	vals.Set("identifier_columns", "patient_id")
+	vals.Set("excluded_columns", "ssn")
+	p = dc.post("/library/register-dataset", vals)
+	wantStatus(t, p, http.StatusBadRequest)
+	wantText(t, p, `Dataset name "Bad Name" must be 3–64 lowercase letters`, "epsilon_budget must be a number, e.g. 50, not \"lots\"")
+	for _, v := range []string{`value="Bad Name"`, `value="lots"`, `value="patient_id"`, "Readmissions 2023", `value="eda" checked`} {
+		if !strings.Contains(p.Body, v) {
+			t.Errorf("step 2 lost what was typed: no %s", v)
+		}
+	}
+	if strings.Contains(p.Body, `value="vfl" checked`) {
+		t.Error("an unticked session type came back ticked")
+	}
+
+	vals.Set("name", "readmissions")
+	vals.Set("epsilon_budget", "40")
+	p = dc.post("/library/register-dataset", vals)
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "Where is the data?", "A file or a folder under file://"+root)
+
+	// Step 3: the URI must be under the runner's root.
+	vals = hiddenValues(p.Body)
+	vals.Set("step", "3")
+	vals.Set("uri", "file:///etc/passwd")
+	p = dc.post("/library/register-dataset", vals)
+	wantStatus(t, p, http.StatusBadRequest)
+	wantText(t, p, "is outside runner lab-1's storage root")
+	if !strings.Contains(p.Body, `value="file:///etc/passwd"`) {
+		t.Error("step 3 lost what was typed")
+	}
+	// Back keeps the values.
+	back := hiddenValues(p.Body)
+	back.Set("step", "3")
+	back.Set("back", "1")
+	p = dc.post("/library/register-dataset", back)
+	if !strings.Contains(p.Body, `value="readmissions"`) || !strings.Contains(p.Body, `value="40"`) {
+		t.Error("going back lost step 2's values")
+	}
+
+	vals.Set("uri", "file://"+root+"/readmissions.csv")
+	p = dc.post("/library/register-dataset", vals)
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "Attachments", "Review", "readmissions", "hfl, eda", "Every Model Builder", "patient_id", "Connect")
+	if !strings.Contains(p.Body, `enctype="multipart/form-data"`) {
+		t.Fatal("the attachments step cannot upload files")
+	}
+
+	// Step 4: too large an attachment is refused next to the field.
+	vals = hiddenValues(p.Body)
+	vals.Set("step", "4")
+	big := strings.Repeat("x", silo.MaxAttachmentBytes+1)
+	p = dc.postMultipart("/library/register-dataset", vals, map[string]map[string]string{"attachments": {"big.txt": big}})
+	wantStatus(t, p, http.StatusBadRequest)
+	wantText(t, p, "big.txt is 10.5 MB, more than 10 MiB", "Choose the files again")
+	if _, err := e.db.FindDataset(context.Background(), "readmissions"); err == nil {
+		t.Fatal("a refused step registered the dataset")
+	}
+	// A request larger than the bound is refused before it is read whole.
+	huge := strings.Repeat("x", 6*silo.MaxAttachmentBytes)
+	p = dc.postMultipart("/library/register-dataset", vals, map[string]map[string]string{"attachments": {"huge.bin": huge}})
+	wantStatus(t, p, http.StatusBadRequest)
+	wantText(t, p, "The upload is larger than 51 MiB in all")
+
+	// Connect: registered with its attachment; the page follows the runner.
+	p = dc.postMultipart("/library/register-dataset", vals, map[string]map[string]string{"attachments": {"dictionary.txt": "patient_id: the patient\n"}})
+	if p.StatusCode != http.StatusSeeOther || p.Header.Get("Location") != "/library/readmissions" {
+		t.Fatalf("connect: %d to %q\n%s", p.StatusCode, p.Header.Get("Location"), p.text())
+	}
+	p = dc.follow(p)
+	wantText(t, p, "Dataset readmissions is registered with 1 attachment", "Connecting: the runner is reading the data…", "dictionary.txt", "40", "patient_id")
+	if !strings.Contains(p.Body, `<meta http-equiv="refresh" content="2">`) {
+		t.Error("a connecting dataset's page does not refresh itself")
+	}
+	id := regexp.MustCompile(`href="(/api/v1/datasets/readmissions/attachments/\d+)"`).FindStringSubmatch(p.Body)
+	if id == nil {
+		t.Fatal("no download link for the attachment")
+	}
+	if got := dc.get(id[1]); got.Body != "patient_id: the patient\n" {
+		t.Errorf("attachment download = %q", got.Body)
+	}
+	d, err := e.db.FindDataset(context.Background(), "readmissions")
+	if err != nil || d.Owner != "dc@example.org" || d.Privacy.EpsilonBudget != 40 || !slices.Equal(d.Privacy.AllowedSessionTypes, []string{"hfl", "eda"}) ||
+		!slices.Equal(d.Privacy.ExcludedColumns, []string{"ssn"}) {
+		t.Fatalf("registered dataset = %+v, %v", d, err)
+	}
+	p = dc.get("/library")
+	wantText(t, p, "readmissions", "lab-1", "Connecting", "dc@example.org")
+
+	// The owner edits the privacy controls: errors next to the field, then saved.
+	form := privacyForm(d.Privacy)
+	form.Set("delta", "2")
+	p = dc.post("/library/readmissions/privacy", form)
+	wantStatus(t, p, http.StatusBadRequest)
+	wantText(t, p, "Delta must be above 0 and below 0.01")
+	if !strings.Contains(p.Body, `value="2"`) {
+		t.Error("the privacy form lost what was typed")
+	}
+	form.Set("delta", "1e-6")
+	p = dc.follow(dc.post("/library/readmissions/privacy", form))
+	wantText(t, p, "Privacy controls saved; the runner is reconnecting.", "1e-06")
+
+	// Someone else sees the dataset but no controls to change it.
+	other := e.join(b.invite("dc2@example.org", "168h", "data_custodian"), "", "custodian password")
+	p = other.get("/library/readmissions")
+	wantStatus(t, p, http.StatusOK)
+	for _, action := range []string{"/privacy", "/connect", "/deregister"} {
+		if strings.Contains(p.Body, "/library/readmissions"+action) {
+			t.Errorf("another custodian sees the %s action", action)
+		}
+	}
+	wantText(t, other.follow(other.post("/library/readmissions/deregister", url.Values{})), "Only the dataset's owner (dc@example.org) or a Workspace Administrator may change dataset readmissions")
+
+	// The admin may; deregistering leaves the library empty.
+	p = b.follow(b.post("/library/readmissions/connect", url.Values{}))
+	wantText(t, p, "Connecting readmissions again")
+	p = b.follow(b.post("/library/readmissions/deregister", url.Values{}))
+	wantText(t, p, "Dataset readmissions is deregistered", "No datasets yet")
+}
+
+func privacyForm(p silo.PrivacyControls) url.Values {
+	v := url.Values{
+		"allowed_session_types":     p.AllowedSessionTypes,
+		"allowed_users":             {strings.Join(p.AllowedUsers, ", ")},
+		"max_epsilon_per_session":   {fmt.Sprint(p.MaxEpsilonPerSession)},
+		"epsilon_budget":            {fmt.Sprint(p.EpsilonBudget)},
+		"delta":                     {fmt.Sprint(p.Delta)},
+		"min_records_per_aggregate": {fmt.Sprint(p.MinRecordsPerAggregate)},
+		"identifier_columns":        {strings.Join(p.IdentifierColumns, ", ")},
+		"excluded_columns":          {strings.Join(p.ExcludedColumns, ", ")},
+	}
+	if p.AllowPredictions {
+		v.Set("allow_predictions", "on")
+	}
+	return v
+}
+
+func TestUILibraryPermissions(t *testing.T) {
+	e := newUIEnv(t, false)
+	admin := e.browser()
+	admin.signIn(uiAdminEmail, uiAdminPassword)
+	mb := e.join(admin.invite("mb@example.org", "168h", "model_builder"), "", "builder password")
+	p := mb.get("/library")
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "No datasets yet", "Datasets are registered by Data Custodians")
+	if strings.Contains(p.Body, `href="/library/register-dataset"`) {
+		t.Error("a Model Builder sees the Register dataset button")
+	}
+	wantStatus(t, mb.get("/library/register-dataset"), http.StatusForbidden)
+	wantStatus(t, mb.get("/library/nothing"), http.StatusNotFound)
 }

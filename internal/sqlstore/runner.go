@@ -151,7 +151,7 @@ func (db *DB) RecordHeartbeat(ctx context.Context, id int64, hb silo.Heartbeat) 
 	now := micros(db.now())
 	_, err := db.wdb.ExecContext(ctx, db.q(`UPDATE runners SET last_heartbeat = ?, agent_version = ?, agent_vcpu = ?, agent_memory_mb = ?,
 		status = CASE WHEN status IN ('registering', 'provisioning', 'offline', 'online') THEN 'online' ELSE status END,
-		status_reason = CASE WHEN status IN ('registering', 'provisioning', 'offline') THEN '' ELSE status_reason END,
+		status_reason = CASE WHEN status IN ('registering', 'provisioning', 'offline', 'online') THEN '' ELSE status_reason END,
 		updated_at = CASE WHEN status = 'online' THEN updated_at ELSE ? END
 		WHERE id = ? AND status <> 'deregistered'`),
 		now, hb.AgentVersion, hb.VCPU, hb.MemoryMB, now, id)

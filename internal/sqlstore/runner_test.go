@@ -158,7 +158,10 @@ func TestTasks(t *testing.T) {
 		}
 
 		// A restarted agent that no longer runs t2 gets it failed.
-		lost, err := db.FailLostTasks(ctx, r1.ID, []string{"t3"}, "the runner restarted")
+		if lost, _ := db.FailLostTasks(ctx, r1.ID, []string{"t3"}, c.now().Add(-time.Hour), "the runner restarted"); len(lost) != 0 {
+			t.Fatalf("tasks claimed just now were failed as lost: %v", lost)
+		}
+		lost, err := db.FailLostTasks(ctx, r1.ID, []string{"t3"}, c.now().Add(time.Second), "the runner restarted")
 		if err != nil || len(lost) != 1 || lost[0] != "t2" {
 			t.Fatalf("FailLostTasks = %v, %v", lost, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/silofl/silo"
 )
@@ -127,12 +128,14 @@ func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res
 	return db.FindTask(ctx, taskID)
 }
 
-// FailLostTasks fails the runner's running tasks that its agent no longer
-// reports (it restarted mid-task) and returns their ids.
-func (db *DB) FailLostTasks(ctx context.Context, runnerID int64, running []string, reason string) ([]string, error) {
+// FailLostTasks fails the runner's running tasks, claimed before
+// claimedBefore, that its agent no longer reports (it restarted mid-task),
+// and returns their ids. Tasks claimed since are left alone: a heartbeat
+// built before the agent received them may arrive after the claim.
+func (db *DB) FailLostTasks(ctx context.Context, runnerID int64, running []string, claimedBefore time.Time, reason string) ([]string, error) {
 	var lost []string
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, db.q(`SELECT id FROM tasks WHERE runner_id = ? AND status = 'running'`), runnerID)
+		rows, err := tx.QueryContext(ctx, db.q(`SELECT id FROM tasks WHERE runner_id = ? AND status = 'running' AND started_at < ?`), runnerID, micros(claimedBefore))
 		if err != nil {
 			return err
 		}

@@ -41,8 +41,32 @@
     input.addEventListener("focus", function () { input.select(); });
   }
 
+  // A runner form's defaults that follow its name as it is typed: elements
+  // with data-template ("s3://ws-{name}.silo", "{bare}storage") show it with
+  // the name (bare: without dashes), as a placeholder or as their text.
+  function setupDerived(form) {
+    var input = form.querySelector("[data-name-input]");
+    var targets = form.querySelectorAll("[data-template]");
+    if (!input || !targets.length) return;
+    function update() {
+      var name = input.value.trim().toLowerCase();
+      Array.prototype.forEach.call(targets, function (el) {
+        var t = el.getAttribute("data-template");
+        var v = t.split("{name}").join(name || "<name>")
+          .split("{bare}").join(name ? name.split("-").join("") : "<name without dashes>");
+        if (el.tagName === "INPUT") {
+          el.placeholder = v;
+        } else {
+          el.textContent = v;
+        }
+      });
+    }
+    input.addEventListener("input", update);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     Array.prototype.forEach.call(document.querySelectorAll("[data-copy]"), setupCopy);
     Array.prototype.forEach.call(document.querySelectorAll(".secret-value"), setupSecret);
+    Array.prototype.forEach.call(document.querySelectorAll("form"), setupDerived);
   });
 })();

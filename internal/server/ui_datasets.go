@@ -1,0 +1,623 @@
+package server
+
+// Library: the datasets list, the registration wizard (SPEC §3) and each
+// dataset's page.
+//
+// The wizard keeps no draft on the server: each step posts every earlier
+// step's values as hidden fields, is validated on its own, and either shows
+// its errors next to its fields or renders the next step. Attachments cannot
+// travel in hidden fields, so the attachments step is also the last: its
+// Connect button posts the files (multipart, bounded by the route's maxBody,
+// which the guard applies before anything reads the body) together with
+// everything else, registers the dataset, stores the files and lands on the
+// dataset's page.
+
+import (
+	"fmt"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/silofl/silo"
+)
+
+// wizardMaxBody bounds the wizard's last request: its attachments, each at
+// most silo.MaxAttachmentBytes, plus the form.
+const wizardMaxBody = 5*silo.MaxAttachmentBytes + 1<<20
+
+// multipartMemory is how much of a multipart form is held in memory; the
+// rest of the (bounded) files goes to temporary files, removed when the
+// request ends.
+const multipartMemory = 8 << 20
+
+// maxWizardAttachments bounds how many files one registration attaches.
+const maxWizardAttachments = 10
+
+// parseBoundedForm parses the form of a request whose body the guard has
+// bounded to limit bytes.
+func parseBoundedForm(r *http.Request, limit int64) error {
+	var err error
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		err = r.ParseMultipartForm(multipartMemory)
+	} else {
+		err = r.ParseForm()
+	}
+	switch {
+	case isMaxBytes(err):
+		return silo.Errorf(silo.EINVALID, "the upload is larger than %d MiB in all: go back and attach fewer or smaller files (each at most %d MiB)", limit>>20, silo.MaxAttachmentBytes>>20)
+	case err != nil:
+		return silo.Errorf(silo.EINVALID, "the form could not be read (%v): go back and submit it again", err)
+	}
+	return nil
+}
+
+var wizardSteps = []string{"Task runner", "Details and privacy", "Data location", "Attachments", "Connect"}
+
+// privacyFields are the privacy controls' form fields, named as their JSON.
+var privacyFields = []string{"allowed_session_types", "allowed_users", "require_differential_privacy", "max_epsilon_per_session",
+	"epsilon_budget", "delta", "min_records_per_aggregate", "identifier_columns", "excluded_columns", "allow_predictions"}
+
+// wizardStepFields are the fields each step shows; the others it carries.
+var wizardStepFields = map[int][]string{
+	1: {"runner"},
+	2: append([]string{"name", "description"}, privacyFields...),
+	3: {"uri"},
+}
+
+// wizardCarried is every value the wizard carries between steps.
+// privacy_set marks that the privacy controls were shown once, so an
+// unticked box means "no" rather than "use the default".
+var wizardCarried = slices.Concat([]string{"runner", "name", "description", "uri", "privacy_set"}, privacyFields)
+
+var sessionTypeOptions = []option{
+	{silo.SessionHFL, "Horizontal federated learning: same columns, rows from several organisations"},
+	{silo.SessionEDA, "Exploratory statistics, differentially private"},
+	{silo.SessionPRL, "Private record linkage on the identifier columns"},
+	{silo.SessionVFL, "Vertical federated learning: same people, columns from several organisations"},
+}
+
+type hiddenField struct{ Name, Value string }
+
+type wizardData struct {
+	Step       int
+	Steps      []string
+	Runners    []*silo.Runner
+	Runner     *silo.Runner // the runner chosen, from step 2 on
+	Hidden     []hiddenField
+	URIHelp    string
+	URIExample string
+	Review     []runnerSetting
+	MaxMiB     int
+	MaxFiles   int
+}
+
+// privacyValues returns privacy controls as form values.
+func privacyValues(p silo.PrivacyControls) url.Values {
+	v := url.Values{
+		"allowed_session_types":     slices.Clone(p.AllowedSessionTypes),
+		"allowed_users":             {strings.Join(p.AllowedUsers, ", ")},
+		"max_epsilon_per_session":   {fmtFloat(p.MaxEpsilonPerSession)},
+		"epsilon_budget":            {fmtFloat(p.EpsilonBudget)},
+		"delta":                     {fmtFloat(p.Delta)},
+		"min_records_per_aggregate": {strconv.Itoa(p.MinRecordsPerAggregate)},
+		"identifier_columns":        {strings.Join(p.IdentifierColumns, ", ")},
+		"excluded_columns":          {strings.Join(p.ExcludedColumns, ", ")},
+		"privacy_set":               {"1"},
+	}
+	if p.RequireDifferentialPrivacy {
+		v.Set("require_differential_privacy", "on")
+	}
+	if p.AllowPredictions {
+		v.Set("allow_predictions", "on")
+	}
+	return v
+}
+
+func fmtFloat(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+
+// privacyFromForm reads privacy controls from form values and validates
+// them, recording problems in f next to their fields.
+func privacyFromForm(vals url.Values, f *form) silo.PrivacyControls {
+	p := silo.PrivacyControls{
+		AllowedSessionTypes:        append([]string{}, vals["allowed_session_types"]...),
+		AllowedUsers:               splitList(vals.Get("allowed_users")),
+		RequireDifferentialPrivacy: vals.Get("require_differential_privacy") != "",
+		IdentifierColumns:          splitList(vals.Get("identifier_columns")),
+		ExcludedColumns:            splitList(vals.Get("excluded_columns")),
+		AllowPredictions:           vals.Get("allow_predictions") != "",
+	}
+	bad := false
+	num := func(field, eg string, dst *float64) {
+		raw := strings.TrimSpace(vals.Get(field))
+		x, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			if raw == "" {
+				f.Errors[field] = fmt.Sprintf("%s is required, e.g. %s", field, eg)
+			} else {
+				f.Errors[field] = fmt.Sprintf("%s must be a number, e.g. %s, not %q", field, eg, raw)
+			}
+			bad = true
+			return
+		}
+		*dst = x
+	}
+	num("max_epsilon_per_session", "10", &p.MaxEpsilonPerSession)
+	num("epsilon_budget", "50", &p.EpsilonBudget)
+	num("delta", "1e-5", &p.Delta)
+	raw := strings.TrimSpace(vals.Get("min_records_per_aggregate"))
+	if n, err := strconv.Atoi(raw); err != nil {
+		f.Errors["min_records_per_aggregate"] = fmt.Sprintf("min_records_per_aggregate must be a whole number, e.g. 10, not %q", raw)
+		bad = true
+	} else {
+		p.MinRecordsPerAggregate = n
+	}
+	if !bad {
+		if err := p.Validate(); err != nil {
+			placeDatasetError(f, err)
+		}
+	}
+	return p
+}
+
+// placeDatasetError records err next to its field (privacy.X is shown at
+// X), or on the form as a whole.
+func placeDatasetError(f *form, err error) {
+	var field string
+	if e, ok := err.(*silo.Error); ok {
+		field = strings.TrimPrefix(e.Field, "privacy.")
+	}
+	if field == "" || !slices.Contains(wizardCarried, field) {
+		f.Error = silo.ErrorMessage(err)
+		return
+	}
+	f.Errors[field] = silo.ErrorMessage(err)
+}
+
+// datasetStepOf returns the wizard step that shows field.
+func datasetStepOf(field string) int {
+	field = strings.TrimPrefix(field, "privacy.")
+	for step, fields := range wizardStepFields {
+		if slices.Contains(fields, field) {
+			return step
+		}
+	}
+	return 4
+}
+
+// ---- Library ----
+
+type libraryData struct {
+	Datasets []*silo.Dataset
+}
+
+func (s *Server) handleLibrary(w http.ResponseWriter, r *http.Request) {
+	stored, err := s.db.ListDatasets(r.Context())
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	d := libraryData{Datasets: make([]*silo.Dataset, len(stored))}
+	for i, ds := range stored {
+		d.Datasets[i] = &ds.Dataset
+	}
+	v := s.newView(r, "Library")
+	v.Section = "library"
+	v.Data = d
+	s.render(w, r, http.StatusOK, "library", v)
+}
+
+// ---- Registration wizard ----
+
+func (s *Server) handleDatasetWizardStart(w http.ResponseWriter, r *http.Request) {
+	f := newForm(url.Values{})
+	if rn := r.URL.Query().Get("runner"); rn != "" {
+		f.Values.Set("runner", rn)
+	}
+	s.renderWizard(w, r, http.StatusOK, 1, f)
+}
+
+func (s *Server) renderWizard(w http.ResponseWriter, r *http.Request, status, step int, f *form) {
+	d := wizardData{Step: step, Steps: wizardSteps, MaxMiB: silo.MaxAttachmentBytes >> 20, MaxFiles: maxWizardAttachments}
+	runners, err := s.listRunners(r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	d.Runners = runners
+	if name := f.Get("runner"); name != "" {
+		for _, rn := range runners {
+			if rn.Name == name {
+				d.Runner = rn
+			}
+		}
+	}
+	if d.Runner == nil && step > 1 {
+		step, d.Step = 1, 1
+	}
+	shown := wizardStepFields[step]
+	for _, k := range wizardCarried {
+		if slices.Contains(shown, k) {
+			continue
+		}
+		for _, val := range f.Values[k] {
+			d.Hidden = append(d.Hidden, hiddenField{k, val})
+		}
+	}
+	if rn := d.Runner; rn != nil {
+		switch rn.Provider {
+		case silo.ProviderLocal:
+			root := strings.TrimSuffix(localRoot(rn.StoragePath), "/")
+			d.URIHelp = "A file or a folder under file://" + root + " (the runner's storage root): one CSV or Parquet file, or a folder of files with one schema."
+			d.URIExample = "file://" + root + "/patients.csv"
+		case silo.ProviderAWS:
+			d.URIHelp = "An object or a prefix in S3, as s3://<bucket>/<path>: one CSV or Parquet file, or a prefix of files with one schema. The runner reads it with its runtime role."
+			d.URIExample = strings.TrimSuffix(rn.StoragePath, "/") + "/data/patients.parquet"
+		case silo.ProviderAzure:
+			d.URIHelp = "A blob or a folder in the runner's storage account " + rn.StoragePath + ", as azure://<container>/<path>: one CSV or Parquet file, or a folder of files with one schema."
+			d.URIExample = "azure://data/patients.parquet"
+		}
+	}
+	if step == 4 {
+		d.Review = wizardReview(f, d.Runner)
+	}
+	v := s.newView(r, "Register a dataset")
+	v.Section = "library"
+	v.Form = f
+	v.Data = d
+	s.render(w, r, status, "dataset_new", v)
+}
+
+// wizardReview summarises the earlier steps on the last one.
+func wizardReview(f *form, rn *silo.Runner) []runnerSetting {
+	yesNo := func(k string) string {
+		if f.Get(k) != "" {
+			return "Yes"
+		}
+		return "No"
+	}
+	or := func(s, none string) string {
+		if strings.TrimSpace(s) == "" {
+			return none
+		}
+		return s
+	}
+	runner := ""
+	if rn != nil {
+		runner = rn.Name + " (" + providerTitle(rn.Provider) + ")"
+	}
+	return []runnerSetting{
+		{Label: "Task runner", Value: runner},
+		{Label: "Name", Value: f.Get("name"), Code: true},
+		{Label: "Description", Value: or(f.Get("description"), "—")},
+		{Label: "Data", Value: f.Get("uri"), Code: true},
+		{Label: "Session types", Value: strings.Join(f.Values["allowed_session_types"], ", ")},
+		{Label: "Allowed users", Value: or(f.Get("allowed_users"), "Every Model Builder")},
+		{Label: "Differential privacy required", Value: yesNo("require_differential_privacy")},
+		{Label: "Epsilon", Value: "at most " + f.Get("max_epsilon_per_session") + " per session, " + f.Get("epsilon_budget") + " in all (δ " + f.Get("delta") + ")"},
+		{Label: "Min. records per aggregate", Value: f.Get("min_records_per_aggregate")},
+		{Label: "Identifier columns", Value: or(f.Get("identifier_columns"), "None")},
+		{Label: "Excluded columns", Value: or(f.Get("excluded_columns"), "None")},
+		{Label: "Predictions", Value: yesNo("allow_predictions")},
+	}
+}
+
+func (s *Server) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.ParseForm() // parsed already by the guard (route maxBody); a no-op then
+	f := newForm(url.Values{})
+	for _, k := range wizardCarried {
+		if v, ok := r.PostForm[k]; ok {
+			f.Values[k] = v
+		}
+	}
+	step, _ := strconv.Atoi(r.PostForm.Get("step"))
+	if step < 1 || step > 4 {
+		step = 1
+	}
+	if r.PostForm.Get("back") != "" {
+		s.renderWizard(w, r, http.StatusOK, max(step-1, 1), f)
+		return
+	}
+	fail := func(step int) { s.renderWizard(w, r, http.StatusBadRequest, step, f) }
+
+	// Every step checks the runner: it may be gone since step 1.
+	name := strings.TrimSpace(f.Get("runner"))
+	if name == "" {
+		f.Errors["runner"] = "choose the task runner next to the data"
+		fail(1)
+		return
+	}
+	rn, err := s.db.FindRunner(ctx, name)
+	if err != nil {
+		s.logInternal(r, err)
+		f.Errors["runner"] = silo.ErrorMessage(err)
+		fail(1)
+		return
+	}
+	switch step {
+	case 1:
+		if f.Get("privacy_set") == "" {
+			for k, v := range privacyValues(silo.DefaultPrivacyControls()) {
+				f.Values[k] = v
+			}
+		}
+		s.renderWizard(w, r, http.StatusOK, 2, f)
+	case 2:
+		if s.checkWizardDetails(r, f); len(f.Errors) > 0 || f.Error != "" {
+			fail(2)
+			return
+		}
+		s.renderWizard(w, r, http.StatusOK, 3, f)
+	case 3:
+		uri := strings.TrimSpace(f.Get("uri"))
+		f.Values.Set("uri", uri)
+		if uri == "" {
+			f.Errors["uri"] = "give the data's location, e.g. " + silo.URISchemeFor(rn.Provider) + "://…"
+		} else if err := checkDatasetURI(uri, rn); err != nil {
+			f.Errors["uri"] = silo.ErrorMessage(err)
+		}
+		if len(f.Errors) > 0 {
+			fail(3)
+			return
+		}
+		s.renderWizard(w, r, http.StatusOK, 4, f)
+	case 4:
+		s.wizardConnect(w, r, f)
+	}
+}
+
+// checkWizardDetails checks step 2: name, description and privacy controls.
+func (s *Server) checkWizardDetails(r *http.Request, f *form) silo.PrivacyControls {
+	name := strings.TrimSpace(f.Get("name"))
+	f.Values.Set("name", name)
+	if err := silo.ValidateDatasetName(name); err != nil {
+		f.Errors["name"] = silo.ErrorMessage(err)
+	} else if _, err := s.db.FindDataset(r.Context(), name); err == nil {
+		f.Errors["name"] = fmt.Sprintf("a dataset named %q already exists: choose another name", name)
+	}
+	if len(strings.TrimSpace(f.Get("description"))) > 4000 {
+		f.Errors["description"] = "description must be at most 4000 characters"
+	}
+	return privacyFromForm(f.Values, f)
+}
+
+// wizardConnect is the last step: check the attachments, register the
+// dataset, store its attachments and go to its page.
+func (s *Server) wizardConnect(w http.ResponseWriter, r *http.Request, f *form) {
+	ctx := r.Context()
+	var files []*multipart.FileHeader
+	if r.MultipartForm != nil {
+		for _, fh := range r.MultipartForm.File["attachments"] {
+			if fh.Filename == "" && fh.Size == 0 {
+				continue // no file chosen
+			}
+			files = append(files, fh)
+		}
+	}
+	switch {
+	case len(files) > maxWizardAttachments:
+		f.Errors["attachments"] = fmt.Sprintf("attach at most %d files at once; add more from the dataset's page later", maxWizardAttachments)
+	default:
+		for _, fh := range files {
+			if fh.Size > silo.MaxAttachmentBytes {
+				f.Errors["attachments"] = fmt.Sprintf("%s is %s, more than %d MiB: attach a smaller file", fh.Filename, humanBytes(fh.Size), silo.MaxAttachmentBytes>>20)
+				break
+			}
+			if fh.Size == 0 {
+				f.Errors["attachments"] = fh.Filename + " is empty"
+				break
+			}
+		}
+	}
+	if len(f.Errors) > 0 {
+		s.renderWizard(w, r, http.StatusBadRequest, 4, f)
+		return
+	}
+	privacy := s.checkWizardDetails(r, f)
+	if len(f.Errors) > 0 || f.Error != "" {
+		s.renderWizard(w, r, http.StatusBadRequest, 2, f)
+		return
+	}
+	spec := silo.DatasetSpec{Name: f.Get("name"), Runner: f.Get("runner"), URI: f.Get("uri"), Description: f.Get("description"), Privacy: &privacy}
+	d, err := s.registerDataset(ctx, spec)
+	if err != nil {
+		s.logInternal(r, err)
+		var field string
+		if e, ok := err.(*silo.Error); ok {
+			field = e.Field
+		}
+		step := datasetStepOf(field)
+		placeDatasetError(f, err)
+		s.renderWizard(w, r, ErrorStatus(err), step, f)
+		return
+	}
+	var failed []string
+	for _, fh := range files {
+		file, err := fh.Open()
+		if err == nil {
+			_, err = s.addAttachment(ctx, d.Name, fh.Filename, fh.Header.Get("Content-Type"), file)
+			file.Close()
+		}
+		if err != nil {
+			s.logInternal(r, err)
+			failed = append(failed, fh.Filename+": "+silo.ErrorMessage(err))
+		}
+	}
+	msg := "Dataset " + d.Name + " is registered: the runner is reading the data…"
+	if n := len(files) - len(failed); n > 0 {
+		msg = fmt.Sprintf("Dataset %s is registered with %s: the runner is reading the data…", d.Name, plural(n, "attachment"))
+	}
+	if len(failed) > 0 {
+		s.redirectFlash(w, r, datasetPath(d.Name), "error", msg+" Some attachments were not stored ("+strings.Join(failed, "; ")+"): add them again with 'silo datasets attach'.")
+		return
+	}
+	s.redirectFlash(w, r, datasetPath(d.Name), "success", msg)
+}
+
+func datasetPath(name string) string { return "/library/" + url.PathEscape(name) }
+
+// humanBytes writes a size for people: 532 bytes, 12.4 KB, 3.1 MB.
+func humanBytes(n int64) string {
+	switch {
+	case n < 1000:
+		return plural(int(n), "byte")
+	case n < 1000*1000:
+		return fmt.Sprintf("%.1f KB", float64(n)/1000)
+	case n < 1000*1000*1000:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.1f GB", float64(n)/1e9)
+}
+
+// ---- Dataset page ----
+
+type datasetPageData struct {
+	Dataset   *silo.Dataset
+	Runner    *silo.Runner // nil when it is gone
+	CanManage bool
+	EditOpen  bool
+	Privacy   []runnerSetting
+}
+
+func (s *Server) handleDatasetPage(w http.ResponseWriter, r *http.Request) {
+	s.renderDatasetPage(w, r, http.StatusOK, r.PathValue("name"), nil)
+}
+
+// formatTitle names a data format as people write it.
+func formatTitle(f string) string {
+	switch strings.ToLower(f) {
+	case "csv":
+		return "CSV"
+	case "parquet":
+		return "Parquet"
+	}
+	return f
+}
+
+// renderDatasetPage shows a dataset; f, when set, is a privacy form that
+// failed.
+func (s *Server) renderDatasetPage(w http.ResponseWriter, r *http.Request, status int, name string, f *form) {
+	ctx := r.Context()
+	stored, err := s.db.FindDataset(ctx, name)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	ds := &stored.Dataset
+	d := datasetPageData{Dataset: ds, Privacy: privacySettings(ds.Privacy)}
+	if rn, err := s.db.FindRunner(ctx, ds.Runner); err == nil {
+		d.Runner = s.runnerView(rn)
+	}
+	a := silo.ActorFromContext(ctx)
+	d.CanManage = a.Can(silo.PermDatasetsManage) && canManageDataset(ctx, stored) == nil
+	v := s.newView(r, ds.Name+" · Library")
+	v.Section = "library"
+	if f == nil {
+		vals := privacyValues(ds.Privacy)
+		vals.Set("description", ds.Description)
+		f = newForm(vals)
+		d.EditOpen = r.URL.Query().Get("edit") == "privacy"
+	} else {
+		d.EditOpen = true
+	}
+	v.Form = f
+	v.Data = d
+	if ds.Status == silo.DatasetConnecting && f.Error == "" && len(f.Errors) == 0 {
+		v.Refresh = 2
+	}
+	s.render(w, r, status, "dataset", v)
+}
+
+// privacySettings lists privacy controls for reading.
+func privacySettings(p silo.PrivacyControls) []runnerSetting {
+	list := func(l []string, none string) string {
+		if len(l) == 0 {
+			return none
+		}
+		return strings.Join(l, ", ")
+	}
+	yes := func(b bool) string {
+		if b {
+			return "Yes"
+		}
+		return "No"
+	}
+	return []runnerSetting{
+		{Label: "Session types", Value: list(p.AllowedSessionTypes, "None")},
+		{Label: "Allowed users", Value: list(p.AllowedUsers, "Every Model Builder")},
+		{Label: "Differential privacy required", Value: yes(p.RequireDifferentialPrivacy)},
+		{Label: "Max. epsilon per session", Value: fmtFloat(p.MaxEpsilonPerSession)},
+		{Label: "Epsilon budget", Value: fmtFloat(p.EpsilonBudget)},
+		{Label: "Delta", Value: fmtFloat(p.Delta)},
+		{Label: "Min. records per aggregate", Value: strconv.Itoa(p.MinRecordsPerAggregate)},
+		{Label: "Identifier columns", Value: list(p.IdentifierColumns, "None"), Code: len(p.IdentifierColumns) > 0},
+		{Label: "Excluded columns", Value: list(p.ExcludedColumns, "None"), Code: len(p.ExcludedColumns) > 0},
+		{Label: "Predictions", Value: yes(p.AllowPredictions)},
+	}
+}
+
+func (s *Server) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	r.ParseForm()
+	f := newForm(url.Values{})
+	for _, k := range append([]string{"description"}, privacyFields...) {
+		if v, ok := r.PostForm[k]; ok {
+			f.Values[k] = v
+		}
+	}
+	desc := strings.TrimSpace(f.Get("description"))
+	if len(desc) > 4000 {
+		f.Errors["description"] = "description must be at most 4000 characters"
+	}
+	p := privacyFromForm(f.Values, f)
+	if len(f.Errors) > 0 || f.Error != "" {
+		s.renderDatasetPage(w, r, http.StatusBadRequest, name, f)
+		return
+	}
+	_, err := s.patchDataset(ctx, name, datasetPatch{Description: &desc, Privacy: &p})
+	switch code := silo.ErrorCode(err); {
+	case err == nil:
+		s.redirectFlash(w, r, datasetPath(name), "success", "Privacy controls saved; the runner is reconnecting.")
+	case code == silo.EINVALID:
+		placeDatasetError(f, err)
+		s.renderDatasetPage(w, r, http.StatusBadRequest, name, f)
+	default:
+		s.redirectResult(w, r, datasetPath(name), "", err)
+	}
+}
+
+func (s *Server) handleDatasetConnect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	d, err := s.db.FindDataset(ctx, name)
+	if err == nil {
+		err = canManageDataset(ctx, d)
+	}
+	if err == nil {
+		_, err = s.connectDataset(ctx, name)
+	}
+	s.auditResult(ctx, "dataset.connect", name, err)
+	s.redirectResult(w, r, datasetPath(name), "Connecting "+name+" again: the runner is reading the data…", err)
+}
+
+func (s *Server) handleDatasetDeregister(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	d, err := s.db.FindDataset(ctx, name)
+	if err == nil {
+		err = canManageDataset(ctx, d)
+	}
+	if err == nil {
+		err = s.db.DeregisterDataset(ctx, name)
+	}
+	s.auditResult(ctx, "dataset.deregister", name, err)
+	if err != nil {
+		s.redirectResult(w, r, datasetPath(name), "", err)
+		return
+	}
+	s.redirectFlash(w, r, "/library", "success", "Dataset "+name+" is deregistered: sessions can no longer use it. Its data is untouched in its storage.")
+}
