@@ -489,8 +489,10 @@ func (s *Server) finishFit(ctx context.Context, ss *sqlstore.StoredSession, done
 	if err != nil {
 		return err
 	}
-	if err := strategy.Restore(ss.StrategyState); err != nil {
-		return err
+	if len(ss.StrategyState) > 0 { // none before the first aggregation
+		if err := strategy.Restore(ss.StrategyState); err != nil {
+			return err
+		}
 	}
 	var updates []fl.Update
 	outs := map[string]silo.FitOutput{}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -12,9 +13,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
@@ -49,6 +52,7 @@ type federation struct {
 	admin *client.Client
 	dc    *client.Client
 	roots map[string]string
+	stops map[string]func() // stop each hospital's agent
 	wire  *wire
 }
 
@@ -56,7 +60,7 @@ const sampleData = "../../cmd/silo/sampledata"
 
 func newFederation(t *testing.T) *federation {
 	e := newEnv(t)
-	f := &federation{env: e, wire: &wire{}, roots: map[string]string{}}
+	f := &federation{env: e, wire: &wire{}, roots: map[string]string{}, stops: map[string]func(){}}
 	// Every byte runners send passes through the recorder.
 	e.ts.Config.Handler = f.wire.wrap(e.ts.Config.Handler)
 	ag := newAgents(t, e)
@@ -77,7 +81,7 @@ func newFederation(t *testing.T) *federation {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ag.start(ctx, "hospital-"+h, r.Token, root, 2, 1024)
+		f.stops[h] = ag.start(ctx, "hospital-"+h, r.Token, root, 2, 1024)
 		f.roots[h] = root
 	}
 	for _, h := range []string{"a", "b", "c"} {
@@ -403,3 +407,209 @@ func aucOf(y, p []float64) float64 {
 	return (rankSum - npos*(npos+1)/2) / (npos * nneg)
 }
 
+
+// TestSessionDPAndLedger trains with DP-SGD: the noise is calibrated by the
+// accountant, the epsilon spent is reported and entered in each dataset's
+// ledger, and a session that would exceed a budget is refused.
+func TestSessionDPAndLedger(t *testing.T) {
+	f := newFederation(t)
+	ctx := context.Background()
+	cfg := sessionConfig("dp-glm", func(m map[string]any) {
+		m["rounds"] = 3
+		m["differential_privacy"] = map[string]any{"epsilon": 4.0, "delta": 1e-5, "max_grad_norm": 1.0}
+	})
+	s, err := f.api.CreateSession(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = waitSession(t, f.api, s.ID)
+	if s.Status != silo.SessionCompleted {
+		t.Fatalf("DP session %s: %s", s.Status, s.StatusReason)
+	}
+	for _, d := range []string{"hospital_a", "hospital_b", "hospital_c"} {
+		e := s.EpsilonSpent[d]
+		if !(e > 3.5 && e <= 4.0001) {
+			t.Errorf("epsilon spent on %s = %g, want just under the 4.0 asked for (all planned steps were taken)", d, e)
+		}
+		ds, _ := f.dc.GetDataset(ctx, d)
+		if math.Abs(ds.EpsilonSpent-e) > 1e-9 {
+			t.Errorf("ledger of %s has %g, session reports %g", d, ds.EpsilonSpent, e)
+		}
+	}
+	// The custodian tightens hospital_b's budget: 4 more would exceed it.
+	p := silo.DefaultPrivacyControls()
+	p.IdentifierColumns = []string{"patient_id"}
+	p.EpsilonBudget, p.MaxEpsilonPerSession = 6, 5
+	if _, err := f.dc.UpdateDataset(ctx, "hospital_b", client.DatasetUpdate{Privacy: &p}); err != nil {
+		t.Fatal(err)
+	}
+	waitDataset(t, f.dc, "hospital_b")
+	_, err = f.api.CreateSession(ctx, cfg)
+	if silo.ErrorCode(err) != silo.EINVALID || !strings.Contains(err.Error(), "hospital_b: would exceed the budget") {
+		t.Fatalf("over-budget session: %v", err)
+	}
+	// A dataset that requires DP refuses a session without it.
+	p.RequireDifferentialPrivacy, p.EpsilonBudget = true, 100
+	if _, err := f.dc.UpdateDataset(ctx, "hospital_b", client.DatasetUpdate{Privacy: &p}); err != nil {
+		t.Fatal(err)
+	}
+	waitDataset(t, f.dc, "hospital_b")
+	_, err = f.api.CreateSession(ctx, sessionConfig("no-dp", nil))
+	if silo.ErrorCode(err) != silo.EINVALID || !strings.Contains(err.Error(), "requires differential privacy") {
+		t.Fatalf("session without DP on a DP-only dataset: %v", err)
+	}
+}
+
+// TestSessionChecks: the server checks a config against the datasets'
+// schemas and privacy controls and says precisely what is wrong.
+func TestSessionChecks(t *testing.T) {
+	f := newFederation(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		edit      func(m map[string]any)
+		field, in string
+	}{
+		{func(m map[string]any) { m["datasets"] = []string{"hospital_a", "nowhere"} }, "datasets", `no dataset named "nowhere"`},
+		{func(m map[string]any) { m["task"].(map[string]any)["target"] = "patient_id" }, "task.target", "is an identifier"},
+		{func(m map[string]any) { m["task"].(map[string]any)["target"] = "colour" }, "task.target", "has no column colour"},
+		{func(m map[string]any) { m["task"].(map[string]any)["features"] = []string{"mean_radius", "patient_id"} }, "task.features", "is an identifier"},
+	} {
+		_, err := f.api.CreateSession(ctx, sessionConfig("checks", tc.edit))
+		var se *silo.Error
+		if !errorsAs(err, &se) || se.Field != tc.field || !strings.Contains(se.Message, tc.in) {
+			t.Errorf("got %v, want field %s containing %q", err, tc.field, tc.in)
+		}
+	}
+	// A Data Custodian may not create sessions, and sees only sessions of
+	// their datasets.
+	if _, err := f.dc.CreateSession(ctx, sessionConfig("x", nil)); silo.ErrorCode(err) != silo.EFORBIDDEN {
+		t.Fatalf("custodian created a session: %v", err)
+	}
+	// A positive class that does not exist fails the session with a reason.
+	s, err := f.api.CreateSession(ctx, sessionConfig("bad-class", func(m map[string]any) { m["task"].(map[string]any)["positive_class"] = "maybe" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = waitSession(t, f.api, s.ID)
+	if s.Status != silo.SessionFailed || !strings.Contains(s.StatusReason, `positive_class "maybe" is not among the classes`) {
+		t.Fatalf("bad positive class: %s %q", s.Status, s.StatusReason)
+	}
+	other := client.New(f.ts.URL, f.addUser("dc2@example.org", "data_custodian"))
+	if list, _ := other.ListSessions(ctx); len(list) != 0 {
+		t.Fatalf("a custodian of no dataset sees %d sessions", len(list))
+	}
+	if list, _ := f.dc.ListSessions(ctx); len(list) != 1 {
+		t.Fatalf("the datasets' custodian sees %d sessions, want 1", len(list))
+	}
+}
+
+// TestSessionFFNetAdaptive trains a feed-forward net with Adam locally and
+// FedAdam on the server, and cancels a second session midway.
+func TestSessionFFNetAdaptive(t *testing.T) {
+	f := newFederation(t)
+	ctx := context.Background()
+	s, err := f.api.CreateSession(ctx, sessionConfig("ffnet", func(m map[string]any) {
+		m["rounds"] = 5
+		m["model"] = map[string]any{"package": "ffnet", "hidden_layers": []int{16}, "activation": "tanh"}
+		m["optimizer"] = map[string]any{"name": "adam", "learning_rate": 0.01, "batch_size": 32, "local_epochs": 2}
+		m["strategy"] = map[string]any{"name": "fedadam", "params": map[string]any{"server_learning_rate": 0.05}}
+		m["save_best_model"] = map[string]any{"metric": "roc_auc", "mode": "max"}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = waitSession(t, f.api, s.ID)
+	if s.Status != silo.SessionCompleted || s.Latest["roc_auc"] < 0.95 || s.BestRound == 0 {
+		t.Fatalf("ffnet session: %s %q latest %v best %d", s.Status, s.StatusReason, s.Latest, s.BestRound)
+	}
+	if _, err := f.api.LoadModel(ctx, s.ID, true); err != nil {
+		t.Fatalf("best model: %v", err)
+	}
+	long, err := f.api.CreateSession(ctx, sessionConfig("long", func(m map[string]any) { m["rounds"] = 1000 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "long session running", func() bool {
+		s, _ := f.api.GetSession(ctx, long.ID)
+		return s.Round >= 1
+	})
+	if s, err := f.api.CancelSession(ctx, long.ID); err != nil || s.Status != silo.SessionCancelled {
+		t.Fatalf("cancel = %v, %v", s, err)
+	}
+	if _, err := f.api.CancelSession(ctx, long.ID); silo.ErrorCode(err) != silo.ECONFLICT {
+		t.Fatalf("second cancel: %v", err)
+	}
+}
+
+func errorsAs(err error, target **silo.Error) bool {
+	e, ok := err.(*silo.Error)
+	if ok {
+		*target = e
+	}
+	return ok
+}
+
+// TestSessionSurvivesDroppedClient: a runner killed mid-session is recorded
+// and the rounds go on with the others while min_clients remain; with too
+// few left the session fails and says why.
+func TestSessionSurvivesDroppedClient(t *testing.T) {
+	f := newFederation(t)
+	ctx := context.Background()
+	s, err := f.api.CreateSession(ctx, sessionConfig("dropped", func(m map[string]any) { m["rounds"] = 4; m["round_timeout"] = "30s" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "round 1", func() bool { s, _ = f.api.GetSession(ctx, s.ID); return s.Round >= 1 })
+	f.stops["c"]()
+	// Time passes beyond the round timeout whenever the session waits: the
+	// round closes with a and b.
+	waitPastTimeouts(t, f, s.ID)
+	s, _ = f.api.GetSession(ctx, s.ID)
+	if s.Status != silo.SessionCompleted || s.Round != 4 {
+		t.Fatalf("session with a dropped client: %s round %d: %s", s.Status, s.Round, s.StatusReason)
+	}
+	m, _ := f.api.SessionMetrics(ctx, s.ID)
+	perRound := map[int][]string{}
+	for _, c := range m.Clients {
+		perRound[c.Round] = append(perRound[c.Round], c.Dataset)
+	}
+	if len(perRound[1]) != 3 || len(perRound[4]) != 2 || slices.Contains(perRound[4], "hospital_c") {
+		t.Fatalf("clients per round = %v", perRound)
+	}
+
+	// With both of two clients needed, losing one fails the session and
+	// says why.
+	s, err = f.api.CreateSession(ctx, sessionConfig("needs-both", func(m map[string]any) {
+		m["min_clients"] = 2
+		m["datasets"] = []string{"hospital_a", "hospital_b"}
+		m["rounds"] = 50
+		m["round_timeout"] = "30s"
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "round 1", func() bool { s, _ = f.api.GetSession(ctx, s.ID); return s.Round >= 1 })
+	f.stops["b"]()
+	waitPastTimeouts(t, f, s.ID)
+	s, _ = f.api.GetSession(ctx, s.ID)
+	if s.Status != silo.SessionFailed || !strings.Contains(s.StatusReason, "only 1 of 2 clients answered, min_clients is 2") || !strings.Contains(s.StatusReason, "did not answer within round_timeout 30s") {
+		t.Fatalf("session short of clients: %s %q", s.Status, s.StatusReason)
+	}
+}
+
+// waitPastTimeouts moves the server's clock past the round timeout whenever
+// the session has made no progress for a moment, until it ends.
+func waitPastTimeouts(t *testing.T, f *federation, id string) {
+	t.Helper()
+	last, since := "", time.Now()
+	eventually(t, "the session to end", func() bool {
+		s, _ := f.api.GetSession(context.Background(), id)
+		if key := fmt.Sprint(s.Round, s.StatusReason); key != last {
+			last, since = key, time.Now()
+		} else if time.Since(since) > 300*time.Millisecond {
+			f.clock.Add(31 * time.Second)
+			since = time.Now()
+		}
+		return s.Status.Done()
+	})
+}
