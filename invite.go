@@ -23,6 +23,10 @@ type Invite struct {
 	// Link is the invitation URL; it exists only in the response that creates
 	// the invite, since only the hash of its secret is stored.
 	Link string `json:"link,omitempty"`
+	// Emailed says the link was also mailed to the invitee (when the server
+	// has mail configured); EmailError says why not, if sending failed.
+	Emailed    bool   `json:"emailed,omitempty"`
+	EmailError string `json:"email_error,omitempty"`
 }
 
 // Invite states, derived from the timestamps.

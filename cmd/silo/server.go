@@ -44,6 +44,8 @@ type serverConfig struct {
 	// Cloud storage the server may create runners' storage in.
 	S3Endpoint            string
 	AzureConnectionString string
+	// SMTP relay for invitation emails (optional).
+	SMTPURL, SMTPFrom string
 	LogFormat             string // text or json
 	Logger                *slog.Logger
 }
@@ -92,6 +94,12 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 	srv.SecretKey = key
 	srv.Launch = launchChild
 	srv.Cloud = cloudStorage(cfg)
+	if cfg.SMTPURL != "" {
+		if srv.Mailer, err = server.ParseSMTPURL(cfg.SMTPURL, cfg.SMTPFrom); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("--smtp: %w", err)
+		}
+	}
 	if cfg.AdminEmail != "" || cfg.AdminPassword != "" {
 		u, created, err := srv.BootstrapAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword)
 		if err != nil {
@@ -182,6 +190,8 @@ func cmdServer(ctx context.Context, args []string, s streams) int {
 	fs.StringVar(&cfg.SecretKey, "secret-key", os.Getenv("SILO_SECRET_KEY"), "base64 key sealing secrets at rest (default: a key file in --data)")
 	fs.StringVar(&cfg.S3Endpoint, "s3-endpoint", os.Getenv("SILO_S3_ENDPOINT"), "S3-compatible endpoint for runners' buckets (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
 	fs.StringVar(&cfg.AzureConnectionString, "azure-storage", os.Getenv("SILO_AZURE_STORAGE"), "Azure Storage connection string for runners' containers")
+	fs.StringVar(&cfg.SMTPURL, "smtp", os.Getenv("SILO_SMTP"), "SMTP relay for invitation emails: smtp://user:password@host:587 (optional)")
+	fs.StringVar(&cfg.SMTPFrom, "smtp-from", envOr("SILO_SMTP_FROM", "silo@localhost.localdomain"), "sender address of invitation emails")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

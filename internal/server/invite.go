@@ -80,6 +80,7 @@ func (s *Server) createInvite(ctx context.Context, r *http.Request, req inviteRe
 	}
 	inv.Status = silo.InvitePending
 	inv.Link = s.publicURL(r) + "/invite/" + secret
+	s.mailInvite(ctx, inv)
 	return inv, nil
 }
 

@@ -39,6 +39,8 @@ type Server struct {
 	// HeartbeatInterval is how often agents report; three missed make a
 	// runner offline.
 	HeartbeatInterval time.Duration
+	// Mailer emails invitation links; nil means links are only shown.
+	Mailer *Mailer
 	// Cloud is how the server reaches cloud storage to provision runners.
 	Cloud CloudStorage
 	// Launch starts local runners as children of the server; nil means the
