@@ -148,7 +148,7 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rn := runnerFromContext(ctx)
 	var res silo.TaskResult
-	if err := decodeJSON(w, r, &res); err != nil {
+	if err := decodeJSONLimit(w, r, &res, MaxResultBytes); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}

@@ -64,10 +64,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decodeJSON reads a bounded JSON body into v, refusing unknown fields and
 // trailing data so that typos are reported rather than ignored.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeJSONLimit(w, r, v, MaxBodyBytes)
+}
+
+// decodeJSONLimit is decodeJSON with another size limit, for the few routes
+// that carry more than a form's worth (model parameters from runners).
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return silo.Errorf(silo.EINVALID, "request body must be JSON (Content-Type: application/json), not %s", ct)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)

@@ -366,17 +366,23 @@ func (s *Server) modelPayload(ss *sqlstore.StoredSession) (silo.ModelPayload, er
 func (s *Server) finishStats(ctx context.Context, ss *sqlstore.StoredSession, done, failed []*silo.Task) error {
 	stats := map[string]silo.StatsOutput{}
 	var all []fl.ClientStats
+	usable := 0
 	for _, t := range done {
 		var out silo.StatsOutput
-		if err := json.Unmarshal(t.Output, &out); err != nil {
-			return fmt.Errorf("statistics from %s: %w", t.Dataset, err)
+		if err := checkStats(t, &out); err != nil {
+			s.Logger.Warn("statistics refused", "session", ss.ID, "dataset", t.Dataset, "err", err)
+			continue
 		}
+		usable++
 		stats[t.Dataset] = out
 		cs := fl.ClientStats{Rows: out.NTrain, Numeric: map[string]fl.ColumnStats{}, Categories: out.Categories, Classes: out.Classes}
 		for k, v := range out.Numeric {
 			cs.Numeric[k] = fl.ColumnStats{Count: v.Count, Sum: v.Sum, SumSq: v.SumSq}
 		}
 		all = append(all, cs)
+	}
+	if usable < ss.Config.MinClients {
+		return silo.Errorf(silo.ECONFLICT, "statistics: only %d usable answers, min_clients is %d", usable, ss.Config.MinClients)
 	}
 	merged := fl.MergeStats(all)
 	prep, err := s.preprocessing(ctx, ss, merged)
@@ -497,19 +503,24 @@ func (s *Server) finishFit(ctx context.Context, ss *sqlstore.StoredSession, done
 	var updates []fl.Update
 	outs := map[string]silo.FitOutput{}
 	for _, t := range done {
-		var out silo.FitOutput
-		if err := json.Unmarshal(t.Output, &out); err != nil {
-			return fmt.Errorf("update from %s: %w", t.Dataset, err)
-		}
-		p, err := ml.ParseParams(out.Params)
+		out, p, err := checkUpdate(t, len(global))
 		if err != nil {
-			return fmt.Errorf("update from %s: %w", t.Dataset, err)
-		}
-		if len(p) != len(global) || out.NTrain <= 0 {
-			return silo.Errorf(silo.EINVALID, "update from %s has %d parameters for %d rows; the model has %d", t.Dataset, len(p), out.NTrain, len(global))
+			// A malformed update is that client's failure, not the
+			// session's: it is left out of the round and recorded.
+			s.Logger.Warn("update refused", "session", ss.ID, "round", ss.PhaseRound, "dataset", t.Dataset, "err", err)
+			t.Status, t.Error = silo.TaskFailed, err.Error()
+			failed = append(failed, t)
+			continue
 		}
 		updates = append(updates, fl.Update{Params: p, NumExamples: int(out.NTrain)})
 		outs[t.Dataset] = out
+	}
+	if len(updates) < ss.Config.MinClients {
+		var reasons []string
+		for _, t := range failed {
+			reasons = append(reasons, t.Dataset+": "+cmpOr(t.Error, t.Status))
+		}
+		return silo.Errorf(silo.ECONFLICT, "round %d: only %d usable updates, min_clients is %d (%s)", ss.PhaseRound, len(updates), ss.Config.MinClients, strings.Join(reasons, "; "))
 	}
 	next, err := strategy.Aggregate(global, updates)
 	if err != nil {
@@ -545,6 +556,69 @@ func (s *Server) finishFit(ctx context.Context, ss *sqlstore.StoredSession, done
 	return err
 }
 
+// checkStats decodes a client's statistics and refuses impossible ones
+// (negative or inconsistent counts, non-finite sums), which would corrupt
+// every client's standardisation.
+func checkStats(t *silo.Task, out *silo.StatsOutput) error {
+	if err := json.Unmarshal(t.Output, out); err != nil {
+		return fmt.Errorf("unreadable statistics: %v", err)
+	}
+	if out.NTrain <= 0 || out.NTest < 0 {
+		return fmt.Errorf("statistics claim %d training and %d test rows", out.NTrain, out.NTest)
+	}
+	for col, st := range out.Numeric {
+		if st.Count < 0 || st.Count > out.NTrain || math.IsNaN(st.Sum+st.SumSq) || math.IsInf(st.Sum+st.SumSq, 0) || st.SumSq < 0 {
+			return fmt.Errorf("impossible statistics for column %s", col)
+		}
+	}
+	for _, counts := range append([]map[string]int64{out.Classes}, mapValues(out.Categories)...) {
+		for _, n := range counts {
+			if n < 0 || n > out.NTrain {
+				return fmt.Errorf("impossible category count %d for %d rows", n, out.NTrain)
+			}
+		}
+	}
+	return nil
+}
+
+func mapValues(m map[string]map[string]int64) []map[string]int64 {
+	out := make([]map[string]int64, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// maxParam bounds every parameter of an update: a model whose weights
+// reach it has diverged, or the update is hostile.
+const maxParam = 1e6
+
+// checkUpdate decodes a client's update and refuses one that could corrupt
+// the global model: unreadable, the wrong shape, non-finite or absurd
+// values, or no training rows behind it.
+func checkUpdate(t *silo.Task, n int) (silo.FitOutput, []float64, error) {
+	var out silo.FitOutput
+	if err := json.Unmarshal(t.Output, &out); err != nil {
+		return out, nil, fmt.Errorf("unreadable update: %v", err)
+	}
+	p, err := ml.ParseParams(out.Params)
+	if err != nil {
+		return out, nil, fmt.Errorf("unreadable parameters: %v", err)
+	}
+	if len(p) != n {
+		return out, nil, fmt.Errorf("update has %d parameters, the model has %d", len(p), n)
+	}
+	if out.NTrain <= 0 || out.Steps < 0 {
+		return out, nil, fmt.Errorf("update claims %d training rows and %d steps", out.NTrain, out.Steps)
+	}
+	for i, v := range p {
+		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > maxParam {
+			return out, nil, fmt.Errorf("parameter %d is %g: the local model diverged (lower the learning rate) or the update is corrupt", i, v)
+		}
+	}
+	return out, p, nil
+}
+
 // finishEvaluate combines the clients' test metrics into the round's
 // federated metrics and records the round; the last one completes the
 // session.
@@ -561,8 +635,9 @@ func (s *Server) finishEvaluate(ctx context.Context, ss *sqlstore.StoredSession,
 	}
 	for _, t := range done {
 		var out silo.EvaluateOutput
-		if err := json.Unmarshal(t.Output, &out); err != nil {
-			return fmt.Errorf("metrics from %s: %w", t.Dataset, err)
+		if err := json.Unmarshal(t.Output, &out); err != nil || out.NTest <= 0 || out.NTest > 1<<40 {
+			s.Logger.Warn("metrics refused", "session", ss.ID, "round", round, "dataset", t.Dataset, "n_test", out.NTest, "err", err)
+			continue
 		}
 		cm := silo.ClientMetrics{Round: round, Dataset: t.Dataset, Values: map[string]float64{"n_train": float64(ntrain[t.Dataset]), "n_test": float64(out.NTest)}}
 		w := float64(out.NTest)
@@ -575,7 +650,7 @@ func (s *Server) finishEvaluate(ctx context.Context, ss *sqlstore.StoredSession,
 		}
 		total += w
 		clientMetrics = append(clientMetrics, cm)
-		if len(out.PosHist) == silo.ScoreBins && len(out.NegHist) == silo.ScoreBins {
+		if len(out.PosHist) == silo.ScoreBins && len(out.NegHist) == silo.ScoreBins && histTotal(out.PosHist, out.NegHist) == out.NTest {
 			for i := range pos {
 				pos[i] += out.PosHist[i]
 				neg[i] += out.NegHist[i]
@@ -583,6 +658,9 @@ func (s *Server) finishEvaluate(ctx context.Context, ss *sqlstore.StoredSession,
 		} else {
 			hist = false
 		}
+	}
+	if total == 0 {
+		return silo.Errorf(silo.ECONFLICT, "round %d: no usable evaluation from any client", round)
 	}
 	for k := range fed {
 		fed[k] /= total
@@ -614,6 +692,19 @@ func (s *Server) finishEvaluate(ctx context.Context, ss *sqlstore.StoredSession,
 		s.auditAs(ctx, "system", "session.complete", ss.ID, silo.OutcomeSuccess, "")
 	}
 	return err
+}
+
+// histTotal counts the rows of a pair of histograms; negative bins make it
+// disagree with any real row count.
+func histTotal(pos, neg []int64) int64 {
+	var n int64
+	for i := range pos {
+		if pos[i] < 0 || neg[i] < 0 {
+			return -1
+		}
+		n += pos[i] + neg[i]
+	}
+	return n
 }
 
 // histogramAUC is the ROC AUC of scores binned by class (ties within a bin

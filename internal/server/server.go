@@ -19,8 +19,12 @@ import (
 	"github.com/silofl/silo/internal/sqlstore"
 )
 
-// MaxBodyBytes bounds JSON request bodies.
-const MaxBodyBytes = 1 << 20
+// MaxBodyBytes bounds JSON request bodies; MaxResultBytes bounds a task
+// result, which carries model parameters.
+const (
+	MaxBodyBytes   = 1 << 20
+	MaxResultBytes = 256 << 20
+)
 
 // Server serves the API and UI from a store. Set its exported fields before
 // calling Handler.

@@ -11,9 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -407,7 +407,6 @@ func aucOf(y, p []float64) float64 {
 	return (rankSum - npos*(npos+1)/2) / (npos * nneg)
 }
 
-
 // TestSessionDPAndLedger trains with DP-SGD: the noise is calibrated by the
 // accountant, the epsilon spent is reported and entered in each dataset's
 // ledger, and a session that would exceed a budget is refused.
@@ -612,4 +611,65 @@ func waitPastTimeouts(t *testing.T, f *federation, id string) {
 		}
 		return s.Status.Done()
 	})
+}
+
+// TestHostileRunner: a runner that answers with garbage — impossible
+// statistics, updates of the wrong shape or full of NaN, absurd metrics —
+// is left out of each round; the session completes with the honest ones and
+// its model stays sound.
+func TestHostileRunner(t *testing.T) {
+	f := newFederation(t)
+	ctx := context.Background()
+	f.stops["c"]()
+	token, err := f.admin.RotateRunnerToken(ctx, "hospital-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile := client.New(f.ts.URL, token.Token)
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		n := 0
+		for hctx.Err() == nil {
+			hostile.Heartbeat(hctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: "evil"})
+			task, err := hostile.PollTask(hctx, time.Second)
+			if err != nil || task == nil {
+				continue
+			}
+			n++
+			var out any
+			switch task.Type {
+			case silo.TaskStats:
+				out = silo.StatsOutput{NTrain: 100, NTest: 10, Numeric: map[string]silo.NumericStats{"mean_radius": {Count: 1 << 40, Sum: math.Inf(1)}}}
+			case silo.TaskFit:
+				if n%2 == 0 {
+					out = silo.FitOutput{Params: []byte("SILOW1 not really"), NTrain: 1 << 30}
+				} else {
+					out = map[string]any{"params": "U0lMT1cx", "n_train": 5}
+				}
+			case silo.TaskEvaluate:
+				out = silo.EvaluateOutput{NTest: -3, Metrics: map[string]float64{"loss": -1e300}}
+			}
+			b, _ := json.Marshal(out)
+			hostile.ReportTask(hctx, task.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: b})
+		}
+	}()
+	eventually(t, "hostile runner online", func() bool { return runnerStatus(t, f.admin, "hospital-c") == silo.RunnerOnline })
+	s, err := f.api.CreateSession(ctx, sessionConfig("under-attack", func(m map[string]any) { m["rounds"] = 4 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = waitSession(t, f.api, s.ID)
+	if s.Status != silo.SessionCompleted {
+		t.Fatalf("session with a hostile client: %s %q", s.Status, s.StatusReason)
+	}
+	if auc := s.Latest["roc_auc"]; !(auc > 0.97) || math.IsNaN(s.Latest["loss"]) || s.Latest["loss"] < 0 {
+		t.Fatalf("the hostile client corrupted the model: %v", s.Latest)
+	}
+	m, _ := f.api.SessionMetrics(ctx, s.ID)
+	for _, c := range m.Clients {
+		if c.Dataset == "hospital_c" {
+			t.Fatalf("the hostile client's metrics were recorded: %+v", c)
+		}
+	}
 }
