@@ -328,7 +328,7 @@ func (a *Agent) start(ctx context.Context, t *silo.Task) {
 	}
 	if reason != "" {
 		a.log.Warn("task refused", "task", t.ID, "type", t.Type, "reason", reason)
-		a.report(ctx, t, silo.TaskResult{Status: silo.TaskRefused, Error: reason})
+		a.report(ctx, ctx, t, silo.TaskResult{Status: silo.TaskRefused, Error: reason})
 		return
 	}
 	tctx, cancel := context.WithCancel(ctx)
@@ -351,16 +351,39 @@ func (a *Agent) start(ctx context.Context, t *silo.Task) {
 			log.Info("task succeeded")
 		}
 		// Report even while shutting down: the result is worth a last try.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 11*time.Minute)
 		defer rcancel()
 		log.Flush(rctx)
-		a.report(rctx, t, res)
+		a.report(ctx, rctx, t, res)
 	}()
 }
 
-func (a *Agent) report(ctx context.Context, t *silo.Task, res silo.TaskResult) {
-	if _, err := a.api.ReportTask(ctx, t.ID, res); err != nil {
-		a.log.Warn("report task result", "task", t.ID, "err", err)
+// report sends a task's result, retrying with backoff while the server is
+// unreachable (a restart, a network cut): a finished round of training is
+// worth keeping. The server's own refusals (the task was cancelled or
+// belongs to no one) are final.
+// While the agent shuts down (agentCtx done) it tries for 15 seconds only.
+func (a *Agent) report(agentCtx, ctx context.Context, t *silo.Task, res silo.TaskResult) {
+	const base, maxDelay, giveUp, giveUpStopping = 500 * time.Millisecond, 10 * time.Second, 10 * time.Minute, 15 * time.Second
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		_, err := a.api.ReportTask(ctx, t.ID, res)
+		if err == nil {
+			return
+		}
+		code := silo.ErrorCode(err)
+		late := time.Since(start) > giveUp || (agentCtx.Err() != nil && time.Since(start) > giveUpStopping)
+		if code == silo.ECONFLICT || code == silo.ENOTFOUND || code == silo.EINVALID || code == silo.EUNAUTHORIZED || ctx.Err() != nil || late {
+			a.log.Warn("task result not delivered", "task", t.ID, "err", err)
+			return
+		}
+		delay := time.Duration(rand.Int64N(int64(min(maxDelay, base<<min(attempt, 10)))) + 1)
+		a.log.Warn("server unreachable, retrying the task result", "task", t.ID, "in", delay.Round(time.Millisecond), "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
 	}
 }
 

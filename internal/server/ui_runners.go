@@ -56,9 +56,9 @@ type runnerFormData struct {
 	// AdvancedOpen opens the advanced settings: something there was typed
 	// or is wrong.
 	AdvancedOpen bool
-	// Retyped is set when a secret typed into a form that failed was
-	// dropped: the page asks to enter it again.
-	Retyped bool
+	// Retyped names the secrets typed into a form that failed: they are
+	// dropped, and the page asks to enter them again.
+	Retyped map[string]bool
 }
 
 // providerInfo describes a provider on the choice page.
@@ -323,12 +323,12 @@ func placeErrors(f *form, fields []runnerField, errs []error) {
 }
 
 // dropSecrets clears typed secrets before a form is shown again: a page never
-// carries a secret back. It reports whether any was typed.
-func dropSecrets(f *form) bool {
-	typed := false
+// carries a secret back. It returns the names of those that were typed.
+func dropSecrets(f *form) map[string]bool {
+	typed := map[string]bool{}
 	for _, k := range []string{"service_principal_secret", "runtime_service_principal_secret"} {
 		if f.Values.Get(k) != "" {
-			typed = true
+			typed[k] = true
 		}
 		f.Values.Del(k)
 	}
@@ -385,7 +385,16 @@ func (s *Server) renderRunnerForm(w http.ResponseWriter, r *http.Request, status
 			d.AdvancedOpen = true
 		}
 	}
-	d.Retyped = dropSecrets(f) && (len(f.Errors) > 0 || f.Error != "")
+	if typed := dropSecrets(f); len(f.Errors) > 0 || f.Error != "" {
+		d.Retyped = typed
+	}
+	if edit != nil && edit.Provider == silo.ProviderAzure {
+		for i, fd := range d.Main[0].Fields {
+			if fd.Name == "memory_mb" {
+				d.Main[0].Fields[i].Hint = fmt.Sprintf("Now %d MB. It can only be decreased: a runner that needs more memory is registered anew.", edit.MemoryMB)
+			}
+		}
+	}
 	title := "Register a task runner"
 	if edit != nil {
 		d.Action = "/settings/runners/" + url.PathEscape(edit.Name) + "/edit"

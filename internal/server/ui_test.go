@@ -590,11 +590,22 @@ func TestUIBillingAndAudit(t *testing.T) {
 	wantText(t, p, "Newest")
 }
 
+// inlineCode matches what the CSP would block: inline scripts, styles and
+// event handlers.
+var inlineCode = regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\sstyle=|\son[a-z]+=|javascript:`)
+
+func wantNoInlineCode(t *testing.T, p uiPage) {
+	t.Helper()
+	if m := inlineCode.FindString(p.Body); m != "" {
+		t.Errorf("%s has inline code the CSP blocks: %q", p.Request.URL.Path, m)
+	}
+}
+
 func TestUIPagesHaveNoInlineCode(t *testing.T) {
 	e := newUIEnv(t, false)
 	b := e.browser()
 	b.signIn(uiAdminEmail, uiAdminPassword)
-	inline := regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\sstyle=|\son[a-z]+=|javascript:`)
+	inline := inlineCode
 	for _, path := range []string{"/", "/library", "/sessions", "/settings/users", "/settings/runners", "/settings/tokens", "/settings/billing", "/settings/audit",
 		"/settings/register-runner", "/settings/register-runner/aws", "/settings/register-runner/azure", "/settings/register-runner/local", "/library/register-dataset", "/no-such-page"} {
 		p := b.get(path)
@@ -778,6 +789,10 @@ func TestUIRunnerRegistrationFormErrors(t *testing.T) {
 	}
 	p = b.follow(p)
 	wantText(t, p, "Task runner hospital-a is registered", "Provisioning", "s3://silo-hospital-a.silo", "10.0.128.0/17", "Deployment bundle", "Retry provisioning", "Issue token")
+	wantNoInlineCode(t, p)
+	if strings.Contains(p.Body, `http-equiv="refresh"`) {
+		t.Error("a provisioning runner's page refreshes itself")
+	}
 	if !strings.Contains(p.Body, `href="/api/v1/runners/hospital-a/bundle"`) {
 		t.Errorf("no link to the deployment bundle")
 	}
@@ -810,6 +825,7 @@ func TestUILocalRunnerTokenShownOnce(t *testing.T) {
 		t.Fatal("the runner token is shown again")
 	}
 	wantText(t, p, "lab-1", "Registering", "Never: the agent has not connected yet", "No tasks yet")
+	wantNoInlineCode(t, p)
 
 	// Start it from the server; then it can be stopped.
 	p = b.follow(b.post("/settings/runners/lab-1/start", url.Values{}))
@@ -1078,6 +1094,7 @@ func TestUIDatasetWizard(t *testing.T) {
 	if !strings.Contains(p.Body, `<meta http-equiv="refresh" content="2">`) {
 		t.Error("a connecting dataset's page does not refresh itself")
 	}
+	wantNoInlineCode(t, p)
 	id := regexp.MustCompile(`href="(/api/v1/datasets/readmissions/attachments/\d+)"`).FindStringSubmatch(p.Body)
 	if id == nil {
 		t.Fatal("no download link for the attachment")
