@@ -732,7 +732,6 @@ func TestRunnerFlags(t *testing.T) {
 	}
 }
 
-
 // zipContents returns the text of every file in the zip at path.
 func zipContents(t *testing.T, path string) []string {
 	t.Helper()

@@ -46,8 +46,8 @@ type serverConfig struct {
 	AzureConnectionString string
 	// SMTP relay for invitation emails (optional).
 	SMTPURL, SMTPFrom string
-	LogFormat             string // text or json
-	Logger                *slog.Logger
+	LogFormat         string // text or json
+	Logger            *slog.Logger
 }
 
 // runningServer is a started server; tests and the quickstart use it directly.
@@ -123,6 +123,10 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 		rs.URL = local
 	}
 	srv.InternalURL = local
+	if host, err := os.Hostname(); err == nil {
+		// The same server restarted takes its sessions' leases back at once.
+		srv.Replica = host + "/" + ln.Addr().String()
+	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	rs.stopBackground = stop
 	go srv.Run(runCtx)

@@ -50,7 +50,7 @@ func TestSessionsCLI(t *testing.T) {
 	}
 	// The metrics --json contract (SPEC §5).
 	var m struct {
-		Federated []map[string]float64       `json:"federated"`
+		Federated []map[string]float64         `json:"federated"`
 		Clients   []map[string]json.RawMessage `json:"clients"`
 	}
 	e.json(&m, "sessions", "metrics", s.ID)

@@ -77,10 +77,15 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	// Tasks the server thinks are running but the agent does not know
 	// were lost in a restart: fail them now rather than wait forever.
-	if lost, err := s.db.FailLostTasks(ctx, rn.ID, hb.RunningTasks, s.now().Add(-2*s.HeartbeatInterval), "the runner restarted while running this task"); err != nil {
+	if lost, err := s.db.FailLostTasks(ctx, rn.ID, hb.RunningTasks, s.now().Add(-2*s.HeartbeatInterval), lostTask); err != nil {
 		s.Logger.Warn("fail lost tasks", "runner", rn.Name, "err", err)
 	} else if len(lost) > 0 {
 		s.Logger.Warn("tasks lost in a runner restart", "runner", rn.Name, "tasks", lost)
+		for _, id := range lost {
+			if t, err := s.db.FindTask(ctx, id); err == nil && t.Session != "" {
+				s.sessions.wake(t.Session)
+			}
+		}
 	}
 	reply := silo.HeartbeatReply{Runner: rn.Name, Status: updated.Status, ProtocolVersion: silo.ProtocolVersion, HeartbeatInterval: s.HeartbeatInterval.String()}
 	for _, id := range hb.RunningTasks {

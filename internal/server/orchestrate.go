@@ -89,7 +89,7 @@ func (s *Server) resumeSessions(ctx context.Context) {
 		return
 	}
 	for _, ss := range list {
-		if ss.LeaseOwner == "" || ss.LeaseOwner == s.replica || ss.LeaseUntil.Before(s.now()) {
+		if ss.LeaseOwner == "" || ss.LeaseOwner == s.Replica || ss.LeaseUntil.Before(s.now()) {
 			s.drive(ss.ID)
 		}
 	}
@@ -97,7 +97,7 @@ func (s *Server) resumeSessions(ctx context.Context) {
 
 func (s *Server) driveSession(ctx context.Context, id string, wake <-chan struct{}) {
 	for {
-		ok, err := s.db.AcquireSessionLease(ctx, id, s.replica, s.now().Add(LeaseTTL))
+		ok, err := s.db.AcquireSessionLease(ctx, id, s.Replica, s.now().Add(LeaseTTL))
 		if err != nil || !ok {
 			if err != nil && ctx.Err() == nil {
 				s.Logger.Warn("session lease", "session", id, "err", err)
@@ -201,6 +201,13 @@ func (s *Server) stepPending(ctx context.Context, ss *sqlstore.StoredSession) (b
 	return true, err
 }
 
+// lostTask is the error of a task whose runner restarted while running it;
+// such a task is queued again, up to maxAttempts times in one phase.
+const (
+	lostTask    = "the runner restarted while running this task"
+	maxAttempts = 3
+)
+
 // finisher completes a phase from its successful tasks.
 type finisher func(ctx context.Context, ss *sqlstore.StoredSession, done []*silo.Task, failed []*silo.Task) error
 
@@ -213,12 +220,14 @@ func (s *Server) stepPhase(ctx context.Context, ss *sqlstore.StoredSession, phas
 	if err != nil {
 		return false, err
 	}
-	have := map[string]*silo.Task{}
+	have := map[string]*silo.Task{} // each client's latest task
+	attempts := map[string]int{}
 	for _, t := range tasks {
 		have[t.Dataset] = t
+		attempts[t.Dataset]++
 	}
 	for _, c := range ss.Clients {
-		if _, ok := have[c.Dataset]; ok {
+		if t, ok := have[c.Dataset]; ok && !(t.Status == silo.TaskFailed && t.Error == lostTask && attempts[c.Dataset] < maxAttempts) {
 			continue
 		}
 		t, err := s.sessionTask(ctx, ss, c, phase, round)

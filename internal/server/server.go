@@ -58,8 +58,9 @@ type Server struct {
 	wake     waker
 	local    localRunners
 	sessions sessionDrivers
-	// replica names this server in session leases.
-	replica string
+	// Replica names this server in session leases: a restarted server with
+	// the same name takes its sessions back at once. New sets a random one.
+	Replica string
 	// runCtx is the context of Run: runners the server starts live as long
 	// as it does.
 	runMu  sync.Mutex
@@ -75,7 +76,7 @@ func (s *Server) backgroundContext() context.Context {
 // New returns a Server backed by db.
 func New(db *sqlstore.DB) *Server {
 	s := &Server{Logger: slog.Default(), db: db, limiter: newLoginLimiter(), metrics: newMetrics(), SecretKey: seal.NewRandomKey(),
-		HeartbeatInterval: silo.DefaultHeartbeatInterval, runCtx: context.Background(), replica: "replica_" + randomSecret(8)}
+		HeartbeatInterval: silo.DefaultHeartbeatInterval, runCtx: context.Background(), Replica: "replica_" + randomSecret(8)}
 	s.routes = slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.datasetRoutes(), s.sessionRoutes(), s.uiRoutes())
 	for _, rt := range s.routes {
 		if rt.access == "" {
