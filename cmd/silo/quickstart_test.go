@@ -1,7 +1,10 @@
 package main
 
 import (
+	"slices"
+
 	"context"
+	"github.com/silofl/silo/model"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -96,6 +99,11 @@ func TestQuickstart(t *testing.T) {
 		`(?m)^  hospital-a\s+online, storage ` + regexp.QuoteMeta(filepath.Join(dir, "runners", "hospital-a")) + ` checked$`,
 		`(?m)^  hospital-c\s+online, storage \S+ checked$`,
 		`silo login --server ` + regexp.QuoteMeta(q.url) + ` --email ` + regexp.QuoteMeta(quickstartAdmin),
+		`(?m)^  dataset hospital_a\s+230 rows, 32 columns`,
+		`round 10/10\s+loss \d\.\d+\s+completed 10 rounds`,
+		`Federated test metrics after round 10: accuracy 0\.9\d+, log_loss \S+, loss \S+, roc_auc 0\.9\d+`,
+		`(?m)^  hospital_b\s+n_train \d+, n_test \d+, test ROC AUC 0?\.?\d`,
+		`The trained model is in ` + regexp.QuoteMeta(filepath.Join(dir, "models")) + `/sess_\w+\.json\.`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("quickstart output does not match %s:\n%s", re, out)
@@ -109,6 +117,24 @@ func TestQuickstart(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "quickstart-admin-password")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("password file: %v %v", fi, err)
+	}
+
+	// The model it saved loads and predicts.
+	mpath := regexp.MustCompile(`The trained model is in (\S+)\.\n`).FindStringSubmatch(out)
+	if mpath == nil {
+		t.Fatalf("no model path in:\n%s", out)
+	}
+	mf, err := os.Open(mpath[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := model.Load(mf)
+	mf.Close()
+	if err != nil || doc.Metadata.Round != 10 || len(doc.Preprocessing.Features) != 30 {
+		t.Fatalf("saved model: %v %+v", err, doc)
+	}
+	if slices.Contains(doc.Preprocessing.Columns(false), "patient_id") {
+		t.Fatal("the identifier column became a feature")
 	}
 
 	// Sign in as a user would, with what was printed.
