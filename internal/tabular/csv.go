@@ -3,6 +3,7 @@ package tabular
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"context"
 	"encoding/csv"
@@ -10,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -19,15 +22,13 @@ import (
 // worth.
 const maxRecordBytes = 64 << 20
 
-// ctxEvery is how many rows pass between checks of ctx.
-const ctxEvery = 4096
-
 // csvFile is one open CSV input, positioned after its header.
 type csvFile struct {
-	name   string
-	header []string
-	r      *csv.Reader
-	closer io.Closer
+	name    string
+	header  []string
+	r       *csv.Reader
+	closer  io.Closer
+	gzipped bool
 }
 
 func (f *csvFile) Close() error { return f.closer.Close() }
@@ -52,15 +53,13 @@ func openCSV(ctx context.Context, in Input, maxField int) (*csvFile, error) {
 	}()
 
 	br := bufio.NewReaderSize(rc, 64<<10)
-	var src io.Reader = br
 	if magic, _ := br.Peek(2); isGzip(magic) {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, errorf(name, 0, "", "%s: unreadable gzip data: %v", name, err)
+			return nil, f.error(err, 0)
 		}
-		zr.Multistream(true)
+		f.gzipped = true
 		br = bufio.NewReaderSize(zr, 64<<10)
-		src = br
 	}
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
 		br.Discard(3)
@@ -69,7 +68,7 @@ func openCSV(ctx context.Context, in Input, maxField int) (*csvFile, error) {
 		return nil, errorf(name, 0, "", "%s is empty", name)
 	}
 
-	g := &fieldGuard{r: src, maxField: int64(maxField), maxRecord: max(maxRecordBytes, 4*int64(maxField)), line: 1, fieldLine: 1}
+	g := &fieldGuard{r: br, maxField: int64(maxField), maxRecord: max(maxRecordBytes, 4*int64(maxField)), line: 1, fieldLine: 1}
 	f.r = csv.NewReader(bufio.NewReaderSize(g, 64<<10))
 	f.r.ReuseRecord = true
 	f.r.FieldsPerRecord = 0 // set by the header
@@ -80,6 +79,9 @@ func openCSV(ctx context.Context, in Input, maxField int) (*csvFile, error) {
 	}
 	if err != nil {
 		return nil, f.error(err, len(header))
+	}
+	if len(header) > maxColumns {
+		return nil, errorf(name, 1, "", "%s: the header has more than %d columns", name, maxColumns)
 	}
 	f.header = make([]string, len(header))
 	seen := make(map[string]int, len(header))
@@ -118,6 +120,14 @@ func (f *csvFile) error(err error, fields int) error {
 	name := f.name
 	var ge *guardError
 	if errors.As(err, &ge) {
+		switch ge.kind {
+		case tooLongRecord:
+			return errorf(name, ge.line, "", "row at line %d of %s is larger than %s; is the file really CSV with comma separators?", ge.line, name, byteSize(ge.limit))
+		case tooManyFields:
+			return errorf(name, ge.line, "", "ragged row at line %d of %s: more than %d fields, header has %d", ge.line, name, ge.limit, ge.limit)
+		case tooManyColumns:
+			return errorf(name, 1, "", "%s: the header has more than %d columns", name, ge.limit)
+		}
 		col := ""
 		where := fmt.Sprintf("field %d", ge.field+1)
 		if f.header == nil {
@@ -125,9 +135,6 @@ func (f *csvFile) error(err error, fields int) error {
 		} else if ge.field < len(f.header) {
 			col = f.header[ge.field]
 			where = fmt.Sprintf("column %q", col)
-		}
-		if ge.record {
-			return errorf(name, ge.line, "", "row at line %d of %s is larger than %s; is the file really CSV with comma separators?", ge.line, name, byteSize(ge.limit))
 		}
 		return errorf(name, ge.line, col, "field at line %d of %s, %s, is larger than %s (the limit for one field)", ge.line, name, where, byteSize(ge.limit))
 	}
@@ -150,6 +157,11 @@ func (f *csvFile) error(err error, fields int) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	var fe flate.CorruptInputError
+	if errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.As(err, &fe) ||
+		f.gzipped && errors.Is(err, io.ErrUnexpectedEOF) {
+		return errorf(name, 0, "", "%s: corrupt or truncated gzip data", name)
+	}
 	return fmt.Errorf("reading %s: %w", name, err)
 }
 
@@ -163,22 +175,39 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-// guardError reports a field or record over its limit.
+// guardError reports a field, a record or a field count over its limit.
 type guardError struct {
-	line   int64 // where the field or record starts
-	field  int   // 0-based index of the field in its record
-	record bool  // the record, not one field, is too large
-	limit  int64
+	kind  guardKind
+	line  int64 // where the field or record starts
+	field int   // 0-based index of the field in its record
+	limit int64
 }
+
+type guardKind uint8
+
+const (
+	tooLongField guardKind = iota
+	tooLongRecord
+	tooManyFields  // a row with more fields than the header
+	tooManyColumns // a header with more than maxColumns fields
+)
 
 func (e *guardError) Error() string { return "CSV field or row too large" }
 
-// fieldGuard sits between the bytes and encoding/csv, which buffers whole
-// records, and stops the read as soon as a field or a record exceeds its
-// limit. It follows RFC 4180 quoting well enough for that: outside quotes a
-// comma ends a field and a newline a record; quotes toggle. Malformed
-// quoting confuses it no more than it confuses encoding/csv, which then
-// reports the error.
+// maxColumns bounds the header: every column costs memory in a scan.
+const maxColumns = 100_000
+
+// fieldGuard sits between the bytes and encoding/csv, which holds a whole
+// record in memory (plus about 40 bytes per field), and stops the read as
+// soon as a field, a record or a record's field count exceeds its limit. It
+// follows RFC 4180 quoting well enough for that: outside quotes a comma ends
+// a field and a newline a record; quotes toggle. Malformed quoting confuses
+// it no more than it confuses encoding/csv, which then reports the error.
+//
+// The guard delivers the bytes it has scanned together with its error, so
+// encoding/csv parses everything before the problem (and reports an earlier
+// error of its own first, or the exact field count of a ragged row that
+// fits in the buffer).
 type fieldGuard struct {
 	r                   io.Reader
 	maxField, maxRecord int64
@@ -186,6 +215,8 @@ type fieldGuard struct {
 	quoted                bool
 	field, record         int64 // bytes so far in the current field and record
 	fieldIdx              int
+	records               int64 // records completed
+	headerFields          int   // fields in the header, once it is complete
 	line                  int64 // current line, 1-based
 	fieldLine, recordLine int64
 	err                   error
@@ -198,7 +229,7 @@ func (g *fieldGuard) Read(p []byte) (int, error) {
 	n, err := g.r.Read(p)
 	if e := g.scan(p[:n]); e != nil {
 		g.err = e
-		return 0, e
+		return n, e
 	}
 	return n, err
 }
@@ -216,36 +247,73 @@ func (g *fieldGuard) scan(p []byte) error {
 			g.field += int64(len(seg))
 			g.record += int64(len(seg))
 			p = p[len(seg):]
-		} else {
-			i := indexSpecial(p)
-			if i < 0 {
-				g.field += int64(len(p))
-				g.record += int64(len(p))
-				p = nil
-			} else {
-				g.field += int64(i)
-				g.record += int64(i + 1)
-				switch p[i] {
-				case ',':
-					if err := g.check(); err != nil {
-						return err
-					}
-					g.field = 0
-					g.fieldIdx++
-					g.fieldLine = g.line
-				case '\n':
-					if err := g.check(); err != nil {
-						return err
-					}
-					g.line++
-					g.field, g.record, g.fieldIdx = 0, 0, 0
-					g.fieldLine, g.recordLine = g.line, g.line
-				case '"':
-					g.field++
-					g.quoted = true
-				}
-				p = p[i+1:]
+			if err := g.check(); err != nil {
+				return err
 			}
+			continue
+		}
+		// Fast path, the common case: up to the next line end there is no
+		// quote and less than a field's worth of bytes, so only the field
+		// that continues from before, the record and the field count can
+		// be over their limits. Vectorised searches do the work.
+		nl := bytes.IndexByte(p, '\n')
+		line := p
+		if nl >= 0 {
+			line = p[:nl]
+		}
+		if int64(len(line)) <= g.maxField && bytes.IndexByte(line, '"') < 0 {
+			if commas := bytes.Count(line, []byte{','}); commas > 0 {
+				g.field += int64(bytes.IndexByte(line, ','))
+				if err := g.check(); err != nil {
+					return err
+				}
+				g.fieldIdx += commas
+				if err := g.checkFields(); err != nil {
+					return err
+				}
+				g.field = int64(len(line) - bytes.LastIndexByte(line, ',') - 1)
+				g.fieldLine = g.line
+			} else {
+				g.field += int64(len(line))
+			}
+			g.record += int64(len(line))
+			if err := g.check(); err != nil {
+				return err
+			}
+			if nl < 0 {
+				return nil
+			}
+			g.endRecord()
+			p = p[nl+1:]
+			continue
+		}
+		// Slow path: byte by byte to the next special byte.
+		i := indexSpecial(p)
+		if i < 0 {
+			g.field += int64(len(p))
+			g.record += int64(len(p))
+			p = nil
+		} else {
+			g.field += int64(i)
+			g.record += int64(i + 1)
+			if err := g.check(); err != nil {
+				return err
+			}
+			switch p[i] {
+			case ',':
+				g.field = 0
+				g.fieldIdx++
+				g.fieldLine = g.line
+				if err := g.checkFields(); err != nil {
+					return err
+				}
+			case '\n':
+				g.endRecord()
+			case '"':
+				g.field++
+				g.quoted = true
+			}
+			p = p[i+1:]
 		}
 		if err := g.check(); err != nil {
 			return err
@@ -254,13 +322,34 @@ func (g *fieldGuard) scan(p []byte) error {
 	return nil
 }
 
+// endRecord moves past a line end outside quotes.
+func (g *fieldGuard) endRecord() {
+	if g.records == 0 {
+		g.headerFields = g.fieldIdx + 1
+	}
+	g.records++
+	g.line++
+	g.field, g.record, g.fieldIdx = 0, 0, 0
+	g.fieldLine, g.recordLine = g.line, g.line
+}
+
 func (g *fieldGuard) check() error {
 	// +2: the quotes around a quoted field are not part of its value.
 	if g.field > g.maxField+2 {
-		return &guardError{line: g.fieldLine, field: g.fieldIdx, limit: g.maxField}
+		return &guardError{kind: tooLongField, line: g.fieldLine, field: g.fieldIdx, limit: g.maxField}
 	}
 	if g.record > g.maxRecord {
-		return &guardError{line: g.recordLine, field: g.fieldIdx, record: true, limit: g.maxRecord}
+		return &guardError{kind: tooLongRecord, line: g.recordLine, field: g.fieldIdx, limit: g.maxRecord}
+	}
+	return nil
+}
+
+func (g *fieldGuard) checkFields() error {
+	switch {
+	case g.records == 0 && g.fieldIdx >= maxColumns:
+		return &guardError{kind: tooManyColumns, line: g.recordLine, limit: maxColumns}
+	case g.records > 0 && g.fieldIdx >= g.headerFields:
+		return &guardError{kind: tooManyFields, line: g.recordLine, limit: int64(g.headerFields)}
 	}
 	return nil
 }
@@ -380,27 +469,119 @@ func scanCSV(ctx context.Context, inputs []Input, opts ScanOptions) (*Profile, e
 }
 
 func scanCSVRows(ctx context.Context, f *csvFile, stats []*colStats) (int64, error) {
-	var rows int64
-	for {
-		if rows%ctxEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				return rows, err
-			}
+	// Columns are independent: on more than two cores, split them between
+	// workers (one core is busy parsing).
+	var active []int
+	for i, s := range stats {
+		if s != nil {
+			active = append(active, i)
 		}
-		rec, _, err := f.read()
-		if err == io.EOF {
-			return rows, nil
-		}
-		if err != nil {
-			return rows, err
-		}
-		for i, s := range stats {
-			if s != nil {
-				s.addCSV(rec[i])
-			}
-		}
-		rows++
 	}
+	workers := max(1, min(runtime.GOMAXPROCS(0)-1, len(active), 8))
+	var rows int64
+	err := f.eachBatch(ctx, func(b *recordBatch) error {
+		rows += int64(len(b.recs))
+		if workers == 1 {
+			addRecords(b.recs, stats, active)
+			return nil
+		}
+		var wg sync.WaitGroup
+		for w := range workers {
+			lo, hi := w*len(active)/workers, (w+1)*len(active)/workers
+			wg.Go(func() { addRecords(b.recs, stats, active[lo:hi]) })
+		}
+		wg.Wait()
+		return nil
+	})
+	return rows, err
+}
+
+func addRecords(recs [][]string, stats []*colStats, cols []int) {
+	for _, rec := range recs {
+		for _, i := range cols {
+			stats[i].addCSV(rec[i])
+		}
+	}
+}
+
+// recordBatch is a run of consecutive records and the lines they start on.
+type recordBatch struct {
+	recs  [][]string
+	lines []int64
+	err   error // what ended the file early; nil at its end
+}
+
+// Batches of records cross between goroutines; these bound their size.
+const (
+	batchRecords = 1024
+	batchBytes   = 4 << 20
+)
+
+// eachBatch reads f's records in a goroutine, a batch at a time, and calls
+// fn with each batch in the calling goroutine, so that parsing CSV and
+// using the records overlap. At most three batches exist at a time.
+func (f *csvFile) eachBatch(ctx context.Context, fn func(*recordBatch) error) error {
+	ch := make(chan *recordBatch, 1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(ch)
+		width := len(f.header)
+		for {
+			// One slab holds the batch's fields: encoding/csv reuses its
+			// record slice, and a slice per record would cost an allocation.
+			b := &recordBatch{recs: make([][]string, 0, batchRecords)}
+			slab := make([]string, 0, batchRecords*width)
+			for size := 0; len(b.recs) < batchRecords && size < batchBytes; {
+				rec, line, err := f.read()
+				if err != nil {
+					if err != io.EOF {
+						b.err = err
+					}
+					select {
+					case ch <- b:
+					case <-stop:
+					}
+					return
+				}
+				slab = append(slab, rec...)
+				b.recs = append(b.recs, slab[len(slab)-len(rec):len(slab):len(slab)])
+				b.lines = append(b.lines, line)
+				for _, s := range rec {
+					size += len(s)
+				}
+			}
+			if err := ctx.Err(); err != nil {
+				b.err = err
+			}
+			select {
+			case ch <- b:
+			case <-stop:
+				return
+			}
+			if b.err != nil {
+				return
+			}
+		}
+	})
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	for b := range ch {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if len(b.recs) > 0 {
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+		if b.err != nil {
+			return b.err
+		}
+	}
+	return nil
 }
 
 // newCSVStats prepares one accumulator per column, nil for excluded ones.
@@ -477,7 +658,9 @@ func sameHeader(firstName string, first []string, name string, cols []string) er
 // readCSV is ReadBatches for CSV inputs.
 func readCSV(ctx context.Context, inputs []Input, b *batcher) error {
 	for _, in := range inputs {
-		f, err := openCSV(ctx, in, DefaultMaxFieldBytes)
+		// Scan enforced the dataset's field limit; here the guard only
+		// protects memory from a file changed since.
+		f, err := openCSV(ctx, in, maxRecordBytes)
 		if err != nil {
 			return err
 		}
@@ -503,29 +686,21 @@ func readCSVFile(ctx context.Context, f *csvFile, b *batcher) error {
 			return errorf(f.name, 0, c.Name, "%s has no column %q", f.name, c.Name)
 		}
 	}
-	for rows := 0; ; rows++ {
-		if rows%ctxEvery == 0 {
-			if err := ctx.Err(); err != nil {
+	return f.eachBatch(ctx, func(rb *recordBatch) error {
+		for k, rec := range rb.recs {
+			r, err := b.next()
+			if err != nil {
 				return err
 			}
-		}
-		rec, line, err := f.read()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		r, err := b.next()
-		if err != nil {
-			return err
-		}
-		for i, c := range b.cols {
-			if err := b.setCSV(i, r, c, rec[pos[i]]); err != nil {
-				return errorf(f.name, line, c.Name, "line %d of %s, column %q: %v", line, f.name, c.Name, err)
+			for i, c := range b.cols {
+				if err := b.setCSV(i, r, c, rec[pos[i]]); err != nil {
+					line := rb.lines[k]
+					return errorf(f.name, line, c.Name, "line %d of %s, column %q: %v", line, f.name, c.Name, err)
+				}
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // setCSV converts one raw cell into row r of column i.
@@ -576,7 +751,7 @@ func (b *batcher) setCSV(i, r int, c Column, raw string) error {
 		if !ok {
 			return errNotType(c.Type)
 		}
-		b.num[i][r] = unixSeconds(v)
+		b.num[i][r] = v
 	}
 	return nil
 }

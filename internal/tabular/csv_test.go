@@ -109,9 +109,23 @@ func TestScanCSVErrors(t *testing.T) {
 	huge := "id,text\n1," + strings.Repeat("x", 2<<20) + "\n"
 	hugeQuoted := "id,text\n1,\"" + strings.Repeat("a\n", 600<<10) + "\"\n"
 	wide := "a\n" + strings.Repeat(",", 70<<20) + "\n"
+	field := strings.Repeat("z", 1<<20)
+	names := func(n int) string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = fmt.Sprint("c", i)
+		}
+		return strings.Join(s, ",") + "\n"
+	}
+	long := names(70) + strings.Repeat(field+",", 69) + field + "\n"
+	manyCols := names(maxColumns + 1)
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write([]byte("a,b\n1,2\n3\n"))
+	zw.Close()
+	var gzOK bytes.Buffer
+	zw = gzip.NewWriter(&gzOK)
+	zw.Write([]byte(strings.Repeat("a,b\n1,2\n", 1000)))
 	zw.Close()
 
 	tests := []struct {
@@ -136,10 +150,13 @@ func TestScanCSVErrors(t *testing.T) {
 		{"huge field, own limit", []Input{&memInput{"h.csv", []byte(huge)}}, ScanOptions{MaxFieldBytes: 1000}, `field at line 2 of h.csv, column "text", is larger than 1000 bytes`, 2},
 		{"huge quoted multi-line field", []Input{&memInput{"h.csv", []byte(hugeQuoted)}}, ScanOptions{}, `field at line 2 of h.csv, column "text", is larger than 1 MiB`, 2},
 		{"huge header", []Input{&memInput{"h.csv", []byte("a," + strings.Repeat("b", 2<<20))}}, ScanOptions{}, "field at line 1 of h.csv, header field 2, is larger than 1 MiB", 1},
-		{"huge row", []Input{&memInput{"w.csv", []byte(wide)}}, ScanOptions{}, "row at line 2 of w.csv is larger than 64 MiB", 2},
+		{"many fields", []Input{&memInput{"w.csv", []byte(wide)}}, ScanOptions{}, "ragged row at line 2 of w.csv: more than 1 fields, header has 1", 2},
+		{"huge row", []Input{&memInput{"l.csv", []byte(long)}}, ScanOptions{}, "row at line 2 of l.csv is larger than 64 MiB", 2},
+		{"too many columns", []Input{&memInput{"c.csv", []byte(manyCols)}}, ScanOptions{}, "c.csv: the header has more than 100000 columns", 1},
 		{"unknown excluded column", testdata(t, "good.csv"), ScanOptions{Exclude: []string{"City"}}, `excluded column "City" is not in good.csv (did you mean "city"?)`, 0},
 		{"unknown identifier column", testdata(t, "good.csv"), ScanOptions{NoSummary: []string{"ssn"}}, `identifier column "ssn" is not in good.csv`, 0},
 		{"no files", nil, ScanOptions{}, "the dataset has no files", 0},
+		{"truncated gzip", []Input{&memInput{"t.csv.gz", gzOK.Bytes()[:gzOK.Len()-6]}}, ScanOptions{}, "t.csv.gz: corrupt or truncated gzip data", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -411,7 +428,8 @@ func TestErrorsHideCells(t *testing.T) {
 		"a,b\n1," + secret + "\"x\n",
 		"a,b\n1,\"" + secret + "\"x\n",
 		"a,b\n1,\"" + secret + "\n",
-		secret + "," + secret + "\n",
+		"a,b\n" + secret + "," + secret + "," + secret + "\n",
+		"a,b\n1,\"" + secret + "\"\"" + secret + "\n",
 		"a,b\n" + secret + "," + strings.Repeat(secret, 100_000) + "\n",
 	}
 	for _, c := range cases {
@@ -419,5 +437,14 @@ func TestErrorsHideCells(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), secret) {
 			t.Errorf("error reveals a cell: %v", err)
 		}
+	}
+}
+
+func TestDetectFormatPAR1Header(t *testing.T) {
+	if f, err := DetectFormat("x.csv", []byte("PAR1,PAR2\n1,2\n")); f != CSV || err != nil {
+		t.Errorf("a CSV whose first column is PAR1: %q, %v", f, err)
+	}
+	if f, err := DetectFormat("x.data", []byte("PAR1\x15\x00\x15\x90")); f != Parquet || err != nil {
+		t.Errorf("Parquet without its extension: %q, %v", f, err)
 	}
 }

@@ -60,9 +60,10 @@ type pqColumn struct {
 
 // pqFile is one open Parquet input.
 type pqFile struct {
-	name string
-	file *parquet.File
-	cols []pqColumn
+	name   string
+	file   *parquet.File
+	reader io.ReaderAt // the Input, with ctx and the footer cached
+	cols   []pqColumn
 }
 
 // corrupt returns the error for a file the library cannot make sense of.
@@ -139,7 +140,7 @@ func openParquet(ctx context.Context, in Input) (f *pqFile, err error) {
 	if _, err := in.ReadAt(footer, footerOff); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
-	if err := checkThrift(footer[:footerLen]); err != nil {
+	if err := checkFooter(footer[:footerLen]); err != nil {
 		return nil, corrupt(name, err)
 	}
 
@@ -160,7 +161,7 @@ func openParquet(ctx context.Context, in Input) (f *pqFile, err error) {
 	if err := checkLayout(pf, footerOff); err != nil {
 		return nil, corrupt(name, err)
 	}
-	f = &pqFile{name: name, file: pf}
+	f = &pqFile{name: name, file: pf, reader: r}
 	for _, c := range pf.Root().Columns() {
 		f.cols = append(f.cols, mapColumn(c))
 	}
@@ -551,7 +552,7 @@ func scanParquet(ctx context.Context, inputs []Input, opts ScanOptions) (*Profil
 }
 
 // scanChunk adds column i of row group g to s.
-func scanChunk(ctx context.Context, f *pqFile, g int, rg parquet.RowGroup, i int, s *colStats) (err error) {
+func scanChunk(ctx context.Context, f *pqFile, g int, rg parquet.RowGroup, i int, s *colStats) error {
 	col := &f.cols[i]
 	want := rg.NumRows()
 	valuesNeeded := s.summary && s.typ != Timestamp || col.conv == convFloat32 || col.conv == convDouble || col.conv == convFloat16
@@ -559,15 +560,16 @@ func scanChunk(ctx context.Context, f *pqFile, g int, rg parquet.RowGroup, i int
 		s.count += want // required and nothing to summarise: nothing to read
 		return nil
 	}
-	defer protect(f.name, &err)
-	chunk := rg.ColumnChunks()[col.leaf]
+	r, err := openChunk(f, g, rg, col)
+	if err != nil {
+		return chunkError(ctx, f, g, col, err)
+	}
+	defer r.close()
 	var got int64
 	if !valuesNeeded {
 		// Null counts only: the pages' definition levels, not the values.
-		pages := chunk.Pages()
-		defer pages.Close()
 		for {
-			p, err := pages.ReadPage()
+			p, err := r.readPage()
 			if err == io.EOF {
 				break
 			}
@@ -584,13 +586,11 @@ func scanChunk(ctx context.Context, f *pqFile, g int, rg parquet.RowGroup, i int
 			}
 		}
 	} else {
-		vr := parquet.NewColumnChunkValueReader(chunk)
-		defer vr.Close()
 		buf := make([]parquet.Value, pqValues)
 		var v pqValue
 		var uuid [36]byte
 		for {
-			n, err := vr.ReadValues(buf)
+			n, err := r.readValues(buf)
 			for _, pv := range buf[:n] {
 				if err := col.convert(pv, &v, &uuid); err != nil {
 					return errorf(f.name, got+1, col.name, "%s, row group %d, column %q: %v", f.name, g, col.name, err)
@@ -643,7 +643,7 @@ func chunkError(ctx context.Context, f *pqFile, g int, col *pqColumn, err error)
 	}
 	var de *Error
 	if errors.As(err, &de) {
-		return err
+		return de
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		err = errors.New("the data ends early (was it cut short?)")
@@ -689,32 +689,23 @@ func readParquet(ctx context.Context, inputs []Input, b *batcher) error {
 	return nil
 }
 
-// pqCursor reads the values of one column chunk.
-type pqCursor struct {
-	col *pqColumn
-	vr  parquet.ColumnChunkValueReader
-	buf []parquet.Value
-}
-
-func readRowGroup(ctx context.Context, f *pqFile, g int, rg parquet.RowGroup, idx []int, firstRow int64, b *batcher) (err error) {
-	cursors := make([]pqCursor, len(idx))
+func readRowGroup(ctx context.Context, f *pqFile, g int, rg parquet.RowGroup, idx []int, firstRow int64, b *batcher) error {
+	readers := make([]*chunkReader, len(idx))
 	defer func() {
-		for _, c := range cursors {
-			if c.vr != nil {
-				c.vr.Close()
+		for _, r := range readers {
+			if r != nil {
+				r.close()
 			}
 		}
 	}()
-	if err := func() (err error) {
-		defer protect(f.name, &err)
-		for i, j := range idx {
-			col := &f.cols[j]
-			cursors[i] = pqCursor{col: col, vr: parquet.NewColumnChunkValueReader(rg.ColumnChunks()[col.leaf]), buf: make([]parquet.Value, min(pqValues, b.size))}
+	for i, j := range idx {
+		r, err := openChunk(f, g, rg, &f.cols[j])
+		if err != nil {
+			return chunkError(ctx, f, g, &f.cols[j], err)
 		}
-		return nil
-	}(); err != nil {
-		return err
+		readers[i] = r
 	}
+	buf := make([]parquet.Value, min(pqValues, b.size))
 	var v pqValue
 	var uuid [36]byte
 	left := rg.NumRows()
@@ -729,26 +720,23 @@ func readRowGroup(ctx context.Context, f *pqFile, g int, rg parquet.RowGroup, id
 		}
 		n := int(min(int64(room), left))
 		start := b.batch.Len
-		for i := range cursors {
-			c := &cursors[i]
+		for i, r := range readers {
+			col := &f.cols[idx[i]]
 			for got := 0; got < n; {
-				m, err := c.read(f.name, c.buf[:min(len(c.buf), n-got)])
-				if m == 0 && err == nil {
-					err = io.ErrNoProgress
-				}
-				for k, pv := range c.buf[:m] {
-					if cerr := c.col.convert(pv, &v, &uuid); cerr != nil {
-						r := row + int64(got+k) + 1
-						return errorf(f.name, r, c.col.name, "%s, row %d, column %q: %v", f.name, r, c.col.name, cerr)
+				m, err := r.readValues(buf[:min(len(buf), n-got)])
+				for k, pv := range buf[:m] {
+					if cerr := col.convert(pv, &v, &uuid); cerr != nil {
+						at := row + int64(got+k) + 1
+						return errorf(f.name, at, col.name, "%s, row %d, column %q: %v", f.name, at, col.name, cerr)
 					}
 					b.setParquet(i, start+got+k, &v)
 				}
 				got += m
 				if got < n && err != nil {
 					if err == io.EOF {
-						return corrupt(f.name, fmt.Errorf("column %q of row group %d has fewer values than its %d rows", c.col.name, g, rg.NumRows()))
+						err = fmt.Errorf("fewer values than its %d rows", rg.NumRows())
 					}
-					return chunkError(ctx, f, g, c.col, err)
+					return chunkError(ctx, f, g, col, err)
 				}
 			}
 		}
@@ -756,22 +744,15 @@ func readRowGroup(ctx context.Context, f *pqFile, g int, rg parquet.RowGroup, id
 		left -= int64(n)
 		row += int64(n)
 	}
-	for i := range cursors {
-		c := &cursors[i]
-		if m, err := c.read(f.name, c.buf[:1]); m > 0 || err != io.EOF {
+	for i, r := range readers {
+		if m, err := r.readValues(buf[:1]); m > 0 || err != io.EOF {
 			if err == nil || m > 0 {
-				err = fmt.Errorf("column %q of row group %d has more values than its %d rows", c.col.name, g, rg.NumRows())
+				err = fmt.Errorf("more values than its %d rows", rg.NumRows())
 			}
-			return chunkError(ctx, f, g, c.col, err)
+			return chunkError(ctx, f, g, &f.cols[idx[i]], err)
 		}
 	}
 	return nil
-}
-
-// read reads values, converting a library panic into an error.
-func (c *pqCursor) read(name string, buf []parquet.Value) (n int, err error) {
-	defer protect(name, &err)
-	return c.vr.ReadValues(buf)
 }
 
 // setParquet stores a converted value in row r of column i.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
 )
 
 // pqRow covers every type Silo maps, optional and required, plain and
@@ -644,5 +647,79 @@ func TestFloat16(t *testing.T) {
 		if got := float16([]byte{byte(tt.bits), byte(tt.bits >> 8)}); got != tt.want {
 			t.Errorf("float16(%#04x) = %v, want %v", tt.bits, got, tt.want)
 		}
+	}
+}
+
+// TestParquetDeclaredSizesAreChecked covers what the fuzzer found: corrupt
+// sizes and counts in a footer or a page header must be refused before the
+// parquet library allocates what they claim (gigabytes, or terabytes).
+func TestParquetDeclaredSizesAreChecked(t *testing.T) {
+	good := writeParquet(t, genRows(200))
+	f, err := parquet.OpenFile(bytes.NewReader(good), int64(len(good)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := f.Metadata().RowGroups[0].Columns[0].MetaData
+	off := md.DataPageOffset
+	if md.DictionaryPageOffset > 0 {
+		off = md.DictionaryPageOffset
+	}
+	hl, _, err := walkPageHeader(good[off:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var header format.PageHeader
+	if err := thrift.Unmarshal(new(thrift.CompactProtocol), good[off:off+int64(hl)], &header); err != nil {
+		t.Fatal(err)
+	}
+	if !header.DataPageHeaderV2.Valid {
+		t.Fatal("expected a v2 data page")
+	}
+	// withHeader changes the first page header, shortening the page by as
+	// many bytes as the header grows so that it still ends with the chunk.
+	withHeader := func(change func(*format.PageHeader)) []byte {
+		h := header
+		h.CRC = 0 // no checksum to catch the damage: only the checks can
+		change(&h)
+		b, err := thrift.Marshal(new(thrift.CompactProtocol), &h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.CompressedPageSize == header.CompressedPageSize {
+			h.CompressedPageSize -= int32(len(b) - hl)
+			if b, err = thrift.Marshal(new(thrift.CompactProtocol), &h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return slices.Concat(good[:off], b, good[off+int64(hl):])
+	}
+	// A footer whose first list claims 2³¹-1 row groups in 8 bytes.
+	footer := []byte{0x49, 0xfc, 0xff, 0xff, 0xff, 0xff, 0x07, 0x00}
+	hugeFooter := slices.Concat([]byte("PAR1"), footer, []byte{byte(len(footer)), 0, 0, 0}, []byte("PAR1"))
+
+	tests := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"page size", withHeader(func(h *format.PageHeader) { h.CompressedPageSize = 0x7aa8589b }), "a page claims 2057853083 bytes where the column chunk has"},
+		{"uncompressed size", withHeader(func(h *format.PageHeader) { h.UncompressedPageSize = math.MaxInt32 }), "a page claims 2147483647 bytes uncompressed (the limit is 128 MiB)"},
+		{"value count", withHeader(func(h *format.PageHeader) { h.DataPageHeaderV2.V.NumValues = 1 << 30 }), "a page claims 1073741824 values in a row group of 200 rows"},
+		{"level sizes", withHeader(func(h *format.PageHeader) { h.DataPageHeaderV2.V.DefinitionLevelsByteLength = 1 << 20 }), "a page's levels claim more bytes than the page has"},
+		{"footer list", hugeFooter, "the footer is truncated or declares more data than it holds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := Scan(context.Background(), []Input{&memInput{"x.parquet", tt.data}}, ScanOptions{})
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "x.parquet: corrupt or truncated Parquet file") {
+				t.Errorf("error %v, want one containing %q", err, tt.want)
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+				t.Errorf("scan allocated %d MiB", n>>20)
+			}
+		})
 	}
 }

@@ -101,25 +101,25 @@ func (s *colStats) profile(minRecords int, csv bool) ColumnProfile {
 // values, then gives up counting.
 type distinct struct {
 	seed   maphash.Seed
-	strs   map[string]int64 // value → rows, while few
-	ints   map[int64]int64  // the same for Parquet int columns
-	many   bool             // strs/ints abandoned: too many or too long values
+	strs   map[string]*int64 // value → rows, while few (pointers: counting is a lookup)
+	ints   map[int64]*int64  // the same for Parquet int columns
+	many   bool              // strs/ints abandoned: too many or too long values
 	seen   map[uint64]struct{}
 	capped bool
 }
 
 func newDistinct() *distinct {
-	return &distinct{seed: maphash.MakeSeed(), strs: make(map[string]int64), ints: make(map[int64]int64)}
+	return &distinct{seed: maphash.MakeSeed(), strs: make(map[string]*int64), ints: make(map[int64]*int64)}
 }
 
 func (d *distinct) addString(s string) {
 	if !d.many {
-		if c, ok := d.strs[s]; ok {
-			d.strs[s] = c + 1
+		if c := d.strs[s]; c != nil {
+			*c++
 			return
 		}
 		if len(s) <= MaxCategoryBytes && len(d.strs) < MaxCategories {
-			d.strs[strings.Clone(s)] = 1
+			d.strs[strings.Clone(s)] = ptrTo(1)
 			return
 		}
 		d.giveUpExact()
@@ -132,12 +132,12 @@ func (d *distinct) addString(s string) {
 // addBytes is addString for bytes that will be overwritten after the call.
 func (d *distinct) addBytes(b []byte) {
 	if !d.many {
-		if c, ok := d.strs[string(b)]; ok {
-			d.strs[string(b)] = c + 1
+		if c := d.strs[string(b)]; c != nil {
+			*c++
 			return
 		}
 		if len(b) <= MaxCategoryBytes && len(d.strs) < MaxCategories {
-			d.strs[string(b)] = 1
+			d.strs[string(b)] = ptrTo(1)
 			return
 		}
 		d.giveUpExact()
@@ -149,12 +149,12 @@ func (d *distinct) addBytes(b []byte) {
 
 func (d *distinct) addInt(v int64) {
 	if !d.many {
-		if c, ok := d.ints[v]; ok {
-			d.ints[v] = c + 1
+		if c := d.ints[v]; c != nil {
+			*c++
 			return
 		}
 		if len(d.ints) < MaxCategories {
-			d.ints[v] = 1
+			d.ints[v] = ptrTo(1)
 			return
 		}
 		d.giveUpExact()
@@ -178,6 +178,8 @@ func (d *distinct) giveUpExact() {
 	d.strs, d.ints = nil, nil
 }
 
+func ptrTo(n int64) *int64 { return &n }
+
 func (d *distinct) mark(h uint64) {
 	if _, ok := d.seen[h]; ok {
 		return
@@ -195,12 +197,12 @@ func (d *distinct) counts() map[string]int64 {
 	if d.many {
 		return nil
 	}
-	if len(d.ints) == 0 {
-		return d.strs
+	m := make(map[string]int64, len(d.strs)+len(d.ints))
+	for s, c := range d.strs {
+		m[s] = *c
 	}
-	m := make(map[string]int64, len(d.ints))
 	for v, c := range d.ints {
-		m[strconv.FormatInt(v, 10)] = c
+		m[strconv.FormatInt(v, 10)] = *c
 	}
 	return m
 }
@@ -221,7 +223,7 @@ func (d *distinct) canonical(typ Type) map[string]int64 {
 			v, _ := parseBool(t)
 			t = strconv.FormatBool(v)
 		}
-		m[t] += c
+		m[t] += *c
 	}
 	return m
 }

@@ -34,7 +34,7 @@
 //   - bool: true or false in any letter case (0 and 1 are ints);
 //   - timestamp: RFC 3339 ("2006-01-02T15:04:05Z07:00"), "2006-01-02",
 //     "2006-01-02 15:04:05" or "2006-01-02T15:04:05" (both read as UTC), or
-//     "2006-01-02 15:04:05-07:00"; fractional seconds are allowed;
+//     "2006-01-02 15:04:05-07:00"; up to nine digits of fractional seconds;
 //   - string: anything else.
 //
 // A column's type is the narrowest that holds all its cells: int and float
@@ -50,7 +50,25 @@
 // FLOAT16, DECIMAL and TIME (seconds since midnight) → float; BYTE_ARRAY
 // (UTF8, ENUM, JSON, BSON or unannotated), UUID and plain
 // FIXED_LEN_BYTE_ARRAY → string; TIMESTAMP, DATE and INT96 → timestamp.
-// A floating-point NaN is null, as it is in CSV.
+// A floating-point NaN is null, as it is in CSV. An unsigned 64-bit value
+// beyond the int64 range is an error when it is read.
+//
+// # Limits and memory
+//
+// A CSV field may hold ScanOptions.MaxFieldBytes (1 MiB by default), a row
+// 64 MiB and a header 100,000 columns; the bytes are checked as they stream
+// in, before encoding/csv buffers them. A scan keeps a few MiB of buffers
+// plus, per column, at most MaxDistinct value hashes (about half a MiB);
+// CSV parsing runs in a goroutine of its own, overlapping the summaries.
+//
+// Parquet files are read a page at a time, one column chunk at a time (in
+// ReadBatches, one page per requested column). The footer may be 256 MiB
+// and a page 128 MiB uncompressed. Every size and count that the footer and
+// the page headers declare is checked against the bytes that really remain
+// before the parquet library sees it, because the library allocates what
+// they declare; a damaged file is an error, never gigabytes of allocation
+// or a crash, and a panic inside the library becomes an error too. The
+// compressed streams inside pages are left to their decompressors.
 package tabular
 
 import (
@@ -239,17 +257,18 @@ func errorf(file string, line int64, column, format string, args ...any) *Error 
 
 // DetectFormat tells the format of a file from its name and its first bytes
 // (a few KiB; fewer is fine). Content decides when it is conclusive: the
-// PAR1 magic means Parquet, gzip is a compressed CSV. Otherwise a .parquet
-// or .pq name requires the magic, and any other file must be text whose
-// first record parses as CSV.
+// PAR1 magic means Parquet (unless a .csv file is text that happens to
+// start so), gzip is a compressed CSV. Otherwise a .parquet or .pq name
+// requires the magic, and any other file must be text whose first record
+// parses as CSV.
 func DetectFormat(name string, head []byte) (Format, error) {
 	if len(head) == 0 {
 		return "", errorf(name, 0, "", "%s is empty", name)
 	}
-	if len(head) >= 4 && string(head[:4]) == "PAR1" {
-		return Parquet, nil
+	ext := path.Ext(strings.TrimSuffix(strings.ToLower(name), ".gz"))
+	if len(head) >= 4 && string(head[:4]) == "PAR1" && !(ext == ".csv" && looksLikeText(head)) {
+		return Parquet, nil // (a CSV file may well start with a column named PAR1)
 	}
-	ext := strings.ToLower(path.Ext(strings.TrimSuffix(strings.ToLower(name), ".gz")))
 	if ext == ".parquet" || ext == ".pq" {
 		return "", errorf(name, 0, "", "%s: not a Parquet file (it does not start with the PAR1 magic bytes)", name)
 	}

@@ -5,16 +5,32 @@ import (
 	"fmt"
 )
 
-// checkThrift walks a Thrift compact-protocol struct (a Parquet footer)
-// without decoding it, and fails if it is malformed or declares more than
-// it could hold. The parquet library trusts declared list lengths and
-// allocates them up front; a few corrupt bytes could ask for terabytes and
-// kill the process, which no recover can catch. Every declared count must
-// fit in the bytes that remain, nesting is limited, and list elements of
-// struct type (the ones that decode into large Go values) are budgeted.
-func checkThrift(b []byte) error {
+// The parquet library decodes Thrift structures (the footer, page headers)
+// trusting every length they declare, and allocates before it reads: a few
+// corrupt bytes can ask for gigabytes, or terabytes, and kill the process,
+// which no recover can catch. So each structure is first walked here,
+// without decoding, and refused unless everything it declares fits in the
+// bytes that actually remain.
+
+const (
+	maxThriftDepth = 32
+	// maxFooterStructs bounds the structs a footer may hold in lists (row
+	// groups, column chunks, schema elements…), which decode into large Go
+	// values: about a million column chunks, far beyond any sensible file.
+	maxFooterStructs = 4 << 20
+)
+
+// errThriftShort means the bytes end before the structure does: the
+// structure is truncated, or the caller gave too few bytes.
+var errThriftShort = errors.New("structure ends early")
+
+// checkFooter checks a Parquet footer (a FileMetaData structure).
+func checkFooter(b []byte) error {
 	w := thriftWalker{b: b, structBudget: maxFooterStructs}
-	if err := w.walkStruct(0); err != nil {
+	if err := w.walkStruct(0, 0); err != nil {
+		if err == errThriftShort {
+			err = errors.New("the footer is truncated or declares more data than it holds")
+		}
 		return err
 	}
 	if w.pos != len(b) {
@@ -23,21 +39,26 @@ func checkThrift(b []byte) error {
 	return nil
 }
 
-const (
-	maxThriftDepth = 32
-	// maxFooterStructs bounds the structs a footer may hold in lists: row
-	// groups, column chunks, schema elements, key-value pairs… about a
-	// million column chunks, far beyond any sensible file.
-	maxFooterStructs = 4 << 20
-)
+// fieldPath names an i32 field of a struct (parent 0) or of a struct field
+// of it: parent<<16 | id, where parent is that struct field's id.
+type fieldPath int32
+
+// walkPageHeader walks a page header (a PageHeader structure) at the start
+// of b and returns its length and its i32 fields at depths 0 and 1.
+func walkPageHeader(b []byte) (int, map[fieldPath]int64, error) {
+	w := thriftWalker{b: b, structBudget: 1 << 10, fields: make(map[fieldPath]int64, 8)}
+	if err := w.walkStruct(0, 0); err != nil {
+		return 0, nil, err
+	}
+	return w.pos, w.fields, nil
+}
 
 type thriftWalker struct {
 	b            []byte
 	pos          int
 	structBudget int
+	fields       map[fieldPath]int64 // recorded i32 fields; nil for none
 }
-
-var errThriftShort = errors.New("footer ends in the middle of a value")
 
 func (w *thriftWalker) byte() (byte, error) {
 	if w.pos >= len(w.b) {
@@ -60,28 +81,24 @@ func (w *thriftWalker) varint() (uint64, error) {
 			return x, nil
 		}
 	}
-	return 0, errors.New("malformed varint in footer")
+	return 0, errors.New("malformed varint")
 }
 
-func (w *thriftWalker) skip(n uint64) error {
+// fits checks that n bytes, or n elements of at least a byte, remain.
+func (w *thriftWalker) fits(n uint64) error {
 	if n > uint64(len(w.b)-w.pos) {
-		return fmt.Errorf("footer declares %d bytes where %d remain", n, len(w.b)-w.pos)
-	}
-	w.pos += int(n)
-	return nil
-}
-
-func (w *thriftWalker) count(n uint64) error {
-	if n > uint64(len(w.b)-w.pos) {
-		return fmt.Errorf("footer declares %d elements where %d bytes remain", n, len(w.b)-w.pos)
+		return errThriftShort
 	}
 	return nil
 }
 
-func (w *thriftWalker) walkStruct(depth int) error {
+// walkStruct walks a struct; id is the id of the field holding it (0 at
+// the top).
+func (w *thriftWalker) walkStruct(depth int, id int16) error {
 	if depth > maxThriftDepth {
-		return errors.New("footer nested too deeply")
+		return errors.New("structure nested too deeply")
 	}
+	var last int16
 	for {
 		h, err := w.byte()
 		if err != nil {
@@ -91,10 +108,28 @@ func (w *thriftWalker) walkStruct(depth int) error {
 		if typ == 0 { // stop
 			return nil
 		}
-		if h>>4 == 0 { // long form: the field id follows
-			if _, err := w.varint(); err != nil {
+		if delta := h >> 4; delta != 0 {
+			last += int16(delta)
+		} else { // long form: a zigzag i16 field id follows
+			v, err := w.varint()
+			if err != nil {
 				return err
 			}
+			last = int16(int64(v>>1) ^ -int64(v&1))
+		}
+		if typ == 5 && w.fields != nil && depth <= 1 { // i32
+			v, err := w.varint()
+			if err != nil {
+				return err
+			}
+			w.fields[fieldPath(int32(id)<<16|int32(uint16(last)))] = int64(int32(uint32(v>>1) ^ -uint32(v&1)))
+			continue
+		}
+		if typ == 12 {
+			if err := w.walkStruct(depth+1, last); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := w.walkValue(typ, depth, false); err != nil {
 			return err
@@ -119,13 +154,21 @@ func (w *thriftWalker) walkValue(typ byte, depth int, inContainer bool) error {
 		_, err := w.varint()
 		return err
 	case 7: // double
-		return w.skip(8)
+		if err := w.fits(8); err != nil {
+			return err
+		}
+		w.pos += 8
+		return nil
 	case 8: // binary
 		n, err := w.varint()
 		if err != nil {
 			return err
 		}
-		return w.skip(n)
+		if err := w.fits(n); err != nil {
+			return err
+		}
+		w.pos += int(n)
+		return nil
 	case 9, 10: // list, set
 		h, err := w.byte()
 		if err != nil {
@@ -137,34 +180,23 @@ func (w *thriftWalker) walkValue(typ byte, depth int, inContainer bool) error {
 				return err
 			}
 		}
-		if err := w.count(n); err != nil {
-			return err
-		}
-		if elem == 12 {
-			if w.structBudget -= int(n); w.structBudget < 0 {
-				return errors.New("footer holds too many structures")
-			}
-		}
-		for range n {
-			if err := w.walkValue(elem, depth+1, true); err != nil {
-				return err
-			}
-		}
-		return nil
+		return w.walkElems(n, depth, elem)
 	case 11: // map
 		n, err := w.varint()
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-		if err := w.count(n); err != nil {
+		if err != nil || n == 0 {
 			return err
 		}
 		kv, err := w.byte()
 		if err != nil {
 			return err
+		}
+		if err := w.fits(n); err != nil {
+			return err
+		}
+		if kv>>4 == 12 || kv&0x0f == 12 {
+			if w.structBudget -= int(n); w.structBudget < 0 {
+				return errors.New("structure holds too many elements")
+			}
 		}
 		for range n {
 			if err := w.walkValue(kv>>4, depth+1, true); err != nil {
@@ -176,7 +208,28 @@ func (w *thriftWalker) walkValue(typ byte, depth int, inContainer bool) error {
 		}
 		return nil
 	case 12: // struct
-		return w.walkStruct(depth + 1)
+		return w.walkStruct(depth+1, 0)
 	}
-	return fmt.Errorf("unknown value type %d in footer", typ)
+	return fmt.Errorf("unknown value type %d", typ)
+}
+
+// walkElems walks n container elements of type elem.
+func (w *thriftWalker) walkElems(n uint64, depth int, elem byte) error {
+	if err := w.fits(n); err != nil {
+		return err
+	}
+	if elem == 12 {
+		if w.structBudget -= int(n); w.structBudget < 0 {
+			return errors.New("structure holds too many elements")
+		}
+	}
+	if depth+1 > maxThriftDepth {
+		return errors.New("structure nested too deeply")
+	}
+	for range n {
+		if err := w.walkValue(elem, depth+1, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
