@@ -232,6 +232,17 @@ func (c *cmd) client() (*client.Client, error) {
 	return cl, nil
 }
 
+// connect parses args like parse and returns a client for the chosen
+// server: the opening of nearly every command.
+func (c *cmd) connect(args []string, want ...string) ([]string, *client.Client, error) {
+	pos, err := c.parse(args, want...)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := c.client()
+	return pos, cl, err
+}
+
 // serverURL returns the server chosen by --server, $SILO_SERVER or the saved
 // login, loading the saved login on the way.
 func (c *cmd) serverURL() (string, error) {

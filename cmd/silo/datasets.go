@@ -142,10 +142,7 @@ func attachFile(ctx context.Context, cl *client.Client, dataset, path string) er
 }
 
 func datasetsList(ctx context.Context, c *cmd, args []string) error {
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	_, cl, err := c.connect(args)
 	if err != nil {
 		return err
 	}
@@ -169,11 +166,7 @@ func datasetsList(ctx context.Context, c *cmd, args []string) error {
 }
 
 func datasetsShow(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "NAME")
 	if err != nil {
 		return err
 	}
@@ -272,11 +265,7 @@ func datasetsPrivacy(ctx context.Context, c *cmd, args []string) error {
 }
 
 func datasetsConnect(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "NAME")
 	if err != nil {
 		return err
 	}
@@ -291,11 +280,7 @@ func datasetsConnect(ctx context.Context, c *cmd, args []string) error {
 }
 
 func datasetsAttach(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "NAME", "FILE...")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "NAME", "FILE...")
 	if err != nil {
 		return err
 	}
@@ -330,11 +315,7 @@ func datasetsAttachment(ctx context.Context, c *cmd, args []string) error {
 }
 
 func datasetsDeregister(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "NAME")
 	if err != nil {
 		return err
 	}

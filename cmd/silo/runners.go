@@ -184,10 +184,7 @@ func runnersRegister(ctx context.Context, c *cmd, args []string) error {
 
 func runnersList(ctx context.Context, c *cmd, args []string) error {
 	all := c.flags.Bool("all", false, "include deregistered runners")
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	_, cl, err := c.connect(args)
 	if err != nil {
 		return err
 	}
@@ -218,11 +215,7 @@ func memoryText(r *silo.Runner) string {
 }
 
 func runnersShow(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "NAME")
 	if err != nil {
 		return err
 	}
@@ -294,11 +287,7 @@ func runnersEdit(ctx context.Context, c *cmd, args []string) error {
 // runnerAction runs a one-argument runner call, given as a method
 // expression such as (*client.Client).DeregisterRunner, and shows the result.
 func runnerAction(ctx context.Context, c *cmd, args []string, call func(*client.Client, context.Context, string) (*silo.Runner, error), done string) error {
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "NAME")
 	if err != nil {
 		return err
 	}
@@ -362,11 +351,7 @@ func runnersBundle(ctx context.Context, c *cmd, args []string) error {
 
 func runnersCheck(ctx context.Context, c *cmd, args []string) error {
 	wait := c.flags.Duration("wait", 2*time.Minute, "how long to wait for the result")
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "NAME")
 	if err != nil {
 		return err
 	}
@@ -407,11 +392,7 @@ func runnersCheck(ctx context.Context, c *cmd, args []string) error {
 }
 
 func runnersTasks(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "NAME")
 	if err != nil {
 		return err
 	}
@@ -436,11 +417,7 @@ func runnersTasks(ctx context.Context, c *cmd, args []string) error {
 
 func runnersLogs(ctx context.Context, c *cmd, args []string) error {
 	task := c.flags.String("task", "", "only this task's log")
-	pos, err := c.parse(args, "NAME")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "NAME")
 	if err != nil {
 		return err
 	}

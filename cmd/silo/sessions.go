@@ -69,10 +69,7 @@ func sessionsCreate(ctx context.Context, c *cmd, args []string) error {
 }
 
 func sessionsList(ctx context.Context, c *cmd, args []string) error {
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	_, cl, err := c.connect(args)
 	if err != nil {
 		return err
 	}
@@ -103,11 +100,7 @@ func metricText(m map[string]float64, k string) string {
 }
 
 func sessionsShow(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "ID")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "ID")
 	if err != nil {
 		return err
 	}
@@ -154,11 +147,7 @@ func formatMetrics(m map[string]float64) string {
 }
 
 func sessionsWait(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "ID")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "ID")
 	if err != nil {
 		return err
 	}
@@ -252,11 +241,7 @@ func isTerminal(w io.Writer) bool {
 }
 
 func sessionsMetrics(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "ID")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "ID")
 	if err != nil {
 		return err
 	}
@@ -283,11 +268,7 @@ func sessionsMetrics(ctx context.Context, c *cmd, args []string) error {
 }
 
 func sessionsCancel(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "ID")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "ID")
 	if err != nil {
 		return err
 	}

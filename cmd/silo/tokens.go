@@ -36,10 +36,7 @@ func tokensCreate(ctx context.Context, c *cmd, args []string) error {
 	var scopes listFlag
 	c.flags.Var(&scopes, "scope", "permissions, comma-separated or repeated")
 	expires := c.flags.String("expires", "", "lifetime such as 720h; default none (30 days for scoped tokens)")
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	_, cl, err := c.connect(args)
 	if err != nil {
 		return err
 	}
@@ -62,10 +59,7 @@ func tokensCreate(ctx context.Context, c *cmd, args []string) error {
 
 func tokensList(ctx context.Context, c *cmd, args []string) error {
 	all := c.flags.Bool("all", false, "everyone's tokens (admins)")
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	_, cl, err := c.connect(args)
 	if err != nil {
 		return err
 	}

@@ -42,10 +42,7 @@ func cmdUsers(ctx context.Context, args []string, s streams) int {
 }
 
 func usersList(ctx context.Context, c *cmd, args []string) error {
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	_, cl, err := c.connect(args)
 	if err != nil {
 		return err
 	}
@@ -108,10 +105,7 @@ func usersInvite(ctx context.Context, c *cmd, args []string) error {
 }
 
 func usersInvites(ctx context.Context, c *cmd, args []string) error {
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	_, cl, err := c.connect(args)
 	if err != nil {
 		return err
 	}
@@ -183,11 +177,7 @@ func usersSetRoles(ctx context.Context, c *cmd, args []string) error {
 }
 
 func usersSetDisabled(ctx context.Context, c *cmd, args []string, disabled bool) error {
-	pos, err := c.parse(args, "EMAIL")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "EMAIL")
 	if err != nil {
 		return err
 	}
@@ -207,11 +197,7 @@ func usersSetDisabled(ctx context.Context, c *cmd, args []string, disabled bool)
 }
 
 func usersRemove(ctx context.Context, c *cmd, args []string) error {
-	pos, err := c.parse(args, "EMAIL")
-	if err != nil {
-		return err
-	}
-	cl, err := c.client()
+	pos, cl, err := c.connect(args, "EMAIL")
 	if err != nil {
 		return err
 	}

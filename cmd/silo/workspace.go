@@ -30,10 +30,7 @@ func cmdWorkspace(ctx context.Context, args []string, s streams) int {
 }
 
 func workspaceShow(ctx context.Context, c *cmd, args []string) error {
-	if _, err := c.parse(args); err != nil {
-		return err
-	}
-	cl, err := c.client()
+	_, cl, err := c.connect(args)
 	if err != nil {
 		return err
 	}
