@@ -516,8 +516,10 @@ func checkRoleARN(v *fieldErrors, field, val, what string) string {
 	return partition
 }
 
-// s3BucketProblem returns what is wrong with an S3 bucket name, or "".
-func s3BucketProblem(b string) string {
+// S3BucketProblem returns what is wrong with an S3 bucket name, or "" (AWS
+// naming rules; the .silo suffix is checked separately). The blob layer
+// uses it for dataset URIs too.
+func S3BucketProblem(b string) string {
 	if len(b) < 3 || len(b) > 63 {
 		return fmt.Sprintf("it must be 3–63 characters long (it has %d)", utf8.RuneCountInString(b))
 	}
@@ -744,7 +746,7 @@ func (s *RunnerSpec) validateAWS(v *fieldErrors, workspace string) {
 		bucket, image, _ := strings.Cut(rest, "/")
 		if !ok || bucket == "" || image == "" {
 			v.add("container_registry_url", "container_registry_url %q must be %s", u, form)
-		} else if p := s3BucketProblem(bucket); p != "" {
+		} else if p := S3BucketProblem(bucket); p != "" {
 			v.add("container_registry_url", "container_registry_url %q: bucket %q is not a valid S3 bucket name: %s", u, bucket, p)
 		} else if p := s3KeyProblem(image); p != "" {
 			v.add("container_registry_url", "container_registry_url %q: image %q is not a valid S3 key: %s", u, image, p)
@@ -797,7 +799,7 @@ func (s *RunnerSpec) validateAWSStorage(v *fieldErrors, workspace string) {
 			return // no default without a valid name
 		}
 		bucket := workspace + "-" + s.Name + siloBucketSuffix
-		if p := s3BucketProblem(bucket); p != "" {
+		if p := S3BucketProblem(bucket); p != "" {
 			v.add("storage_path", "the default bucket name %q (<workspace>-<name>.silo) is not a valid S3 bucket name: %s; give storage_path explicitly, e.g. s3://%s.silo, or choose a shorter runner name", bucket, p, s.Name)
 			return
 		}
@@ -810,7 +812,7 @@ func (s *RunnerSpec) validateAWSStorage(v *fieldErrors, workspace string) {
 		v.add("storage_path", "storage_path %q must be an S3 URL, s3://<bucket>.silo optionally followed by /<prefix>, or empty for the default (s3://<workspace>-<name>.silo)", s.StoragePath)
 		return
 	}
-	if p := s3BucketProblem(bucket); p != "" {
+	if p := S3BucketProblem(bucket); p != "" {
 		v.add("storage_path", "storage_path %q: bucket %q is not a valid S3 bucket name: %s", s.StoragePath, bucket, p)
 		return
 	}

@@ -160,9 +160,9 @@ func checkBucket(s, scheme, b string) error {
 	if b == "" {
 		return uriErrorf("URI %q names no bucket: use s3://<bucket>.silo/<key or prefix>", s)
 	}
-	if p := s3BucketProblem(b); p != "" {
+	if p := silo.S3BucketProblem(b); p != "" {
 		fix := ""
-		if l := strings.ToLower(b); l != b && s3BucketProblem(l) == "" {
+		if l := strings.ToLower(b); l != b && silo.S3BucketProblem(l) == "" {
 			fix = fmt.Sprintf(" (e.g. %q)", l)
 		}
 		return uriErrorf("URI %q: %q is not a valid S3 bucket name: %s%s", s, b, p, fix)
@@ -175,44 +175,6 @@ func checkBucket(s, scheme, b string) error {
 
 var ipLike = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$`)
 
-// s3BucketProblem returns what is wrong with an S3 bucket name, or "". It
-// repeats the root package's unexported rule (runner_validate.go), which
-// has no exported form to reuse.
-func s3BucketProblem(b string) string {
-	if len(b) < 3 || len(b) > 63 {
-		return fmt.Sprintf("it must be 3–63 characters long (it has %d)", utf8.RuneCountInString(b))
-	}
-	for _, r := range b {
-		if r >= 'A' && r <= 'Z' {
-			return "it must be lowercase"
-		}
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
-			return fmt.Sprintf("it may contain only lowercase letters, digits, dots and hyphens, not %q", r)
-		}
-	}
-	isAlnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
-	switch {
-	case !isAlnum(b[0]) || !isAlnum(b[len(b)-1]):
-		return "it must start and end with a letter or digit"
-	case strings.Contains(b, ".."):
-		return "it must not contain two dots in a row"
-	case strings.Contains(b, ".-") || strings.Contains(b, "-."):
-		return "it must not have a dot next to a hyphen"
-	case ipLike.MatchString(b):
-		return "it must not be formatted like an IP address"
-	}
-	for _, p := range []string{"xn--", "sthree-", "amzn-s3-demo-"} {
-		if strings.HasPrefix(b, p) {
-			return fmt.Sprintf("it must not start with %q, which AWS reserves", p)
-		}
-	}
-	for _, p := range []string{"-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"} {
-		if strings.HasSuffix(b, p) {
-			return fmt.Sprintf("it must not end with %q, which AWS reserves", p)
-		}
-	}
-	return ""
-}
 
 // String returns u as ParseURI accepts it: ParseURI(u.String()) == u for
 // every URI ParseURI returns. Only what would change the meaning (%, ?, #)
