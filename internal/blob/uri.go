@@ -173,7 +173,6 @@ func checkBucket(s, scheme, b string) error {
 	return nil
 }
 
-var ipLike = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$`)
 
 
 // String returns u as ParseURI accepts it: ParseURI(u.String()) == u for
