@@ -56,9 +56,6 @@ func DefaultPrivacyControls() PrivacyControls {
 // Validate checks p and normalises its lists (trimmed, de-duplicated, emails
 // lower-cased).
 func (p *PrivacyControls) Validate() error {
-	if len(p.AllowedSessionTypes) == 0 {
-		return FieldErrorf("privacy.allowed_session_types", "allow at least one session type (hfl, eda, prl, vfl); to stop all use of a dataset, deregister it")
-	}
 	var err error
 	if p.AllowedSessionTypes, err = cleanList(p.AllowedSessionTypes, "allowed_session_types", func(s string) error {
 		if !slices.Contains(SessionTypes, s) {
@@ -67,6 +64,9 @@ func (p *PrivacyControls) Validate() error {
 		return nil
 	}); err != nil {
 		return err
+	}
+	if len(p.AllowedSessionTypes) == 0 {
+		return FieldErrorf("privacy.allowed_session_types", "allow at least one session type (hfl, eda, prl, vfl); to stop all use of a dataset, deregister it")
 	}
 	for i, u := range p.AllowedUsers {
 		if strings.TrimSpace(u) == "" {
