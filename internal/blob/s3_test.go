@@ -321,6 +321,9 @@ func TestOpenS3(t *testing.T) {
 	}
 
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	// A fake metadata service on loopback stands in for EC2's; CI disables
+	// the real one for every other test.
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "")
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", fakeIMDS(t).URL)
 	if _, err := list(cfg); err != nil || lastKey() != "ASIAIMDS" {
 		t.Errorf("instance profile credentials: %v, signed with %s", err, lastKey())

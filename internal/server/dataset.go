@@ -128,15 +128,17 @@ func (s *Server) connectDataset(ctx context.Context, name string) (*silo.Dataset
 	if err != nil {
 		return nil, err
 	}
-	t, err := s.queueTask(ctx, d.Runner, &silo.Task{Type: silo.TaskConnect, Payload: payload, VCPU: 1, MemoryMB: 256})
-	if err != nil {
-		return nil, err
-	}
+	// The dataset names its connect task before the task exists: a runner
+	// may finish it before this function returns.
+	id := "task_" + randomSecret(10)
 	updated, err := s.db.UpdateDataset(ctx, name, func(d *sqlstore.StoredDataset) error {
-		d.Status, d.Error, d.ConnectTask = silo.DatasetConnecting, "", t.ID
+		d.Status, d.Error, d.ConnectTask = silo.DatasetConnecting, "", id
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if _, err := s.queueTask(ctx, d.Runner, &silo.Task{ID: id, Type: silo.TaskConnect, Payload: payload, VCPU: 1, MemoryMB: 256}); err != nil {
 		return nil, err
 	}
 	return &updated.Dataset, nil

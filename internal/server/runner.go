@@ -301,7 +301,9 @@ func (s *Server) queueTask(ctx context.Context, runner string, t *silo.Task) (*s
 	if err != nil {
 		return nil, err
 	}
-	t.ID = "task_" + randomSecret(10)
+	if t.ID == "" {
+		t.ID = "task_" + randomSecret(10)
+	}
 	t.Runner = rn.Name
 	err = s.db.CreateTask(ctx, rn.ID, t)
 	s.auditResult(ctx, "task.queue", rn.Name+": "+t.Type+" "+t.ID, err)
