@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -123,4 +125,23 @@ with --json, errors are printed as JSON on standard error too.
 func cmdVersion(ctx context.Context, args []string, s streams) int {
 	fmt.Fprintf(s.Stdout, "silo %s\n", silo.Version)
 	return 0
+}
+
+// parseFlags parses the flags of a command that takes no arguments (server,
+// runner, quickstart). done says the command must stop now with code: after
+// -h (0) or a mistake (2, with the usage).
+func parseFlags(fs *flag.FlagSet, args []string, usage string, s streams) (code int, done bool) {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(s.Stdout, usage)
+		return 0, true
+	}
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintf(s.Stderr, "%s: %v\n\n%s", fs.Name(), err, usage)
+		return 2, true
+	}
+	return 0, false
 }

@@ -6,7 +6,6 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,13 +40,8 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 	dataDir := fs.String("data", "./silo-quickstart", "data directory")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (a free port is used if it is taken)")
 	rounds := fs.Int("rounds", 10, "training rounds")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(s.Stdout, quickstartUsage)
-			return 0
-		}
-		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n\n%s", err, quickstartUsage)
-		return 2
+	if code, done := parseFlags(fs, args, quickstartUsage, s); done {
+		return code
 	}
 	password, err := quickstartPassword(*dataDir)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,17 +40,8 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 	memory := fs.String("memory", envOr("SILO_MEMORY", "1GiB"), "memory to use, e.g. 4GiB or 512MiB")
 	fs.StringVar(&cfg.CAFile, "ca-file", os.Getenv("SILO_CA_FILE"), "PEM bundle of extra CAs to trust")
 	logFormat := fs.String("log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(s.Stdout, runnerUsage)
-			return 0
-		}
-		fmt.Fprintf(s.Stderr, "silo runner: %v\n\n%s", err, runnerUsage)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(s.Stderr, "silo runner: unexpected argument %q\n\n%s", fs.Arg(0), runnerUsage)
-		return 2
+	if code, done := parseFlags(fs, args, runnerUsage, s); done {
+		return code
 	}
 	var err error
 	if cfg.VCPU, err = strconv.Atoi(*vcpu); err != nil || cfg.VCPU < 0 {

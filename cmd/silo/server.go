@@ -197,17 +197,8 @@ func cmdServer(ctx context.Context, args []string, s streams) int {
 	fs.StringVar(&cfg.SMTPURL, "smtp", os.Getenv("SILO_SMTP"), "SMTP relay for invitation emails: smtp://user:password@host:587 (optional)")
 	fs.StringVar(&cfg.SMTPFrom, "smtp-from", envOr("SILO_SMTP_FROM", "silo@localhost.localdomain"), "sender address of invitation emails")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(s.Stdout, serverUsage)
-			return 0
-		}
-		fmt.Fprintf(s.Stderr, "silo server: %v\n\n%s", err, serverUsage)
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(s.Stderr, "silo server: unexpected argument %q\n\n%s", fs.Arg(0), serverUsage)
-		return 2
+	if code, done := parseFlags(fs, args, serverUsage, s); done {
+		return code
 	}
 	switch cfg.LogFormat {
 	case "json":

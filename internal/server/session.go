@@ -45,12 +45,18 @@ func (s *Server) canSeeSession(ctx context.Context, ss *sqlstore.StoredSession) 
 
 // sessionByPath finds the session in the path that the caller may see.
 func (s *Server) sessionByPath(r *http.Request) (*sqlstore.StoredSession, error) {
-	ss, err := s.db.FindSession(r.Context(), r.PathValue("id"))
+	return s.sessionByID(r.Context(), r.PathValue("id"))
+}
+
+// sessionByID finds a session the caller may see; one they may not is
+// reported as missing.
+func (s *Server) sessionByID(ctx context.Context, id string) (*sqlstore.StoredSession, error) {
+	ss, err := s.db.FindSession(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if !s.canSeeSession(r.Context(), ss) {
-		return nil, silo.Errorf(silo.ENOTFOUND, "no session %s: see 'silo sessions list'", r.PathValue("id"))
+	if !s.canSeeSession(ctx, ss) {
+		return nil, silo.Errorf(silo.ENOTFOUND, "no session %s: see 'silo sessions list'", id)
 	}
 	return ss, nil
 }
@@ -255,8 +261,19 @@ func cmpOr(a, b string) string {
 }
 
 func (s *Server) handleCancelSession(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	ss, err := s.sessionByPath(r)
+	ss, err := s.cancelSession(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, &ss.Session)
+}
+
+// cancelSession cancels a pending or running session the caller may see,
+// stops its clients' tasks and records it in the audit log. The API and the
+// UI share it.
+func (s *Server) cancelSession(ctx context.Context, id string) (*sqlstore.StoredSession, error) {
+	ss, err := s.sessionByID(ctx, id)
 	if err == nil {
 		ss, err = s.db.UpdateSession(ctx, ss.ID, nil, func(ss *sqlstore.StoredSession) error {
 			if ss.Status.Done() {
@@ -270,12 +287,11 @@ func (s *Server) handleCancelSession(w http.ResponseWriter, r *http.Request) {
 		err = s.db.CancelSessionTasks(ctx, ss.ID, "the session was cancelled")
 		s.sessions.wake(ss.ID)
 	}
-	s.auditResult(ctx, "session.cancel", r.PathValue("id"), err)
+	s.auditResult(ctx, "session.cancel", id, err)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, &ss.Session)
+	return ss, nil
 }
 
 var errNoModel = silo.Errorf(silo.ECONFLICT, "this session has no model yet: wait until its first round completes")

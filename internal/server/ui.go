@@ -69,7 +69,12 @@ func (s *Server) uiRoutes() []route {
 		{method: "POST", path: "/library/{name}/privacy", access: manageDatasets, page: true, summary: "Edit a dataset's description and privacy controls (its owner or an admin)", handler: s.handleDatasetPrivacy},
 		{method: "POST", path: "/library/{name}/connect", access: manageDatasets, page: true, summary: "Connect a dataset again (its owner or an admin)", handler: s.handleDatasetConnect},
 		{method: "POST", path: "/library/{name}/deregister", access: manageDatasets, page: true, summary: "Deregister a dataset (its owner or an admin)", handler: s.handleDatasetDeregister},
-		{method: "GET", path: "/sessions", access: perm(silo.PermSessionsRead), page: true, summary: "Training and analysis sessions", handler: s.handleSessions},
+		{method: "GET", path: "/sessions", access: perm(silo.PermSessionsRead), page: true, summary: "Training and analysis sessions (a Data Custodian sees those using their datasets)", handler: s.handleSessionsPage},
+		{method: "GET", path: "/sessions/new", access: perm(silo.PermSessionsManage), page: true, summary: "New session: a JSON editor prefilled from the connected datasets", handler: s.handleSessionNew},
+		{method: "POST", path: "/sessions/new", access: perm(silo.PermSessionsManage), page: true, summary: "Create a session from the editor's JSON config", handler: s.handleSessionCreate},
+		{method: "GET", path: "/sessions/{id}", access: perm(silo.PermSessionsRead), page: true, summary: "A session: progress, configuration, metrics charts and tables, downloads", handler: s.handleSessionPage},
+		{method: "POST", path: "/sessions/{id}/cancel", access: perm(silo.PermSessionsManage), page: true, summary: "Cancel a pending or running session", handler: s.handleSessionCancel},
+		{method: "POST", path: "/sessions/{id}/predict", access: perm(silo.PermPredictionsRun), page: true, summary: "Predict a dataset with a session's final or best model on the dataset's runner", handler: s.handleSessionPredict},
 
 		{method: "GET", path: "/settings", access: accessSignedIn, page: true, summary: "Settings (redirects to the first section you may see)", handler: s.handleSettings},
 		{method: "GET", path: "/settings/users", access: perm(silo.PermUsersRead), page: true, summary: "Users and invitations", handler: s.handleUsersPage},

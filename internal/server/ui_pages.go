@@ -108,8 +108,18 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			Href: href, Action: "Register a dataset", Done: len(datasets) > 0})
 	}
 	if a.Can(silo.PermSessionsManage) {
-		d.Steps = append(d.Steps, step{Title: "Create a training session", Soon: true,
-			Text: "Train a model or run an analysis across the registered datasets, with rounds aggregated on this server."})
+		sessions, err := s.db.ListSessions(ctx, false)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		href := "/sessions/new"
+		if len(sessions) > 0 {
+			href = "/sessions"
+		}
+		d.Steps = append(d.Steps, step{Title: "Create a training session",
+			Text: "Train a model across the registered datasets: each runner trains on its own data and this server aggregates the updates, round by round.",
+			Href: href, Action: "New session", Done: len(sessions) > 0})
 	}
 	d.Steps = append(d.Steps, step{Title: "Create an access token",
 		Text: "Use the silo command line, the Go SDK or your own scripts with a token instead of your password.",
@@ -123,12 +133,6 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	v.Section = "dashboard"
 	v.Data = d
 	s.render(w, r, http.StatusOK, "dashboard", v)
-}
-
-func (s *Server) handleSessions(w http.ResponseWriter, r *http.Request) {
-	v := s.newView(r, "Sessions")
-	v.Section = "sessions"
-	s.render(w, r, http.StatusOK, "sessions", v)
 }
 
 // handleSettings sends the user to the first settings page they may see.

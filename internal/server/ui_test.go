@@ -248,7 +248,7 @@ func TestUISignIn(t *testing.T) {
 	// The dashboard greets the admin with a checklist for their roles.
 	p = b.get("/")
 	wantStatus(t, p, http.StatusOK)
-	wantText(t, p, "Welcome, "+uiAdminEmail, "Getting started", "Invite your team", "Register a task runner", "Register a dataset", "Create a training session", "Coming soon")
+	wantText(t, p, "Welcome, "+uiAdminEmail, "Getting started", "Invite your team", "Register a task runner", "Register a dataset", "Create a training session", "New session")
 
 	// Signing out ends the sign-in.
 	p = b.post("/logout", url.Values{})
