@@ -173,8 +173,6 @@ func checkBucket(s, scheme, b string) error {
 	return nil
 }
 
-
-
 // String returns u as ParseURI accepts it: ParseURI(u.String()) == u for
 // every URI ParseURI returns. Only what would change the meaning (%, ?, #)
 // and what is invisible (spaces, non-graphic characters) is percent-encoded,
