@@ -10,12 +10,11 @@ import (
 	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/provision"
 )
 
 // S3Store is an S3 bucket (or one of an S3-compatible store).
@@ -252,27 +251,27 @@ func (s *S3Store) fail(ctx context.Context, o op, key string, err error) error {
 	if errors.As(err, &se) { // from the credentials provider
 		return se
 	}
-	code := s3Code(err)
+	code := provision.S3Code(err)
 	var noBucket *s3types.NoSuchBucket
 	var noKey *s3types.NoSuchKey
 	switch {
 	case errors.As(err, &noBucket) || code == "NoSuchBucket":
 		return silo.Errorf(silo.ENOTFOUND, "bucket %s does not exist — check the runner's storage_path (and that the URI names the runner's bucket)", s.bucket)
-	case errors.As(err, &noKey) || code == "NoSuchKey" || o == opRead && s3Status(err) == 404:
+	case errors.As(err, &noKey) || code == "NoSuchKey" || o == opRead && provision.S3Status(err) == 404:
 		return silo.Errorf(silo.ENOTFOUND, "no file at %s", where)
 	case slices.Contains([]string{"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}, code):
 		return silo.Errorf(silo.EFORBIDDEN, "the runner's AWS credentials were refused %s %s (%s): check its access key, or its role's session", o.doing(), where, code)
 	case code == "PermanentRedirect" || code == "AuthorizationHeaderMalformed" || code == "IllegalLocationConstraintException":
 		return silo.Errorf(silo.EINVALID, "bucket %s is not in the runner's region %s: run the runner in the bucket's region, or configure that region", s.bucket, s.client.Options().Region)
-	case s3Status(err) == 403 || slices.Contains([]string{"AccessDenied", "Forbidden", "AllAccessDisabled", "KMS.AccessDeniedException"}, code):
+	case provision.S3Status(err) == 403 || slices.Contains([]string{"AccessDenied", "Forbidden", "AllAccessDisabled", "KMS.AccessDeniedException"}, code):
 		if o == opWrite {
 			return silo.Errorf(silo.EFORBIDDEN, "access denied writing %s: the runner's role needs s3:PutObject on it (and kms:GenerateDataKey on the bucket's KMS key, if it has one)", where)
 		}
 		return silo.Errorf(silo.EFORBIDDEN, "access denied to %s: the runner's role needs s3:GetObject and s3:ListBucket on it (and kms:Decrypt on the bucket's KMS key, if it has one)", where)
-	case s3Status(err) == 0:
+	case provision.S3Status(err) == 0:
 		return silo.Errorf(silo.EINVALID, "cannot reach S3 at %s %s (%v): check the runner's network and proxy (HTTPS_PROXY), its S3 endpoint and its region", s.endpoint(), where, netCause(err))
 	}
-	return silo.Errorf(silo.EINTERNAL, "S3 failed %s %s: %s", o.doing(), where, s3Describe(err))
+	return silo.Errorf(silo.EINTERNAL, "S3 failed %s %s: %s", o.doing(), where, provision.S3Describe(err))
 }
 
 func (s *S3Store) endpoint() string {
@@ -281,32 +280,6 @@ func (s *S3Store) endpoint() string {
 		return e
 	}
 	return "s3." + o.Region + ".amazonaws.com"
-}
-
-// s3Describe shortens an S3 error to its status, code and message; the
-// SDK's full text repeats the operation and request IDs.
-func s3Describe(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return fmt.Sprintf("HTTP %d %s: %s", s3Status(err), ae.ErrorCode(), ae.ErrorMessage())
-	}
-	return err.Error()
-}
-
-func s3Status(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-func s3Code(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
 }
 
 // netCause returns the network error inside err (such as "dial tcp

@@ -180,30 +180,32 @@ func (s *S3Storage) fail(ctx context.Context, doing, check string, err error) er
 	if ctx.Err() != nil {
 		return fmt.Errorf("bucket %s: %s: %w", s.bucket, doing, ctx.Err())
 	}
-	code := s3Code(err)
+	code := S3Code(err)
 	switch {
 	case slices.Contains([]string{"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}, code):
 		return s.errorf("%s: the provisioning credentials were refused (%s): check the access key or the provisioner role's session", doing, code)
 	case s3Denied(err):
 		return s.errorf("access denied %s — check %s", doing, check)
-	case s3Status(err) == 0:
+	case S3Status(err) == 0:
 		return s.errorf("%s: cannot reach S3 (%v): check the region, the endpoint and the server's network", doing, err)
 	default:
-		return s.errorf("%s failed: %s", doing, s3Describe(err))
+		return s.errorf("%s failed: %s", doing, S3Describe(err))
 	}
 }
 
-// s3Describe shortens an S3 error to its status, code and message when it
-// has them; the SDK's full text repeats the operation and request IDs.
-func s3Describe(err error) string {
+// S3Describe shortens an S3 error to its status, code and message when it
+// has them; the SDK's full text repeats the operation and request IDs. The
+// blob layer reports errors the same way.
+func S3Describe(err error) string {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
-		return fmt.Sprintf("HTTP %d %s: %s", s3Status(err), ae.ErrorCode(), ae.ErrorMessage())
+		return fmt.Sprintf("HTTP %d %s: %s", S3Status(err), ae.ErrorCode(), ae.ErrorMessage())
 	}
 	return err.Error()
 }
 
-func s3Status(err error) int {
+// S3Status is the HTTP status of an S3 error, or 0.
+func S3Status(err error) int {
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
 		return re.HTTPStatusCode()
@@ -211,7 +213,8 @@ func s3Status(err error) int {
 	return 0
 }
 
-func s3Code(err error) string {
+// S3Code is the error code of an S3 error (AccessDenied…), or "".
+func S3Code(err error) string {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		return ae.ErrorCode()
@@ -222,12 +225,12 @@ func s3Code(err error) string {
 func s3NotFound(err error) bool {
 	var nf *s3types.NotFound
 	var nb *s3types.NoSuchBucket
-	return errors.As(err, &nf) || errors.As(err, &nb) || s3Status(err) == 404
+	return errors.As(err, &nf) || errors.As(err, &nb) || S3Status(err) == 404
 }
 
 func s3Denied(err error) bool {
-	c := s3Code(err)
-	return s3Status(err) == 403 || c == "AccessDenied" || c == "Forbidden" || c == "AllAccessDisabled"
+	c := S3Code(err)
+	return S3Status(err) == 403 || c == "AccessDenied" || c == "Forbidden" || c == "AllAccessDisabled"
 }
 
 // AzureConfig says how to reach an Azure storage account: a connection
