@@ -26,25 +26,12 @@ import (
 
 const uiAdminEmail, uiAdminPassword = "admin@example.org", "correct horse battery"
 
-// uiClock is a settable clock, shared by the server and the store.
-type uiClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *uiClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *uiClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type uiEnv struct {
 	t     *testing.T
 	db    *sqlstore.DB
 	srv   *server.Server
 	ts    *httptest.Server
-	clock *uiClock
+	clock *fakeClock
 }
 
 // newUIEnv starts a server on a fresh SQLite store, with the first admin
@@ -52,15 +39,15 @@ type uiEnv struct {
 func newUIEnv(t *testing.T, empty bool) *uiEnv {
 	t.Helper()
 	ctx := context.Background()
-	clock := &uiClock{t: time.Now().UTC()}
+	clock := &fakeClock{t: time.Now().UTC()}
 	db := sqlstore.New(filepath.Join(t.TempDir(), "silo.db"))
-	db.Clock = clock.now
+	db.Clock = clock.Now
 	if err := db.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	srv := server.New(db)
-	srv.Clock = clock.now
+	srv.Clock = clock.Now
 	if !empty {
 		if _, _, err := srv.BootstrapAdmin(ctx, uiAdminEmail, uiAdminPassword); err != nil {
 			t.Fatal(err)
@@ -412,7 +399,7 @@ func TestUIInvitations(t *testing.T) {
 	wantText(t, p, "Password must be at least 10 characters")
 
 	// After expiry the link says so and what to do.
-	e.clock.add(25 * time.Hour)
+	e.clock.Add(25 * time.Hour)
 	p = guest.get(path)
 	wantStatus(t, p, http.StatusGone)
 	wantText(t, p, "This invitation has expired", "Ask your Workspace Administrator to invite you again")
