@@ -1,0 +1,348 @@
+// Command controlplane measures the server's API while many runners keep it
+// busy (issue 6: "1,000 simulated runners long-polling and heartbeating
+// while API requests are served — p50/p99 latency and errors; on SQLite and
+// on PostgreSQL").
+//
+//	go run ./bench/controlplane                       # SQLite, 1000 runners
+//	go run ./bench/controlplane -postgres postgres://user@127.0.0.1:5433/silo_bench?sslmode=disable
+//
+// A real server (production handler on loopback) gets -runners registered
+// runners. Simulated runners — goroutines speaking the runner protocol
+// through the SDK, as `silo runner` does, without training — each keep one
+// task long-poll open and heartbeat every interval the server asks for
+// (10 s by default). Meanwhile -clients API users loop over typical reads
+// (runners, datasets, sessions, workspace, audit) and one write (a token
+// created and revoked). The baseline, measured in the same command just
+// before, is the same API load on the same server with no runner
+// connected. Latencies are reported as p50/p99 and as ratios to the
+// baseline. Results go to bench/results/controlplane.json.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/silofl/silo"
+	"github.com/silofl/silo/bench/internal/fed"
+	"github.com/silofl/silo/bench/internal/harness"
+	"github.com/silofl/silo/client"
+)
+
+func main() {
+	runners := flag.Int("runners", 1000, "simulated runners")
+	clients := flag.Int("clients", 4, "concurrent API users")
+	dur := flag.Duration("duration", 30*time.Second, "how long the API load runs under runner load (and half as long for the baseline)")
+	postgres := flag.String("postgres", "", "also run on this PostgreSQL database (an empty database: postgres://…); SQLite always runs")
+	flag.Parse()
+	res := harness.NewResults("controlplane")
+	res.Params["runners"] = *runners
+	res.Params["clients"] = *clients
+	res.Params["duration_seconds"] = dur.Seconds()
+	fmt.Printf("Silo control plane under load on %s\n", res.Machine)
+	var rows []map[string]any
+	stores := []struct{ name, dsn string }{{"sqlite", ""}}
+	if *postgres != "" {
+		stores = append(stores, struct{ name, dsn string }{"postgres", *postgres})
+	} else {
+		res.Note("PostgreSQL not measured: pass -postgres postgres://… (an empty database) to run the same load on it")
+	}
+	for _, st := range stores {
+		r, err := run(st.name, st.dsn, *runners, *clients, *dur)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench/controlplane (%s): %v\n", st.name, err)
+			os.Exit(1)
+		}
+		rows = append(rows, r...)
+	}
+	fmt.Println()
+	t := harness.NewTable("store", "phase", "traffic", "requests", "errors", "p50 ms", "p99 ms", "p50 vs idle", "p99 vs idle")
+	for _, r := range rows {
+		t.Row(r["store"].(string), r["phase"].(string), r["traffic"].(string), strconv.Itoa(r["requests"].(int)), strconv.Itoa(r["errors"].(int)),
+			f2(r["p50_ms"].(float64)), f2(r["p99_ms"].(float64)), ratio(r["p50_vs_idle"]), ratio(r["p99_vs_idle"]))
+		if r["phase"] == "loaded" {
+			key := r["store"].(string) + "_" + r["traffic"].(string)
+			for _, k := range []string{"p50_ms", "p99_ms", "p50_vs_idle", "p99_vs_idle", "errors"} {
+				if v, ok := r[k]; ok {
+					res.Summary[key+"_"+k] = v
+				}
+			}
+		}
+	}
+	t.Flush()
+	res.Note("each simulated runner holds one long-poll (wait 20s) and heartbeats at the interval the server returns; all of them, the API users and the server share this machine's cores")
+	res.Rows = rows
+	path, err := res.Write()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("\nresults: %s\n", path)
+}
+
+// lat collects latencies and errors of one kind of traffic.
+type lat struct {
+	mu     sync.Mutex
+	d      []float64
+	errors int
+	first  string
+}
+
+func (l *lat) add(start time.Time, err error) {
+	el := time.Since(start).Seconds()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.errors++
+		if l.first == "" {
+			l.first = err.Error()
+		}
+		return
+	}
+	l.d = append(l.d, el)
+}
+
+func (l *lat) quantiles() (n int, p50, p99 float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := slices.Clone(l.d)
+	slices.Sort(d)
+	if len(d) == 0 {
+		return 0, 0, 0
+	}
+	q := func(p float64) float64 { return d[min(len(d)-1, int(p*float64(len(d))))] * 1000 }
+	return len(d), q(0.5), q(0.99)
+}
+
+func run(store, dsn string, nRunners, nClients int, dur time.Duration) ([]map[string]any, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fmt.Printf("\n%s: starting the server and registering %d runners...\n", store, nRunners)
+	f, err := fed.StartWith(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr := &http.Transport{MaxIdleConns: 4 * nRunners, MaxIdleConnsPerHost: 4 * nRunners, IdleConnTimeout: time.Minute}
+	hc := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+
+	start := time.Now()
+	tokens := make([]string, nRunners)
+	var regErr atomic.Value
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range nRunners {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r, err := f.API.RegisterRunner(ctx, silo.RunnerSpec{Name: fmt.Sprintf("sim-%04d", i), Provider: silo.ProviderLocal,
+				StoragePath: "file:///srv/silo/sim-" + strconv.Itoa(i), VCPU: 1, MemoryGB: 1})
+			if err != nil {
+				regErr.Store(err)
+				return
+			}
+			tokens[i] = r.Token
+		})
+	}
+	wg.Wait()
+	if err, ok := regErr.Load().(error); ok {
+		return nil, fmt.Errorf("register runners: %w", err)
+	}
+	fmt.Printf("  registered in %.1fs\n", time.Since(start).Seconds())
+
+	var out []map[string]any
+	// Baseline: the API alone.
+	idle := apiLoad(ctx, f, hc, nClients, dur/2)
+	idleRows := report(store, "idle", idle, nil)
+	out = append(out, idleRows...)
+
+	// Now the runners connect: a heartbeat each (spread over 2 s), then
+	// long-polls and heartbeats until the end.
+	hb, poll := &lat{}, &lat{}
+	rctx, rcancel := context.WithCancel(ctx)
+	var rwg sync.WaitGroup
+	for i, tok := range tokens {
+		c := client.New(f.URL, tok)
+		c.HTTPClient = hc
+		rwg.Go(func() { simulate(rctx, c, i, nRunners, hb, poll) })
+	}
+	// Let every runner come online before measuring.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		list, err := f.API.ListRunners(ctx, false)
+		if err == nil {
+			on := 0
+			for _, r := range list {
+				if r.Status == silo.RunnerOnline {
+					on++
+				}
+			}
+			if on == nRunners {
+				break
+			}
+			if time.Now().After(deadline) {
+				rcancel()
+				rwg.Wait()
+				return nil, fmt.Errorf("only %d of %d simulated runners came online", on, nRunners)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Printf("  %d runners online; measuring the API for %s\n", nRunners, dur)
+	hb.reset()
+	poll.reset()
+	loaded := apiLoad(ctx, f, hc, nClients, dur)
+	loadedRows := report(store, "loaded", loaded, idle)
+	out = append(out, loadedRows...)
+	out = append(out, report(store, "loaded", map[string]*lat{"runner heartbeat": hb}, nil)...)
+	out = append(out, report(store, "loaded", map[string]*lat{"runner long-poll (20 s wait)": poll}, nil)...)
+	rcancel()
+	rwg.Wait()
+	return out, nil
+}
+
+func (l *lat) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.d, l.errors, l.first = nil, 0, ""
+}
+
+// simulate is one runner: heartbeats at the interval the server asks for,
+// and one long-poll open at a time.
+func simulate(ctx context.Context, c *client.Client, i, n int, hb, poll *lat) {
+	// Spread the first heartbeats over 2 s, as runners starting at
+	// different times would.
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(time.Duration(i) * 2 * time.Second / time.Duration(n)):
+	}
+	interval := silo.DefaultHeartbeatInterval
+	beat := func() {
+		t0 := time.Now()
+		r, err := c.Heartbeat(ctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: silo.Version, Hostname: "sim", VCPU: 1, MemoryMB: 1024})
+		if ctx.Err() != nil {
+			return
+		}
+		hb.add(t0, err)
+		if err == nil {
+			if d, err := time.ParseDuration(r.HeartbeatInterval); err == nil && d > 0 {
+				interval = d
+			}
+		}
+	}
+	beat()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(interval):
+				beat()
+			}
+		}
+	}()
+	for ctx.Err() == nil {
+		t0 := time.Now()
+		t, err := c.PollTask(ctx, 20*time.Second)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && t != nil {
+			err = errors.New("unexpected task")
+		}
+		poll.add(t0, err)
+		if err != nil {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+}
+
+// apiLoad runs n users for d, each looping over the same requests.
+func apiLoad(ctx context.Context, f *fed.Federation, hc *http.Client, n int, d time.Duration) map[string]*lat {
+	kinds := []string{"GET /runners", "GET /datasets", "GET /sessions", "GET /workspace", "GET /audit", "POST+DELETE /tokens"}
+	out := map[string]*lat{}
+	for _, k := range kinds {
+		out[k] = &lat{}
+	}
+	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for u := range n {
+		// Every user is the admin: the limits under test are the
+		// server's, not per-user ones.
+		api := client.New(f.URL, f.Token)
+		api.HTTPClient = hc
+		wg.Go(func() {
+			for k := u; time.Now().Before(end); k++ {
+				kind := kinds[k%len(kinds)]
+				t0 := time.Now()
+				var err error
+				switch kind {
+				case "GET /runners":
+					_, err = api.ListRunners(ctx, false)
+				case "GET /datasets":
+					_, err = api.ListDatasets(ctx)
+				case "GET /sessions":
+					_, err = api.ListSessions(ctx)
+				case "GET /workspace":
+					_, err = api.Workspace(ctx)
+				case "GET /audit":
+					_, err = api.ListAudit(ctx, client.AuditQuery{})
+				case "POST+DELETE /tokens":
+					var tok *silo.Token
+					tok, err = api.CreateToken(ctx, silo.TokenRequest{Name: "bench-" + strconv.Itoa(k)})
+					if err == nil {
+						err = api.RevokeToken(ctx, tok.ID)
+					}
+				}
+				out[kind].add(t0, err)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func report(store, phase string, m map[string]*lat, idle map[string]*lat) []map[string]any {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var rows []map[string]any
+	for _, k := range keys {
+		n, p50, p99 := m[k].quantiles()
+		r := map[string]any{"store": store, "phase": phase, "traffic": k, "requests": n, "errors": m[k].errors, "p50_ms": p50, "p99_ms": p99}
+		if m[k].first != "" {
+			r["first_error"] = m[k].first
+		}
+		if idle != nil && idle[k] != nil {
+			_, i50, i99 := idle[k].quantiles()
+			if i50 > 0 {
+				r["p50_vs_idle"] = p50 / i50
+				r["p99_vs_idle"] = p99 / i99
+			}
+		}
+		fmt.Printf("  %-7s %-32s %6d requests, %3d errors, p50 %7.2f ms, p99 %8.2f ms\n", phase, k, n, m[k].errors, p50, p99)
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func f2(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+func ratio(v any) string {
+	f, ok := v.(float64)
+	if !ok || f == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(f, 'f', 2, 64) + "×"
+}

@@ -1,0 +1,447 @@
+// Command ffnet compares a federated feed-forward network in Silo with a
+// torch MLP of the same shape trained centrally for the same number of
+// epochs, on Fashion-MNIST (issue 6b).
+//
+//	apt-get install -y --no-install-recommends dataset-fashion-mnist python3-torch
+//	go run ./bench/ffnet                   # 784-128-10, 5 rounds, 4 runners
+//	go run ./bench/ffnet -rounds 10 -hidden 256,128
+//
+// The 60,000 training images (Debian's dataset-fashion-mnist, IDX files)
+// are split evenly, in order, across 4 runners as CSV files (784 pixel
+// columns and the label). A real server and 4 real runner agents in this
+// process train `ffnet` (ReLU, Adam, batch 64) with FedAvg, one local epoch
+// per round: -rounds rounds see the data as often as -rounds centralised
+// epochs. Each runner holds out a small validation fraction for the
+// session's own metrics; the training rows that remain (runner.IsTestRow
+// decides, as on the runner) are pooled into one CSV for the baseline, a
+// torch MLP of the same shape, optimiser, batch size and epochs, fed the
+// same standardisation (per-pixel mean and std of those rows). Both models
+// are scored on the official 10,000 test images by the same accuracy code.
+// Results go to bench/results/ffnet.json.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/silofl/silo/bench/internal/fed"
+	"github.com/silofl/silo/bench/internal/harness"
+	"github.com/silofl/silo/internal/ml"
+	"github.com/silofl/silo/internal/runner"
+	"github.com/silofl/silo/model"
+)
+
+const dataDir = "/usr/share/datasets/fashion-mnist"
+
+type params struct {
+	Runners  int     `json:"runners"`
+	Rounds   int     `json:"rounds"`
+	Hidden   []int   `json:"hidden_layers"`
+	LR       float64 `json:"learning_rate"`
+	Batch    int     `json:"batch_size"`
+	Seed     int64   `json:"seed"`
+	Fraction float64 `json:"validation_fraction"`
+	Train    int     `json:"train_images"`
+}
+
+func main() {
+	var p params
+	hidden := flag.String("hidden", "128", "hidden layer widths, comma-separated")
+	flag.IntVar(&p.Runners, "runners", 4, "runners")
+	flag.IntVar(&p.Rounds, "rounds", 5, "federated rounds = centralised epochs")
+	flag.Float64Var(&p.LR, "lr", 1e-3, "Adam learning rate")
+	flag.IntVar(&p.Batch, "batch", 64, "batch size")
+	flag.Int64Var(&p.Seed, "seed", 23, "session seed")
+	flag.Float64Var(&p.Fraction, "fraction", 0.05, "validation fraction each runner holds out for the session's own metrics")
+	flag.IntVar(&p.Train, "train", 60000, "training images to use (of 60000)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (server and runners) to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		pf, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/ffnet:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(pf)
+		defer pprof.StopCPUProfile()
+	}
+	for _, s := range strings.Split(*hidden, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench/ffnet: bad -hidden %q\n", *hidden)
+			os.Exit(2)
+		}
+		p.Hidden = append(p.Hidden, n)
+	}
+	if err := run(p); err != nil {
+		pprof.StopCPUProfile()
+		fmt.Fprintln(os.Stderr, "bench/ffnet:", err)
+		os.Exit(1)
+	}
+}
+
+func run(p params) error {
+	res := harness.NewResults("ffnet")
+	res.Params["config"] = p
+	fmt.Printf("Silo federated ffnet vs torch MLP on Fashion-MNIST, %s\n", res.Machine)
+	trainX, trainY, err := readIDX("train", p.Train)
+	if err != nil {
+		return fmt.Errorf("%w (install Debian's dataset-fashion-mnist)", err)
+	}
+	testX, testY, err := readIDX("t10k", 0)
+	if err != nil {
+		return err
+	}
+	n := len(trainY)
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "silo-bench-ffnet-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	f, err := fed.Start(ctx)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	names := make([]string, p.Runners)
+	for k := range names {
+		names[k] = fmt.Sprintf("org-%d", k+1)
+	}
+	if err := f.AddRunners(names, 1, 4096); err != nil {
+		return err
+	}
+	var pooled []int
+	var datasets []string
+	per := n / p.Runners
+	for k, name := range names {
+		lo, hi := k*per, (k+1)*per
+		if k == p.Runners-1 {
+			hi = n
+		}
+		path := filepath.Join(f.Root(name), "images.csv")
+		if err := writeCSV(path, trainX, trainY, lo, hi); err != nil {
+			return err
+		}
+		for i := lo; i < hi; i++ {
+			if !runner.IsTestRow(p.Seed, int64(i-lo), p.Fraction) {
+				pooled = append(pooled, i)
+			}
+		}
+		ds := fmt.Sprintf("fashion_%d", k+1)
+		datasets = append(datasets, ds)
+		if _, err := f.AddDataset(ds, name, path); err != nil {
+			return err
+		}
+	}
+	trainPath := filepath.Join(dir, "train.csv")
+	if err := writeRows(trainPath, trainX, trainY, pooled); err != nil {
+		return err
+	}
+	testPath := filepath.Join(dir, "test.csv")
+	if err := writeCSV(testPath, testX, testY, 0, len(testY)); err != nil {
+		return err
+	}
+	fmt.Printf("%d runners online, %d datasets connected; %d training rows pooled for the baseline, %d test images\n", p.Runners, len(datasets), len(pooled), len(testY))
+
+	cfg := map[string]any{
+		"name": "bench-ffnet", "type": "hfl", "datasets": datasets, "min_clients": p.Runners, "rounds": p.Rounds, "round_timeout": "60m",
+		"task":      map[string]any{"type": "classification", "target": "label"},
+		"model":     map[string]any{"package": "ffnet", "hidden_layers": p.Hidden, "activation": "relu"},
+		"optimizer": map[string]any{"name": "adam", "learning_rate": p.LR, "batch_size": p.Batch, "local_epochs": 1},
+		"strategy":  map[string]any{"name": "fedavg"}, "validation": map[string]any{"fraction": p.Fraction}, "seed": p.Seed,
+	}
+	fmt.Printf("training: %d rounds of federated ffnet 784-%s-10 (FedAvg, Adam lr %g, batch %d, 1 local epoch)...\n", p.Rounds, joinInts(p.Hidden), p.LR, p.Batch)
+	sr, err := f.RunSession(cfg, 50*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	doc, err := f.API.LoadModel(ctx, sr.Session.ID, false)
+	if err != nil {
+		return err
+	}
+	siloAcc, err := accuracy(doc, testX, testY)
+	if err != nil {
+		return err
+	}
+	first := sr.RoundAt[0]
+	later := time.Duration(0)
+	if p.Rounds > 1 {
+		later = (sr.RoundAt[len(sr.RoundAt)-1] - first) / time.Duration(p.Rounds-1)
+	}
+	fmt.Printf("Silo: %.1fs for %d rounds (round 1 with stats and data loading %.1fs, later rounds %.1fs each); test accuracy %.4f\n",
+		sr.Total.Seconds(), p.Rounds, first.Seconds(), later.Seconds(), siloAcc)
+	rows := []map[string]any{{"model": "silo_federated_ffnet", "seconds": sr.Total.Seconds(), "first_round_seconds": first.Seconds(),
+		"later_round_seconds": later.Seconds(), "test_accuracy": siloAcc}}
+	res.Summary["silo_test_accuracy"] = siloAcc
+	res.Summary["silo_seconds"] = sr.Total.Seconds()
+
+	if ok, why := harness.PythonHas("torch", "pandas", "numpy"); !ok {
+		res.Note("torch baseline skipped: %s", why)
+	} else {
+		tr, err := torchMLP(dir, trainPath, testPath, p)
+		if err != nil {
+			return err
+		}
+		tAcc := 0.0
+		for i, c := range tr.pred {
+			if c == int(testY[i]) {
+				tAcc++
+			}
+		}
+		tAcc /= float64(len(testY))
+		fmt.Printf("torch: %.1fs (read %.1fs, %d epochs %.1fs, %d threads); test accuracy %.4f\n", tr.Read+tr.Train, tr.Read, p.Rounds, tr.Train, tr.Threads, tAcc)
+		rows = append(rows, map[string]any{"model": "torch_mlp_pooled", "seconds": tr.Read + tr.Train, "read_seconds": tr.Read, "train_seconds": tr.Train,
+			"threads": tr.Threads, "test_accuracy": tAcc, "peak_rss_bytes": tr.RSS})
+		res.Summary["torch_test_accuracy"] = tAcc
+		res.Summary["accuracy_difference"] = siloAcc - tAcc
+		res.Summary["wall_time_ratio"] = sr.Total.Seconds() / (tr.Read + tr.Train)
+		res.Summary["wall_time_ratio_vs_train_only"] = sr.Total.Seconds() / tr.Train
+		fmt.Println()
+		t := harness.NewTable("model", "test accuracy", "Δ vs torch", "wall s", "wall vs torch")
+		t.Row(fmt.Sprintf("Silo federated ffnet (%d runners, %d rounds)", p.Runners, p.Rounds), f4(siloAcc), signed(siloAcc-tAcc), f1(sr.Total.Seconds()), f2(sr.Total.Seconds()/(tr.Read+tr.Train))+"×")
+		t.Row(fmt.Sprintf("torch MLP (pooled, %d epochs)", p.Rounds), f4(tAcc), "0", f1(tr.Read+tr.Train), "1.00×")
+		t.Flush()
+	}
+	res.Params["pooled_train_rows"] = len(pooled)
+	res.Params["gomaxprocs"] = runtime.GOMAXPROCS(0)
+	res.Note("Silo's time is the session's wall time, creation to completion: %d runners and the server share %d cores; round 1 includes the statistics pass and reading and encoding each runner's CSV", p.Runners, runtime.NumCPU())
+	res.Note("torch's time is pandas.read_csv of the pooled training CSV plus the training loop, timed inside Python (interpreter start and import excluded)")
+	res.Rows = rows
+	path, err := res.Write()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("results: %s\n", path)
+	return nil
+}
+
+// readIDX reads Fashion-MNIST images (as 784 bytes each) and labels; limit
+// 0 means all.
+func readIDX(set string, limit int) ([][]byte, []byte, error) {
+	img, err := gunzip(filepath.Join(dataDir, set+"-images-idx3-ubyte.gz"))
+	if err != nil {
+		return nil, nil, err
+	}
+	lab, err := gunzip(filepath.Join(dataDir, set+"-labels-idx1-ubyte.gz"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(img) < 16 || binary.BigEndian.Uint32(img) != 0x803 || len(lab) < 8 || binary.BigEndian.Uint32(lab) != 0x801 {
+		return nil, nil, fmt.Errorf("%s: not IDX image/label files", set)
+	}
+	n := int(binary.BigEndian.Uint32(img[4:]))
+	rows, cols := int(binary.BigEndian.Uint32(img[8:])), int(binary.BigEndian.Uint32(img[12:]))
+	if rows*cols != 784 || int(binary.BigEndian.Uint32(lab[4:])) != n || len(img) != 16+n*784 || len(lab) != 8+n {
+		return nil, nil, fmt.Errorf("%s: unexpected IDX shape", set)
+	}
+	if limit > 0 && limit < n {
+		n = limit
+	}
+	x := make([][]byte, n)
+	for i := range x {
+		x[i] = img[16+i*784 : 16+(i+1)*784]
+	}
+	return x, lab[8 : 8+n], nil
+}
+
+func gunzip(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
+}
+
+func header(w *bufio.Writer) {
+	for j := range 784 {
+		fmt.Fprintf(w, "px%03d,", j)
+	}
+	w.WriteString("label\n")
+}
+
+func writeCSV(path string, x [][]byte, y []byte, lo, hi int) error {
+	idx := make([]int, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		idx = append(idx, i)
+	}
+	return writeRows(path, x, y, idx)
+}
+
+func writeRows(path string, x [][]byte, y []byte, rows []int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	header(w)
+	var line []byte
+	for _, i := range rows {
+		line = line[:0]
+		for _, v := range x[i] {
+			line = strconv.AppendInt(line, int64(v), 10)
+			line = append(line, ',')
+		}
+		line = strconv.AppendInt(line, int64(y[i]), 10)
+		line = append(line, '\n')
+		w.Write(line)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// accuracy scores the downloaded model on the test images through its own
+// preprocessing.
+func accuracy(doc *model.Document, x [][]byte, y []byte) (float64, error) {
+	prep := &doc.Preprocessing
+	w := prep.Width()
+	buf := make([]float64, len(y)*w)
+	for i := range y {
+		prep.EncodeRow(func(col string) model.Cell {
+			j, err := strconv.Atoi(strings.TrimPrefix(col, "px"))
+			if err != nil || j < 0 || j >= 784 {
+				return model.Cell{Null: true}
+			}
+			return model.Cell{Num: float64(x[i][j])}
+		}, buf[i*w:(i+1)*w])
+	}
+	out, err := doc.Model().Predict(mat.NewDense(len(y), w, buf))
+	if err != nil {
+		return 0, err
+	}
+	// Classes are labels "0".."9" in the model's order.
+	yy := make([]float64, len(y))
+	for i, v := range y {
+		k := slices.Index(doc.Spec.Classes, strconv.Itoa(int(v)))
+		if k < 0 {
+			return 0, fmt.Errorf("label %d is not among the model's classes %v", v, doc.Spec.Classes)
+		}
+		yy[i] = float64(k)
+	}
+	m, err := ml.Evaluate(ml.Classification, len(doc.Spec.Classes), yy, out)
+	if err != nil {
+		return 0, err
+	}
+	return m["accuracy"], nil
+}
+
+type torchResult struct {
+	Read, Train float64
+	Threads     int
+	RSS         int64
+	pred        []int
+}
+
+const torchScript = `
+import sys, time, json
+import numpy as np, pandas as pd, torch
+train, test, hidden, epochs, lr, batch, out = sys.argv[1], sys.argv[2], [int(h) for h in sys.argv[3].split(",")], int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+torch.manual_seed(23)
+t0 = time.perf_counter()
+df = pd.read_csv(train)
+y = torch.tensor(df["label"].to_numpy(), dtype=torch.long)
+X = df.drop(columns=["label"]).to_numpy(dtype=np.float32)
+mu, sd = X.mean(axis=0), X.std(axis=0)
+sd[sd == 0] = 1
+X = torch.from_numpy((X - mu) / sd)
+t1 = time.perf_counter()
+layers, w = [], X.shape[1]
+for h in hidden:
+    layers += [torch.nn.Linear(w, h), torch.nn.ReLU()]
+    w = h
+layers.append(torch.nn.Linear(w, 10))
+net = torch.nn.Sequential(*layers)
+opt = torch.optim.Adam(net.parameters(), lr=lr)
+lossf = torch.nn.CrossEntropyLoss()
+n = X.shape[0]
+for epoch in range(epochs):
+    perm = torch.randperm(n)
+    for i in range(0, n, batch):
+        idx = perm[i:i + batch]
+        opt.zero_grad()
+        loss = lossf(net(X[idx]), y[idx])
+        loss.backward()
+        opt.step()
+t2 = time.perf_counter()
+te = pd.read_csv(test)
+Xt = torch.from_numpy((te.drop(columns=["label"]).to_numpy(dtype=np.float32) - mu) / sd)
+with torch.no_grad():
+    pred = net(Xt).argmax(dim=1).numpy()
+np.savetxt(out, pred, fmt="%d")
+print(json.dumps({"read": t1 - t0, "train": t2 - t1, "threads": torch.get_num_threads(), "rss": ` + harness.PythonVmHWM + `}))
+`
+
+func torchMLP(dir, trainPath, testPath string, p params) (*torchResult, error) {
+	predPath := filepath.Join(dir, "torch-pred.txt")
+	cmd := exec.Command(harness.DebianPython, "-c", torchScript, trainPath, testPath, joinInts(p.Hidden), strconv.Itoa(p.Rounds),
+		fmt.Sprint(p.LR), strconv.Itoa(p.Batch), predPath)
+	r, err := harness.RunChild(cmd)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Read, Train float64
+		Threads     int
+		RSS         int64
+	}
+	if err := harness.LastJSONLine(r.Stdout, &out); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(predPath)
+	if err != nil {
+		return nil, err
+	}
+	tr := &torchResult{Read: out.Read, Train: out.Train, Threads: out.Threads, RSS: max(out.RSS, r.PeakRSS)}
+	for _, line := range bytes.Fields(b) {
+		v, err := strconv.Atoi(string(line))
+		if err != nil {
+			return nil, err
+		}
+		tr.pred = append(tr.pred, v)
+	}
+	return tr, nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func f1(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+func f2(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+func f4(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
+func signed(v float64) string {
+	if v >= 0 {
+		return "+" + f4(v)
+	}
+	return f4(v)
+}
