@@ -175,6 +175,9 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The runner already has the payload and the output: echo only the
+	// task's state, not its (possibly large) model parameters.
+	t.Payload, t.Output = nil, nil
 	writeJSON(w, http.StatusOK, t)
 }
 
