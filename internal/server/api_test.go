@@ -116,7 +116,7 @@ func TestBadRequests(t *testing.T) {
 	e.wantError("POST", "/api/v1/invites", e.admin, ``, 400, "invalid", "empty")
 	e.wantError("POST", "/api/v1/invites", e.admin, `{"email": "a@example.org", "roles": ["admin"]} {}`, 400, "invalid", "after the JSON object")
 	big := `{"email": "` + strings.Repeat("a", 2<<20) + `@example.org", "roles": ["admin"]}`
-	e.wantError("POST", "/api/v1/invites", e.admin, big, 413, "invalid", "larger than")
+	e.wantError("POST", "/api/v1/invites", e.admin, big, 413, "invalid", "larger than 1 MiB")
 	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "not-an-email", "roles": []string{"admin"}}, 400, "invalid", "not a valid email address")
 	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "a@example.org", "roles": []string{"superuser"}}, 400, "invalid", `unknown role "superuser"`)
 	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "a@example.org", "roles": []string{}}, 400, "invalid", "at least one role")

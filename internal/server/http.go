@@ -25,7 +25,7 @@ var statusOf = map[string]int{
 
 // ErrorStatus returns the HTTP status for err.
 func ErrorStatus(err error) int {
-	if errors.Is(err, errBodyTooLarge) {
+	if errors.Is(err, errTooLarge) {
 		return http.StatusRequestEntityTooLarge
 	}
 	if st, ok := statusOf[silo.ErrorCode(err)]; ok {
@@ -83,7 +83,7 @@ func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		if isMaxBytes(err) {
-			return errBodyTooLarge
+			return bodyTooLarge(err)
 		}
 		return silo.Errorf(silo.EINVALID, "request body has data after the JSON object")
 	}
@@ -96,7 +96,7 @@ func jsonError(err error) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case isMaxBytes(err):
-		return errBodyTooLarge
+		return bodyTooLarge(err)
 	case errors.Is(err, io.EOF):
 		return silo.Errorf(silo.EINVALID, "request body is empty: send a JSON object")
 	case errors.As(err, &syn):

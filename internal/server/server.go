@@ -179,7 +179,23 @@ func (s *Server) secureCookies(r *http.Request) bool {
 	return r.TLS != nil || strings.HasPrefix(s.PublicURL, "https://")
 }
 
-var errBodyTooLarge = &silo.Error{Code: silo.EINVALID, Message: fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes)}
+// errTooLarge marks the errors that answer 413 Request Entity Too Large.
+var errTooLarge = errors.New("")
+
+// bodyTooLarge reports a request body over its route's limit, naming the
+// limit that applied.
+func bodyTooLarge(err error) error {
+	limit := int64(MaxBodyBytes)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		limit = mbe.Limit
+	}
+	size := fmt.Sprintf("%d bytes", limit)
+	if limit%(1<<20) == 0 {
+		size = fmt.Sprintf("%d MiB", limit>>20)
+	}
+	return fmt.Errorf("%w%w", &silo.Error{Code: silo.EINVALID, Message: "request body is larger than " + size}, errTooLarge)
+}
 
 // isMaxBytes reports whether err came from http.MaxBytesReader.
 func isMaxBytes(err error) bool {

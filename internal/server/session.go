@@ -102,7 +102,7 @@ func (s *Server) handleSessionMetrics(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if isMaxBytes(err) {
-		writeError(w, r, s.Logger, errBodyTooLarge)
+		writeError(w, r, s.Logger, bodyTooLarge(err))
 		return
 	} else if err != nil {
 		writeError(w, r, s.Logger, err)
