@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -112,7 +113,7 @@ func (s *Server) driveSession(ctx context.Context, id string, wake <-chan struct
 			return
 		}
 		again, err := s.step(ctx, ss)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, errSessionEnded) {
 			return
 		}
 		if err != nil {
@@ -129,6 +130,21 @@ func (s *Server) driveSession(ctx context.Context, id string, wake <-chan struct
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// errSessionEnded stops an orchestrator step whose session ended meanwhile
+// (cancelled by a user): the step's result is dropped, not written over it.
+var errSessionEnded = errors.New("the session ended")
+
+// advance writes an orchestrator step, unless the session ended since the
+// step read it.
+func (s *Server) advance(ctx context.Context, id string, round *sqlstore.SessionRound, change func(*sqlstore.StoredSession) error) (*sqlstore.StoredSession, error) {
+	return s.db.UpdateSession(ctx, id, round, func(x *sqlstore.StoredSession) error {
+		if x.Status.Done() {
+			return errSessionEnded
+		}
+		return change(x)
+	})
 }
 
 // failSession ends a session with a reason a person can act on.
@@ -187,12 +203,12 @@ func (s *Server) stepPending(ctx context.Context, ss *sqlstore.StoredSession) (b
 	if online < ss.Config.MinClients {
 		reason := fmt.Sprintf("waiting for %d more runner(s) to come online: %s", ss.Config.MinClients-online, strings.Join(waiting, ", "))
 		if reason != ss.StatusReason {
-			_, err := s.db.UpdateSession(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error { x.StatusReason = reason; return nil })
+			_, err := s.advance(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error { x.StatusReason = reason; return nil })
 			return false, err
 		}
 		return false, nil
 	}
-	_, err := s.db.UpdateSession(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
+	_, err := s.advance(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
 		x.Status, x.StatusReason = silo.SessionRunning, "computing federated statistics"
 		x.Phase, x.PhaseRound, x.PhaseStartedAt = silo.TaskStats, 0, s.now()
 		return nil
@@ -424,7 +440,7 @@ func (s *Server) finishStats(ctx context.Context, ss *sqlstore.StoredSession, do
 			}
 		}
 	}
-	_, err = s.db.UpdateSession(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
+	_, err = s.advance(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
 		x.Preprocessing, x.Params, x.Clients = prepJSON, m.MarshalBinaryParams(), clients
 		x.Phase, x.PhaseRound, x.PhaseStartedAt = silo.TaskFit, 1, s.now()
 		x.StatusReason = fmt.Sprintf("round 1 of %d: training", x.Config.Rounds)
@@ -556,7 +572,7 @@ func (s *Server) finishFit(ctx context.Context, ss *sqlstore.StoredSession, done
 			}
 		}
 	}
-	_, err = s.db.UpdateSession(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
+	_, err = s.advance(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
 		x.Params, x.StrategyState, x.Clients = ml.MarshalParams(next), strategy.State(), clients
 		x.Phase, x.PhaseStartedAt = silo.TaskEvaluate, s.now()
 		x.StatusReason = fmt.Sprintf("round %d of %d: evaluating", x.PhaseRound, x.Config.Rounds)
@@ -683,7 +699,7 @@ func (s *Server) finishEvaluate(ctx context.Context, ss *sqlstore.StoredSession,
 	if v, ok := fed[ss.Config.SaveBestModel.Metric]; ok && !best {
 		best = (ss.Config.SaveBestModel.Mode == "min" && v < ss.BestValue) || (ss.Config.SaveBestModel.Mode == "max" && v > ss.BestValue)
 	}
-	_, err := s.db.UpdateSession(ctx, ss.ID, &sqlstore.SessionRound{Round: round, Federated: fed, Clients: clientMetrics}, func(x *sqlstore.StoredSession) error {
+	_, err := s.advance(ctx, ss.ID, &sqlstore.SessionRound{Round: round, Federated: fed, Clients: clientMetrics}, func(x *sqlstore.StoredSession) error {
 		x.Round, x.Latest = round, fed
 		if best {
 			x.BestRound, x.BestValue, x.BestParams = round, fed[x.Config.SaveBestModel.Metric], x.Params
