@@ -14,12 +14,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
@@ -114,7 +117,11 @@ func New(cfg Config) (*Agent, error) {
 // caFile.
 func httpClient(caFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = http.ProxyFromEnvironment
+	// The proxy settings are read when the agent starts (not once per
+	// process, as http.ProxyFromEnvironment does), so an agent started
+	// again picks up changed settings.
+	proxy := httpproxy.FromEnvironment().ProxyFunc()
+	tr.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {

@@ -59,9 +59,7 @@ func TestHTTPSThroughProxyWithCustomCA(t *testing.T) {
 	}))
 	defer proxy.Close()
 	// Go never proxies loopback addresses, so the agent is pointed at the
-	// server by a name only the proxy resolves. (ProxyFromEnvironment reads
-	// the environment once per process: this must be the package's first
-	// HTTP client.)
+	// server by a name only the proxy resolves.
 	t.Setenv("HTTPS_PROXY", proxy.URL)
 	t.Setenv("NO_PROXY", "")
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))

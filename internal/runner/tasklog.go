@@ -62,7 +62,7 @@ func (l *TaskLog) Flush(ctx context.Context) {
 		l.timer = nil
 	}
 	l.mu.Unlock()
-	if len(lines) == 0 {
+	if len(lines) == 0 || l.api == nil { // no server: the agent's own log has them
 		return
 	}
 	if err := l.api.SendTaskLogs(ctx, l.taskID, lines); err != nil {
