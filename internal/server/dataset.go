@@ -259,8 +259,16 @@ func (s *Server) patchDataset(ctx context.Context, name string, p datasetPatch) 
 }
 
 func (s *Server) handleDeregisterDataset(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	name := r.PathValue("name")
+	if err := s.deregisterDataset(r.Context(), r.PathValue("name")); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deregisterDataset retires a dataset for its owner or an admin; the API
+// and the UI share it.
+func (s *Server) deregisterDataset(ctx context.Context, name string) error {
 	d, err := s.db.FindDataset(ctx, name)
 	if err == nil {
 		err = canManageDataset(ctx, d)
@@ -269,16 +277,22 @@ func (s *Server) handleDeregisterDataset(w http.ResponseWriter, r *http.Request)
 		err = s.db.DeregisterDataset(ctx, name)
 	}
 	s.auditResult(ctx, "dataset.deregister", name, err)
+	return err
+}
+
+func (s *Server) handleConnectDataset(w http.ResponseWriter, r *http.Request) {
+	out, err := s.reconnectDataset(r.Context(), r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) handleConnectDataset(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	d, err := s.db.FindDataset(ctx, r.PathValue("name"))
+// reconnectDataset has the runner read a dataset again, for its owner or an
+// admin; the API and the UI share it.
+func (s *Server) reconnectDataset(ctx context.Context, name string) (*silo.Dataset, error) {
+	d, err := s.db.FindDataset(ctx, name)
 	if err == nil {
 		err = canManageDataset(ctx, d)
 	}
@@ -286,12 +300,8 @@ func (s *Server) handleConnectDataset(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		out, err = s.connectDataset(ctx, d.Name)
 	}
-	s.auditResult(ctx, "dataset.connect", r.PathValue("name"), err)
-	if err != nil {
-		writeError(w, r, s.Logger, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.auditResult(ctx, "dataset.connect", name, err)
+	return out, err
 }
 
 func (s *Server) handleAddAttachment(w http.ResponseWriter, r *http.Request) {

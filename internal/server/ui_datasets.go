@@ -591,31 +591,14 @@ func (s *Server) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDatasetConnect(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	name := r.PathValue("name")
-	d, err := s.db.FindDataset(ctx, name)
-	if err == nil {
-		err = canManageDataset(ctx, d)
-	}
-	if err == nil {
-		_, err = s.connectDataset(ctx, name)
-	}
-	s.auditResult(ctx, "dataset.connect", name, err)
+	_, err := s.reconnectDataset(r.Context(), name)
 	s.redirectResult(w, r, datasetPath(name), "Connecting "+name+" again: the runner is reading the data…", err)
 }
 
 func (s *Server) handleDatasetDeregister(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	name := r.PathValue("name")
-	d, err := s.db.FindDataset(ctx, name)
-	if err == nil {
-		err = canManageDataset(ctx, d)
-	}
-	if err == nil {
-		err = s.db.DeregisterDataset(ctx, name)
-	}
-	s.auditResult(ctx, "dataset.deregister", name, err)
-	if err != nil {
+	if err := s.deregisterDataset(r.Context(), name); err != nil {
 		s.redirectResult(w, r, datasetPath(name), "", err)
 		return
 	}
