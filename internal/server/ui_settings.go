@@ -110,11 +110,7 @@ func (s *Server) handleUserEnable(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleUserRemove(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	u, err := s.userByPath(ctx, r)
-	if err == nil {
-		_, err = s.db.DeleteUser(ctx, u.ID)
-		s.auditResult(ctx, "user.remove", u.Email, err)
-	}
+	u, err := s.removeUser(ctx, r)
 	if err == nil && u.ID == silo.ActorFromContext(ctx).User.ID {
 		// Their sign-in went with the account.
 		s.redirectFlash(w, r, "/login", "info", "Your account "+u.Email+" was removed.")

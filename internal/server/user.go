@@ -162,17 +162,22 @@ func (s *Server) updateUser(ctx context.Context, r *http.Request, p userPatch) (
 }
 
 func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	if _, err := s.removeUser(r.Context(), r); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// removeUser deletes the user in the path (never the last active admin)
+// and returns them; the API and the UI share it.
+func (s *Server) removeUser(ctx context.Context, r *http.Request) (*silo.User, error) {
 	u, err := s.userByPath(ctx, r)
 	if err == nil {
 		_, err = s.db.DeleteUser(ctx, u.ID)
 		s.auditResult(ctx, "user.remove", u.Email, err)
 	}
-	if err != nil {
-		writeError(w, r, s.Logger, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return u, err
 }
 
 // nonNil makes an empty listing encode as [] rather than null.
