@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -34,12 +35,32 @@ func (c *fakeClock) Add(d time.Duration) {
 }
 
 type env struct {
-	t     *testing.T
-	db    *sqlstore.DB
-	srv   *server.Server
-	ts    *httptest.Server
-	clock *fakeClock
-	admin string // the admin's access token
+	t      *testing.T
+	db     *sqlstore.DB
+	dbPath string // the SQLite file
+	srv    *server.Server
+	ts     *httptest.Server
+	clock  *fakeClock
+	admin  string     // the admin's access token
+	logs   *logBuffer // everything the server logged, at debug level
+}
+
+// logBuffer keeps what a server logs, for tests that search it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // newEnv starts a server on a fresh SQLite store with a bootstrapped admin.
@@ -47,7 +68,8 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	clock := &fakeClock{t: time.Now().UTC()}
-	db := sqlstore.New(filepath.Join(t.TempDir(), "silo.db"))
+	dbPath := filepath.Join(t.TempDir(), "silo.db")
+	db := sqlstore.New(dbPath)
 	db.Clock = clock.Now
 	if err := db.Open(ctx); err != nil {
 		t.Fatal(err)
@@ -55,12 +77,14 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() { db.Close() })
 	srv := server.New(db)
 	srv.Clock = clock.Now
+	logs := &logBuffer{}
+	srv.Logger = slog.New(slog.NewMultiHandler(slog.Default().Handler(), slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if _, created, err := srv.BootstrapAdmin(ctx, adminEmail, adminPassword); err != nil || !created {
 		t.Fatalf("bootstrap admin: created=%v err=%v", created, err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	e := &env{t: t, db: db, srv: srv, ts: ts, clock: clock}
+	e := &env{t: t, db: db, dbPath: dbPath, srv: srv, ts: ts, clock: clock, logs: logs}
 	e.admin = e.login(adminEmail, adminPassword)
 	return e
 }

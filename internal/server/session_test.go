@@ -44,6 +44,13 @@ func (w *wire) wrap(next http.Handler) http.Handler {
 	})
 }
 
+// String returns everything recorded so far.
+func (w *wire) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sent.String()
+}
+
 // federation is a server with three hospitals' runners (agents in-process),
 // each holding its part of the breast-cancer data.
 type federation struct {
