@@ -654,6 +654,7 @@ func halves(p netip.Prefix) (netip.Prefix, netip.Prefix) {
 	a := p.Addr().As4()
 	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
 	n += 1 << (31 - p.Bits())
+	// #nosec G115 -- the four bytes of an IPv4 address, truncation intended
 	hi := netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 	return netip.PrefixFrom(p.Addr(), p.Bits()+1), netip.PrefixFrom(hi, p.Bits()+1)
 }

@@ -40,6 +40,7 @@ func loadConfig() (*config, error) {
 	if err != nil {
 		return nil, err
 	}
+	// #nosec G304 -- the CLI config file in the user's config directory
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &config{}, nil
@@ -75,7 +76,7 @@ func (cfg *config) save() (string, error) {
 	}
 	defer os.Remove(f.Name()) // fails harmlessly once renamed
 	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
+		_ = f.Close()
 		return "", fmt.Errorf("save login: %w", err)
 	}
 	if err := f.Close(); err != nil {

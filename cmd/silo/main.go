@@ -107,7 +107,7 @@ func printUsage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(tw, "  %s\t%s\n", c.Name, c.Summary)
 	}
-	tw.Flush()
+	_ = tw.Flush()
 	fmt.Fprint(w, connectionHelp)
 	fmt.Fprint(w, "\nRun 'silo help COMMAND' or 'silo COMMAND -h' for a command's usage.\n")
 }

@@ -107,6 +107,7 @@ func launchChild(ctx context.Context, l server.LocalLaunch) (func(), error) {
 	if err := os.MkdirAll(l.StorageRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("create storage root %s: %w", l.StorageRoot, err)
 	}
+	// #nosec G204 -- runs this same binary with arguments it built
 	cmd := exec.Command(self, "runner", "--server", l.ServerURL, "--storage-root", l.StorageRoot,
 		"--vcpu", strconv.Itoa(l.VCPU), "--memory", strconv.Itoa(l.MemoryMB)+"MiB")
 	cmd.Env = append(os.Environ(), "SILO_RUNNER_TOKEN="+l.Token)
@@ -116,13 +117,13 @@ func launchChild(ctx context.Context, l server.LocalLaunch) (func(), error) {
 		return nil, err
 	}
 	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(done) }()
 	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-done
 		}
 	}

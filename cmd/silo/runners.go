@@ -88,6 +88,7 @@ func specFlags(fs *flag.FlagSet) func() (map[string]any, error) {
 	return func() (map[string]any, error) {
 		fields := map[string]any{}
 		if *file != "" {
+			// #nosec G304 G703 -- the --file the user gave
 			b, err := os.ReadFile(*file)
 			if err != nil {
 				return nil, silo.Errorf(silo.EINVALID, "-f: %v", err)
@@ -154,7 +155,7 @@ func runnersRegister(ctx context.Context, c *cmd, args []string) error {
 	}
 	var spec silo.RunnerSpec
 	b, _ := json.Marshal(given)
-	json.Unmarshal(b, &spec)
+	_ = json.Unmarshal(b, &spec)
 	if spec.Name == "" || spec.Provider == "" {
 		return usagef("--name and --provider (local, aws or azure) are required")
 	}
@@ -238,7 +239,7 @@ func (c *cmd) printRunner(r *silo.Runner) error {
 	}
 	var fields map[string]any
 	b, _ := json.Marshal(r.RunnerSpec)
-	json.Unmarshal(b, &fields)
+	_ = json.Unmarshal(b, &fields)
 	t := reflect.TypeOf(silo.RunnerSpec{})
 	for i := 0; i < t.NumField(); i++ {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
@@ -342,6 +343,7 @@ func runnersBundle(ctx context.Context, c *cmd, args []string) error {
 	if err := cl.DownloadRunnerBundle(ctx, pos[0], &buf); err != nil {
 		return err
 	}
+	// #nosec G703 -- the --out path the user gave
 	if err := os.WriteFile(*out, buf.Bytes(), 0o600); err != nil {
 		return err
 	}
@@ -386,7 +388,7 @@ func runnersCheck(ctx context.Context, c *cmd, args []string) error {
 		return fmt.Errorf("diagnostics on %s %s: %s", pos[0], t.Status, t.Error)
 	}
 	var out bytes.Buffer
-	json.Indent(&out, t.Output, "", "  ")
+	_ = json.Indent(&out, t.Output, "", "  ")
 	fmt.Fprintf(c.Stdout, "Runner %s is healthy:\n%s\n", pos[0], out.String())
 	return nil
 }

@@ -85,7 +85,7 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 	}
 	key, err := serverKey(cfg)
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, err
 	}
 	srv := server.New(db)
@@ -96,14 +96,14 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 	srv.Cloud = cloudStorage(cfg)
 	if cfg.SMTPURL != "" {
 		if srv.Mailer, err = server.ParseSMTPURL(cfg.SMTPURL, cfg.SMTPFrom); err != nil {
-			db.Close()
+			_ = db.Close()
 			return nil, fmt.Errorf("--smtp: %w", err)
 		}
 	}
 	if cfg.AdminEmail != "" || cfg.AdminPassword != "" {
 		u, created, err := srv.BootstrapAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword)
 		if err != nil {
-			db.Close()
+			_ = db.Close()
 			return nil, fmt.Errorf("create the first admin: %s", silo.ErrorMessage(err))
 		}
 		if created {
@@ -112,7 +112,7 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	rs := &runningServer{DB: db, Server: srv, done: make(chan error, 1),
@@ -228,7 +228,7 @@ func cmdServer(ctx context.Context, args []string, s streams) int {
 		return 0
 	case err := <-rs.done:
 		fmt.Fprintf(s.Stderr, "silo server: %v\n", err)
-		rs.DB.Close()
+		_ = rs.DB.Close()
 		return 1
 	}
 }

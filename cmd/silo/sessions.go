@@ -46,6 +46,7 @@ func sessionsCreate(ctx context.Context, c *cmd, args []string) error {
 	if *file == "" {
 		return usagef("-f session.json is required")
 	}
+	// #nosec G304 G703 -- the --file the user gave
 	cfg, err := os.ReadFile(*file)
 	if err != nil {
 		return err
@@ -314,12 +315,13 @@ func modelsDownload(ctx context.Context, c *cmd, args []string) error {
 	}
 	defer os.Remove(f.Name())
 	if err := cl.DownloadModel(ctx, pos[0], *best, f); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
+	// #nosec G703 -- the --out path the user gave
 	if err := os.Rename(f.Name(), *out); err != nil {
 		return err
 	}

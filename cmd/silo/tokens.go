@@ -9,6 +9,7 @@ import (
 	"github.com/silofl/silo"
 )
 
+// #nosec G101 -- usage text
 const tokensUsage = `
 Usage: silo tokens SUBCOMMAND
 

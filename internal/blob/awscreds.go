@@ -36,6 +36,7 @@ func defaultAWSCredentials() aws.CredentialsProvider {
 
 type envOrInstanceProfile struct{ client *http.Client }
 
+// #nosec G101 -- help text, not a credential
 const noCredsHelp = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the runner, give it static credentials in its configuration, or run it on EC2 with an instance profile (as Silo's AWS bundle does)"
 
 func (p envOrInstanceProfile) Retrieve(ctx context.Context) (aws.Credentials, error) {
@@ -67,6 +68,7 @@ func (p envOrInstanceProfile) instanceProfile(ctx context.Context) (aws.Credenti
 	if err != nil {
 		return aws.Credentials{}, err
 	}
+	// #nosec G101 -- a metadata path, not a credential
 	const credsPath = "/latest/meta-data/iam/security-credentials/"
 	roles, err := p.imds(ctx, http.MethodGet, base+credsPath, token)
 	if err != nil {
@@ -102,6 +104,7 @@ func (p envOrInstanceProfile) instanceProfile(ctx context.Context) (aws.Credenti
 
 // imds makes one metadata request: PUT for a session token, GET with one.
 func (p envOrInstanceProfile) imds(ctx context.Context, method, url, token string) (string, error) {
+	// #nosec G704 -- only the EC2 instance-metadata address
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return "", err
@@ -111,6 +114,7 @@ func (p envOrInstanceProfile) imds(ctx context.Context, method, url, token strin
 	} else {
 		req.Header.Set("X-aws-ec2-metadata-token", token)
 	}
+	// #nosec G704 -- as above
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return "", err

@@ -112,7 +112,7 @@ func (w *walker) walk(ctx context.Context, rel, key string) error {
 		return w.s.fail("listing", key, err)
 	}
 	entries, err := d.ReadDir(-1)
-	d.Close()
+	_ = d.Close()
 	if err != nil {
 		return w.s.fail("listing", key, err)
 	}
@@ -177,7 +177,7 @@ func (s *FileStore) open(abs, rel string) (*os.File, error) {
 		return nil, s.fail("opening", abs, err)
 	}
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
+		_ = f.Close()
 		return nil, silo.Errorf(silo.EINVALID, "%s is a folder or special file, not a data file", s.uri(abs))
 	}
 	return f, nil
@@ -274,7 +274,7 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader) error {
 		err = root.Rename(tmp, filepath.Join(relDir, name))
 	}
 	if err != nil {
-		root.Remove(tmp)
+		_ = root.Remove(tmp)
 		if ctx.Err() != nil {
 			return fmt.Errorf("writing %s: %w", s.uri(abs), ctx.Err())
 		}
@@ -282,8 +282,8 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader) error {
 	}
 	// Make the rename itself durable.
 	if d, err := root.Open(relDir); err == nil {
-		d.Sync()
-		d.Close()
+		_ = d.Sync()
+		_ = d.Close()
 	}
 	return nil
 }

@@ -189,7 +189,7 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader) error {
 	abort := func(err error) error {
 		// The upload's parts cost storage until aborted, even if ctx is done.
 		actx := context.WithoutCancel(ctx)
-		s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: aws.String(s.bucket), Key: aws.String(key), UploadId: up.UploadId})
+		_, _ = s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: aws.String(s.bucket), Key: aws.String(key), UploadId: up.UploadId})
 		return err
 	}
 	var parts []s3types.CompletedPart

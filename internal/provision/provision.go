@@ -31,7 +31,8 @@ const DefaultImage = "ghcr.io/silofl/silo:latest"
 // Names of the environment variables the agent (silo runner) reads. The
 // bundles set them and the READMEs document them.
 const (
-	EnvServer      = "SILO_SERVER"
+	EnvServer = "SILO_SERVER"
+	// #nosec G101 -- the name of an environment variable
 	EnvRunnerToken = "SILO_RUNNER_TOKEN"
 	EnvStorageRoot = "SILO_STORAGE_ROOT"
 	EnvHTTPSProxy  = "HTTPS_PROXY"

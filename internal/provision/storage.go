@@ -124,7 +124,7 @@ func (s *S3Storage) Ensure(ctx context.Context) error {
 		return s.fail(ctx, "reading the probe object "+ProbeKey, role("s3:GetObject"), err)
 	}
 	got, err := io.ReadAll(obj.Body)
-	obj.Body.Close()
+	_ = obj.Body.Close()
 	if err != nil {
 		return s.fail(ctx, "reading the probe object "+ProbeKey, role("s3:GetObject"), err)
 	}
@@ -301,7 +301,7 @@ func (s *AzureStorage) Ensure(ctx context.Context) error {
 		return s.fail(ctx, "reading the probe blob "+ProbeKey, err)
 	}
 	got, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if err != nil {
 		return s.fail(ctx, "reading the probe blob "+ProbeKey, err)
 	}

@@ -56,6 +56,7 @@ func checkPassword(hash, pw string) bool {
 	if err1 != nil || err2 != nil {
 		return false
 	}
+	// #nosec G115 -- a stored hash is 32 bytes
 	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
@@ -264,6 +265,7 @@ func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, u *silo.User
 	if err := s.db.CreateLogin(r.Context(), l); err != nil {
 		return err
 	}
+	// #nosec G124 -- Secure whenever served over TLS or behind an https public URL (TestSecureCookies)
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: secret, Path: "/", HttpOnly: true, Secure: s.secureCookies(r),
 		SameSite: http.SameSiteLaxMode, Expires: l.ExpiresAt})
 	return nil
@@ -276,6 +278,7 @@ func (s *Server) endLogin(w http.ResponseWriter, r *http.Request) {
 			s.Logger.Warn("sign out", "err", err)
 		}
 	}
+	// #nosec G124 -- as above: Secure whenever TLS is in front
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", HttpOnly: true, Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode, MaxAge: -1})
 }
 

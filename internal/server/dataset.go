@@ -377,5 +377,5 @@ func (s *Server) handleGetAttachment(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": a.Name}))
 	w.Header().Set("Content-Length", fmt.Sprint(len(data)))
 	w.Header().Set("Last-Modified", a.UploadedAt.Format(time.RFC1123))
-	w.Write(data)
+	_, _ = w.Write(data)
 }

@@ -97,5 +97,5 @@ func (m *metrics) handle(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "silo_http_request_duration_seconds_count{route=%q} %d\n", rt, m.counts[rt])
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	w.Write([]byte(b.String()))
+	_, _ = w.Write([]byte(b.String()))
 }

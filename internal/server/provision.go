@@ -144,5 +144,5 @@ func (s *Server) handleRunnerBundle(w http.ResponseWriter, r *http.Request) {
 	s.audit(ctx, "runner.bundle_download", name, silo.OutcomeSuccess, "")
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`-deployment.zip"`)
-	w.Write(buf.Bytes())
+	_, _ = w.Write(buf.Bytes())
 }

@@ -254,6 +254,7 @@ func (s *Server) setFlash(w http.ResponseWriter, r *http.Request, kind, msg stri
 		msg = msg[:1500]
 	}
 	v := base64.RawURLEncoding.EncodeToString([]byte(kind + "\n" + msg))
+	// #nosec G124 -- Secure whenever TLS is in front (TestSecureCookies)
 	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: v, Path: "/", MaxAge: 60, HttpOnly: true,
 		Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode})
 }
@@ -264,6 +265,7 @@ func (s *Server) takeFlash(w http.ResponseWriter, r *http.Request) *flash {
 	if err != nil {
 		return nil
 	}
+	// #nosec G124 -- as above
 	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode})
 	b, err := base64.RawURLEncoding.DecodeString(c.Value)
@@ -522,7 +524,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	_, _ = w.Write(buf.Bytes())
 }
 
 type errorData struct {
@@ -578,4 +580,14 @@ func (s *Server) renderNotFound(w http.ResponseWriter, r *http.Request) {
 	v.Data = errorData{Status: http.StatusNotFound, Heading: "Page not found",
 		Message: fmt.Sprintf("There is no page at %s. It may have moved, or the link may be mistyped.", r.URL.Path)}
 	s.render(w, r, http.StatusNotFound, "error", v)
+}
+
+// parseForm reads a posted form; a body that is not one gets an error page
+// that says so, rather than a form that looks empty.
+func (s *Server) parseForm(w http.ResponseWriter, r *http.Request) bool {
+	if err := r.ParseForm(); err != nil {
+		s.renderError(w, r, silo.Errorf(silo.EINVALID, "the form could not be read (%v): send it again from the page", err))
+		return false
+	}
+	return true
 }

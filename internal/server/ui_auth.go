@@ -25,6 +25,7 @@ func safeNext(next string) string {
 func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.URL.Query().Get("next"))
 	if silo.ActorFromContext(r.Context()) != nil {
+		// #nosec G710 -- safeNext allows only local paths
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
@@ -49,7 +50,9 @@ func (s *Server) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/setup", http.StatusSeeOther)
 		return
 	}
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	email := r.PostForm.Get("email")
 	u, err := s.checkCredentials(ctx, r, email, r.PostForm.Get("password"))
 	if err != nil {
@@ -64,6 +67,7 @@ func (s *Server) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, err)
 		return
 	}
+	// #nosec G710 -- safeNext allows only local paths
 	http.Redirect(w, r, safeNext(r.PostForm.Get("next")), http.StatusSeeOther)
 }
 
@@ -102,7 +106,9 @@ func (s *Server) handleSetupSubmit(w http.ResponseWriter, r *http.Request) {
 		s.redirectFlash(w, r, "/login", "info", "Setup is already done: sign in with an existing account.")
 		return
 	}
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	f := newForm(url.Values{"email": {r.PostForm.Get("email")}})
 	email, err := silo.NormalizeEmail(r.PostForm.Get("email"))
 	if err != nil {
@@ -215,7 +221,9 @@ func (s *Server) handleInviteSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderInvite(w, r, d, nil)
 		return
 	}
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	name, pw := r.PostForm.Get("name"), r.PostForm.Get("password")
 	f := newForm(url.Values{"name": {name}})
 	if err := silo.ValidatePassword(pw); err != nil {

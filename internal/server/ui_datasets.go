@@ -306,7 +306,9 @@ func wizardReview(f *form, rn *silo.Runner) []runnerSetting {
 
 func (s *Server) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	r.ParseForm() // parsed already by the guard (route maxBody); a no-op then
+	if !s.parseForm(w, r) {
+		return
+	}
 	f := newForm(url.Values{})
 	for _, k := range wizardCarried {
 		if v, ok := r.PostForm[k]; ok {
@@ -439,7 +441,7 @@ func (s *Server) wizardConnect(w http.ResponseWriter, r *http.Request, f *form) 
 		file, err := fh.Open()
 		if err == nil {
 			_, err = s.addAttachment(ctx, d.Name, fh.Filename, fh.Header.Get("Content-Type"), file)
-			file.Close()
+			_ = file.Close()
 		}
 		if err != nil {
 			s.logInternal(r, err)
@@ -562,7 +564,9 @@ func privacySettings(p silo.PrivacyControls) []runnerSetting {
 func (s *Server) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := r.PathValue("name")
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	f := newForm(url.Values{})
 	for _, k := range append([]string{"description"}, privacyFields...) {
 		if v, ok := r.PostForm[k]; ok {

@@ -422,7 +422,9 @@ func (s *Server) handleRunnerCreate(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, silo.Errorf(silo.ENOTFOUND, "there is no provider %q: choose local, aws or azure", r.PathValue("provider")))
 		return
 	}
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	main, advanced := runnerFieldsFor(p, "", "", false)
 	fields := allFields(main, advanced)
 	f := newForm(url.Values{})
@@ -488,7 +490,9 @@ func (s *Server) handleRunnerUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	old := s.runnerView(stored)
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	main, advanced := runnerFieldsFor(old.Provider, "", old.Name, true)
 	fields := allFields(main, advanced)
 	f := newForm(url.Values{})

@@ -51,7 +51,9 @@ func (s *Server) handleUsersPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleInviteCreate(w http.ResponseWriter, r *http.Request) {
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	req := inviteRequest{Email: r.PostForm.Get("email"), Roles: r.PostForm["roles"], ExpiresIn: r.PostForm.Get("expires_in")}
 	inv, err := s.createInvite(r.Context(), r, req)
 	if err != nil {
@@ -75,7 +77,9 @@ func (s *Server) handleInviteRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleUserRoles(w http.ResponseWriter, r *http.Request) {
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	roles := r.PostForm["roles"]
 	if roles == nil {
 		roles = []string{} // none ticked: let validation say a role is needed
@@ -195,7 +199,9 @@ func (s *Server) handleTokensPage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	req := silo.TokenRequest{Name: r.PostForm.Get("name"), ExpiresIn: r.PostForm.Get("expires_in")}
 	for _, sc := range r.PostForm["scopes"] {
 		req.Scopes = append(req.Scopes, silo.Permission(sc))
@@ -241,7 +247,9 @@ var workspaceFields = []string{"name", "billing_contact", "billing_email", "bill
 
 func (s *Server) handleBillingSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	r.ParseForm()
+	if !s.parseForm(w, r) {
+		return
+	}
 	vals := url.Values{}
 	for _, k := range workspaceFields {
 		vals.Set(k, r.PostForm.Get(k))

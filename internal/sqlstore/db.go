@@ -96,11 +96,11 @@ func (db *DB) Open(ctx context.Context) error {
 		db.rdb.SetMaxOpenConns(8)
 	}
 	if err := db.wdb.PingContext(ctx); err != nil {
-		db.Close()
+		_ = db.Close()
 		return fmt.Errorf("connect to %s database: %w", db.dialect, err)
 	}
 	if err := db.migrate(ctx); err != nil {
-		db.Close()
+		_ = db.Close()
 		return err
 	}
 	return nil

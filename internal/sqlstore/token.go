@@ -11,6 +11,7 @@ import (
 	"github.com/silofl/silo"
 )
 
+// #nosec G101 -- column names, not a credential
 const tokenColumns = `t.id, t.user_id, u.email, t.name, t.scopes, t.hash, t.created_at, t.expires_at, t.last_used_at, t.revoked_at`
 
 func scanToken(s scanner) (*silo.Token, error) {
