@@ -9,7 +9,8 @@
 #   docker build -t silo .
 #   docker build --build-arg VERSION=1.2.3 -t silo:1.2.3 .
 
-FROM golang:1.26 AS build
+# The toolchain .ci/scan checks the standard library of (govulncheck).
+FROM golang:1.27.3 AS build
 WORKDIR /src
 # Pure Go (SQLite is modernc.org/sqlite), so the binary is static and runs on
 # distroless/static.

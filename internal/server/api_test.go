@@ -117,6 +117,19 @@ func TestBadRequests(t *testing.T) {
 	e.wantError("POST", "/api/v1/invites", e.admin, `{"email": "a@example.org", "roles": ["admin"]} {}`, 400, "invalid", "after the JSON object")
 	big := `{"email": "` + strings.Repeat("a", 2<<20) + `@example.org", "roles": ["admin"]}`
 	e.wantError("POST", "/api/v1/invites", e.admin, big, 413, "invalid", "larger than 1 MiB")
+	// Streamed without a length (chunked), the body is cut off at the limit.
+	req, _ := http.NewRequest("POST", e.ts.URL+"/api/v1/invites", io.MultiReader(strings.NewReader(big)))
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if req.ContentLength != 0 || resp.StatusCode != 413 || !strings.Contains(string(body), "larger than 1 MiB") {
+		t.Fatalf("a chunked 2 MiB body: length %d, %d %s", req.ContentLength, resp.StatusCode, body)
+	}
 	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "not-an-email", "roles": []string{"admin"}}, 400, "invalid", "not a valid email address")
 	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "a@example.org", "roles": []string{"superuser"}}, 400, "invalid", `unknown role "superuser"`)
 	e.wantError("POST", "/api/v1/invites", e.admin, map[string]any{"email": "a@example.org", "roles": []string{}}, 400, "invalid", "at least one role")

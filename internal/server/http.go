@@ -73,6 +73,9 @@ func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64)
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return silo.Errorf(silo.EINVALID, "request body must be JSON (Content-Type: application/json), not %s", ct)
 	}
+	if r.ContentLength > limit { // refused before reading a byte of it
+		return bodyTooLarge(&http.MaxBytesError{Limit: limit})
+	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
