@@ -11,6 +11,7 @@ import (
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
+	"golang.org/x/term"
 )
 
 const loginUsage = `
@@ -22,8 +23,9 @@ other commands.
   --token T      use an existing access token (checked with the server)
   --email E      sign in with email and password; this creates an access
                  token named after this machine (see 'silo tokens list')
-  --password P   the password; without it, it is read from standard input
-                 (one line), which keeps it out of the shell history
+  --password P   the password; without it, it is asked for (not echoed) on a
+                 terminal, or read as one line from standard input when piped,
+                 which keeps it out of the shell history
 `
 
 func cmdLogin(ctx context.Context, args []string, s streams) int {
@@ -91,20 +93,26 @@ func login(ctx context.Context, c *cmd, args []string) error {
 	return nil
 }
 
-// readPassword reads one line from standard input, prompting if it is a
-// terminal. The password is echoed on a terminal; pipe it in, or use the web
-// UI, where that matters.
+// readPassword reads the password: on a terminal, prompted and not echoed;
+// otherwise (piped in) the first line of standard input.
 func readPassword(c *cmd) (string, error) {
-	if f, ok := c.Stdin.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprint(c.Stderr, "Password: ")
+	if f, ok := c.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(c.Stderr, "Password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(c.Stderr)
+		if err != nil {
+			return "", fmt.Errorf("read password from the terminal: %w", err)
 		}
+		return passwordOrUsage(string(b))
 	}
 	line, err := bufio.NewReader(c.Stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read password from standard input: %w", err)
 	}
-	pw := strings.TrimRight(line, "\r\n")
+	return passwordOrUsage(strings.TrimRight(line, "\r\n"))
+}
+
+func passwordOrUsage(pw string) (string, error) {
 	if pw == "" {
 		return "", usagef("no password: pass --password or type it on standard input")
 	}
