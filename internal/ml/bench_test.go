@@ -15,6 +15,7 @@ func benchEpoch(b *testing.B, s Spec, opt TrainOptions) {
 	start := m.Params()
 	opt.Rand = newRand(1)
 	b.ReportAllocs()
+	self0, _ := cpuTime()
 	for b.Loop() {
 		if err := m.SetParams(start); err != nil {
 			b.Fatal(err)
@@ -22,6 +23,9 @@ func benchEpoch(b *testing.B, s Spec, opt TrainOptions) {
 		if _, err := m.Train(context.Background(), d, opt); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if self1, _ := cpuTime(); self1 > self0 {
+		b.ReportMetric(float64((self1-self0).Microseconds())/1e3/float64(b.N), "cpu-ms/op")
 	}
 	rows := float64(benchRows*opt.Optimizer.LocalEpochs) * float64(b.N)
 	b.ReportMetric(rows/b.Elapsed().Seconds(), "rows/s")

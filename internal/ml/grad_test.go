@@ -182,3 +182,59 @@ func TestGhostClippingMatchesPerExampleClipping(t *testing.T) {
 		})
 	}
 }
+
+// TestGradLossMatchesParts: the fused gradient-and-loss pass gives exactly
+// what grad and loss give apart, saturated and non-finite predictors too.
+func TestGradLossMatchesParts(t *testing.T) {
+	eta := []float64{0, math.Copysign(0, -1), 1e-300, -1e-300, 0.5, -0.5, 3, -3, 36, -36, 700, -700, 800, -800, math.Inf(1), math.Inf(-1), math.NaN()}
+	for _, h := range []head{{kind: headLogistic, classes: 2}, {kind: headIdentity}, {kind: headLog, power: 1.5}} {
+		for _, yv := range []float64{0, 1} {
+			y := make([]float64, len(eta))
+			for i := range y {
+				y[i] = yv
+			}
+			m := general(eta, len(eta), 1)
+			g1, g2 := make([]float64, len(eta)), make([]float64, len(eta))
+			l1 := h.loss(m, y)
+			h.grad(m, y, g1, 0.25)
+			l2 := h.gradLoss(m, y, g2, 0.25)
+			same := func(a, b float64) bool {
+				return math.Float64bits(a) == math.Float64bits(b) || math.IsNaN(a) && math.IsNaN(b)
+			}
+			if !same(l1, l2) {
+				t.Errorf("head %d, y=%g: loss %v apart, %v fused", h.kind, yv, l1, l2)
+			}
+			for i := range g1 {
+				if !same(g1[i], g2[i]) {
+					t.Errorf("head %d, y=%g, η=%g: gradient %v apart, %v fused", h.kind, yv, eta[i], g1[i], g2[i])
+				}
+			}
+			// Finite predictors only: the sum's bits, not just NaN-ness.
+			l1, l2 = h.loss(general(eta[:14], 14, 1), y[:14]), h.gradLoss(general(eta[:14], 14, 1), y[:14], g2, 0.25)
+			if math.Float64bits(l1) != math.Float64bits(l2) {
+				t.Errorf("head %d, y=%g: finite loss %v apart, %v fused", h.kind, yv, l1, l2)
+			}
+		}
+	}
+}
+
+func TestAllFinite(t *testing.T) {
+	for n := 0; n < 11; n++ {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = float64(i) * 1e300
+		}
+		if !allFinite(v) || firstNonFinite(v) != -1 {
+			t.Fatalf("n=%d: finite values reported non-finite", n)
+		}
+		for i := range v {
+			for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+				w := slices.Clone(v)
+				w[i] = bad
+				if allFinite(w) || firstNonFinite(w) != i {
+					t.Fatalf("n=%d: %g at %d: allFinite %v, firstNonFinite %d", n, bad, i, allFinite(w), firstNonFinite(w))
+				}
+			}
+		}
+	}
+}

@@ -214,6 +214,9 @@ func (m *Model) checkFeatures(x *mat.Dense) (int, error) {
 		return 0, fmt.Errorf("ml: data has %d features, the model expects %d", c, m.spec.NumFeatures)
 	}
 	raw := x.RawMatrix()
+	if raw.Stride == c && allFinite(raw.Data[:r*c]) {
+		return r, nil
+	}
 	for i := 0; i < r; i++ {
 		if j := firstNonFinite(raw.Data[i*raw.Stride : i*raw.Stride+c]); j >= 0 {
 			return 0, fmt.Errorf("ml: feature %d of row %d is %g; impute or drop missing values before training or prediction", j, i, raw.Data[i*raw.Stride+j])
@@ -241,10 +244,31 @@ func (m *Model) checkData(d Dataset) (int, error) {
 
 // firstNonFinite returns the index of the first NaN or ±Inf in v, or -1.
 func firstNonFinite(v []float64) int {
+	if allFinite(v) {
+		return -1
+	}
 	for i, x := range v {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return i
 		}
 	}
 	return -1
+}
+
+// allFinite reports whether v holds no NaN or ±Inf. x−x is 0 for a finite x
+// and NaN otherwise, so four running sums check without a branch per value:
+// the compares of a per-value IsNaN/IsInf took a fifth of a one-epoch Train
+// in checking its data.
+func allFinite(v []float64) bool {
+	var s0, s1, s2, s3 float64
+	for ; len(v) >= 4; v = v[4:] {
+		s0 += v[0] - v[0]
+		s1 += v[1] - v[1]
+		s2 += v[2] - v[2]
+		s3 += v[3] - v[3]
+	}
+	for _, x := range v {
+		s0 += x - x
+	}
+	return s0+s1+s2+s3 == 0
 }

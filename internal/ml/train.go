@@ -331,11 +331,13 @@ func (t *trainer) dpGradient(rows []int) {
 // scale·∂loss/∂(pre-activation) for every layer in the workspace.
 func (t *trainer) backward(x rawMatrix, y []float64, scale float64) {
 	eta := t.m.forward(t.ws, x, t.dropoutRand())
+	g := t.ws.g[len(t.m.layers)-1]
 	if t.trackLoss {
-		t.lossSum += t.m.head.loss(eta, y)
+		t.lossSum += t.m.head.gradLoss(eta, y, g, scale)
 		t.lossRows += len(y)
+	} else {
+		t.m.head.grad(eta, y, g, scale)
 	}
-	t.m.head.grad(eta, y, t.ws.g[len(t.m.layers)-1], scale)
 	t.m.backprop(t.ws, x.Rows)
 }
 
@@ -401,11 +403,7 @@ func (t *trainer) step() bool {
 			}
 		}
 	}
-	sum := 0.0
-	for _, v := range p {
-		sum += v
-	}
-	return !math.IsNaN(sum) && !math.IsInf(sum, 0)
+	return allFinite(p)
 }
 
 func defaultTo(v, def float64) float64 {

@@ -93,10 +93,16 @@ func runPredict(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (j
 	columns = uniq(columns)
 	width := prep.Width()
 	var rows int64
+	var cols []column
+	rc := newRowCells(columns)
+	get := rc.get
 	err = tabular.ReadBatches(ctx, inputs, schemaOf(p.Schema), columns, 4096, func(b *tabular.Batch) error {
+		cols = columnsOf(b, columns, cols)
+		rc.cols = cols
 		x := make([]float64, b.Len*width)
 		for i := 0; i < b.Len; i++ {
-			prep.EncodeRow(func(col string) model.Cell { return cell(b, col, i) }, x[i*width:(i+1)*width])
+			rc.at(i)
+			prep.EncodeRow(get, x[i*width:(i+1)*width])
 		}
 		pred, err := doc.Model().Predict(mat.NewDense(b.Len, width, x))
 		if err != nil {
@@ -106,7 +112,7 @@ func runPredict(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (j
 		for i := 0; i < b.Len; i++ {
 			idv := make([]string, len(ids))
 			for j, id := range ids {
-				if c := cell(b, id, i); !c.Null {
+				if c := cols[j].cell(i); !c.Null {
 					idv[j] = c.String(types[id])
 				}
 			}

@@ -168,12 +168,47 @@ func BenchmarkScanParquet(b *testing.B) {
 	benchmarkScan(b, path)
 }
 
+// BenchmarkScanNumericCSV is the shape a runner trains on: 30 float
+// features and a 0/1 target, no quotes, about 1 % nulls.
+func BenchmarkScanNumericCSV(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "numeric.csv")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for j := range 30 {
+		fmt.Fprintf(w, "x%d,", j)
+	}
+	w.WriteString("y\n")
+	rng := rand.New(rand.NewPCG(3, 4))
+	var line []byte
+	for written := 0; written < 50<<20; written += len(line) {
+		line = line[:0]
+		for range 30 {
+			if rng.IntN(100) != 0 {
+				line = strconv.AppendFloat(line, rng.NormFloat64(), 'g', 7, 64)
+			}
+			line = append(line, ',')
+		}
+		line = append(line, byte('0'+rng.IntN(2)), '\n')
+		w.Write(line)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	benchmarkScanWith(b, path, ScanOptions{MinRecordsPerAggregate: 10})
+}
+
 // benchmarkScan measures Scan and ReadBatches on one file, and cat on the
 // same file as the floor: reading the bytes and nothing else.
-func benchmarkScan(b *testing.B, path string) {
+func benchmarkScan(b *testing.B, path string) { benchmarkScanWith(b, path, benchOpts) }
+
+func benchmarkScanWith(b *testing.B, path string, opts ScanOptions) {
 	in := []Input{openFileInput(b, path)}
 	size := in[0].Size()
-	p, err := Scan(context.Background(), in, benchOpts)
+	p, err := Scan(context.Background(), in, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -192,7 +227,7 @@ func benchmarkScan(b *testing.B, path string) {
 		b.SetBytes(size)
 		defer reportCPU(b, size, false)()
 		for b.Loop() {
-			if _, err := Scan(context.Background(), in, benchOpts); err != nil {
+			if _, err := Scan(context.Background(), in, opts); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -6,7 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -446,5 +449,84 @@ func TestDetectFormatPAR1Header(t *testing.T) {
 	}
 	if f, err := DetectFormat("x.data", []byte("PAR1\x15\x00\x15\x90")); f != Parquet || err != nil {
 		t.Errorf("Parquet without its extension: %q, %v", f, err)
+	}
+}
+
+// TestFastRecordMatchesEncodingCSV: the fast path gives the records, lines
+// and errors that encoding/csv alone gives, on seeded files mixing plain
+// lines with quoted and multi-line fields, CRLF, blank lines, lines across
+// buffer refills, and a malformed row at the end.
+func TestFastRecordMatchesEncodingCSV(t *testing.T) {
+	type result struct {
+		recs  [][]string
+		lines []int64
+		err   string
+	}
+	readAll := func(data []byte, fast bool) result {
+		f, err := openCSV(context.Background(), &memInput{"f.csv", data}, DefaultMaxFieldBytes)
+		if err != nil {
+			return result{err: err.Error()}
+		}
+		defer f.Close()
+		if !f.fast {
+			t.Fatal("the fast path is off: encoding/csv no longer reads from the shared buffer")
+		}
+		f.fast = fast
+		var r result
+		for {
+			rec, line, err := f.read()
+			if err != nil {
+				if err != io.EOF {
+					r.err = err.Error()
+				}
+				return r
+			}
+			r.recs = append(r.recs, slices.Clone(rec))
+			r.lines = append(r.lines, line)
+		}
+	}
+	for seed := range uint64(40) {
+		rng := rand.New(rand.NewPCG(seed, 9))
+		var b bytes.Buffer
+		if seed%3 == 0 {
+			b.WriteString("\"a\nx\",b,c\n") // a header over two lines
+		} else {
+			b.WriteString("a,b,c\r\n")
+		}
+		rows := 200 + rng.IntN(3000)
+		for i := range rows {
+			eol := "\n"
+			if rng.IntN(4) == 0 {
+				eol = "\r\n"
+			}
+			switch k := rng.IntN(20); {
+			case k == 0:
+				b.WriteString(eol) // blank
+			case k == 1:
+				fmt.Fprintf(&b, "%d,\"q,%d\nmore \"\"x\"\"\",%d%s", i, i, i, eol)
+			case k == 2:
+				fmt.Fprintf(&b, "%d,,\"\"%s", i, eol)
+			case k == 3:
+				fmt.Fprintf(&b, "%d,x\r,y%s", i, eol) // a lone CR is data
+			default:
+				fmt.Fprintf(&b, "%d,%s,%g%s", i, strings.Repeat("v", rng.IntN(60)), rng.NormFloat64(), eol)
+			}
+		}
+		switch seed % 4 {
+		case 1:
+			b.WriteString("1,2\n3,4,5\n") // ragged
+		case 2:
+			b.WriteString("1,b\"c,3\n") // bare quote
+		case 3:
+			b.WriteString("1,2,3") // no final line end
+		}
+		data := b.Bytes()
+		fast, slow := readAll(data, true), readAll(data, false)
+		if diff := cmp.Diff(slow, fast, cmp.AllowUnexported(result{})); diff != "" {
+			t.Fatalf("seed %d: fast path differs from encoding/csv (-csv +fast):\n%s", seed, diff)
+		}
+		if len(slow.recs) < rows/2 {
+			t.Fatalf("seed %d: only %d records (%s)", seed, len(slow.recs), slow.err)
+		}
 	}
 }
