@@ -342,6 +342,7 @@ func (s *adaptive) Restore(b []byte) error {
 		m, v = make([]float64, n), make([]float64, n)
 		for j := range m {
 			m[j] = math.Float64frombits(binary.LittleEndian.Uint64(rest[8*j:]))
+			// #nosec G115 -- n was checked against the bytes held above
 			v[j] = math.Float64frombits(binary.LittleEndian.Uint64(rest[8*(int(n)+j):]))
 		}
 	}

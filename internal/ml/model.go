@@ -73,6 +73,7 @@ func NewModel(s Spec, seed int64) (*Model, error) {
 	m.head = newHead(s)
 
 	if s.Package == PackageFFNet {
+		// #nosec G115 G404 -- reproducible initial weights from the session seed
 		rng := rand.New(rand.NewPCG(uint64(seed), 0x51105eed))
 		for i, ly := range m.layers {
 			w := m.params[ly.w:ly.b]

@@ -162,7 +162,7 @@ type csvPredictions struct {
 func newCSVPredictions(w io.Writer, header []string) *csvPredictions {
 	buf := bufio.NewWriterSize(w, 1<<16)
 	c := &csvPredictions{buf: buf, w: csv.NewWriter(buf)}
-	c.w.Write(header)
+	_ = c.w.Write(header) // a failed write sticks in buf: close reports it
 	return c
 }
 

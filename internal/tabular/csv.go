@@ -56,7 +56,7 @@ func openCSV(ctx context.Context, in Input, maxField int) (*csvFile, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			rc.Close()
+			_ = rc.Close()
 		}
 	}()
 
@@ -70,7 +70,7 @@ func openCSV(ctx context.Context, in Input, maxField int) (*csvFile, error) {
 		br = bufio.NewReaderSize(zr, 64<<10)
 	}
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
-		br.Discard(3)
+		_, _ = br.Discard(3)
 	}
 	if _, err := br.Peek(1); err == io.EOF {
 		return nil, errorf(name, 0, "", "%s is empty", name)
@@ -167,7 +167,7 @@ func (f *csvFile) fastRecord() []string {
 		s = s[i+1:]
 	}
 	f.rec = append(rec, s)
-	f.br.Discard(nl + 1)
+	_, _ = f.br.Discard(nl + 1)
 	f.fastLines++
 	f.lastLine++
 	return f.rec
@@ -516,7 +516,7 @@ func scanCSV(ctx context.Context, inputs []Input, opts ScanOptions) (*Profile, e
 			n, err = scanCSVRows(ctx, f, stats)
 			rows += n
 		}
-		f.Close()
+		_ = f.Close()
 		if err != nil {
 			return nil, err
 		}
@@ -729,7 +729,7 @@ func readCSV(ctx context.Context, inputs []Input, b *batcher) error {
 			return err
 		}
 		err = readCSVFile(ctx, f, b)
-		f.Close()
+		_ = f.Close()
 		if err != nil {
 			return err
 		}

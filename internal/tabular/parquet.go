@@ -339,9 +339,11 @@ func (col *pqColumn) convert(v *parquet.Value, out *pqValue, uuid *[36]byte) err
 		out.i = v.Int64()
 		out.num = float64(out.i)
 	case convUint32:
+		// #nosec G115 -- Parquet stores UINT_32 in INT32 bits
 		out.i = int64(uint32(v.Int32()))
 		out.num = float64(out.i)
 	case convUint64:
+		// #nosec G115 -- Parquet stores UINT_64 in INT64 bits; checked below
 		u := uint64(v.Int64())
 		if u > math.MaxInt64 {
 			return errors.New("an unsigned value is beyond the int64 range; exclude the column or store it as a string")
@@ -375,6 +377,7 @@ func (col *pqColumn) convert(v *parquet.Value, out *pqValue, uuid *[36]byte) err
 		out.num = float64(s) + float64(n-s*int64(col.scale))/col.scale
 	case convInt96:
 		t := v.Int96()
+		// #nosec G115 -- INT96 nanoseconds: the two words' bits
 		nanos := int64(uint64(t[1])<<32 | uint64(t[0]))
 		days := int64(t[2]) - 2440588 // Julian day of 1970-01-01
 		out.num = float64(days*86400) + float64(nanos)/1e9

@@ -195,5 +195,5 @@ func (r *chunkReader) release() {
 func (r *chunkReader) close() {
 	defer func() { recover() }() // a corrupt page may fail again on release
 	r.release()
-	r.pages.Close()
+	_ = r.pages.Close()
 }

@@ -86,6 +86,7 @@ func (w *thriftWalker) varint() (uint64, error) {
 
 // fits checks that n bytes, or n elements of at least a byte, remain.
 func (w *thriftWalker) fits(n uint64) error {
+	// #nosec G115 -- len - pos is never negative
 	if n > uint64(len(w.b)-w.pos) {
 		return errThriftShort
 	}
@@ -115,6 +116,7 @@ func (w *thriftWalker) walkStruct(depth int, id int16) error {
 			if err != nil {
 				return err
 			}
+			// #nosec G115 -- zigzag decoding of a field-id delta
 			last = int16(int64(v>>1) ^ -int64(v&1))
 		}
 		if typ == 5 && w.fields != nil && depth <= 1 { // i32
@@ -122,6 +124,7 @@ func (w *thriftWalker) walkStruct(depth int, id int16) error {
 			if err != nil {
 				return err
 			}
+			// #nosec G115 -- zigzag decoding and a field path: bit reinterpretation on purpose
 			w.fields[fieldPath(int32(id)<<16|int32(uint16(last)))] = int64(int32(uint32(v>>1) ^ -uint32(v&1)))
 			continue
 		}
@@ -167,6 +170,7 @@ func (w *thriftWalker) walkValue(typ byte, depth int, inContainer bool) error {
 		if err := w.fits(n); err != nil {
 			return err
 		}
+		// #nosec G115 -- fits(n) bounded n by the bytes left
 		w.pos += int(n)
 		return nil
 	case 9, 10: // list, set
@@ -194,6 +198,7 @@ func (w *thriftWalker) walkValue(typ byte, depth int, inContainer bool) error {
 			return err
 		}
 		if kv>>4 == 12 || kv&0x0f == 12 {
+			// #nosec G115 -- fits(n) bounded n by the bytes left
 			if w.structBudget -= int(n); w.structBudget < 0 {
 				return errors.New("structure holds too many elements")
 			}
@@ -219,6 +224,7 @@ func (w *thriftWalker) walkElems(n uint64, depth int, elem byte) error {
 		return err
 	}
 	if elem == 12 {
+		// #nosec G115 -- fits(n) bounded n by the bytes left
 		if w.structBudget -= int(n); w.structBudget < 0 {
 			return errors.New("structure holds too many elements")
 		}
