@@ -129,7 +129,9 @@ func (s *Server) handlePollTask(w http.ResponseWriter, r *http.Request) {
 		// the look and the wait is not missed.
 		woken := s.wake.channel(rn.ID)
 		t, err := s.db.ClaimTask(ctx, rn.ID)
-		if err != nil {
+		if err != nil && ctx.Err() != nil {
+			return // the agent hung up (stopping, or its network cut)
+		} else if err != nil {
 			writeError(w, r, s.Logger, err)
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
@@ -96,26 +97,50 @@ func (s *Server) resumeSessions(ctx context.Context) {
 	}
 }
 
+// Store failures the orchestrator rides out. A step that fails with an
+// internal error (a dropped database connection, a busy SQLite file) changed
+// nothing it cannot redo: every step starts again from the state in the
+// store. So the driver waits a little and tries again, renewing its lease
+// first, and a passing outage only delays the session. An error that lasts
+// storeOutage (by the server's clock) fails the session: it is not passing.
+const (
+	retryBase   = 100 * time.Millisecond
+	retryMax    = 5 * time.Second
+	storeOutage = 4 * LeaseTTL
+)
+
+// errStopDriving ends a driver without touching its session: another
+// replica holds the lease, or the session is over.
+var errStopDriving = errors.New("stop driving the session")
+
 func (s *Server) driveSession(ctx context.Context, id string, wake <-chan struct{}) {
+	var failing time.Time // when the current run of store errors began
+	failures := 0
 	for {
-		ok, err := s.db.AcquireSessionLease(ctx, id, s.Replica, s.now().Add(LeaseTTL))
-		if err != nil || !ok {
-			if err != nil && ctx.Err() == nil {
-				s.Logger.Warn("session lease", "session", id, "err", err)
+		again, err := s.driveStep(ctx, id)
+		if ctx.Err() != nil || errors.Is(err, errStopDriving) {
+			return
+		}
+		if err != nil && silo.ErrorCode(err) == silo.EINTERNAL {
+			if failures == 0 {
+				failing = s.now()
 			}
-			return // another replica drives it, or we are stopping
+			failures++
+			if d := s.now().Sub(failing); d >= storeOutage {
+				s.failSession(ctx, id, fmt.Errorf("the session could not advance: the store kept failing for %s (%w)", d.Round(time.Second), err))
+				return
+			}
+			delay := min(retryMax, retryBase<<min(failures-1, 10))
+			delay = delay/2 + rand.N(delay/2+1) // jitter: replicas do not retry in step
+			s.Logger.Warn("session step failed, retrying", "session", id, "attempt", failures, "in", delay.Round(time.Millisecond), "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			continue
 		}
-		ss, err := s.db.FindSession(ctx, id)
-		if err != nil {
-			return
-		}
-		if ss.Status.Done() {
-			return
-		}
-		again, err := s.step(ctx, ss)
-		if ctx.Err() != nil || errors.Is(err, errSessionEnded) {
-			return
-		}
+		failures = 0
 		if err != nil {
 			s.failSession(ctx, id, err)
 			return
@@ -132,36 +157,86 @@ func (s *Server) driveSession(ctx context.Context, id string, wake <-chan struct
 	}
 }
 
+// driveStep takes or renews the session's lease and advances the session by
+// one step. It reports whether to step again at once.
+func (s *Server) driveStep(ctx context.Context, id string) (bool, error) {
+	ok, err := s.db.AcquireSessionLease(ctx, id, s.Replica, s.now().Add(LeaseTTL))
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return false, errStopDriving // another replica drives it
+	}
+	ss, err := s.db.FindSession(ctx, id)
+	if silo.ErrorCode(err) == silo.ENOTFOUND {
+		return false, errStopDriving
+	} else if err != nil {
+		return false, err
+	}
+	if ss.Status.Done() {
+		return false, errStopDriving
+	}
+	again, err := s.step(ctx, ss)
+	if errors.Is(err, errSessionEnded) || errors.Is(err, errLeaseLost) {
+		return false, errStopDriving
+	}
+	return again, err
+}
+
 // errSessionEnded stops an orchestrator step whose session ended meanwhile
 // (cancelled by a user): the step's result is dropped, not written over it.
 var errSessionEnded = errors.New("the session ended")
 
+// errLeaseLost stops an orchestrator step whose replica lost the session's
+// lease meanwhile (it stalled past LeaseTTL and another replica took over):
+// the other replica's writes stand.
+var errLeaseLost = sqlstore.ErrLeaseLost
+
 // advance writes an orchestrator step, unless the session ended since the
-// step read it.
+// step read it, or another replica drives it now.
 func (s *Server) advance(ctx context.Context, id string, round *sqlstore.SessionRound, change func(*sqlstore.StoredSession) error) (*sqlstore.StoredSession, error) {
 	return s.db.UpdateSession(ctx, id, round, func(x *sqlstore.StoredSession) error {
 		if x.Status.Done() {
 			return errSessionEnded
 		}
+		if x.LeaseOwner != s.Replica {
+			return errLeaseLost
+		}
 		return change(x)
 	})
 }
 
-// failSession ends a session with a reason a person can act on.
+// failSession ends a session with a reason a person can act on, unless
+// another replica drives it now.
 func (s *Server) failSession(ctx context.Context, id string, cause error) {
 	reason := silo.ErrorMessage(cause)
 	if silo.ErrorCode(cause) == silo.EINTERNAL {
-		s.Logger.Error("session failed", "session", id, "err", cause)
 		reason = cause.Error()
 	}
+	failed := false
 	_, err := s.db.UpdateSession(ctx, id, nil, func(ss *sqlstore.StoredSession) error {
+		if ss.LeaseOwner != s.Replica {
+			return errLeaseLost
+		}
 		if !ss.Status.Done() {
 			ss.Status, ss.StatusReason = silo.SessionFailed, reason
+			failed = true
 		}
 		return nil
 	})
-	if err != nil {
-		s.Logger.Error("record session failure", "session", id, "err", err)
+	switch {
+	case errors.Is(err, errLeaseLost):
+		s.Logger.Info("session not failed: another replica drives it", "session", id, "err", cause)
+		return
+	case err != nil:
+		// The session stays unfinished; resumeSessions tries it again.
+		s.Logger.Error("record session failure", "session", id, "cause", cause, "err", err)
+		return
+	case !failed:
+		return
+	}
+	if silo.ErrorCode(cause) == silo.EINTERNAL {
+		s.Logger.Error("session failed", "session", id, "err", cause)
 	}
 	s.db.CancelSessionTasks(ctx, id, "the session failed")
 	s.auditAs(ctx, "system", "session.fail", id, silo.OutcomeFailed, reason)
@@ -356,7 +431,7 @@ func (s *Server) sessionTask(ctx context.Context, ss *sqlstore.StoredSession, c 
 		return nil, fmt.Errorf("runner %s of dataset %s: %w", c.Runner, c.Dataset, err)
 	}
 	t := &silo.Task{ID: "task_" + randomSecret(10), Runner: rn.Name, Type: phase, Payload: b, VCPU: 1, MemoryMB: 256, Session: ss.ID, Round: round, Dataset: c.Dataset}
-	if err := s.db.CreateTask(ctx, rn.ID, t); err != nil {
+	if err := s.db.CreateSessionTask(ctx, rn.ID, t, s.Replica); err != nil {
 		return nil, err
 	}
 	s.wake.notify(rn.ID)
@@ -660,7 +735,7 @@ func (s *Server) finishEvaluate(ctx context.Context, ss *sqlstore.StoredSession,
 	}
 	for _, t := range done {
 		var out silo.EvaluateOutput
-		if err := json.Unmarshal(t.Output, &out); err != nil || out.NTest <= 0 || out.NTest > 1<<40 {
+		if err := json.Unmarshal(t.Output, &out); err != nil || out.NTest <= 0 || out.NTest > maxTestRows {
 			s.Logger.Warn("metrics refused", "session", ss.ID, "round", round, "dataset", t.Dataset, "n_test", out.NTest, "err", err)
 			continue
 		}
@@ -719,13 +794,16 @@ func (s *Server) finishEvaluate(ctx context.Context, ss *sqlstore.StoredSession,
 	return err
 }
 
+// maxTestRows bounds a client's claimed test rows: more is a lie.
+const maxTestRows = 1 << 40
+
 // histTotal counts the rows of a pair of histograms; negative bins make it
 // disagree with any real row count.
 func histTotal(pos, neg []int64) int64 {
 	var n int64
 	for i := range pos {
-		if pos[i] < 0 || neg[i] < 0 {
-			return -1
+		if pos[i] < 0 || neg[i] < 0 || pos[i] > maxTestRows || neg[i] > maxTestRows {
+			return -1 // also keeps the sum from wrapping round to a plausible count
 		}
 		n += pos[i] + neg[i]
 	}

@@ -150,8 +150,15 @@ type SessionRound struct {
 // leaves a round's metrics without its state or its ledger entries.
 func (db *DB) UpdateSession(ctx context.Context, id string, round *SessionRound, change func(s *StoredSession) error) (*StoredSession, error) {
 	var out *StoredSession
+	query := `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`
+	if db.dialect == postgresDialect {
+		// Lock the row for the read-modify-write: without it a concurrent
+		// writer (a user cancelling, another replica taking the lease) is
+		// overwritten by this transaction's stale copy.
+		query += ` FOR UPDATE`
+	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		s, err := scanSession(tx.QueryRowContext(ctx, db.q(`SELECT `+sessionColumns+` FROM sessions WHERE id = ?`), id))
+		s, err := scanSession(tx.QueryRowContext(ctx, db.q(query), id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return silo.Errorf(silo.ENOTFOUND, "no session %s", id)
 		} else if err != nil {
@@ -288,6 +295,10 @@ func (db *DB) LedgerSpent(ctx context.Context, datasetID int64, exceptSession st
 	}
 	return out, rows.Err()
 }
+
+// ErrLeaseLost refuses a write for a session whose lease another replica
+// holds now.
+var ErrLeaseLost = errors.New("another replica holds the session's lease")
 
 // AcquireSessionLease makes owner the driver of session id until until,
 // if no other live owner holds it. It reports whether owner holds it now.

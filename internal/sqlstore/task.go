@@ -35,8 +35,36 @@ func scanTask(s scanner) (*silo.Task, error) {
 // CreateTask queues t (ID, Type, Payload, VCPU, MemoryMB set by the caller)
 // for the runner with id runnerID.
 func (db *DB) CreateTask(ctx context.Context, runnerID int64, t *silo.Task) error {
+	return db.insertTask(ctx, db.wdb, runnerID, t)
+}
+
+// CreateSessionTask queues a task of session t.Session, only while owner
+// holds the session's lease (ErrLeaseLost otherwise): a replica that stalled
+// past its lease must not queue a second task beside the new owner's.
+func (db *DB) CreateSessionTask(ctx context.Context, runnerID int64, t *silo.Task, owner string) error {
+	return db.tx(ctx, 0, func(tx *sql.Tx) error {
+		query := `SELECT lease_owner FROM sessions WHERE id = ?`
+		if db.dialect == postgresDialect {
+			query += ` FOR SHARE` // a lease taken meanwhile waits for this insert
+		}
+		var holder string
+		if err := tx.QueryRowContext(ctx, db.q(query), t.Session).Scan(&holder); errors.Is(err, sql.ErrNoRows) {
+			return silo.Errorf(silo.ENOTFOUND, "no session %s", t.Session)
+		} else if err != nil {
+			return err
+		}
+		if holder != owner {
+			return ErrLeaseLost
+		}
+		return db.insertTask(ctx, tx, runnerID, t)
+	})
+}
+
+func (db *DB) insertTask(ctx context.Context, ex interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, runnerID int64, t *silo.Task) error {
 	t.Status, t.CreatedAt = silo.TaskQueued, db.now()
-	_, err := db.wdb.ExecContext(ctx, db.q(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, session_id, round, dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+	_, err := ex.ExecContext(ctx, db.q(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, session_id, round, dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		t.ID, runnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), t.Session, t.Round, t.Dataset)
 	if err != nil {
 		return fmt.Errorf("insert task: %w", err)
@@ -46,27 +74,33 @@ func (db *DB) CreateTask(ctx context.Context, runnerID int64, t *silo.Task) erro
 
 // ClaimTask marks the runner's oldest queued task running and returns it, or
 // returns nil when there is none. Concurrent claims never get the same task.
+// The task is read in the claiming transaction: a read after it could fail
+// (a dropped connection) and leave the task running with no runner knowing
+// it until the runner's heartbeats show it lost.
 func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error) {
-	var id string
+	var t *silo.Task
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
 		query := `SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1`
 		if db.dialect == postgresDialect {
 			query += ` FOR UPDATE SKIP LOCKED`
 		}
+		var id string
 		err := tx.QueryRowContext(ctx, db.q(query), runnerID).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
-			id = ""
 			return nil
 		} else if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'running', started_at = ? WHERE id = ?`), micros(db.now()), id)
+		if _, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'running', started_at = ? WHERE id = ?`), micros(db.now()), id); err != nil {
+			return err
+		}
+		t, err = scanTask(tx.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`), id))
 		return err
 	})
-	if err != nil || id == "" {
+	if err != nil {
 		return nil, err
 	}
-	return db.FindTask(ctx, id)
+	return t, nil
 }
 
 // FindTask returns the task with id.
@@ -106,10 +140,17 @@ func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res
 	if !slices.Contains([]string{silo.TaskSucceeded, silo.TaskFailed, silo.TaskRefused}, res.Status) {
 		return nil, silo.FieldErrorf("status", "task result status %q: use succeeded, failed or refused", res.Status)
 	}
+	var t *silo.Task
+	query := `SELECT runner_id, status FROM tasks WHERE id = ?`
+	if db.dialect == postgresDialect {
+		// Two deliveries of one result (a retry after a lost answer) must
+		// not both find the task running.
+		query += ` FOR UPDATE`
+	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
 		var owner int64
 		var status string
-		err := tx.QueryRowContext(ctx, db.q(`SELECT runner_id, status FROM tasks WHERE id = ?`), taskID).Scan(&owner, &status)
+		err := tx.QueryRowContext(ctx, db.q(query), taskID).Scan(&owner, &status)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
 			return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
 		} else if err != nil {
@@ -118,14 +159,19 @@ func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res
 		if status != silo.TaskRunning {
 			return silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", taskID, status)
 		}
-		_, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, output = ?, finished_at = ? WHERE id = ?`),
-			res.Status, res.Error, string(res.Output), micros(db.now()), taskID)
+		if _, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, output = ?, finished_at = ? WHERE id = ?`),
+			res.Status, res.Error, string(res.Output), micros(db.now()), taskID); err != nil {
+			return err
+		}
+		// Read in the transaction: a failed read after it would answer an
+		// error for a result that was taken.
+		t, err = scanTask(tx.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`), taskID))
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return db.FindTask(ctx, taskID)
+	return t, nil
 }
 
 // FailLostTasks fails the runner's running tasks, claimed before
@@ -150,12 +196,22 @@ func (db *DB) FailLostTasks(ctx context.Context, runnerID int64, running []strin
 			}
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		failed := lost[:0]
 		for _, id := range lost {
-			if _, err := tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE id = ?`), reason, micros(db.now()), id); err != nil {
+			// Still running: a result that came in meanwhile stands.
+			res, err := tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status = 'running'`), reason, micros(db.now()), id)
+			if err != nil {
 				return err
 			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				failed = append(failed, id)
+			}
 		}
-		return rows.Err()
+		lost = failed
+		return nil
 	})
 	return lost, err
 }
