@@ -48,6 +48,12 @@ type Config struct {
 	CAFile string
 	// PollWait is how long one long-poll waits for a task.
 	PollWait time.Duration
+	// RequestTimeout bounds each request to the server beyond what it
+	// waits by design (a long-poll's PollWait): a network that drops
+	// packets silently leaves a connection hanging without an error, and
+	// the agent must notice and dial again. A task result, which may be a
+	// large update, gets ten times as long. Zero means 30 seconds.
+	RequestTimeout time.Duration
 	// SetMemoryLimit applies MemoryMB as the process's Go memory limit.
 	// Off when several agents share one process (tests).
 	SetMemoryLimit bool
@@ -96,6 +102,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MemoryMB <= 0 {
 		cfg.MemoryMB = 1024
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
 	if cfg.PollWait <= 0 {
 		cfg.PollWait = 25 * time.Second
 	}
@@ -123,7 +132,7 @@ func httpClient(caFile string) (*http.Client, error) {
 	proxy := httpproxy.FromEnvironment().ProxyFunc()
 	tr.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pem, err := os.ReadFile(caFile) // #nosec G304 -- the CA bundle the operator configured
 		if err != nil {
 			return nil, fmt.Errorf("read CA bundle: %w", err)
 		}
@@ -226,7 +235,7 @@ func (a *Agent) retry(ctx context.Context, what string, fn func(context.Context)
 		}
 		failures++
 		delay := min(maxDelay, base<<min(failures-1, 10))
-		delay = time.Duration(rand.Int64N(int64(delay)) + 1)
+		delay = time.Duration(rand.Int64N(int64(delay)) + 1) // #nosec G404 -- jitter
 		a.log.Warn("server unreachable, retrying", "during", what, "attempt", failures, "in", delay.Round(time.Millisecond), "err", err)
 		select {
 		case <-ctx.Done():
@@ -251,6 +260,8 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	}
 	a.mu.Unlock()
 	slices.Sort(running)
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
 	reply, err := a.api.Heartbeat(ctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: silo.Version, Hostname: host,
 		VCPU: a.cfg.VCPU, MemoryMB: a.cfg.MemoryMB, RunningTasks: running})
 	if err != nil {
@@ -280,7 +291,9 @@ func (a *Agent) pollOnce(ctx context.Context) error {
 		case <-a.freed:
 		}
 	}
-	t, err := a.api.PollTask(ctx, a.cfg.PollWait)
+	pctx, cancel := context.WithTimeout(ctx, a.cfg.PollWait+a.cfg.RequestTimeout)
+	t, err := a.api.PollTask(pctx, a.cfg.PollWait)
+	cancel()
 	if err != nil || t == nil {
 		return err
 	}
@@ -374,7 +387,9 @@ func (a *Agent) report(agentCtx, ctx context.Context, t *silo.Task, res silo.Tas
 	const base, maxDelay, giveUp, giveUpStopping = 500 * time.Millisecond, 10 * time.Second, 10 * time.Minute, 15 * time.Second
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
-		_, err := a.api.ReportTask(ctx, t.ID, res)
+		actx, cancel := context.WithTimeout(ctx, 10*a.cfg.RequestTimeout)
+		_, err := a.api.ReportTask(actx, t.ID, res)
+		cancel()
 		if err == nil {
 			return
 		}
@@ -384,7 +399,7 @@ func (a *Agent) report(agentCtx, ctx context.Context, t *silo.Task, res silo.Tas
 			a.log.Warn("task result not delivered", "task", t.ID, "err", err)
 			return
 		}
-		delay := time.Duration(rand.Int64N(int64(min(maxDelay, base<<min(attempt, 10)))) + 1)
+		delay := time.Duration(rand.Int64N(int64(min(maxDelay, base<<min(attempt, 10)))) + 1) // #nosec G404 -- jitter
 		a.log.Warn("server unreachable, retrying the task result", "task", t.ID, "in", delay.Round(time.Millisecond), "err", err)
 		select {
 		case <-ctx.Done():

@@ -26,6 +26,10 @@ type TaskLog struct {
 	timer   *time.Timer
 }
 
+// logSendTimeout bounds sending log lines, which must never hold a task up
+// on a network that drops packets silently.
+const logSendTimeout = 30 * time.Second
+
 func newTaskLog(api *client.Client, taskID string, local *slog.Logger) *TaskLog {
 	return &TaskLog{api: api, taskID: taskID, local: local.With("task", taskID)}
 }
@@ -65,6 +69,8 @@ func (l *TaskLog) Flush(ctx context.Context) {
 	if len(lines) == 0 || l.api == nil { // no server: the agent's own log has them
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, logSendTimeout)
+	defer cancel()
 	if err := l.api.SendTaskLogs(ctx, l.taskID, lines); err != nil {
 		l.local.Warn("send task logs", "err", err)
 		l.mu.Lock()

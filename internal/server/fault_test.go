@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,7 +213,7 @@ func newFaultFed(t *testing.T, e *env, logs *logCapture, results *resultLog, run
 // f.stops[h] is called.
 func (f *faultFed) startAgent(h string) {
 	ag, err := runner.New(runner.Config{ServerURL: f.url[h], Token: f.tokens[h], StorageRoot: f.roots[h], VCPU: 2, MemoryMB: 1024,
-		PollWait: 2 * time.Second, Logger: f.logs.logger("runner-" + h)})
+		PollWait: 2 * time.Second, RequestTimeout: 2 * time.Second, Logger: f.logs.logger("runner-" + h)})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -582,6 +584,7 @@ type tcpProxy struct {
 	mu       sync.Mutex
 	backend  string
 	down     bool
+	silent   bool // drop every byte and close nothing, as a black hole does
 	refused  int
 	conns    map[net.Conn]struct{}
 	trap     string // "", "request" or "response"
@@ -641,8 +644,13 @@ func (p *tcpProxy) handle(c net.Conn) {
 		return
 	}
 	p.mu.Lock()
-	backend := p.backend
+	backend, silent := p.backend, p.silent
 	p.mu.Unlock()
+	if silent { // the connection opens and then nothing ever comes back
+		defer p.untrack(c)
+		_, _ = io.Copy(io.Discard, c)
+		return
+	}
 	s, err := net.Dial("tcp", backend)
 	if err != nil {
 		p.untrack(c)
@@ -655,11 +663,25 @@ func (p *tcpProxy) handle(c net.Conn) {
 	defer p.untrack(c, s)
 	var mu sync.Mutex
 	swallow := "" // the task whose result's answer must not reach the runner
+	// A connection that lost a byte to silence stays dead: its ends
+	// hear nothing more, and no one closes it but the ends themselves.
+	var dead atomic.Bool
+	lost := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.silent {
+			dead.Store(true)
+		}
+		return dead.Load()
+	}
 	go func() {
 		defer p.untrack(c, s)
 		buf := make([]byte, 64<<10)
 		for {
 			n, err := c.Read(buf)
+			if n > 0 && lost() {
+				n = 0
+			}
 			if n > 0 {
 				if id, mode := p.spring(buf[:n]); mode == "request" {
 					p.fire(id)
@@ -681,6 +703,9 @@ func (p *tcpProxy) handle(c net.Conn) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := s.Read(buf)
+		if n > 0 && lost() {
+			n = 0
+		}
 		if n > 0 {
 			mu.Lock()
 			id := swallow
@@ -747,6 +772,14 @@ func (p *tcpProxy) restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.down = false
+}
+
+// silence drops every byte from now on, on open connections and new ones,
+// without closing any: no end gets an error, as when a route vanishes.
+func (p *tcpProxy) silence(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.silent = on
 }
 
 func (p *tcpProxy) refusals() int {
@@ -848,6 +881,57 @@ func TestFaultNetworkCut(t *testing.T) {
 		t.Errorf("results taken twice: %v", twice)
 	}
 	t.Logf("caught results: %v; the server answered the request-trapped one %v, the response-trapped one %v", caught, results.statuses(caught["request"]), results.statuses(caught["response"]))
+}
+
+// TestFaultNetworkSilentDrop: the network between the runners and the
+// server starts dropping every packet without closing anything, as when a
+// route or a NAT entry vanishes. The agents' requests hang without an error
+// until their timeouts; once the route is back they dial again, the server
+// sees them online and the session completes with every round.
+func TestFaultNetworkSilentDrop(t *testing.T) {
+	logs, results := newLogCapture(t), newResultLog()
+	e := newStoreEnv(t, filepath.Join(t.TempDir(), "silo.db"), &fakeClock{t: time.Now().UTC()}, logs, results, "server", true)
+	proxy := newTCPProxy(t, e.ts.Listener.Addr().String())
+	f := newFaultFed(t, e, logs, results, func(string) string { return proxy.URL() })
+	ctx := context.Background()
+	const rounds = 4
+	s := f.createSession("silent-drop", func(m map[string]any) { m["rounds"] = rounds; m["min_clients"] = 3; m["round_timeout"] = "10m" })
+	eventually(t, "round 1", func() bool { s, _ = f.api.GetSession(ctx, s.ID); return s.Round >= 1 })
+
+	proxy.silence(true)
+	e.clock.Add(3*faultHeartbeat + time.Second)
+	if err := e.srv.CheckRunners(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range faultHospitals {
+		if st := runnerStatus(t, f.admin, "hospital-"+h); st != silo.RunnerOffline {
+			t.Fatalf("while packets are dropped hospital-%s is %s, want offline", h, st)
+		}
+	}
+	// Long enough for every agent to be stuck in a request that will never
+	// be answered (a long-poll waits 2 s by design, the timeout is 2 s more).
+	eventually(t, "the agents' requests to time out", func() bool { return logs.count("server unreachable, retrying") >= 3 })
+	proxy.silence(false)
+	for _, h := range faultHospitals {
+		eventually(t, "hospital-"+h+" back online", func() bool { return runnerStatus(t, f.admin, "hospital-"+h) == silo.RunnerOnline })
+	}
+	// A task handed out as the packets stopped never reached its runner;
+	// the server notices from heartbeats once it is two heartbeats old,
+	// by its clock, and queues it again. Time passes while nothing moves.
+	lastKey, progress := "", time.Now()
+	s = waitSessionEnd(t, f.api, s.ID, func(s *silo.Session) {
+		if key := fmt.Sprint(s.Round, s.Phase); key != lastKey {
+			lastKey, progress = key, time.Now()
+		} else if time.Since(progress) > time.Second {
+			e.clock.Add(3 * faultHeartbeat)
+			progress = time.Now()
+		}
+	})
+	if s.Status != silo.SessionCompleted || s.Round != rounds {
+		t.Fatalf("session ended %s at round %d: %s", s.Status, s.Round, s.StatusReason)
+	}
+	allRoundsComplete(t, f.api, s.ID, rounds)
+	checkTasksOnce(t, e.db, s.ID, rounds)
 }
 
 func countOf[T comparable](list []T, v T) int {

@@ -131,7 +131,7 @@ func (s *Server) driveSession(ctx context.Context, id string, wake <-chan struct
 				return
 			}
 			delay := min(retryMax, retryBase<<min(failures-1, 10))
-			delay = delay/2 + rand.N(delay/2+1) // jitter: replicas do not retry in step
+			delay = delay/2 + rand.N(delay/2+1) // #nosec G404 -- jitter: replicas do not retry in step
 			s.Logger.Warn("session step failed, retrying", "session", id, "attempt", failures, "in", delay.Round(time.Millisecond), "err", err)
 			select {
 			case <-ctx.Done():
@@ -238,7 +238,10 @@ func (s *Server) failSession(ctx context.Context, id string, cause error) {
 	if silo.ErrorCode(cause) == silo.EINTERNAL {
 		s.Logger.Error("session failed", "session", id, "err", cause)
 	}
-	s.db.CancelSessionTasks(ctx, id, "the session failed")
+	if err := s.db.CancelSessionTasks(ctx, id, "the session failed"); err != nil {
+		// Left queued, they run for nothing: results of an ended session are dropped.
+		s.Logger.Warn("cancel a failed session's tasks", "session", id, "err", err)
+	}
 	s.auditAs(ctx, "system", "session.fail", id, silo.OutcomeFailed, reason)
 }
 

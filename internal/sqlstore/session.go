@@ -247,18 +247,20 @@ func (db *DB) SessionMetrics(ctx context.Context, id string) (*silo.SessionMetri
 		var round int
 		var m string
 		if err := rows.Scan(&round, &m); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return nil, err
 		}
 		vals := map[string]float64{}
 		if err := json.Unmarshal([]byte(m), &vals); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return nil, err
 		}
 		vals["round"] = float64(round)
 		out.Federated = append(out.Federated, vals)
 	}
-	rows.Close()
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil { // a connection lost mid-way is not the end of the rounds
+		return nil, err
+	}
 	rows, err = db.rdb.QueryContext(ctx, db.q(`SELECT round, dataset, metrics FROM session_client_metrics WHERE session_id = ? ORDER BY round, dataset`), id)
 	if err != nil {
 		return nil, err

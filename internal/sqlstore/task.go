@@ -188,14 +188,14 @@ func (db *DB) FailLostTasks(ctx context.Context, runnerID int64, running []strin
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {
-				rows.Close()
+				_ = rows.Close()
 				return err
 			}
 			if !slices.Contains(running, id) {
 				lost = append(lost, id)
 			}
 		}
-		rows.Close()
+		_ = rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
