@@ -1050,23 +1050,6 @@ func TestFaultRunnerRejoins(t *testing.T) {
 func waitPast(t *testing.T, f *faultFed, id string, stopped []string, done func(s *silo.Session) bool) {
 	t.Helper()
 	ctx := context.Background()
-	waitsOnStoppedOnly := func(s *silo.Session) bool {
-		round := s.Round + 1
-		if s.Phase == silo.TaskStats {
-			round = 0
-		}
-		tasks, err := f.db.ListSessionTasks(ctx, id, round, s.Phase)
-		if err != nil || len(tasks) == 0 {
-			return false
-		}
-		for _, task := range tasks {
-			ended := task.Status != silo.TaskQueued && task.Status != silo.TaskRunning
-			if !ended && !slices.Contains(stopped, task.Runner) {
-				return false
-			}
-		}
-		return true
-	}
 	last, since := "", time.Now()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -1082,7 +1065,7 @@ func waitPast(t *testing.T, f *faultFed, id string, stopped []string, done func(
 		}
 		if key := fmt.Sprint(s.Round, s.Phase, s.StatusReason); key != last {
 			last, since = key, time.Now()
-		} else if time.Since(since) > 300*time.Millisecond && waitsOnStoppedOnly(s) {
+		} else if time.Since(since) > 300*time.Millisecond && waitsOnStoppedOnly(f.db, s, stopped) {
 			f.clock.Add(31 * time.Second)
 			since = time.Now()
 		}

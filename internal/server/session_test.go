@@ -22,6 +22,7 @@ import (
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/runner"
+	"github.com/silofl/silo/internal/sqlstore"
 )
 
 // wire records every request body runners send to the server.
@@ -606,6 +607,27 @@ func TestSessionSurvivesDroppedClient(t *testing.T) {
 	}
 }
 
+// waitsOnStoppedOnly reports whether every task of s's current phase that a
+// live runner holds has ended: the session waits on the stopped runners
+// alone, and only their round timeout can move it on.
+func waitsOnStoppedOnly(db *sqlstore.DB, s *silo.Session, stopped []string) bool {
+	round := s.Round + 1
+	if s.Phase == silo.TaskStats {
+		round = 0
+	}
+	tasks, err := db.ListSessionTasks(context.Background(), s.ID, round, s.Phase)
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		ended := task.Status != silo.TaskQueued && task.Status != silo.TaskRunning
+		if !ended && !slices.Contains(stopped, task.Runner) {
+			return false
+		}
+	}
+	return true
+}
+
 // waitPastTimeouts moves the server's clock past the round timeout once the
 // session waits only on stopped runners: every task of the current phase
 // that a live runner holds has ended, and nothing has moved for a moment.
@@ -614,29 +636,12 @@ func TestSessionSurvivesDroppedClient(t *testing.T) {
 func waitPastTimeouts(t *testing.T, f *federation, id string, stopped ...string) {
 	t.Helper()
 	ctx := context.Background()
-	waitsOnStoppedOnly := func(s *silo.Session) bool {
-		round := s.Round + 1
-		if s.Phase == silo.TaskStats {
-			round = 0
-		}
-		tasks, err := f.db.ListSessionTasks(ctx, id, round, s.Phase)
-		if err != nil || len(tasks) == 0 {
-			return false
-		}
-		for _, task := range tasks {
-			ended := task.Status != silo.TaskQueued && task.Status != silo.TaskRunning
-			if !ended && !slices.Contains(stopped, task.Runner) {
-				return false
-			}
-		}
-		return true
-	}
 	last, since := "", time.Now()
 	eventually(t, "the session to end", func() bool {
 		s, _ := f.api.GetSession(ctx, id)
 		if key := fmt.Sprint(s.Round, s.Phase, s.StatusReason); key != last {
 			last, since = key, time.Now()
-		} else if time.Since(since) > 300*time.Millisecond && waitsOnStoppedOnly(s) {
+		} else if time.Since(since) > 300*time.Millisecond && waitsOnStoppedOnly(f.db, s, stopped) {
 			f.clock.Add(31 * time.Second)
 			since = time.Now()
 		}
