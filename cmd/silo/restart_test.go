@@ -15,12 +15,12 @@ import (
 	"github.com/silofl/silo/internal/testsvc"
 )
 
-// TestServerKilledMidSessionResumes kills the server with SIGKILL in the
+// TestFaultServerKilledMidSession kills the server with SIGKILL in the
 // middle of a DP training session and starts it again on the same data:
 // the runners (separate processes) reconnect, the session resumes from its
 // last completed phase and completes, and every round's metrics and the
 // privacy ledger are there exactly once. On SQLite and on PostgreSQL.
-func TestServerKilledMidSessionResumes(t *testing.T) {
+func TestFaultServerKilledMidSession(t *testing.T) {
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) {
 			dsn := "sqlite"
