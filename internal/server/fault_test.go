@@ -171,7 +171,6 @@ var faultHospitals = []string{"a", "b", "c"}
 // says where each hospital's agent reaches the server (nil: directly).
 func newFaultFed(t *testing.T, e *env, logs *logCapture, results *resultLog, runnerURL func(h string) string) *faultFed {
 	t.Helper()
-	ctx := context.Background()
 	f := &faultFed{env: e, t: t, logs: logs, url: map[string]string{}, tokens: map[string]string{}, roots: map[string]string{},
 		stops: map[string]func(){}, results: results}
 	f.admin = client.New(e.ts.URL, e.admin)
@@ -181,30 +180,15 @@ func newFaultFed(t *testing.T, e *env, logs *logCapture, results *resultLog, run
 	privacy := silo.DefaultPrivacyControls()
 	privacy.IdentifierColumns = []string{"patient_id"}
 	for _, h := range faultHospitals {
-		root := t.TempDir()
-		data, err := os.ReadFile(filepath.Join(sampleData, "hospital_"+h+".csv"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(root, "patients.csv"), data, 0o600)
-		r, err := f.admin.RegisterRunner(ctx, silo.RunnerSpec{Name: "hospital-" + h, Provider: silo.ProviderLocal, StoragePath: "file://" + root, VCPU: 2, MemoryGB: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.url[h], f.tokens[h], f.roots[h] = e.ts.URL, r.Token, root
+		token, root := registerHospital(t, f.admin, h)
+		f.url[h], f.tokens[h], f.roots[h] = e.ts.URL, token, root
 		if runnerURL != nil {
 			f.url[h] = runnerURL(h)
 		}
 		f.startAgent(h)
 	}
 	for _, h := range faultHospitals {
-		eventually(t, "runner online", func() bool { return runnerStatus(t, f.admin, "hospital-"+h) == silo.RunnerOnline })
-		if _, err := dc.RegisterDataset(ctx, silo.DatasetSpec{Name: "hospital_" + h, Runner: "hospital-" + h, URI: "file://" + filepath.Join(f.roots[h], "patients.csv"), Privacy: &privacy}); err != nil {
-			t.Fatal(err)
-		}
-		if d := waitDataset(t, dc, "hospital_"+h); d.Status != silo.DatasetConnected {
-			t.Fatalf("dataset %s: %s %s", d.Name, d.Status, d.Error)
-		}
+		connectHospital(t, f.admin, dc, h, f.roots[h], &privacy)
 	}
 	return f
 }

@@ -79,29 +79,46 @@ func newFederation(t *testing.T) *federation {
 	privacy := silo.DefaultPrivacyControls()
 	privacy.IdentifierColumns = []string{"patient_id"}
 	for _, h := range []string{"a", "b", "c"} {
-		root := t.TempDir()
-		data, err := os.ReadFile(filepath.Join(sampleData, "hospital_"+h+".csv"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(root, "patients.csv"), data, 0o600)
-		r, err := f.admin.RegisterRunner(ctx, silo.RunnerSpec{Name: "hospital-" + h, Provider: silo.ProviderLocal, StoragePath: "file://" + root, VCPU: 2, MemoryGB: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.stops[h] = ag.start(ctx, "hospital-"+h, r.Token, root, 2, 1024)
+		token, root := registerHospital(t, f.admin, h)
+		f.stops[h] = ag.start(ctx, "hospital-"+h, token, root, 2, 1024)
 		f.roots[h] = root
 	}
 	for _, h := range []string{"a", "b", "c"} {
-		eventually(t, "runner online", func() bool { return runnerStatus(t, f.admin, "hospital-"+h) == silo.RunnerOnline })
-		if _, err := f.dc.RegisterDataset(ctx, silo.DatasetSpec{Name: "hospital_" + h, Runner: "hospital-" + h, URI: "file://" + filepath.Join(f.roots[h], "patients.csv"), Privacy: &privacy}); err != nil {
-			t.Fatal(err)
-		}
-		if d := waitDataset(t, f.dc, "hospital_"+h); d.Status != silo.DatasetConnected {
-			t.Fatalf("dataset %s: %s %s", d.Name, d.Status, d.Error)
-		}
+		connectHospital(t, f.admin, f.dc, h, f.roots[h], &privacy)
 	}
 	return f
+}
+
+// registerHospital registers hospital h's local runner over a fresh storage
+// root holding its share of the sample data, and returns its token and root.
+func registerHospital(t *testing.T, admin *client.Client, h string) (token, root string) {
+	t.Helper()
+	root = t.TempDir()
+	data, err := os.ReadFile(filepath.Join(sampleData, "hospital_"+h+".csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "patients.csv"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := admin.RegisterRunner(context.Background(), silo.RunnerSpec{Name: "hospital-" + h, Provider: silo.ProviderLocal, StoragePath: "file://" + root, VCPU: 2, MemoryGB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Token, root
+}
+
+// connectHospital waits for hospital h's runner to come online, then
+// registers its dataset with privacy and waits for the runner to connect it.
+func connectHospital(t *testing.T, admin, dc *client.Client, h, root string, privacy *silo.PrivacyControls) {
+	t.Helper()
+	eventually(t, "runner online", func() bool { return runnerStatus(t, admin, "hospital-"+h) == silo.RunnerOnline })
+	if _, err := dc.RegisterDataset(context.Background(), silo.DatasetSpec{Name: "hospital_" + h, Runner: "hospital-" + h, URI: "file://" + filepath.Join(root, "patients.csv"), Privacy: privacy}); err != nil {
+		t.Fatal(err)
+	}
+	if d := waitDataset(t, dc, "hospital_"+h); d.Status != silo.DatasetConnected {
+		t.Fatalf("dataset %s: %s %s", d.Name, d.Status, d.Error)
+	}
 }
 
 func sessionConfig(name string, edit func(m map[string]any)) json.RawMessage {
