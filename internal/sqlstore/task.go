@@ -94,7 +94,7 @@ func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error)
 		if _, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'running', started_at = ? WHERE id = ?`), micros(db.now()), id); err != nil {
 			return err
 		}
-		t, err = scanTask(tx.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`), id))
+		t, err = db.readTask(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -103,9 +103,17 @@ func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error)
 	return t, nil
 }
 
+// readTask reads the task with id through q: the read pool, or a
+// transaction that just changed it.
+func (db *DB) readTask(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) (*silo.Task, error) {
+	return scanTask(q.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`), id))
+}
+
 // FindTask returns the task with id.
 func (db *DB) FindTask(ctx context.Context, id string) (*silo.Task, error) {
-	t, err := scanTask(db.rdb.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`), id))
+	t, err := db.readTask(ctx, db.rdb, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, silo.Errorf(silo.ENOTFOUND, "no task %s", id)
 	}
@@ -165,7 +173,7 @@ func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res
 		}
 		// Read in the transaction: a failed read after it would answer an
 		// error for a result that was taken.
-		t, err = scanTask(tx.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`), taskID))
+		t, err = db.readTask(ctx, tx, taskID)
 		return err
 	})
 	if err != nil {
