@@ -85,7 +85,8 @@ func FuzzInferType(f *testing.F) {
 	})
 }
 
-var timestampShape = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?)?$`)
+// The offset is RFC 3339's, hours 00–23: time.Parse also takes +24:00.
+var timestampShape = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):\d{2})?)?$`)
 
 // refParseTime is parseTime by time.Parse, the reference.
 func refParseTime(t string) (float64, bool) {
