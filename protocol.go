@@ -2,13 +2,14 @@ package silo
 
 import (
 	"encoding/json"
+	"math"
 	"time"
 )
 
 // ProtocolVersion is the version of the runner↔server wire protocol below.
 // The server refuses agents that speak another version, with a message that
 // says which side to upgrade.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // DefaultHeartbeatInterval is how often agents report; a runner that misses
 // three in a row is marked offline.
@@ -63,6 +64,13 @@ type Task struct {
 	Status   string          `json:"status"`
 	Error    string          `json:"error,omitempty"`
 	Output   json.RawMessage `json:"output,omitempty"`
+	// Parts are the binary inputs that travel with the task (a model's
+	// parameters, a session's setup) after its JSON, in a frames body.
+	Parts []Part `json:"parts,omitempty"`
+	// Inputs name the session blob each part is read from, and MaxResult
+	// bounds the result's body: the server's bookkeeping, not on the wire.
+	Inputs    []PartBlob `json:"-"`
+	MaxResult int64      `json:"-"`
 	// Session, Round and Dataset tie a training task to what it serves.
 	Session string `json:"session,omitempty"`
 	Round   int    `json:"round,omitempty"`
@@ -73,11 +81,22 @@ type Task struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 }
 
-// TaskResult is what an agent posts when a task ends.
+// PartBlob says which session blob holds a task's part.
+type PartBlob struct {
+	Part string `json:"part"`
+	Blob string `json:"blob"`
+}
+
+// TaskResult is what an agent posts when a task ends: its status, a small
+// JSON output, the binary parts that follow it in the same frames body (an
+// update's parameters), and the task's last log lines, so a short task
+// costs one request.
 type TaskResult struct {
 	Status string          `json:"status"` // succeeded, failed or refused
 	Error  string          `json:"error,omitempty"`
 	Output json.RawMessage `json:"output,omitempty"`
+	Parts  []Part          `json:"parts,omitempty"`
+	Logs   []LogLine       `json:"logs,omitempty"`
 }
 
 // LogLine is one line of a task's log, streamed by the agent.
@@ -152,10 +171,45 @@ type StatsPayload struct {
 }
 
 // NumericStats are sums over a numeric column's non-null training values.
+// Runners build them with Add; the server merges them (internal/fl) and
+// standardises with MeanStd.
 type NumericStats struct {
 	Count int64   `json:"count"`
 	Sum   float64 `json:"sum"`
 	SumSq float64 `json:"sum_sq"`
+}
+
+// Add includes one value.
+func (s *NumericStats) Add(x float64) {
+	s.Count++
+	s.Sum += x
+	s.SumSq += x * x
+}
+
+// MeanStd returns the mean and the population standard deviation (divisor
+// Count, as scikit-learn's StandardScaler) of the summarised values.
+//
+// A standard deviation of 0 — a constant column, a single value, or no
+// values at all (mean 0 then) — is returned as 1, so that standardising,
+// (x − mean)/std, maps the column to 0 instead of dividing by zero; a
+// constant feature carries no information either way.
+//
+// The variance comes from the sums as SumSq/n − mean², which loses relative
+// precision about (mean/std)² × 1e-16: negligible for standardisation unless
+// a column's mean dwarfs its spread by ~10⁶ (e.g. raw Unix timestamps).
+func (s NumericStats) MeanStd() (mean, std float64) {
+	if s.Count <= 0 {
+		return 0, 1
+	}
+	n := float64(s.Count)
+	mean = s.Sum / n
+	variance := s.SumSq/n - mean*mean
+	// Below 1e-14·mean² the variance is rounding dust of the subtraction
+	// (a constant column), not spread; it may even come out negative.
+	if !(variance > 1e-14*mean*mean) {
+		return mean, 1
+	}
+	return mean, math.Sqrt(variance)
 }
 
 // StatsOutput is a runner's statistics: aggregates only, each over at least
@@ -168,39 +222,41 @@ type StatsOutput struct {
 	Classes    map[string]int64            `json:"classes,omitempty"`
 }
 
-// ModelPayload carries a model to a runner: its spec and preprocessing as
-// JSON, its parameters in the compact binary wire format.
-type ModelPayload struct {
+// TrainingSetup is what every fit and evaluate task of one client needs
+// that does not change from round to round: the data to read, the model's
+// spec and preprocessing, the optimiser and the DP settings. It travels as
+// the tasks' "setup" part, which the runner caches by digest, so a
+// round's tasks carry only their round and the global parameters.
+type TrainingSetup struct {
+	TrainingData
 	Spec          json.RawMessage `json:"spec"`
 	Preprocessing json.RawMessage `json:"preprocessing"`
-	Params        []byte          `json:"params"`
-}
-
-// FitPayload asks a runner to train the global model on its data.
-type FitPayload struct {
-	TrainingData
-	ModelPayload
-	Round      int             `json:"round"`
-	Optimizer  OptimizerConfig `json:"optimizer"`
-	ProximalMu float64         `json:"proximal_mu,omitempty"`
+	Optimizer     OptimizerConfig `json:"optimizer"`
+	ProximalMu    float64         `json:"proximal_mu,omitempty"`
 	// DP-SGD settings, when the session uses differential privacy.
 	ClipNorm        float64 `json:"clip_norm,omitempty"`
 	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
 }
 
-// FitOutput is a runner's locally trained parameters (binary) and counts.
+// RoundPayload is the JSON of a fit or evaluate task. Its parts are
+// PartSetup (a TrainingSetup) and PartParams (the global parameters in the
+// compact binary format).
+type RoundPayload struct {
+	Round int `json:"round"`
+}
+
+// Part names of training tasks and their results.
+const (
+	PartSetup  = "setup"
+	PartParams = "params"
+)
+
+// FitOutput is a runner's counts after local training; its parameters are
+// the result's PartParams part.
 type FitOutput struct {
-	Params    []byte  `json:"params"`
 	NTrain    int64   `json:"n_train"`
 	Steps     int     `json:"steps"`
 	TrainLoss float64 `json:"train_loss"`
-}
-
-// EvaluatePayload asks a runner to score the global model on its test rows.
-type EvaluatePayload struct {
-	TrainingData
-	ModelPayload
-	Round int `json:"round"`
 }
 
 // ScoreBins is the number of bins of a score histogram.
@@ -212,8 +268,40 @@ const ScoreBins = 1000
 type EvaluateOutput struct {
 	NTest   int64              `json:"n_test"`
 	Metrics map[string]float64 `json:"metrics"`
-	PosHist []int64            `json:"pos_hist,omitempty"`
-	NegHist []int64            `json:"neg_hist,omitempty"`
+	PosHist SparseHist         `json:"pos_hist,omitempty"`
+	NegHist SparseHist         `json:"neg_hist,omitempty"`
+}
+
+// SparseHist is a histogram of ScoreBins bins as [bin, count] pairs of its
+// non-empty bins: a test split of a few hundred rows fills few of the
+// thousand bins, and their zeros were most of an evaluation's bytes.
+type SparseHist [][2]int64
+
+// Dense returns the histogram's n bins, or false when a bin is out of range,
+// repeated, or a count negative.
+func (h SparseHist) Dense(n int) ([]int64, bool) {
+	out := make([]int64, n)
+	seen := make([]bool, n)
+	for _, p := range h {
+		bin, count := p[0], p[1]
+		if bin < 0 || bin >= int64(n) || seen[bin] || count < 0 {
+			return nil, false
+		}
+		seen[bin] = true
+		out[bin] = count
+	}
+	return out, true
+}
+
+// SparseOf returns the non-empty bins of a dense histogram.
+func SparseOf(dense []int64) SparseHist {
+	out := SparseHist{}
+	for i, c := range dense {
+		if c != 0 {
+			out = append(out, [2]int64{int64(i), c})
+		}
+	}
+	return out
 }
 
 // PredictPayload asks a runner to predict every row of a dataset and write

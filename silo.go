@@ -3,7 +3,12 @@
 // It imports no database or HTTP code, so every other package can depend on it.
 package silo
 
-import "time"
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"strings"
+	"time"
+)
 
 // Version is the product version reported by the server and the CLI.
 var Version = "0.1.0-dev"
@@ -18,4 +23,12 @@ func (c Clock) Now() time.Time {
 		return time.Now().UTC()
 	}
 	return c().UTC()
+}
+
+// RandomID returns n random bytes from crypto/rand as lower-case base32: the
+// random part of IDs and secrets (n = 10 gives 80 bits).
+func RandomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails: it aborts the program instead
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }

@@ -1,16 +1,25 @@
 package client
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/silofl/silo"
 )
 
 // The runner protocol, as spoken by `silo runner`. A Client made with a
-// runner token (silor_…) may call these and nothing else.
+// runner token (silor_…) may call these and nothing else. Tasks and results
+// travel as frames bodies (silo.FramesContentType): a JSON header, then the
+// binary parts it lists.
 
 // Heartbeat reports the agent's version and resources; the reply names the
 // runner and how often to report.
@@ -18,25 +27,161 @@ func (c *Client) Heartbeat(ctx context.Context, hb silo.Heartbeat) (*silo.Heartb
 	return send[silo.HeartbeatReply](ctx, c, http.MethodPost, "/api/v1/runner/heartbeat", hb)
 }
 
-// PollTask waits up to wait for the runner's next task; it returns nil, nil
-// when none came.
-func (c *Client) PollTask(ctx context.Context, wait time.Duration) (*silo.Task, error) {
-	var t silo.Task
-	if err := c.do(ctx, http.MethodGet, "/api/v1/runner/tasks", url.Values{"wait": {wait.String()}}, nil, &t); err != nil {
-		return nil, err
-	}
-	if t.ID == "" {
-		return nil, nil
-	}
-	return &t, nil
+// Parts are a task's binary inputs or a result's binary outputs, by name.
+type Parts map[string][]byte
+
+// MaxTaskHeader bounds the JSON header of a task a runner accepts.
+const MaxTaskHeader = 16 << 20
+
+// PollTask waits up to wait for the runner's next task; it returns nil when
+// none came. have lists the digests of parts the runner keeps; such parts
+// come back marked Cached, without their bytes.
+func (c *Client) PollTask(ctx context.Context, wait time.Duration, have []string) (*silo.Task, Parts, error) {
+	return c.taskExchange(ctx, http.MethodGet, "/api/v1/runner/tasks", url.Values{"wait": {wait.String()}}, have, nil, nil)
 }
 
-// ReportTask sends a task's result.
-func (c *Client) ReportTask(ctx context.Context, taskID string, res silo.TaskResult) (*silo.Task, error) {
-	return send[silo.Task](ctx, c, http.MethodPost, "/api/v1/runner/tasks/"+url.PathEscape(taskID)+"/result", res)
+// NextTask asks a task's report to go on as a poll for the runner's next
+// task: a round then costs a runner one request.
+type NextTask struct {
+	// Wait is how long to wait for a next task; Have, the digests of parts
+	// the runner holds (as for PollTask).
+	Wait time.Duration
+	Have []string
+	// Until ends the wait early (the agent is stopping): the result is
+	// taken all the same, and no task comes.
+	Until context.Context
+}
+
+// ReportTask sends a task's result with its binary parts. With next, the
+// server answers with the runner's next task as soon as there is one; an
+// error means the result was not taken.
+func (c *Client) ReportTask(ctx context.Context, taskID string, res silo.TaskResult, parts Parts, next *NextTask) (*silo.Task, Parts, error) {
+	names := make([]string, 0, len(parts))
+	for n := range parts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	res.Parts = res.Parts[:0:0]
+	bodies := make([]io.Reader, 0, len(names))
+	for _, n := range names {
+		res.Parts = append(res.Parts, silo.Part{Name: n, Size: int64(len(parts[n]))})
+		bodies = append(bodies, bytes.NewReader(parts[n]))
+	}
+	var body bytes.Buffer
+	if err := silo.WriteFrames(&body, res, bodies...); err != nil {
+		return nil, nil, err
+	}
+	var q url.Values
+	var have []string
+	var until context.Context
+	if next != nil && next.Wait > 0 {
+		q, have, until = url.Values{"next": {next.Wait.String()}}, next.Have, next.Until
+	}
+	t, p, err := c.taskExchange(ctx, http.MethodPost, "/api/v1/runner/tasks/"+url.PathEscape(taskID)+"/result", q, have, &body, until)
+	var taken *resultTaken
+	if errors.As(err, &taken) {
+		// The answer began (the result is taken) but the next task did not
+		// arrive whole: the server sees it lost and sends it again.
+		return nil, nil, nil
+	}
+	return t, p, err
+}
+
+// resultTaken is an error reading the task that follows a taken result.
+type resultTaken struct{ err error }
+
+func (e *resultTaken) Error() string { return "reading the next task: " + e.err.Error() }
+
+// TaskPart fetches one part of a task the runner is running: one it was
+// told it had cached but no longer has.
+func (c *Client) TaskPart(ctx context.Context, taskID, part string) ([]byte, error) {
+	resp, err := c.raw(ctx, http.MethodGet, "/api/v1/runner/tasks/"+url.PathEscape(taskID)+"/parts/"+url.PathEscape(part), "", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
 }
 
 // SendTaskLogs appends lines to a task's log.
 func (c *Client) SendTaskLogs(ctx context.Context, taskID string, lines []silo.LogLine) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/runner/tasks/"+url.PathEscape(taskID)+"/logs", nil, lines, nil)
+}
+
+// taskExchange sends a runner request whose answer may be a task in a
+// frames body (200) or nothing (204 or an empty body). until, when not
+// nil, ends the wait for the body once the answer has begun; errors after
+// the answer began are *resultTaken.
+func (c *Client) taskExchange(ctx context.Context, method, path string, query url.Values, have []string, body *bytes.Buffer, until context.Context) (*silo.Task, Parts, error) {
+	u := c.baseURL + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = body
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("silo server URL %q: %w", c.baseURL, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("User-Agent", c.UserAgent)
+	if body != nil {
+		req.Header.Set("Content-Type", silo.FramesContentType)
+	}
+	if len(have) > 0 {
+		req.Header.Set(silo.HaveHeader, strings.Join(have, ","))
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("could not reach the Silo server at %s: %w", c.baseURL, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return nil, nil, responseError(resp)
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		return nil, nil, nil
+	}
+	if until != nil {
+		stop := context.AfterFunc(until, func() { resp.Body.Close() })
+		defer stop()
+	}
+	t, parts, err := c.readTask(bufio.NewReader(resp.Body))
+	if err != nil && body != nil {
+		err = &resultTaken{err}
+	}
+	return t, parts, err
+}
+
+// readTask reads a task and its parts from a frames body; an empty body
+// is no task.
+func (c *Client) readTask(br *bufio.Reader) (*silo.Task, Parts, error) {
+	if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+		return nil, nil, nil
+	}
+	var t silo.Task
+	if err := silo.ReadFrameHeader(br, MaxTaskHeader, &t); err != nil {
+		return nil, nil, fmt.Errorf("unexpected task from %s: %w", c.baseURL, err)
+	}
+	parts := Parts{}
+	for _, p := range t.Parts {
+		if p.Cached {
+			continue
+		}
+		if p.Size < 0 || p.Size > silo.MaxPartBytes {
+			return nil, nil, fmt.Errorf("task %s from %s: part %s of %d bytes is over the limit", t.ID, c.baseURL, p.Name, p.Size)
+		}
+		b := make([]byte, p.Size)
+		if _, err := io.ReadFull(br, b); err != nil {
+			return nil, nil, fmt.Errorf("task %s from %s: part %s: %w", t.ID, c.baseURL, p.Name, err)
+		}
+		parts[p.Name] = b
+	}
+	return &t, parts, nil
 }

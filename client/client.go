@@ -65,6 +65,17 @@ func New(baseURL, token string) *Client {
 // slash.
 func (c *Client) BaseURL() string { return c.baseURL }
 
+// unwrapURLError drops *url.Error's repetition of the method and full URL:
+// errors say instead which server could not be reached, and keep the cause
+// for errors.Is.
+func unwrapURLError(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
+}
+
 // maxErrorBody bounds how much of an error response is read: error bodies are
 // small, and a misbehaving proxy should not make us buffer a web page.
 const maxErrorBody = 64 << 10
@@ -105,13 +116,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		// *url.Error repeats the method and full URL; say instead which
-		// server could not be reached, and keep the cause for errors.Is.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return fmt.Errorf("could not reach the Silo server at %s: %w", c.baseURL, err)
+		return fmt.Errorf("could not reach the Silo server at %s: %w", c.baseURL, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 

@@ -136,7 +136,7 @@ func (c *Client) raw(ctx context.Context, method, path, contentType string, body
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("could not reach the Silo server at %s: %w", c.baseURL, err)
+		return nil, fmt.Errorf("could not reach the Silo server at %s: %w", c.baseURL, unwrapURLError(err))
 	}
 	if resp.StatusCode >= 400 {
 		defer resp.Body.Close()

@@ -253,7 +253,7 @@ func simulate(ctx context.Context, c *client.Client, i, n int, hb, poll *lat) {
 	}()
 	for ctx.Err() == nil {
 		t0 := time.Now()
-		t, err := c.PollTask(ctx, 20*time.Second)
+		t, _, err := c.PollTask(ctx, 20*time.Second, nil)
 		if ctx.Err() != nil {
 			return
 		}

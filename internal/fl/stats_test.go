@@ -1,6 +1,8 @@
 package fl
 
 import (
+	"github.com/silofl/silo"
+
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -17,10 +19,10 @@ type row struct {
 	class string
 }
 
-func statsOf(rows []row) ClientStats {
-	s := ClientStats{Numeric: map[string]ColumnStats{}, Categories: map[string]map[string]int64{"color": {}}, Classes: map[string]int64{}}
+func statsOf(rows []row) silo.StatsOutput {
+	s := silo.StatsOutput{Numeric: map[string]silo.NumericStats{}, Categories: map[string]map[string]int64{"color": {}}, Classes: map[string]int64{}}
 	for _, r := range rows {
-		s.Rows++
+		s.NTrain++
 		if !r.xNull {
 			x := s.Numeric["x"]
 			x.Add(r.x)
@@ -66,7 +68,7 @@ func TestMergeStatsExact(t *testing.T) {
 	// statistics must reproduce the whole dataset's statistics bit for bit,
 	// whatever the order of addition.
 	rows := toyRows(rand.New(rand.NewPCG(1, 2)), 5000, true)
-	var shards []ClientStats
+	var shards []silo.StatsOutput
 	for _, part := range split(rows) {
 		shards = append(shards, statsOf(part))
 	}
@@ -83,13 +85,13 @@ func TestMergeStatsReal(t *testing.T) {
 	// squares: SumSq/n − mean² cancels (mean/std)² ≈ 10⁵ times, so only about
 	// 1e-16·10⁵ relative precision survives, whether merged or not.
 	rows := toyRows(rand.New(rand.NewPCG(3, 4)), 20000, false)
-	var shards []ClientStats
+	var shards []silo.StatsOutput
 	for _, part := range split(rows) {
 		shards = append(shards, statsOf(part))
 	}
 	got := MergeStats(shards)
 	whole := statsOf(rows)
-	if got.Rows != whole.Rows || !reflect.DeepEqual(got.Categories, whole.Categories) || !reflect.DeepEqual(got.Classes, whole.Classes) {
+	if got.NTrain != whole.NTrain || !reflect.DeepEqual(got.Categories, whole.Categories) || !reflect.DeepEqual(got.Classes, whole.Classes) {
 		t.Fatalf("counts differ: %+v vs %+v", got, whole)
 	}
 	for col, tol := range map[string]float64{"x": 1e-12, "y": 1e-9} {
@@ -127,13 +129,13 @@ func twoPass(v []float64) (mean, std float64) {
 func rel(a, b float64) float64 { return math.Abs(a-b) / math.Abs(b) }
 
 func TestMergeStatsDisjointColumns(t *testing.T) {
-	a := ClientStats{Rows: 2, Numeric: map[string]ColumnStats{"age": {Count: 2, Sum: 70, SumSq: 2500}},
+	a := silo.StatsOutput{NTrain: 2, Numeric: map[string]silo.NumericStats{"age": {Count: 2, Sum: 70, SumSq: 2500}},
 		Categories: map[string]map[string]int64{"ward": {"A": 2}}, Classes: map[string]int64{"0": 2}}
-	b := ClientStats{Rows: 1, Numeric: map[string]ColumnStats{"age": {Count: 1, Sum: 50, SumSq: 2500}, "bmi": {Count: 1, Sum: 22, SumSq: 484}},
+	b := silo.StatsOutput{NTrain: 1, Numeric: map[string]silo.NumericStats{"age": {Count: 1, Sum: 50, SumSq: 2500}, "bmi": {Count: 1, Sum: 22, SumSq: 484}},
 		Categories: map[string]map[string]int64{"ward": {"B": 1}}, Classes: map[string]int64{"1": 1}}
-	got := MergeStats([]ClientStats{a, b})
-	want := ClientStats{Rows: 3,
-		Numeric:    map[string]ColumnStats{"age": {Count: 3, Sum: 120, SumSq: 5000}, "bmi": {Count: 1, Sum: 22, SumSq: 484}},
+	got := MergeStats([]silo.StatsOutput{a, b})
+	want := silo.StatsOutput{NTrain: 3,
+		Numeric:    map[string]silo.NumericStats{"age": {Count: 3, Sum: 120, SumSq: 5000}, "bmi": {Count: 1, Sum: 22, SumSq: 484}},
 		Categories: map[string]map[string]int64{"ward": {"A": 2, "B": 1}},
 		Classes:    map[string]int64{"0": 2, "1": 1}}
 	if !reflect.DeepEqual(got, want) {
@@ -143,13 +145,13 @@ func TestMergeStatsDisjointColumns(t *testing.T) {
 	if a.Categories["ward"]["A"] != 2 {
 		t.Error("MergeStats shares maps with its input")
 	}
-	if e := MergeStats(nil); e.Numeric == nil || e.Categories == nil || e.Classes == nil || e.Rows != 0 {
+	if e := MergeStats(nil); e.Numeric == nil || e.Categories == nil || e.Classes == nil || e.NTrain != 0 {
 		t.Errorf("MergeStats(nil) = %+v", e)
 	}
 }
 
 func TestMeanStd(t *testing.T) {
-	var s ColumnStats
+	var s silo.NumericStats
 	for _, x := range []float64{1, 2, 3, 4} {
 		s.Add(x)
 	}
@@ -157,17 +159,17 @@ func TestMeanStd(t *testing.T) {
 	if m, sd := s.MeanStd(); m != 2.5 || math.Abs(sd-math.Sqrt(1.25)) > 1e-15 {
 		t.Errorf("MeanStd(1,2,3,4) = %g, %g; want 2.5, √1.25", m, sd)
 	}
-	var constant ColumnStats
+	var constant silo.NumericStats
 	for range 10 {
 		constant.Add(0.1) // 0.1 is inexact: the variance is rounding dust
 	}
 	for _, c := range []struct {
 		name     string
-		s        ColumnStats
+		s        silo.NumericStats
 		wantMean float64
 	}{
-		{"empty", ColumnStats{}, 0},
-		{"single", ColumnStats{Count: 1, Sum: 7, SumSq: 49}, 7},
+		{"empty", silo.NumericStats{}, 0},
+		{"single", silo.NumericStats{Count: 1, Sum: 7, SumSq: 49}, 7},
 		{"constant", constant, 0.1},
 	} {
 		m, sd := c.s.MeanStd()

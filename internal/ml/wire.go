@@ -28,6 +28,9 @@ func MarshalParams(p []float64) []byte {
 	return b
 }
 
+// ParamsBytes is the size of n parameters in the wire format.
+func ParamsBytes(n int) int { return paramsHeaderLen + 8*n }
+
 // MarshalBinaryParams encodes the model's parameters with MarshalParams.
 func (m *Model) MarshalBinaryParams() []byte { return MarshalParams(m.params) }
 

@@ -72,6 +72,11 @@ type Agent struct {
 
 	taskWG sync.WaitGroup
 	freed  chan struct{} // signalled when a task releases its resources
+	// claim is a token: only its holder asks the server for a task, either
+	// by polling or with a task's result, so the agent never takes more
+	// tasks than it has room for.
+	claim chan struct{}
+	parts *partCache
 
 	mu        sync.Mutex
 	running   map[string]context.CancelFunc // task id → cancel
@@ -80,10 +85,27 @@ type Agent struct {
 	name      string
 }
 
+// Task is a task with its binary parts. An executor that answers with parts
+// of its own (an update's parameters) sets Out.
+type Task struct {
+	*silo.Task
+	Parts client.Parts
+	Out   client.Parts
+}
+
+// Part returns one of the task's parts.
+func (t *Task) Part(name string) ([]byte, error) {
+	b, ok := t.Parts[name]
+	if !ok {
+		return nil, fmt.Errorf("%s task %s came without its %s part", t.Type, t.ID, name)
+	}
+	return b, nil
+}
+
 // Executor runs one type of task. It gets the task, a logger whose lines
 // stream to the server, and the agent's config; it returns the output to
 // report. Executors must honour ctx.
-type Executor func(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.RawMessage, error)
+type Executor func(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMessage, error)
 
 // New checks cfg and returns an agent ready to Run.
 func New(cfg Config) (*Agent, error) {
@@ -116,9 +138,11 @@ func New(cfg Config) (*Agent, error) {
 	api.HTTPClient = hc
 	api.UserAgent = "silo-runner/" + silo.Version
 	a := &Agent{cfg: cfg, api: api, log: cfg.Logger, running: map[string]context.CancelFunc{}, hbTick: silo.DefaultHeartbeatInterval, freed: make(chan struct{}, 1),
+		claim: make(chan struct{}, 1), parts: &partCache{},
 		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics, silo.TaskConnect: runConnect,
 			silo.TaskStats: runStats, silo.TaskFit: runFit, silo.TaskEvaluate: runEvaluate, silo.TaskPredict: runPredict}}
 	a.cfg.cache = &dataCache{}
+	a.claim <- struct{}{}
 	return a, nil
 }
 
@@ -291,13 +315,22 @@ func (a *Agent) pollOnce(ctx context.Context) error {
 		case <-a.freed:
 		}
 	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.claim:
+	}
+	defer func() { a.claim <- struct{}{} }()
+	if a.busy() { // a task came with a result meanwhile
+		return nil
+	}
 	pctx, cancel := context.WithTimeout(ctx, a.cfg.PollWait+a.cfg.RequestTimeout)
-	t, err := a.api.PollTask(pctx, a.cfg.PollWait)
+	t, parts, err := a.api.PollTask(pctx, a.cfg.PollWait, a.parts.digests())
 	cancel()
 	if err != nil || t == nil {
 		return err
 	}
-	a.start(ctx, t)
+	a.start(ctx, t, parts)
 	return nil
 }
 
@@ -338,17 +371,22 @@ func (a *Agent) release(t *silo.Task) {
 }
 
 // start runs t in its own goroutine, or refuses it at once.
-func (a *Agent) start(ctx context.Context, t *silo.Task) {
+func (a *Agent) start(ctx context.Context, st *silo.Task, parts client.Parts) {
+	t := &Task{Task: st}
 	exec, ok := a.tasks[t.Type]
 	reason := ""
 	if !ok {
 		reason = fmt.Sprintf("this runner (version %s) does not know task type %q: upgrade it", silo.Version, t.Type)
-	} else {
-		reason = a.fits(t)
+	} else if reason = a.fits(st); reason == "" {
+		var err error
+		if t.Parts, err = a.resolveParts(ctx, st, parts); err != nil {
+			a.release(st)
+			reason = err.Error()
+		}
 	}
 	if reason != "" {
 		a.log.Warn("task refused", "task", t.ID, "type", t.Type, "reason", reason)
-		a.report(ctx, ctx, t, silo.TaskResult{Status: silo.TaskRefused, Error: reason})
+		go a.finish(ctx, context.WithoutCancel(ctx), t, silo.TaskResult{Status: silo.TaskRefused, Error: reason}, nil, nil)
 		return
 	}
 	tctx, cancel := context.WithCancel(ctx)
@@ -359,13 +397,13 @@ func (a *Agent) start(ctx context.Context, t *silo.Task) {
 	go func() {
 		defer a.taskWG.Done()
 		defer cancel()
-		defer a.release(t)
 		log := newTaskLog(a.api, t.ID, a.log)
 		log.Info("task started", "type", t.Type, "vcpu", t.VCPU, "memory_mb", t.MemoryMB)
 		out, err := exec(tctx, t, log, &a.cfg)
 		res := silo.TaskResult{Status: silo.TaskSucceeded, Output: out}
 		if err != nil {
 			res = silo.TaskResult{Status: silo.TaskFailed, Error: err.Error()}
+			t.Out = nil
 			log.Error("task failed", "err", err)
 		} else {
 			log.Info("task succeeded")
@@ -373,37 +411,100 @@ func (a *Agent) start(ctx context.Context, t *silo.Task) {
 		// Report even while shutting down: the result is worth a last try.
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 11*time.Minute)
 		defer rcancel()
-		log.Flush(rctx)
-		a.report(ctx, rctx, t, res)
+		res.Logs = log.take()
+		a.finish(ctx, rctx, t, res, t.Out, st)
 	}()
+}
+
+// resolveParts completes a task's parts: those the server did not send
+// because the agent said it held them come from the cache (or, evicted
+// meanwhile, from the server); new ones are cached.
+func (a *Agent) resolveParts(ctx context.Context, t *silo.Task, parts client.Parts) (client.Parts, error) {
+	if parts == nil {
+		parts = client.Parts{}
+	}
+	for _, p := range t.Parts {
+		if !p.Cached {
+			if b, ok := parts[p.Name]; ok && silo.Digest(b) == p.Digest {
+				a.parts.put(p.Digest, b)
+			}
+			continue
+		}
+		if b, ok := a.parts.get(p.Digest); ok {
+			parts[p.Name] = b
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*a.cfg.RequestTimeout)
+		b, err := a.api.TaskPart(fctx, t.ID, p.Name)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("fetch part %s of task %s: %w", p.Name, t.ID, err)
+		}
+		if silo.Digest(b) != p.Digest {
+			return nil, fmt.Errorf("part %s of task %s changed since it was sent: the session moved on", p.Name, t.ID)
+		}
+		parts[p.Name] = b
+		a.parts.put(p.Digest, b)
+	}
+	return parts, nil
+}
+
+// finish reports a task's result and frees its resources. When the agent
+// may ask for work (it holds the claim token and is not stopping), the
+// report also asks for the next task, which starts as soon as this one's
+// resources are free: a round costs one request.
+func (a *Agent) finish(agentCtx, ctx context.Context, t *Task, res silo.TaskResult, out client.Parts, reserved *silo.Task) {
+	claimed := false
+	if agentCtx.Err() == nil {
+		select {
+		case <-a.claim:
+			claimed = true
+		default:
+		}
+	}
+	next, parts := a.report(agentCtx, ctx, t, res, out, claimed)
+	if reserved != nil {
+		a.release(reserved)
+	}
+	if next != nil {
+		a.start(agentCtx, next, parts)
+	}
+	if claimed {
+		a.claim <- struct{}{}
+	}
 }
 
 // report sends a task's result, retrying with backoff while the server is
 // unreachable (a restart, a network cut): a finished round of training is
 // worth keeping. The server's own refusals (the task was cancelled or
-// belongs to no one) are final.
+// belongs to no one) are final. With withNext the server may answer with
+// the next task.
 // While the agent shuts down (agentCtx done) it tries for 15 seconds only.
-func (a *Agent) report(agentCtx, ctx context.Context, t *silo.Task, res silo.TaskResult) {
+func (a *Agent) report(agentCtx, ctx context.Context, t *Task, res silo.TaskResult, out client.Parts, withNext bool) (*silo.Task, client.Parts) {
 	const base, maxDelay, giveUp, giveUpStopping = 500 * time.Millisecond, 10 * time.Second, 10 * time.Minute, 15 * time.Second
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 10*a.cfg.RequestTimeout)
-		_, err := a.api.ReportTask(actx, t.ID, res)
+		var next *client.NextTask
+		if withNext && agentCtx.Err() == nil {
+			next = &client.NextTask{Wait: a.cfg.PollWait, Have: a.parts.digests(), Until: agentCtx}
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*a.cfg.RequestTimeout+a.cfg.PollWait)
+		nt, parts, err := a.api.ReportTask(actx, t.ID, res, out, next)
 		cancel()
 		if err == nil {
-			return
+			return nt, parts
 		}
 		code := silo.ErrorCode(err)
 		late := time.Since(start) > giveUp || (agentCtx.Err() != nil && time.Since(start) > giveUpStopping)
 		if code == silo.ECONFLICT || code == silo.ENOTFOUND || code == silo.EINVALID || code == silo.EUNAUTHORIZED || ctx.Err() != nil || late {
 			a.log.Warn("task result not delivered", "task", t.ID, "err", err)
-			return
+			return nil, nil
 		}
 		delay := time.Duration(rand.Int64N(int64(min(maxDelay, base<<min(attempt, 10)))) + 1) // #nosec G404 -- jitter
 		a.log.Warn("server unreachable, retrying the task result", "task", t.ID, "in", delay.Round(time.Millisecond), "err", err)
 		select {
 		case <-ctx.Done():
-			return
+			return nil, nil
 		case <-time.After(delay):
 		}
 	}

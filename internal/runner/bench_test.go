@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/ml"
 	"github.com/silofl/silo/model"
 )
@@ -30,7 +31,21 @@ type benchTask struct {
 	log   *TaskLog
 	td    silo.TrainingData
 	feats []string
-	mp    silo.ModelPayload
+	setup silo.TrainingSetup
+	// params are the initial global parameters.
+	params []byte
+}
+
+// task is a fit or evaluate task of round 1 with the bench data's setup,
+// edited by edit.
+func (bt *benchTask) task(typ string, edit func(*silo.TrainingSetup)) *Task {
+	setup := bt.setup
+	if edit != nil {
+		edit(&setup)
+	}
+	b, _ := json.Marshal(setup)
+	p, _ := json.Marshal(silo.RoundPayload{Round: 1})
+	return &Task{Task: &silo.Task{Type: typ, Payload: p}, Parts: client.Parts{silo.PartSetup: b, silo.PartParams: bt.params}}
 }
 
 func newBenchTask(b testing.TB) *benchTask {
@@ -87,9 +102,11 @@ func newBenchTask(b testing.TB) *benchTask {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bt.mp.Spec, _ = json.Marshal(spec)
-	bt.mp.Preprocessing, _ = json.Marshal(prep)
-	bt.mp.Params = m.MarshalBinaryParams()
+	bt.setup.TrainingData = bt.td
+	bt.setup.Spec, _ = json.Marshal(spec)
+	bt.setup.Preprocessing, _ = json.Marshal(prep)
+	bt.setup.Optimizer = silo.OptimizerConfig{Name: "sgd", LearningRate: 0.1, Momentum: 0.9, BatchSize: 64, LocalEpochs: 1}
+	bt.params = m.MarshalBinaryParams()
 	return bt
 }
 
@@ -98,7 +115,7 @@ func BenchmarkStatsTask(b *testing.B) {
 	p, _ := json.Marshal(silo.StatsPayload{TrainingData: bt.td, TaskType: "classification", Target: "y", Features: bt.feats})
 	defer reportCPU(b)()
 	for b.Loop() {
-		if _, err := runStats(context.Background(), &silo.Task{Payload: p}, bt.log, bt.cfg); err != nil {
+		if _, err := runStats(context.Background(), &Task{Task: &silo.Task{Payload: p}}, bt.log, bt.cfg); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -109,12 +126,10 @@ func BenchmarkStatsTask(b *testing.B) {
 // cache starts empty), then one epoch of SGD.
 func BenchmarkFitTask(b *testing.B) {
 	bt := newBenchTask(b)
-	p, _ := json.Marshal(silo.FitPayload{TrainingData: bt.td, ModelPayload: bt.mp, Round: 1,
-		Optimizer: silo.OptimizerConfig{Name: "sgd", LearningRate: 0.1, Momentum: 0.9, BatchSize: 64, LocalEpochs: 1}})
 	defer reportCPU(b)()
 	for b.Loop() {
 		bt.cfg.cache = &dataCache{}
-		if _, err := runFit(context.Background(), &silo.Task{Payload: p}, bt.log, bt.cfg); err != nil {
+		if _, err := runFit(context.Background(), bt.task(silo.TaskFit, nil), bt.log, bt.cfg); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -125,11 +140,10 @@ func BenchmarkFitTask(b *testing.B) {
 // in the cache.
 func BenchmarkEvaluateTask(b *testing.B) {
 	bt := newBenchTask(b)
-	p, _ := json.Marshal(silo.EvaluatePayload{TrainingData: bt.td, ModelPayload: bt.mp, Round: 1})
 	defer reportCPU(b)()
 	for b.Loop() {
 		bt.cfg.cache = &dataCache{}
-		if _, err := runEvaluate(context.Background(), &silo.Task{Payload: p}, bt.log, bt.cfg); err != nil {
+		if _, err := runEvaluate(context.Background(), bt.task(silo.TaskEvaluate, nil), bt.log, bt.cfg); err != nil {
 			b.Fatal(err)
 		}
 	}

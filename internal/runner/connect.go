@@ -57,7 +57,7 @@ func openDataset(ctx context.Context, cfg *Config, uri string) ([]tabular.Input,
 // and the summaries its privacy controls allow. Excluded columns are never
 // parsed; identifier columns get no summary; no statistic covers fewer than
 // min_records_per_aggregate values. It reports metadata only, never a row.
-func runConnect(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
+func runConnect(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
 	var p silo.ConnectPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return nil, fmt.Errorf("connect task payload: %w", err)

@@ -25,7 +25,7 @@ type Diagnostics struct {
 	StorageFreeMB   int64  `json:"storage_free_mb,omitempty"`
 }
 
-func runDiagnostics(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
+func runDiagnostics(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
 	d := Diagnostics{AgentVersion: silo.Version, GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
 		VCPU: cfg.VCPU, MemoryMB: cfg.MemoryMB, StorageRoot: cfg.StorageRoot}
 	if cfg.StorageRoot != "" {

@@ -32,7 +32,7 @@ type predictionWriter interface {
 // writes the predictions to the runner's own storage: the identifier
 // columns, then prediction and (classification) one p_<class> column per
 // class. Only the count and the path go back to the server.
-func runPredict(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
+func runPredict(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
 	var p silo.PredictPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return nil, fmt.Errorf("predict task payload: %w", err)

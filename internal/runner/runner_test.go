@@ -116,7 +116,7 @@ func TestRunnerEnforcesPrivacy(t *testing.T) {
 	stats := func(features []string, target string) error {
 		p, _ := json.Marshal(silo.StatsPayload{TrainingData: silo.TrainingData{Dataset: "d", URI: "file://" + filepath.Join(root, "d.csv"), Schema: schema, Privacy: lenient, Fraction: 0.2},
 			TaskType: "classification", Target: target, Features: features})
-		_, err := runStats(context.Background(), &silo.Task{Payload: p}, log, cfg)
+		_, err := runStats(context.Background(), &Task{Task: &silo.Task{Payload: p}}, log, cfg)
 		return err
 	}
 	if err := stats([]string{"age"}, "y"); err == nil || !strings.Contains(err.Error(), "does not allow hfl sessions") {

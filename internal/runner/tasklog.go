@@ -55,6 +55,23 @@ func (l *TaskLog) add(level slog.Level, msg string, args []any) {
 	}
 }
 
+// take returns the pending lines and stops sending them: they go with the
+// task's result instead of in a request of their own.
+func (l *TaskLog) take() []silo.LogLine {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lines := l.pending
+	l.pending = nil
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	if len(lines) > silo.MaxLogLinesPerPost {
+		lines = lines[len(lines)-silo.MaxLogLinesPerPost:]
+	}
+	return lines
+}
+
 // Flush sends the pending lines. A failed send keeps them for the next try,
 // up to the server's per-request limit.
 func (l *TaskLog) Flush(ctx context.Context) {

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/ml"
 	"github.com/silofl/silo/internal/tabular"
 	"github.com/silofl/silo/model"
@@ -162,7 +163,7 @@ func readRows(ctx context.Context, cfg *Config, td *silo.TrainingData, columns [
 	return nil
 }
 
-func runStats(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
+func runStats(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
 	var p silo.StatsPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return nil, fmt.Errorf("stats task payload: %w", err)
@@ -298,17 +299,38 @@ func (c *dataCache) put(key string, l *loaded) {
 	}
 }
 
-// load encodes a dataset for the model in mp, from the cache when it can.
-func load(ctx context.Context, cfg *Config, td *silo.TrainingData, mp *silo.ModelPayload) (*ml.Model, *model.Preprocessing, *loaded, error) {
+// roundTask reads a fit or evaluate task: its round, its setup and the
+// global parameters.
+func roundTask(t *Task) (silo.RoundPayload, *silo.TrainingSetup, []byte, error) {
+	var p silo.RoundPayload
+	var setup silo.TrainingSetup
+	if err := json.Unmarshal(t.Payload, &p); err != nil {
+		return p, nil, nil, fmt.Errorf("%s task payload: %w", t.Type, err)
+	}
+	b, err := t.Part(silo.PartSetup)
+	if err != nil {
+		return p, nil, nil, err
+	}
+	if err := json.Unmarshal(b, &setup); err != nil {
+		return p, nil, nil, fmt.Errorf("%s task setup: %w", t.Type, err)
+	}
+	params, err := t.Part(silo.PartParams)
+	return p, &setup, params, err
+}
+
+// load encodes a dataset for the model of a setup, from the cache when it
+// can, and loads the global parameters into the model.
+func load(ctx context.Context, cfg *Config, setup *silo.TrainingSetup, paramBytes []byte) (*ml.Model, *model.Preprocessing, *loaded, error) {
+	td := &setup.TrainingData
 	var spec ml.Spec
 	var prep model.Preprocessing
-	if err := json.Unmarshal(mp.Spec, &spec); err != nil {
+	if err := json.Unmarshal(setup.Spec, &spec); err != nil {
 		return nil, nil, nil, fmt.Errorf("model spec: %w", err)
 	}
-	if err := json.Unmarshal(mp.Preprocessing, &prep); err != nil {
+	if err := json.Unmarshal(setup.Preprocessing, &prep); err != nil {
 		return nil, nil, nil, fmt.Errorf("preprocessing: %w", err)
 	}
-	params, err := ml.ParseParams(mp.Params)
+	params, err := ml.ParseParams(paramBytes)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("model parameters: %w", err)
 	}
@@ -319,7 +341,7 @@ func load(ctx context.Context, cfg *Config, td *silo.TrainingData, mp *silo.Mode
 	if _, err := cfg.checkUse(td, prep.Columns(false), prep.Target); err != nil {
 		return nil, nil, nil, err
 	}
-	key := td.Session + "\x00" + td.Dataset + "\x00" + string(mp.Preprocessing)
+	key := td.Session + "\x00" + td.Dataset + "\x00" + string(setup.Preprocessing)
 	if l := cfg.cache.get(key); l != nil {
 		return m, &prep, l, nil
 	}
@@ -396,12 +418,12 @@ func (r *rowBlocks) join() []float64 {
 	return out
 }
 
-func runFit(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
-	var p silo.FitPayload
-	if err := json.Unmarshal(t.Payload, &p); err != nil {
-		return nil, fmt.Errorf("fit task payload: %w", err)
+func runFit(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
+	rp, p, params, err := roundTask(t)
+	if err != nil {
+		return nil, err
 	}
-	m, _, data, err := load(ctx, cfg, &p.TrainingData, &p.ModelPayload)
+	m, _, data, err := load(ctx, cfg, p, params)
 	if err != nil {
 		return nil, err
 	}
@@ -421,7 +443,7 @@ func runFit(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.
 		opts.Global = m.Params()
 	}
 	// #nosec G115 G404 -- a reproducible shuffle: the seed's bits, mixed with the round
-	opts.Rand = rand.New(rand.NewPCG(uint64(p.Seed)*1_000_003+uint64(p.Round), uint64(len(p.Dataset))))
+	opts.Rand = rand.New(rand.NewPCG(uint64(p.Seed)*1_000_003+uint64(rp.Round), uint64(len(p.Dataset))))
 	if p.NoiseMultiplier > 0 {
 		opts.DP = &ml.DPOptions{ClipNorm: p.ClipNorm, NoiseMultiplier: p.NoiseMultiplier}
 		// DP noise must be unpredictable: a replayable seed, or a generator
@@ -435,20 +457,21 @@ func runFit(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.
 	if err != nil {
 		return nil, err
 	}
-	out := silo.FitOutput{Params: m.MarshalBinaryParams(), NTrain: int64(res.Examples), Steps: res.Steps}
+	out := silo.FitOutput{NTrain: int64(res.Examples), Steps: res.Steps}
 	if opts.DP == nil {
 		out.TrainLoss = res.Loss // under DP the raw training loss is not released
 	}
-	log.Info("local training done", "dataset", p.Dataset, "round", p.Round, "rows", res.Examples, "steps", res.Steps, "dp", opts.DP != nil)
+	t.Out = client.Parts{silo.PartParams: m.MarshalBinaryParams()}
+	log.Info("local training done", "dataset", p.Dataset, "round", rp.Round, "rows", res.Examples, "steps", res.Steps, "dp", opts.DP != nil)
 	return json.Marshal(out)
 }
 
-func runEvaluate(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
-	var p silo.EvaluatePayload
-	if err := json.Unmarshal(t.Payload, &p); err != nil {
-		return nil, fmt.Errorf("evaluate task payload: %w", err)
+func runEvaluate(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
+	rp, p, params, err := roundTask(t)
+	if err != nil {
+		return nil, err
 	}
-	m, prep, data, err := load(ctx, cfg, &p.TrainingData, &p.ModelPayload)
+	m, prep, data, err := load(ctx, cfg, p, params)
 	if err != nil {
 		return nil, err
 	}
@@ -467,17 +490,18 @@ func runEvaluate(ctx context.Context, t *silo.Task, log *TaskLog, cfg *Config) (
 	}
 	out.Metrics = metrics
 	if prep.Task == "classification" && len(prep.Classes) == 2 {
-		out.PosHist, out.NegHist = make([]int64, silo.ScoreBins), make([]int64, silo.ScoreBins)
+		pos, neg := make([]int64, silo.ScoreBins), make([]int64, silo.ScoreBins)
 		for i, y := range data.test.Y {
 			bin := min(int(pred.At(i, 1)*silo.ScoreBins), silo.ScoreBins-1)
 			if y == 1 {
-				out.PosHist[bin]++
+				pos[bin]++
 			} else {
-				out.NegHist[bin]++
+				neg[bin]++
 			}
 		}
+		out.PosHist, out.NegHist = silo.SparseOf(pos), silo.SparseOf(neg)
 	}
-	log.Info("evaluated the global model", "dataset", p.Dataset, "round", p.Round, "test_rows", out.NTest)
+	log.Info("evaluated the global model", "dataset", p.Dataset, "round", rp.Round, "test_rows", out.NTest)
 	return json.Marshal(out)
 }
 

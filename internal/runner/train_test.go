@@ -17,17 +17,19 @@ func TestFitSeededButDPNoiseUnpredictable(t *testing.T) {
 	bt := newBenchTask(t)
 	fit := func(noise float64) []byte {
 		t.Helper()
-		p, _ := json.Marshal(silo.FitPayload{TrainingData: bt.td, ModelPayload: bt.mp, Round: 1, ClipNorm: 1, NoiseMultiplier: noise,
-			Optimizer: silo.OptimizerConfig{Name: "sgd", LearningRate: 0.1, BatchSize: 256, LocalEpochs: 1}})
-		out, err := runFit(context.Background(), &silo.Task{Payload: p}, bt.log, bt.cfg)
+		task := bt.task(silo.TaskFit, func(s *silo.TrainingSetup) {
+			s.ClipNorm, s.NoiseMultiplier = 1, noise
+			s.Optimizer = silo.OptimizerConfig{Name: "sgd", LearningRate: 0.1, BatchSize: 256, LocalEpochs: 1}
+		})
+		out, err := runFit(context.Background(), task, bt.log, bt.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var fo silo.FitOutput
-		if err := json.Unmarshal(out, &fo); err != nil {
-			t.Fatal(err)
+		if err := json.Unmarshal(out, &fo); err != nil || fo.NTrain == 0 {
+			t.Fatalf("fit output %s: %v", out, err)
 		}
-		return fo.Params
+		return task.Out[silo.PartParams]
 	}
 	if a, b := fit(0), fit(0); !bytes.Equal(a, b) {
 		t.Fatal("two fits with the same seed and no DP differ: training is not reproducible")

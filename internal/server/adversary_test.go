@@ -38,7 +38,7 @@ func TestAdversarialRunnerProtocol(t *testing.T) {
 		var got *silo.Task
 		eventually(t, "a "+typ+" task for hospital-c", func() bool {
 			c.Heartbeat(ctx, hb)
-			task, err := c.PollTask(ctx, 200*time.Millisecond)
+			task, _, err := c.PollTask(ctx, 200*time.Millisecond, nil)
 			if err == nil && task != nil && task.Type == typ {
 				got = task
 			}
@@ -71,20 +71,20 @@ func TestAdversarialRunnerProtocol(t *testing.T) {
 
 	// Another runner's token cannot answer for hospital-c, and hospital-c
 	// cannot answer hospital-b's task.
-	if _, err := rc.ReportTask(ctx, stats.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: honest.Output}); silo.ErrorCode(err) != silo.ENOTFOUND {
+	if _, _, err := rc.ReportTask(ctx, stats.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: honest.Output}, nil, nil); silo.ErrorCode(err) != silo.ENOTFOUND {
 		t.Fatalf("a result under another runner's token: %v", err)
 	}
-	if _, err := c.ReportTask(ctx, honest.ID, silo.TaskResult{Status: silo.TaskFailed, Error: "overwritten"}); silo.ErrorCode(err) != silo.ENOTFOUND {
+	if _, _, err := c.ReportTask(ctx, honest.ID, silo.TaskResult{Status: silo.TaskFailed, Error: "overwritten"}, nil, nil); silo.ErrorCode(err) != silo.ENOTFOUND {
 		t.Fatalf("a result for another runner's task: %v", err)
 	}
 	// A result body over the limit is refused with 413 and not taken; one
 	// that says its length up front is refused before it is read.
 	const hugeLen = 257 << 20
-	huge := io.MultiReader(strings.NewReader(`{"status":"succeeded","output":{"junk":"`), io.LimitReader(zeros{}, hugeLen), strings.NewReader(`"}}`))
+	huge := io.MultiReader(strings.NewReader(`{"status":"succeeded","output":{"junk":"`), io.LimitReader(zeros{}, hugeLen), strings.NewReader("\"}}\n"))
 	req, _ := http.NewRequest("POST", f.ts.URL+"/api/v1/runner/tasks/"+stats.ID+"/result", huge)
 	req.ContentLength = hugeLen + 42
 	req.Header.Set("Authorization", "Bearer "+rotated.Token)
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", silo.FramesContentType)
 	resp, err := http.DefaultClient.Do(req)
 	if err == nil {
 		resp.Body.Close()
@@ -97,10 +97,10 @@ func TestAdversarialRunnerProtocol(t *testing.T) {
 	}
 
 	// hospital-c answers with plausible statistics; a replay is refused.
-	if _, err := c.ReportTask(ctx, stats.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: honest.Output}); err != nil {
+	if _, _, err := c.ReportTask(ctx, stats.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: honest.Output}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ReportTask(ctx, stats.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: []byte(`{"n_train":1}`)}); silo.ErrorCode(err) != silo.ECONFLICT {
+	if _, _, err := c.ReportTask(ctx, stats.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: []byte(`{"n_train":1}`)}, nil, nil); silo.ErrorCode(err) != silo.ECONFLICT {
 		t.Fatalf("a replayed result: %v", err)
 	}
 	if got, _ := f.db.FindTask(ctx, stats.ID); !bytes.Equal(got.Output, honest.Output) {
@@ -120,7 +120,7 @@ func TestAdversarialRunnerProtocol(t *testing.T) {
 		got, _ := f.db.FindTask(ctx, fit.ID)
 		return got.Status == silo.TaskCancelled
 	})
-	if _, err := c.ReportTask(ctx, fit.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: update.Output}); silo.ErrorCode(err) != silo.ECONFLICT {
+	if _, _, err := c.ReportTask(ctx, fit.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: update.Output}, nil, nil); silo.ErrorCode(err) != silo.ECONFLICT {
 		t.Fatalf("an update for a closed round: %v", err)
 	}
 

@@ -1,28 +1,37 @@
 package server
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/orchestrator"
 	"github.com/silofl/silo/internal/sqlstore"
 )
 
 // The runner protocol: routes the agents call with their runner token. They
 // dial out only: the server never connects to a runner.
 
+// agentPrefix is where the runner protocol's routes live.
+const agentPrefix = "/api/v1/runner/"
+
 // agentRoutes declares the routes agents call.
 func (s *Server) agentRoutes() []route {
 	return []route{
 		{method: "POST", path: "/api/v1/runner/heartbeat", access: accessRunner, summary: "Agent heartbeat: resources and version; marks the runner online", in: silo.Heartbeat{}, out: silo.HeartbeatReply{}, handler: s.handleHeartbeat},
-		{method: "GET", path: "/api/v1/runner/tasks", access: accessRunner, summary: "Long-poll for the next task (?wait=25s); 204 when none", out: silo.Task{}, handler: s.handlePollTask},
-		{method: "POST", path: "/api/v1/runner/tasks/{id}/result", access: accessRunner, summary: "Report a task's result", in: silo.TaskResult{}, out: silo.Task{}, handler: s.handleTaskResult},
+		{method: "GET", path: "/api/v1/runner/tasks", access: accessRunner, summary: "Long-poll for the next task (?wait=25s): a frames body (the task as a JSON line, then its binary parts), or 204 when none came; the X-Silo-Have header lists part digests the runner holds", handler: s.handlePollTask},
+		{method: "POST", path: "/api/v1/runner/tasks/{id}/result", access: accessRunner, summary: "Report a task's result as a frames body (the result as a JSON line with its log lines, then its binary parts); with ?next=25s the answer (200 once the result is taken) goes on with the runner's next task, if one comes", handler: s.handleTaskResult},
+		{method: "GET", path: "/api/v1/runner/tasks/{id}/parts/{part}", access: accessRunner, summary: "One binary part of a task the runner is running", handler: s.handleTaskPart},
 		{method: "POST", path: "/api/v1/runner/tasks/{id}/logs", access: accessRunner, summary: "Append task log lines", in: []silo.LogLine{}, handler: s.handleTaskLogs},
 	}
 }
@@ -74,16 +83,17 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if was != updated.Status {
 		s.auditAs(ctx, "runner:"+rn.Name, "runner.status", rn.Name+": "+string(was)+" → "+string(updated.Status), silo.OutcomeSuccess, "agent "+hb.AgentVersion)
 		s.Logger.Info("runner status", "runner", rn.Name, "from", was, "to", updated.Status)
+		s.engine.WakeAll() // sessions waiting for runners
 	}
 	// Tasks the server thinks are running but the agent does not know
 	// were lost in a restart: fail them now rather than wait forever.
-	if lost, err := s.db.FailLostTasks(ctx, rn.ID, hb.RunningTasks, s.now().Add(-2*s.HeartbeatInterval), lostTask); err != nil {
+	if lost, err := s.db.FailLostTasks(ctx, rn.ID, hb.RunningTasks, s.now().Add(-2*s.HeartbeatInterval), orchestrator.LostTask); err != nil {
 		s.Logger.Warn("fail lost tasks", "runner", rn.Name, "err", err)
 	} else if len(lost) > 0 {
 		s.Logger.Warn("tasks lost in a runner restart", "runner", rn.Name, "tasks", lost)
 		for _, id := range lost {
 			if t, err := s.db.FindTask(ctx, id); err == nil && t.Session != "" {
-				s.sessions.wake(t.Session)
+				s.engine.Wake(t.Session)
 			}
 		}
 	}
@@ -113,15 +123,60 @@ const MaxPollWait = 60 * time.Second
 func (s *Server) handlePollTask(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rn := runnerFromContext(ctx)
-	wait := 25 * time.Second
-	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 || d > MaxPollWait {
-			writeError(w, r, s.Logger, silo.FieldErrorf("wait", "wait %q must be a duration from 0s to %s", v, MaxPollWait))
-			return
-		}
-		wait = d
+	wait, err := waitParam(r, "wait", 25*time.Second)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
 	}
+	t, err := s.nextTask(ctx, rn, wait)
+	if err != nil && ctx.Err() != nil {
+		return // the agent hung up (stopping, or its network cut)
+	} else if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	if t == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Content-Type", silo.FramesContentType)
+	if sent, err := s.writeTask(ctx, w, r, t); !sent {
+		s.undeliverable(ctx, t, err)
+		w.WriteHeader(http.StatusNoContent)
+	} else if err != nil {
+		// The task is claimed but did not arrive whole: the runner's next
+		// heartbeat shows it lost, and it is queued again.
+		s.Logger.Warn("send task", "runner", rn.Name, "task", t.ID, "err", err)
+	}
+}
+
+// undeliverable fails a claimed task the server could not even start to
+// send (its parts are gone: the session moved on or ended).
+func (s *Server) undeliverable(ctx context.Context, t *silo.Task, cause error) {
+	s.Logger.Warn("task not sent", "task", t.ID, "session", t.Session, "err", cause)
+	if _, err := s.db.FailTask(ctx, t.ID, "the server could not send this task: "+silo.ErrorMessage(cause)); err != nil {
+		s.Logger.Warn("fail an unsent task", "task", t.ID, "err", err)
+	}
+	if t.Session != "" {
+		s.engine.Wake(t.Session)
+	}
+}
+
+// waitParam reads a long-poll duration from the query.
+func waitParam(r *http.Request, name string, def time.Duration) (time.Duration, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > MaxPollWait {
+		return 0, silo.FieldErrorf(name, "%s %q must be a duration from 0s to %s", name, v, MaxPollWait)
+	}
+	return d, nil
+}
+
+// nextTask claims the runner's next task, waiting up to wait for one.
+func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait time.Duration) (*silo.Task, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
@@ -129,47 +184,137 @@ func (s *Server) handlePollTask(w http.ResponseWriter, r *http.Request) {
 		// the look and the wait is not missed.
 		woken := s.wake.channel(rn.ID)
 		t, err := s.db.ClaimTask(ctx, rn.ID)
-		if err != nil && ctx.Err() != nil {
-			return // the agent hung up (stopping, or its network cut)
-		} else if err != nil {
-			writeError(w, r, s.Logger, err)
-			return
-		}
-		if t != nil {
-			writeJSON(w, http.StatusOK, t)
-			return
+		if err != nil || t != nil {
+			return t, err
 		}
 		select {
 		case <-woken:
 		case <-time.After(2 * time.Second): // another replica may have queued it
 		case <-deadline.C:
-			w.WriteHeader(http.StatusNoContent)
-			return
+			return nil, nil
 		case <-ctx.Done():
-			return
+			return nil, ctx.Err()
 		}
 	}
 }
 
+// writeTask sends a claimed task as a frames body: its JSON, then each part
+// the runner does not already hold (by the digests it listed), streamed
+// from the session's blobs. It reports whether it wrote anything.
+func (s *Server) writeTask(ctx context.Context, w io.Writer, r *http.Request, t *silo.Task) (bool, error) {
+	have := map[string]bool{}
+	for _, d := range strings.Split(r.Header.Get(silo.HaveHeader), ",") {
+		if d = strings.TrimSpace(d); d != "" && len(have) < 64 {
+			have[d] = true
+		}
+	}
+	names := make([]string, len(t.Inputs))
+	for i, in := range t.Inputs {
+		names[i] = in.Blob
+	}
+	infos, err := s.db.SessionBlobInfos(ctx, t.Session, names)
+	if err != nil {
+		return false, err
+	}
+	t.Parts = make([]silo.Part, len(infos))
+	for i, info := range infos {
+		t.Parts[i] = silo.Part{Name: t.Inputs[i].Part, Size: info.Size, Digest: info.Digest, Cached: have[info.Digest]}
+	}
+	if err := silo.WriteFrames(w, t); err != nil {
+		return true, err
+	}
+	for i, p := range t.Parts {
+		if p.Cached {
+			continue
+		}
+		if err := s.db.CopySessionBlob(ctx, t.Session, t.Inputs[i].Blob, w); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// Result bodies: the JSON header (output and log lines) is bounded on its
+// own; parts, by what the task's step may send back (Task.MaxResult, or
+// maxPartsDefault for a task that sets none). Parts up to inMemoryParts in
+// all are read at once and stored with the result in one transaction;
+// larger ones stream into the store chunk by chunk.
+const (
+	maxResultHeader = 16 << 20
+	maxPartsDefault = 1 << 20
+	inMemoryParts   = 8 << 20
+)
+
 func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rn := runnerFromContext(ctx)
-	var res silo.TaskResult
-	if err := decodeJSONLimit(w, r, &res, MaxResultBytes); err != nil {
-		writeError(w, r, s.Logger, err)
-		return
-	}
-	if len(res.Error) > 4096 {
-		res.Error = res.Error[:4096]
-	}
-	t, err := s.db.FinishTask(ctx, rn.ID, r.PathValue("id"), res)
+	next, err := waitParam(r, "next", 0)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	s.Logger.Info("task finished", "runner", rn.Name, "task", t.ID, "type", t.Type, "status", t.Status)
+	// Whose task it is, and whether it still wants a result, is settled
+	// before a byte of the body is read: another runner's task, or a
+	// replayed result, costs the server nothing.
+	t, err := s.db.FindTask(ctx, r.PathValue("id"))
+	if err != nil || t.Runner != rn.Name {
+		writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", r.PathValue("id")))
+		return
+	}
+	if t.Status != silo.TaskRunning {
+		writeError(w, r, s.Logger, silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", t.ID, t.Status))
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != silo.FramesContentType {
+		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "a task result is a frames body (Content-Type: %s), not %s: upgrade the runner", silo.FramesContentType, ct))
+		return
+	}
+	limit := cmp.Or(t.MaxResult, maxPartsDefault)
+	if r.ContentLength > limit+maxResultHeader {
+		writeError(w, r, s.Logger, bodyTooLarge(&http.MaxBytesError{Limit: limit + maxResultHeader}))
+		return
+	}
+	body := bufio.NewReader(http.MaxBytesReader(w, r.Body, limit+maxResultHeader))
+	var res silo.TaskResult
+	if err := silo.ReadFrameHeader(body, maxResultHeader, &res); err != nil {
+		if errors.Is(err, silo.ErrFrameHeaderTooLarge) || isMaxBytes(err) {
+			err = bodyTooLarge(&http.MaxBytesError{Limit: maxResultHeader})
+		} else {
+			err = silo.Errorf(silo.EINVALID, "task result: %v", err)
+		}
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	if err := silo.CheckParts(res.Parts, limit); err != nil {
+		if silo.ErrorCode(err) == silo.EINVALID && strings.Contains(silo.ErrorMessage(err), "limit") {
+			err = fmt.Errorf("%w%w", err, errTooLarge)
+		}
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	parts, err := s.readParts(ctx, t, body, res.Parts)
+	if err != nil {
+		if isMaxBytes(err) {
+			err = bodyTooLarge(err)
+		}
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	if len(res.Error) > 4096 {
+		res.Error = strings.ToValidUTF8(res.Error[:4096], "")
+	}
+	if len(res.Logs) > silo.MaxLogLinesPerPost {
+		res.Logs = res.Logs[len(res.Logs)-silo.MaxLogLinesPerPost:]
+	}
+	s.cleanLogLines(t.ID, res.Logs)
+	t, err = s.db.FinishTask(ctx, rn.ID, t.ID, res, parts)
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	s.Logger.Debug("task finished", "runner", rn.Name, "task", t.ID, "type", t.Type, "status", t.Status)
 	if t.Session != "" {
-		s.sessions.wake(t.Session)
+		s.engine.Wake(t.Session)
 	}
 	if t.Type == silo.TaskConnect {
 		if err := s.datasetConnected(ctx, t); err != nil {
@@ -177,10 +322,70 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The runner already has the payload and the output: echo only the
-	// task's state, not its (possibly large) model parameters.
-	t.Payload, t.Output = nil, nil
-	writeJSON(w, http.StatusOK, t)
+	if next == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	// The result is taken: say so at once, then go on as a long-poll for
+	// the runner's next task. An empty body means none came.
+	w.Header().Set("Content-Type", silo.FramesContentType)
+	w.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(w).Flush()
+	nt, err := s.nextTask(ctx, rn, next)
+	if err != nil || nt == nil {
+		return
+	}
+	if sent, err := s.writeTask(ctx, w, r, nt); !sent {
+		s.undeliverable(ctx, nt, err)
+	} else if err != nil {
+		s.Logger.Warn("send task", "runner", rn.Name, "task", nt.ID, "err", err)
+	}
+}
+
+// readParts reads a result's parts: small ones into memory, to be stored
+// with the result; large ones streamed into the session's blobs now.
+func (s *Server) readParts(ctx context.Context, t *silo.Task, body io.Reader, list []silo.Part) (map[string][]byte, error) {
+	var total int64
+	for _, p := range list {
+		total += p.Size
+	}
+	parts := map[string][]byte{}
+	for _, p := range list {
+		if total <= inMemoryParts {
+			b := make([]byte, p.Size)
+			if _, err := io.ReadFull(body, b); err != nil {
+				return nil, silo.Errorf(silo.EINVALID, "task result: part %s ends after fewer than its %d bytes", p.Name, p.Size)
+			}
+			parts[p.Name] = b
+			continue
+		}
+		if t.Session == "" {
+			return nil, silo.Errorf(silo.EINVALID, "task %s belongs to no session: its result takes no parts", t.ID)
+		}
+		if _, err := s.db.WriteSessionBlob(ctx, t.Session, sqlstore.ResultBlob(t.ID, p.Name), io.LimitReader(body, p.Size), p.Size); err != nil {
+			return nil, err
+		}
+	}
+	return parts, nil
+}
+
+func (s *Server) handleTaskPart(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rn := runnerFromContext(ctx)
+	t, err := s.db.FindTask(ctx, r.PathValue("id"))
+	if err != nil || t.Runner != rn.Name || t.Status != silo.TaskRunning {
+		writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "no running task %s for this runner", r.PathValue("id")))
+		return
+	}
+	i := slices.IndexFunc(t.Inputs, func(in silo.PartBlob) bool { return in.Part == r.PathValue("part") })
+	if i < 0 {
+		writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "task %s has no part %s", t.ID, r.PathValue("part")))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if err := s.db.CopySessionBlob(ctx, t.Session, t.Inputs[i].Blob, w); err != nil {
+		s.Logger.Warn("send task part", "task", t.ID, "part", t.Inputs[i].Part, "err", err)
+	}
 }
 
 func (s *Server) handleTaskLogs(w http.ResponseWriter, r *http.Request) {
@@ -195,9 +400,21 @@ func (s *Server) handleTaskLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "at most %d log lines per request", silo.MaxLogLinesPerPost))
 		return
 	}
+	s.cleanLogLines(r.PathValue("id"), lines)
+	if err := s.db.AppendTaskLogs(ctx, rn.ID, r.PathValue("id"), lines); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// cleanLogLines bounds and tidies a runner's log lines: truncated, valid
+// UTF-8, a known level, a time not in the future.
+func (s *Server) cleanLogLines(taskID string, lines []silo.LogLine) {
 	now := s.now()
 	for i := range lines {
 		l := &lines[i]
+		l.TaskID = taskID
 		if len(l.Message) > silo.MaxLogLineBytes {
 			l.Message = strings.ToValidUTF8(l.Message[:silo.MaxLogLineBytes], "") + " …(truncated)"
 		}
@@ -213,11 +430,6 @@ func (s *Server) handleTaskLogs(w http.ResponseWriter, r *http.Request) {
 			l.Time = now
 		}
 	}
-	if err := s.db.AppendTaskLogs(ctx, rn.ID, r.PathValue("id"), lines); err != nil {
-		writeError(w, r, s.Logger, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // waker wakes long-polls when a task is queued for their runner.
@@ -257,6 +469,9 @@ func (s *Server) CheckRunners(ctx context.Context) error {
 		s.Logger.Warn("runner offline", "runner", n)
 		s.auditAs(ctx, "system", "runner.status", n+": online → offline", silo.OutcomeSuccess, "missed heartbeats")
 	}
+	if len(names) > 0 {
+		s.engine.WakeAll() // their sessions drop them from the current step
+	}
 	return err
 }
 
@@ -266,7 +481,8 @@ func (s *Server) Run(ctx context.Context) {
 	s.runMu.Lock()
 	s.runCtx = ctx
 	s.runMu.Unlock()
-	s.resumeSessions(ctx)
+	s.configureEngine()
+	s.engine.Start(ctx)
 	tick := time.NewTicker(s.HeartbeatInterval)
 	defer tick.Stop()
 	sweep := time.NewTicker(time.Hour)
@@ -280,7 +496,7 @@ func (s *Server) Run(ctx context.Context) {
 			if err := s.CheckRunners(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				s.Logger.Warn("check runners", "err", err)
 			}
-			s.resumeSessions(ctx) // sessions whose driver (another replica) died
+			s.engine.Resume(ctx) // sessions whose driver (another replica) died
 		case <-sweep.C:
 			if _, err := s.db.DeleteExpiredLogins(ctx); err != nil {
 				s.Logger.Warn("remove expired sign-ins", "err", err)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -66,13 +65,7 @@ func checkPassword(hash, pw string) bool {
 var dummyHash, _ = hashPassword("silo-timing-equaliser")
 
 // randomSecret returns n random bytes as lower-case base32 (no padding).
-func randomSecret(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
-	}
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
-}
+func randomSecret(n int) string { return silo.RandomID(n) }
 
 // hashSecret returns the SHA-256 of a high-entropy secret (token, invite
 // link, cookie). Such secrets need no slow hash: they cannot be guessed.

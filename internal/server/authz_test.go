@@ -118,10 +118,11 @@ var wantRules = map[string]string{
 	"POST /settings/billing":                    "workspace:manage",
 	"GET /settings/audit":                       "audit:read",
 
-	"POST /api/v1/runner/heartbeat":         "runner",
-	"GET /api/v1/runner/tasks":              "runner",
-	"POST /api/v1/runner/tasks/{id}/result": "runner",
-	"POST /api/v1/runner/tasks/{id}/logs":   "runner",
+	"POST /api/v1/runner/heartbeat":              "runner",
+	"GET /api/v1/runner/tasks":                   "runner",
+	"POST /api/v1/runner/tasks/{id}/result":      "runner",
+	"POST /api/v1/runner/tasks/{id}/logs":        "runner",
+	"GET /api/v1/runner/tasks/{id}/parts/{part}": "runner",
 }
 
 func TestRouteRules(t *testing.T) {

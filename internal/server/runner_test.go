@@ -193,7 +193,7 @@ func TestRunnerLifecycle(t *testing.T) {
 	if err := ag.ended("hospital-a"); !errors.Is(err, runner.ErrTokenRefused) {
 		t.Fatalf("deregistered agent ended with %v, want ErrTokenRefused", err)
 	}
-	if _, err := client.New(e.ts.URL, tokens["hospital-a"]).PollTask(ctx, 0); silo.ErrorCode(err) != silo.EUNAUTHORIZED {
+	if _, _, err := client.New(e.ts.URL, tokens["hospital-a"]).PollTask(ctx, 0, nil); silo.ErrorCode(err) != silo.EUNAUTHORIZED {
 		t.Fatalf("deregistered token: %v", err)
 	}
 	if _, err := mb.GetRunner(ctx, "hospital-a"); silo.ErrorCode(err) != silo.ENOTFOUND {
@@ -235,7 +235,7 @@ func TestRunnerProtocolRefusals(t *testing.T) {
 		t.Fatalf("runner token on user route: %v", err)
 	}
 	// A result for a task that is not running is refused.
-	if _, err := rc.ReportTask(ctx, "task_nope", silo.TaskResult{Status: silo.TaskSucceeded}); silo.ErrorCode(err) != silo.ENOTFOUND {
+	if _, _, err := rc.ReportTask(ctx, "task_nope", silo.TaskResult{Status: silo.TaskSucceeded}, nil, nil); silo.ErrorCode(err) != silo.ENOTFOUND {
 		t.Fatalf("result for unknown task: %v", err)
 	}
 	// An agent of another protocol version is refused, and the runner says why.
@@ -249,7 +249,7 @@ func TestRunnerProtocolRefusals(t *testing.T) {
 	}
 	// Log lines are bounded.
 	task, _ := admin.QueueDiagnostics(ctx, "edge-1", 1, 16)
-	if _, err := rc.PollTask(ctx, 0); err != nil {
+	if _, _, err := rc.PollTask(ctx, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	lines := []silo.LogLine{{Level: "INFO", Message: strings.Repeat("x", 10000)}}

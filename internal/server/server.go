@@ -15,9 +15,14 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/orchestrator"
+	"github.com/silofl/silo/internal/orchestrator/hfl"
 	"github.com/silofl/silo/internal/seal"
 	"github.com/silofl/silo/internal/sqlstore"
 )
+
+// LeaseTTL is how long a replica's claim on a session lasts unless renewed.
+const LeaseTTL = orchestrator.LeaseTTL
 
 // MaxBodyBytes bounds JSON request bodies; MaxResultBytes bounds a task
 // result, which carries model parameters.
@@ -51,13 +56,14 @@ type Server struct {
 	// server cannot.
 	Launch Launcher
 
-	db       *sqlstore.DB
-	limiter  *loginLimiter
-	metrics  *metrics
-	routes   []route
-	wake     waker
-	local    localRunners
-	sessions sessionDrivers
+	db      *sqlstore.DB
+	limiter *loginLimiter
+	metrics *metrics
+	routes  []route
+	wake    waker
+	local   localRunners
+	// engine drives sessions; each session type is a kind registered in New.
+	engine *orchestrator.Driver
 	// Replica names this server in session leases: a restarted server with
 	// the same name takes its sessions back at once. New sets a random one.
 	Replica string
@@ -77,6 +83,12 @@ func (s *Server) backgroundContext() context.Context {
 func New(db *sqlstore.DB) *Server {
 	s := &Server{Logger: slog.Default(), db: db, limiter: newLoginLimiter(), metrics: newMetrics(), SecretKey: seal.NewRandomKey(),
 		HeartbeatInterval: silo.DefaultHeartbeatInterval, runCtx: context.Background(), Replica: "replica_" + randomSecret(8)}
+	s.engine = orchestrator.New(db)
+	s.engine.Register(silo.SessionHFL, hfl.Kind{})
+	s.engine.Notify = s.wake.notify
+	s.engine.Audit = func(ctx context.Context, action, target, outcome, detail string) {
+		s.auditAs(ctx, "system", action, target, outcome, detail)
+	}
 	s.routes = slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.datasetRoutes(), s.sessionRoutes(), s.uiRoutes())
 	for _, rt := range s.routes {
 		if rt.access == "" {
@@ -115,14 +127,21 @@ func (s *Server) BootstrapAdmin(ctx context.Context, email, password string) (*s
 	return u, true, nil
 }
 
+// configureEngine passes the server's settings, set after New, to the
+// session engine.
+func (s *Server) configureEngine() {
+	s.engine.Logger, s.engine.Clock, s.engine.Replica = s.Logger, s.Clock, s.Replica
+}
+
 // Handler returns the HTTP handler for every route.
 func (s *Server) Handler() http.Handler {
+	s.configureEngine()
 	mux := http.NewServeMux()
 	for _, rt := range s.routes {
 		mux.Handle(rt.method+" "+rt.path, s.metrics.wrap(rt.method+" "+rt.path, s.guard(rt)))
 	}
 	mux.Handle("/", s.metrics.wrap("unmatched", http.HandlerFunc(s.notFound)))
-	return securityHeaders(mux)
+	return securityHeaders(mux, agentPrefix)
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {

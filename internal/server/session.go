@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/dp"
+	"github.com/silofl/silo/internal/orchestrator/hfl"
 	"github.com/silofl/silo/internal/sqlstore"
 )
 
@@ -116,9 +116,9 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, ss)
 }
 
-// createSession checks a config against the datasets' schemas and privacy
-// controls, stores the session pending, and starts driving it. The API, UI
-// and quickstart share it.
+// createSession checks a config against the datasets' privacy controls
+// (every session type) and, through its kind, their schemas; it stores the
+// session pending and starts driving it. The API, UI and quickstart share it.
 func (s *Server) createSession(ctx context.Context, raw []byte) (*silo.Session, error) {
 	cfg, err := silo.ParseSessionConfig(raw)
 	var clients []sqlstore.SessionClient
@@ -140,16 +140,16 @@ func (s *Server) createSession(ctx context.Context, raw []byte) (*silo.Session, 
 	if err != nil {
 		return nil, err
 	}
-	s.drive(ss.ID)
+	s.engine.Drive(ss.ID)
 	return &ss.Session, nil
 }
 
-// checkSessionConfig applies the datasets' privacy controls and schemas to a
-// config, filling in the features when none are listed.
+// checkSessionConfig applies the datasets' privacy controls to a config,
+// then lets the session's kind check it against their schemas.
 func (s *Server) checkSessionConfig(ctx context.Context, cfg *silo.SessionConfig) ([]sqlstore.SessionClient, error) {
 	actor := silo.ActorFromContext(ctx)
 	var clients []sqlstore.SessionClient
-	var datasets []*sqlstore.StoredDataset
+	var datasets []*silo.Dataset
 	for _, name := range cfg.Datasets {
 		d, err := s.db.FindDataset(ctx, name)
 		if silo.ErrorCode(err) == silo.ENOTFOUND {
@@ -182,75 +182,13 @@ func (s *Server) checkSessionConfig(ctx context.Context, cfg *silo.SessionConfig
 				return nil, silo.FieldErrorf("differential_privacy.epsilon", "dataset %s: %v", name, err)
 			}
 		}
-		datasets = append(datasets, d)
+		datasets = append(datasets, &d.Dataset)
 		clients = append(clients, sqlstore.SessionClient{Dataset: d.Name, DatasetID: d.ID, Runner: d.Runner})
 	}
-	// Columns: the target and features must be usable in every dataset.
-	usable := func(d *sqlstore.StoredDataset, col string) (silo.Column, error) {
-		for _, c := range d.Columns {
-			if c.Name != col {
-				continue
-			}
-			switch {
-			case c.Excluded:
-				return c, fmt.Errorf("column %s of dataset %s is excluded by its custodian", col, d.Name)
-			case c.Identifier || slices.Contains(d.Privacy.IdentifierColumns, col):
-				return c, fmt.Errorf("column %s of dataset %s is an identifier: it serves record linkage only", col, d.Name)
-			}
-			return c, nil
-		}
-		return silo.Column{}, fmt.Errorf("dataset %s has no column %s", d.Name, col)
-	}
-	for _, d := range datasets {
-		if _, err := usable(d, cfg.Task.Target); err != nil {
-			return nil, silo.FieldErrorf("task.target", "%v", err)
-		}
-	}
-	if len(cfg.Task.Features) == 0 {
-		for _, c := range datasets[0].Columns {
-			if c.Name == cfg.Task.Target || c.Excluded || c.Identifier {
-				continue
-			}
-			ok := true
-			for _, d := range datasets {
-				if _, err := usable(d, c.Name); err != nil {
-					ok = false
-				}
-			}
-			if ok {
-				cfg.Task.Features = append(cfg.Task.Features, c.Name)
-			}
-		}
-		if len(cfg.Task.Features) == 0 {
-			return nil, silo.FieldErrorf("task.features", "the datasets share no usable feature column besides the target")
-		}
-	}
-	for _, f := range cfg.Task.Features {
-		var kinds []string
-		for _, d := range datasets {
-			c, err := usable(d, f)
-			if err != nil {
-				return nil, silo.FieldErrorf("task.features", "%v", err)
-			}
-			kinds = append(kinds, kindOf(c.Type))
-		}
-		if slices.Contains(kinds, "text") && slices.Contains(kinds, "number") {
-			return nil, silo.FieldErrorf("task.features", "column %s is text in some datasets and numbers in others: the datasets must share a schema", f)
-		}
-	}
-	for _, c := range cfg.Task.Categorical {
-		if !slices.Contains(cfg.Task.Features, c) {
-			return nil, silo.FieldErrorf("task.categorical", "categorical column %s is not among the features", c)
-		}
+	if err := s.engine.Prepare(ctx, cfg, datasets); err != nil {
+		return nil, err
 	}
 	return clients, nil
-}
-
-func kindOf(colType string) string {
-	if colType == "string" {
-		return "text"
-	}
-	return "number"
 }
 
 func cmpOr(a, b string) string {
@@ -284,8 +222,7 @@ func (s *Server) cancelSession(ctx context.Context, id string) (*sqlstore.Stored
 		})
 	}
 	if err == nil {
-		err = s.db.CancelSessionTasks(ctx, ss.ID, "the session was cancelled")
-		s.sessions.wake(ss.ID)
+		s.engine.Ended(ctx, ss.ID, "the session was cancelled")
 	}
 	s.auditResult(ctx, "session.cancel", id, err)
 	if err != nil {
@@ -294,15 +231,13 @@ func (s *Server) cancelSession(ctx context.Context, id string) (*sqlstore.Stored
 	return ss, nil
 }
 
-var errNoModel = silo.Errorf(silo.ECONFLICT, "this session has no model yet: wait until its first round completes")
-
 func (s *Server) handleDownloadModel(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ss, err := s.sessionByPath(r)
 	best := r.URL.Query().Get("best") == "true"
 	var doc []byte
 	if err == nil {
-		doc, err = s.modelDocument(ss, best)
+		doc, err = s.modelDocument(ctx, ss, best)
 	}
 	s.auditResult(ctx, "model.download", r.PathValue("id")+map[bool]string{true: " (best)", false: ""}[best], err)
 	if err != nil {
@@ -363,7 +298,7 @@ func (s *Server) predict(ctx context.Context, req predictionRequest) (*silo.Pred
 	if d.Status != silo.DatasetConnected {
 		return nil, silo.Errorf(silo.ECONFLICT, "dataset %s is %s, not connected", d.Name, d.Status)
 	}
-	doc, err := s.modelDocument(ss, req.Best)
+	doc, err := s.modelDocument(ctx, ss, req.Best)
 	if err != nil {
 		return nil, err
 	}
@@ -405,6 +340,15 @@ func (s *Server) predict(ctx context.Context, req predictionRequest) (*silo.Pred
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// modelDocument is the downloadable model of a session, as JSON.
+func (s *Server) modelDocument(ctx context.Context, ss *sqlstore.StoredSession, best bool) ([]byte, error) {
+	doc, err := hfl.Document(ctx, s.db, ss, best)
+	if err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(doc, "", " ")
 }
 
 // predictionsURI is where a runner writes predictions: a predictions/

@@ -685,18 +685,19 @@ func TestHostileRunner(t *testing.T) {
 		n := 0
 		for hctx.Err() == nil {
 			hostile.Heartbeat(hctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: "evil"})
-			task, err := hostile.PollTask(hctx, time.Second)
+			task, _, err := hostile.PollTask(hctx, time.Second, nil)
 			if err != nil || task == nil {
 				continue
 			}
 			n++
 			var out any
+			var parts client.Parts
 			switch task.Type {
 			case silo.TaskStats:
 				out = silo.StatsOutput{NTrain: 100, NTest: 10, Numeric: map[string]silo.NumericStats{"mean_radius": {Count: 1 << 40, Sum: math.Inf(1)}}}
 			case silo.TaskFit:
 				if n%2 == 0 {
-					out = silo.FitOutput{Params: []byte("SILOW1 not really"), NTrain: 1 << 30}
+					out, parts = silo.FitOutput{NTrain: 1 << 30}, client.Parts{silo.PartParams: []byte("SILOW1 not really")}
 				} else {
 					out = map[string]any{"params": "U0lMT1cx", "n_train": 5}
 				}
@@ -704,7 +705,7 @@ func TestHostileRunner(t *testing.T) {
 				out = silo.EvaluateOutput{NTest: -3, Metrics: map[string]float64{"loss": -1e300}}
 			}
 			b, _ := json.Marshal(out)
-			hostile.ReportTask(hctx, task.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: b})
+			hostile.ReportTask(hctx, task.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: b}, parts, nil)
 		}
 	}()
 	eventually(t, "hostile runner online", func() bool { return runnerStatus(t, f.admin, "hospital-c") == silo.RunnerOnline })

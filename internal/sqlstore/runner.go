@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/silofl/silo"
 )
@@ -183,4 +184,45 @@ func (db *DB) MarkStaleRunnersOffline(ctx context.Context, cutoffMicros int64, r
 		names = append(names, n)
 	}
 	return names, rows.Err()
+}
+
+// RunnerState is what a session's driver checks of a runner before it sends
+// a task or waits for one: whether anyone is there to answer.
+type RunnerState struct {
+	ID     int64
+	Status silo.RunnerStatus
+	Reason string
+}
+
+// RunnerStates returns the state of the named runners, in one query; a name
+// that is not registered is missing from the map.
+func (db *DB) RunnerStates(ctx context.Context, names []string) (map[string]RunnerState, error) {
+	out := make(map[string]RunnerState, len(names))
+	if len(names) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(names))
+	for i, n := range names {
+		args[i] = n
+	}
+	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT id, name, status, status_reason FROM runners WHERE name IN (`+placeholders(len(names))+`)`), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st RunnerState
+		var name, status string
+		if err := rows.Scan(&st.ID, &name, &status, &st.Reason); err != nil {
+			return nil, err
+		}
+		st.Status = silo.RunnerStatus(status)
+		out[name] = st
+	}
+	return out, rows.Err()
+}
+
+// placeholders returns n comma-separated question marks.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }

@@ -132,15 +132,15 @@ func TestTasks(t *testing.T) {
 			t.Fatalf("claims = %v, want each of t1..t3 once", claimed)
 		}
 		// Only the owning runner may report, once.
-		_, err = db.FinishTask(ctx, r2.ID, "t1", silo.TaskResult{Status: silo.TaskSucceeded})
+		_, err = db.FinishTask(ctx, r2.ID, "t1", silo.TaskResult{Status: silo.TaskSucceeded}, nil)
 		wantCode(t, err, silo.ENOTFOUND)
-		_, err = db.FinishTask(ctx, r1.ID, "t1", silo.TaskResult{Status: "done"})
+		_, err = db.FinishTask(ctx, r1.ID, "t1", silo.TaskResult{Status: "done"}, nil)
 		wantCode(t, err, silo.EINVALID)
-		done, err := db.FinishTask(ctx, r1.ID, "t1", silo.TaskResult{Status: silo.TaskSucceeded, Output: json.RawMessage(`{"ok":true}`)})
+		done, err := db.FinishTask(ctx, r1.ID, "t1", silo.TaskResult{Status: silo.TaskSucceeded, Output: json.RawMessage(`{"ok":true}`)}, nil)
 		if err != nil || done.Status != silo.TaskSucceeded || string(done.Output) != `{"ok":true}` || done.FinishedAt == nil || done.Runner != "runner-1" {
 			t.Fatalf("FinishTask = %+v, %v", done, err)
 		}
-		_, err = db.FinishTask(ctx, r1.ID, "t1", silo.TaskResult{Status: silo.TaskFailed})
+		_, err = db.FinishTask(ctx, r1.ID, "t1", silo.TaskResult{Status: silo.TaskFailed}, nil)
 		wantCode(t, err, silo.ECONFLICT)
 
 		// Logs belong to the runner's own tasks.

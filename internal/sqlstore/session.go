@@ -11,51 +11,46 @@ import (
 	"github.com/silofl/silo"
 )
 
-// SessionClient is one dataset taking part in a session, with what the
-// server needs to drive it.
+// SessionClient is one dataset taking part in a session: what the driver
+// needs whatever the session's kind. A kind keeps anything else about its
+// clients in its own state.
 type SessionClient struct {
 	Dataset   string `json:"dataset"`
 	DatasetID int64  `json:"dataset_id"`
 	Runner    string `json:"runner"`
-	NTrain    int64  `json:"n_train"`
-	NTest     int64  `json:"n_test"`
-	// DP-SGD on this client: noise multiplier, Poisson sampling rate, noisy
-	// steps taken so far and the epsilon they spent.
-	Sigma      float64 `json:"sigma,omitempty"`
-	SampleRate float64 `json:"sample_rate,omitempty"`
-	Steps      int     `json:"steps,omitempty"`
-	Epsilon    float64 `json:"epsilon,omitempty"`
-	// Dropped clients failed or missed a round; they are asked again.
+	// Epsilon is what the session has spent on the dataset so far: its
+	// entry in the dataset's privacy ledger.
+	Epsilon float64 `json:"epsilon,omitempty"`
+	// Misses counts the steps the client was left out of (offline, failed,
+	// late, or its answer refused); LastError says why the last time.
 	Misses    int    `json:"misses,omitempty"`
 	LastError string `json:"last_error,omitempty"`
 }
 
-// StoredSession is a session with its model state.
+// StoredSession is a session with the state its driver persists: the step
+// it is in (Phase, PhaseRound, since PhaseStartedAt, closing with at least
+// PhaseQuorum answers), the kind's own State, its clients and its lease.
 type StoredSession struct {
 	silo.Session
 	PhaseRound     int
+	PhaseQuorum    int
 	PhaseStartedAt time.Time
-	Params         []byte // global parameters (ml wire format)
-	StrategyState  []byte
-	Preprocessing  json.RawMessage
+	State          []byte
 	Clients        []SessionClient
-	BestValue      float64
-	BestParams     []byte
 	LeaseOwner     string
 	LeaseUntil     time.Time
 }
 
-const sessionColumns = `id, name, status, status_reason, config, created_by, created_at, updated_at, finished_at, round, phase, phase_round, phase_started_at,
-	params, strategy_state, preprocessing, clients, latest, best_round, best_value, best_params, lease_owner, lease_until`
+const sessionColumns = `id, name, status, status_reason, config, created_by, created_at, updated_at, finished_at, round, phase, phase_round, phase_quorum, phase_started_at,
+	state, clients, latest, best_round, lease_owner, lease_until`
 
 func scanSession(s scanner) (*StoredSession, error) {
 	var ss StoredSession
-	var status, config, prep, clients, latest string
+	var status, config, clients, latest string
 	var created, updated, phaseStarted, leaseUntil int64
 	var finished sql.NullInt64
 	if err := s.Scan(&ss.ID, &ss.Name, &status, &ss.StatusReason, &config, &ss.CreatedBy, &created, &updated, &finished, &ss.Round, &ss.Phase,
-		&ss.PhaseRound, &phaseStarted, &ss.Params, &ss.StrategyState, &prep, &clients, &latest, &ss.BestRound, &ss.BestValue, &ss.BestParams,
-		&ss.LeaseOwner, &leaseUntil); err != nil {
+		&ss.PhaseRound, &ss.PhaseQuorum, &phaseStarted, &ss.State, &clients, &latest, &ss.BestRound, &ss.LeaseOwner, &leaseUntil); err != nil {
 		return nil, err
 	}
 	ss.Status = silo.SessionStatus(status)
@@ -67,9 +62,6 @@ func scanSession(s scanner) (*StoredSession, error) {
 	}
 	if err := json.Unmarshal([]byte(latest), &ss.Latest); err != nil {
 		return nil, fmt.Errorf("session %s latest: %w", ss.ID, err)
-	}
-	if prep != "" {
-		ss.Preprocessing = json.RawMessage(prep)
 	}
 	ss.Rounds = ss.Config.Rounds
 	ss.CreatedAt, ss.UpdatedAt, ss.FinishedAt = fromMicros(created), fromMicros(updated), fromNullMicros(finished)
@@ -144,11 +136,40 @@ type SessionRound struct {
 	Clients   []silo.ClientMetrics
 }
 
+// Advance is what one step of a session's driver writes together with the
+// session itself, in one transaction: a completed round's metrics, the
+// session blobs it creates or drops, and the next step's tasks. A crash so
+// never leaves a round's metrics without its state, its ledger entries or
+// the tasks that carry it on.
+type Advance struct {
+	Round *SessionRound
+	// PutBlobs replaces or creates session blobs.
+	PutBlobs map[string][]byte
+	// DropBlobs removes session blobs by name; a name ending in "*" drops
+	// every blob whose name starts with the rest.
+	DropBlobs []string
+	// Tasks are queued for their runners.
+	Tasks []NewTask
+}
+
+// NewTask is a task to queue for the runner with RunnerID.
+type NewTask struct {
+	RunnerID int64
+	Task     *silo.Task
+}
+
 // UpdateSession loads a session in a transaction, lets change edit it, and
-// writes it back together with a completed round's metrics (if round is
-// not nil) and the privacy ledger entries of its clients, so a crash never
-// leaves a round's metrics without its state or its ledger entries.
+// writes it back together with a completed round's metrics (if round is not
+// nil) and the privacy ledger entries of its clients.
 func (db *DB) UpdateSession(ctx context.Context, id string, round *SessionRound, change func(s *StoredSession) error) (*StoredSession, error) {
+	return db.AdvanceSession(ctx, id, &Advance{Round: round}, change)
+}
+
+// AdvanceSession is UpdateSession that also writes adv's blobs and tasks in
+// the same transaction. change runs after the session is read and locked,
+// so it can refuse a write (a session that ended meanwhile, a lost lease)
+// and nothing is written.
+func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, change func(s *StoredSession) error) (*StoredSession, error) {
 	var out *StoredSession
 	query := `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`
 	if db.dialect == postgresDialect {
@@ -156,6 +177,9 @@ func (db *DB) UpdateSession(ctx context.Context, id string, round *SessionRound,
 		// writer (a user cancelling, another replica taking the lease) is
 		// overwritten by this transaction's stale copy.
 		query += ` FOR UPDATE`
+	}
+	if adv == nil {
+		adv = &Advance{}
 	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
 		s, err := scanSession(tx.QueryRowContext(ctx, db.q(query), id))
@@ -181,59 +205,87 @@ func (db *DB) UpdateSession(ctx context.Context, id string, round *SessionRound,
 			s.FinishedAt = &t
 		}
 		if _, err := tx.ExecContext(ctx, db.q(`UPDATE sessions SET status = ?, status_reason = ?, updated_at = ?, finished_at = ?, round = ?, phase = ?, phase_round = ?,
-			phase_started_at = ?, params = ?, strategy_state = ?, preprocessing = ?, clients = ?, latest = ?, best_round = ?, best_value = ?, best_params = ?,
-			lease_owner = ?, lease_until = ? WHERE id = ?`),
-			string(s.Status), s.StatusReason, micros(s.UpdatedAt), nullMicros(s.FinishedAt), s.Round, s.Phase, s.PhaseRound, micros(s.PhaseStartedAt),
-			s.Params, s.StrategyState, string(s.Preprocessing), string(clients), string(latest), s.BestRound, s.BestValue, s.BestParams,
-			s.LeaseOwner, micros(s.LeaseUntil), id); err != nil {
+			phase_quorum = ?, phase_started_at = ?, state = ?, clients = ?, latest = ?, best_round = ?, lease_owner = ?, lease_until = ? WHERE id = ?`),
+			string(s.Status), s.StatusReason, micros(s.UpdatedAt), nullMicros(s.FinishedAt), s.Round, s.Phase, s.PhaseRound,
+			s.PhaseQuorum, micros(s.PhaseStartedAt), s.State, string(clients), string(latest), s.BestRound, s.LeaseOwner, micros(s.LeaseUntil), id); err != nil {
 			return fmt.Errorf("update session: %w", err)
 		}
-		if round != nil {
-			m, err := json.Marshal(round.Federated)
-			if err != nil {
+		if adv.Round != nil {
+			if err := db.recordRound(ctx, tx, id, adv.Round, s.UpdatedAt); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_rounds (session_id, round, metrics, recorded_at) VALUES (?, ?, ?, ?)`),
-				id, round.Round, string(m), micros(s.UpdatedAt)); err != nil {
-				return fmt.Errorf("record round %d: %w", round.Round, err)
-			}
-			for _, c := range round.Clients {
-				cm, err := json.Marshal(c.Values)
-				if err != nil {
-					return err
-				}
-				if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_client_metrics (session_id, round, dataset, metrics) VALUES (?, ?, ?, ?)`),
-					id, round.Round, c.Dataset, string(cm)); err != nil {
-					return fmt.Errorf("record client metrics: %w", err)
-				}
-			}
 		}
-		delta := 0.0
-		if dp := s.Config.DifferentialPrivacy; dp != nil {
-			delta = dp.Delta
+		if err := db.recordLedger(ctx, tx, s); err != nil {
+			return err
 		}
-		for _, c := range s.Clients {
-			if c.Epsilon <= 0 {
-				continue
-			}
-			// One entry per dataset and session, holding what it has spent
-			// so far: the ledger never lags the rounds that spent it.
-			res, err := tx.ExecContext(ctx, db.q(`UPDATE privacy_ledger SET epsilon = ?, delta = ?, recorded_at = ? WHERE dataset_id = ? AND session_id = ?`),
-				c.Epsilon, delta, micros(s.UpdatedAt), c.DatasetID, id)
-			if err != nil {
+		for _, name := range adv.DropBlobs {
+			if err := db.dropBlobs(ctx, tx, id, name); err != nil {
 				return err
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO privacy_ledger (dataset_id, session_id, epsilon, delta, recorded_at) VALUES (?, ?, ?, ?, ?)`),
-					c.DatasetID, id, c.Epsilon, delta, micros(s.UpdatedAt)); err != nil {
-					return fmt.Errorf("privacy ledger: %w", err)
-				}
+		}
+		for name, data := range adv.PutBlobs {
+			if err := db.putBlob(ctx, tx, id, name, data); err != nil {
+				return err
+			}
+		}
+		for _, nt := range adv.Tasks {
+			if err := db.insertTask(ctx, tx, nt.RunnerID, nt.Task); err != nil {
+				return err
 			}
 		}
 		out = s
 		return nil
 	})
 	return out, err
+}
+
+func (db *DB) recordRound(ctx context.Context, tx *sql.Tx, id string, round *SessionRound, at time.Time) error {
+	m, err := json.Marshal(round.Federated)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_rounds (session_id, round, metrics, recorded_at) VALUES (?, ?, ?, ?)`),
+		id, round.Round, string(m), micros(at)); err != nil {
+		return fmt.Errorf("record round %d: %w", round.Round, err)
+	}
+	for _, c := range round.Clients {
+		cm, err := json.Marshal(c.Values)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_client_metrics (session_id, round, dataset, metrics) VALUES (?, ?, ?, ?)`),
+			id, round.Round, c.Dataset, string(cm)); err != nil {
+			return fmt.Errorf("record client metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// recordLedger writes one privacy ledger entry per dataset the session has
+// spent epsilon on, holding what it has spent so far: the ledger never lags
+// the rounds that spent it.
+func (db *DB) recordLedger(ctx context.Context, tx *sql.Tx, s *StoredSession) error {
+	delta := 0.0
+	if dp := s.Config.DifferentialPrivacy; dp != nil {
+		delta = dp.Delta
+	}
+	for _, c := range s.Clients {
+		if c.Epsilon <= 0 {
+			continue
+		}
+		res, err := tx.ExecContext(ctx, db.q(`UPDATE privacy_ledger SET epsilon = ?, delta = ?, recorded_at = ? WHERE dataset_id = ? AND session_id = ?`),
+			c.Epsilon, delta, micros(s.UpdatedAt), c.DatasetID, s.ID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO privacy_ledger (dataset_id, session_id, epsilon, delta, recorded_at) VALUES (?, ?, ?, ?, ?)`),
+				c.DatasetID, s.ID, c.Epsilon, delta, micros(s.UpdatedAt)); err != nil {
+				return fmt.Errorf("privacy ledger: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // SessionMetrics returns every recorded round's metrics.

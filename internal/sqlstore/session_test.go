@@ -1,7 +1,9 @@
 package sqlstore_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -35,7 +37,7 @@ func TestSessions(t *testing.T) {
 			_, err = db.UpdateSession(ctx, "sess_1", &sqlstore.SessionRound{Round: round, Federated: silo.RoundMetrics{"loss": 1 / float64(round)},
 				Clients: []silo.ClientMetrics{{Round: round, Dataset: "hospital_a", Values: map[string]float64{"n_train": 80, "test_loss": 0.5}}}},
 				func(s *sqlstore.StoredSession) error {
-					s.Status, s.Round, s.Params = silo.SessionRunning, round, []byte{byte(round)}
+					s.Status, s.Round, s.State = silo.SessionRunning, round, []byte{byte(round)}
 					s.Clients[0].Epsilon = float64(round)
 					s.Latest = map[string]float64{"loss": 1 / float64(round)}
 					return nil
@@ -54,7 +56,7 @@ func TestSessions(t *testing.T) {
 			t.Fatalf("SessionMetrics = %+v, %v", m, err)
 		}
 		got, _ = db.FindSession(ctx, "sess_1")
-		if got.Round != 2 || got.Params[0] != 2 || got.EpsilonSpent["hospital_a"] != 2 {
+		if got.Round != 2 || got.State[0] != 2 || got.EpsilonSpent["hospital_a"] != 2 {
 			t.Fatalf("after rounds = %+v", got)
 		}
 		if ds, _ := db.FindDataset(ctx, "hospital_a"); ds.EpsilonSpent != 2 {
@@ -92,6 +94,130 @@ func TestSessions(t *testing.T) {
 		}
 		if got, _ := db.FindSession(ctx, "sess_1"); got.FinishedAt == nil {
 			t.Fatal("finished_at not set")
+		}
+	})
+}
+
+// TestSessionBlobs: blobs are stored once in chunks, read whole or streamed,
+// replaced, dropped by name or prefix, and written with a session's advance
+// in one transaction — or not at all.
+func TestSessionBlobs(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *sqlstore.DB, c *clock) {
+		ctx := context.Background()
+		r := mustRunner(t, db, "runner-1")
+		s := &sqlstore.StoredSession{Session: silo.Session{ID: "sess_b", Name: "b", Status: silo.SessionRunning, CreatedBy: "mb@example.org",
+			Config: silo.SessionConfig{Name: "b", Rounds: 1}}, Clients: []sqlstore.SessionClient{{Dataset: "d", Runner: "runner-1"}}}
+		if err := db.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		big := make([]byte, sqlstore.BlobChunk*2+123) // three chunks
+		for i := range big {
+			big[i] = byte(i * 7)
+		}
+		if err := db.PutSessionBlob(ctx, "sess_b", "model/final", big); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.SessionBlob(ctx, "sess_b", "model/final")
+		if err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("SessionBlob: %d bytes, %v", len(got), err)
+		}
+		infos, err := db.SessionBlobInfos(ctx, "sess_b", []string{"model/final"})
+		if err != nil || infos[0].Size != int64(len(big)) || infos[0].Digest != silo.Digest(big) {
+			t.Fatalf("SessionBlobInfos = %+v, %v", infos, err)
+		}
+		var streamed bytes.Buffer
+		if err := db.CopySessionBlob(ctx, "sess_b", "model/final", &streamed); err != nil || !bytes.Equal(streamed.Bytes(), big) {
+			t.Fatalf("CopySessionBlob: %d bytes, %v", streamed.Len(), err)
+		}
+		// Replaced, not appended to.
+		if err := db.PutSessionBlob(ctx, "sess_b", "model/final", []byte("small")); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.SessionBlob(ctx, "sess_b", "model/final"); string(got) != "small" {
+			t.Fatalf("replaced blob = %q", got)
+		}
+		// Empty blobs exist.
+		if err := db.PutSessionBlob(ctx, "sess_b", "empty", nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.SessionBlob(ctx, "sess_b", "empty"); err != nil || len(got) != 0 {
+			t.Fatalf("empty blob = %q, %v", got, err)
+		}
+		// Streamed writes: whole, or refused when short of what was announced.
+		info, err := db.WriteSessionBlob(ctx, "sess_b", "task/t1/params", bytes.NewReader(big), int64(len(big)))
+		if err != nil || info.Digest != silo.Digest(big) {
+			t.Fatalf("WriteSessionBlob = %+v, %v", info, err)
+		}
+		if got, _ := db.SessionBlob(ctx, "sess_b", "task/t1/params"); !bytes.Equal(got, big) {
+			t.Fatal("streamed blob differs")
+		}
+		if _, err := db.WriteSessionBlob(ctx, "sess_b", "task/t2/params", bytes.NewReader(big[:10]), 11); silo.ErrorCode(err) != silo.EINVALID {
+			t.Fatalf("short stream: %v", err)
+		}
+		if _, err := db.SessionBlob(ctx, "sess_b", "task/t2/params"); silo.ErrorCode(err) != silo.ENOTFOUND {
+			t.Fatalf("a short stream left a blob: %v", err)
+		}
+		// A prefix drop takes only its own names ("task/t1/" is not "task/t10/").
+		db.PutSessionBlob(ctx, "sess_b", "task/t10/params", []byte("x"))
+		if err := db.DropSessionBlobs(ctx, "sess_b", "task/t1/*"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.SessionBlob(ctx, "sess_b", "task/t1/params"); silo.ErrorCode(err) != silo.ENOTFOUND {
+			t.Fatalf("dropped blob still there: %v", err)
+		}
+		if _, err := db.SessionBlob(ctx, "sess_b", "task/t10/params"); err != nil {
+			t.Fatalf("a prefix drop took another task's blob: %v", err)
+		}
+
+		// An advance writes state, blobs and tasks together; a refused one
+		// writes none of them.
+		task := &silo.Task{ID: "t_adv", Type: silo.TaskFit, Session: "sess_b", Round: 1, Dataset: "d",
+			Inputs: []silo.PartBlob{{Part: silo.PartParams, Blob: "model/final"}}, MaxResult: 99}
+		_, err = db.AdvanceSession(ctx, "sess_b", &sqlstore.Advance{PutBlobs: map[string][]byte{"params/next": []byte("n")},
+			Tasks: []sqlstore.NewTask{{RunnerID: r.ID, Task: task}}}, func(s *sqlstore.StoredSession) error { return errors.New("refused") })
+		if err == nil {
+			t.Fatal("a refused advance succeeded")
+		}
+		if _, err := db.SessionBlob(ctx, "sess_b", "params/next"); silo.ErrorCode(err) != silo.ENOTFOUND {
+			t.Fatalf("a refused advance wrote its blob: %v", err)
+		}
+		if _, err := db.FindTask(ctx, "t_adv"); silo.ErrorCode(err) != silo.ENOTFOUND {
+			t.Fatalf("a refused advance queued its task: %v", err)
+		}
+		_, err = db.AdvanceSession(ctx, "sess_b", &sqlstore.Advance{PutBlobs: map[string][]byte{"params/next": []byte("n")},
+			Tasks: []sqlstore.NewTask{{RunnerID: r.ID, Task: task}}}, func(s *sqlstore.StoredSession) error { s.Phase = silo.TaskFit; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		got2, err := db.FindTask(ctx, "t_adv")
+		if err != nil || got2.MaxResult != 99 || len(got2.Inputs) != 1 || got2.Inputs[0].Blob != "model/final" {
+			t.Fatalf("queued task = %+v, %v", got2, err)
+		}
+		// A result's parts are stored with it.
+		if _, err := db.ClaimTask(ctx, r.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FinishTask(ctx, r.ID, "t_adv", silo.TaskResult{Status: silo.TaskSucceeded, Logs: []silo.LogLine{{Time: c.now(), Level: "INFO", Message: "done"}}},
+			map[string][]byte{silo.PartParams: []byte("update")}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := db.SessionBlob(ctx, "sess_b", sqlstore.ResultBlob("t_adv", silo.PartParams)); string(got) != "update" {
+			t.Fatalf("result part = %q", got)
+		}
+		if lines, _ := db.ListTaskLogs(ctx, []string{"t_adv"}, 0, 10); len(lines) != 1 || lines[0].Message != "done" {
+			t.Fatalf("result logs = %+v", lines)
+		}
+		// An ended session keeps only its models.
+		if err := db.DropSessionBlobsExcept(ctx, "sess_b", "model/"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.SessionBlob(ctx, "sess_b", "model/final"); err != nil {
+			t.Fatalf("the model was dropped: %v", err)
+		}
+		for _, n := range []string{"params/next", "empty", "task/t10/params", sqlstore.ResultBlob("t_adv", silo.PartParams)} {
+			if _, err := db.SessionBlob(ctx, "sess_b", n); silo.ErrorCode(err) != silo.ENOTFOUND {
+				t.Fatalf("blob %s outlived the session: %v", n, err)
+			}
 		}
 	})
 }

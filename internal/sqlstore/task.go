@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,15 +13,22 @@ import (
 	"github.com/silofl/silo"
 )
 
-const taskColumns = `t.id, r.name, t.type, t.payload, t.vcpu, t.memory_mb, t.status, t.error, t.output, t.created_at, t.started_at, t.finished_at, t.session_id, t.round, t.dataset`
+const taskColumns = `t.id, r.name, t.type, t.payload, t.vcpu, t.memory_mb, t.status, t.error, t.output, t.created_at, t.started_at, t.finished_at, t.session_id, t.round, t.dataset,
+	t.parts, t.max_result`
 
 func scanTask(s scanner) (*silo.Task, error) {
 	var t silo.Task
-	var payload, output string
+	var payload, output, parts string
 	var created int64
 	var started, finished sql.NullInt64
-	if err := s.Scan(&t.ID, &t.Runner, &t.Type, &payload, &t.VCPU, &t.MemoryMB, &t.Status, &t.Error, &output, &created, &started, &finished, &t.Session, &t.Round, &t.Dataset); err != nil {
+	if err := s.Scan(&t.ID, &t.Runner, &t.Type, &payload, &t.VCPU, &t.MemoryMB, &t.Status, &t.Error, &output, &created, &started, &finished, &t.Session, &t.Round, &t.Dataset,
+		&parts, &t.MaxResult); err != nil {
 		return nil, err
+	}
+	if parts != "" {
+		if err := json.Unmarshal([]byte(parts), &t.Inputs); err != nil {
+			return nil, fmt.Errorf("task %s parts: %w", t.ID, err)
+		}
 	}
 	if payload != "" {
 		t.Payload = []byte(payload)
@@ -64,8 +72,17 @@ func (db *DB) insertTask(ctx context.Context, ex interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }, runnerID int64, t *silo.Task) error {
 	t.Status, t.CreatedAt = silo.TaskQueued, db.now()
-	_, err := ex.ExecContext(ctx, db.q(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, session_id, round, dataset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		t.ID, runnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), t.Session, t.Round, t.Dataset)
+	parts := ""
+	if len(t.Inputs) > 0 {
+		b, err := json.Marshal(t.Inputs)
+		if err != nil {
+			return err
+		}
+		parts = string(b)
+	}
+	_, err := ex.ExecContext(ctx, db.q(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, session_id, round, dataset, parts, max_result)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		t.ID, runnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), t.Session, t.Round, t.Dataset, parts, t.MaxResult)
 	if err != nil {
 		return fmt.Errorf("insert task: %w", err)
 	}
@@ -141,15 +158,17 @@ func (db *DB) ListTasks(ctx context.Context, runnerID int64, limit int) ([]*silo
 	return out, rows.Err()
 }
 
-// FinishTask records the end of a running task of runnerID. A task of another
-// runner, or one that is not running (finished, cancelled, replayed result),
-// is refused, so a runner cannot overwrite results.
-func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res silo.TaskResult) (*silo.Task, error) {
+// FinishTask records the end of a running task of runnerID: its status,
+// output, log lines and result parts (stored as session blobs named
+// "task/ID/PART"; large ones may have been streamed there before). A task of
+// another runner, or one that is not running (finished, cancelled, replayed
+// result), is refused, so a runner cannot overwrite results.
+func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res silo.TaskResult, parts map[string][]byte) (*silo.Task, error) {
 	if !slices.Contains([]string{silo.TaskSucceeded, silo.TaskFailed, silo.TaskRefused}, res.Status) {
 		return nil, silo.FieldErrorf("status", "task result status %q: use succeeded, failed or refused", res.Status)
 	}
 	var t *silo.Task
-	query := `SELECT runner_id, status FROM tasks WHERE id = ?`
+	query := `SELECT runner_id, status, session_id FROM tasks WHERE id = ?`
 	if db.dialect == postgresDialect {
 		// Two deliveries of one result (a retry after a lost answer) must
 		// not both find the task running.
@@ -157,8 +176,8 @@ func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res
 	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
 		var owner int64
-		var status string
-		err := tx.QueryRowContext(ctx, db.q(query), taskID).Scan(&owner, &status)
+		var status, session string
+		err := tx.QueryRowContext(ctx, db.q(query), taskID).Scan(&owner, &status, &session)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
 			return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
 		} else if err != nil {
@@ -167,8 +186,19 @@ func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res
 		if status != silo.TaskRunning {
 			return silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", taskID, status)
 		}
+		if len(parts) > 0 && session == "" {
+			return silo.Errorf(silo.EINVALID, "task %s belongs to no session: its result takes no parts", taskID)
+		}
 		if _, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, output = ?, finished_at = ? WHERE id = ?`),
 			res.Status, res.Error, string(res.Output), micros(db.now()), taskID); err != nil {
+			return err
+		}
+		for name, data := range parts {
+			if err := db.putBlob(ctx, tx, session, ResultBlob(taskID, name), data); err != nil {
+				return err
+			}
+		}
+		if err := db.insertTaskLogs(ctx, tx, taskID, res.Logs); err != nil {
 			return err
 		}
 		// Read in the transaction: a failed read after it would answer an
@@ -180,6 +210,21 @@ func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res
 		return nil, err
 	}
 	return t, nil
+}
+
+// ResultBlob names the session blob that holds part of a task's result.
+func ResultBlob(taskID, part string) string { return "task/" + taskID + "/" + part }
+
+// FailTask fails a queued or running task with reason, and reports whether
+// it did: a result that came in meanwhile stands.
+func (db *DB) FailTask(ctx context.Context, taskID, reason string) (bool, error) {
+	res, err := db.wdb.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status IN (?, ?)`),
+		silo.TaskFailed, reason, micros(db.now()), taskID, silo.TaskQueued, silo.TaskRunning)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // FailLostTasks fails the runner's running tasks, claimed before
@@ -234,14 +279,18 @@ func (db *DB) AppendTaskLogs(ctx context.Context, runnerID int64, taskID string,
 		} else if err != nil {
 			return err
 		}
-		for _, l := range lines {
-			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO task_logs (task_id, time, level, message) VALUES (?, ?, ?, ?)`),
-				taskID, micros(l.Time), l.Level, l.Message); err != nil {
-				return fmt.Errorf("insert task log: %w", err)
-			}
-		}
-		return nil
+		return db.insertTaskLogs(ctx, tx, taskID, lines)
 	})
+}
+
+func (db *DB) insertTaskLogs(ctx context.Context, tx *sql.Tx, taskID string, lines []silo.LogLine) error {
+	for _, l := range lines {
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO task_logs (task_id, time, level, message) VALUES (?, ?, ?, ?)`),
+			taskID, micros(l.Time), l.Level, l.Message); err != nil {
+			return fmt.Errorf("insert task log: %w", err)
+		}
+	}
+	return nil
 }
 
 // ListTaskLogs returns log lines of the given tasks with id above after, oldest

@@ -1,0 +1,72 @@
+package runner
+
+import (
+	"slices"
+	"sync"
+)
+
+// partCache keeps the task parts that do not change from round to round (a
+// session's setup) by digest, so the server sends each only once. It holds
+// at most partCacheEntries parts and partCacheBytes in all, dropping the
+// least recently used first.
+type partCache struct {
+	mu      sync.Mutex
+	entries map[string][]byte
+	order   []string // least recently used first
+	bytes   int
+}
+
+const (
+	partCacheEntries = 16
+	partCacheBytes   = 64 << 20
+	// partCacheMax is the largest part worth keeping: a model's parameters
+	// change every round, and large ones would only push the setups out.
+	partCacheMax = 1 << 20
+)
+
+func (c *partCache) get(digest string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.entries[digest]
+	if ok {
+		c.touch(digest)
+	}
+	return b, ok
+}
+
+func (c *partCache) put(digest string, b []byte) {
+	if digest == "" || len(b) > partCacheMax {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[string][]byte{}
+	}
+	if _, ok := c.entries[digest]; ok {
+		c.touch(digest)
+		return
+	}
+	c.entries[digest] = b
+	c.order = append(c.order, digest)
+	c.bytes += len(b)
+	for len(c.order) > partCacheEntries || c.bytes > partCacheBytes {
+		c.bytes -= len(c.entries[c.order[0]])
+		delete(c.entries, c.order[0])
+		c.order = c.order[1:]
+	}
+}
+
+func (c *partCache) touch(digest string) {
+	i := slices.Index(c.order, digest)
+	c.order = append(append(c.order[:i:i], c.order[i+1:]...), digest)
+}
+
+// digests lists what the cache holds, most recently used first.
+func (c *partCache) digests() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := slices.Clone(c.order)
+	slices.Reverse(out)
+	return out
+}

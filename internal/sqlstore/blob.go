@@ -1,0 +1,211 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/silofl/silo"
+)
+
+// Session blobs hold a session's large binary values — a round's global
+// model, a runner's update, a blinded set — once, in chunks, referenced by
+// name from the tasks that carry them. Chunks keep any one row (and any one
+// read) small, so a blob of hundreds of MB streams in and out of the store
+// without being held whole.
+
+// BlobChunk is the size of a blob's chunks.
+const BlobChunk = 4 << 20
+
+// BlobInfo is a blob's size and digest (silo.Digest of its bytes).
+type BlobInfo struct {
+	Name   string
+	Size   int64
+	Digest string
+}
+
+// putBlob replaces or creates a blob within tx.
+func (db *DB) putBlob(ctx context.Context, tx *sql.Tx, session, name string, data []byte) error {
+	if err := db.dropBlobs(ctx, tx, session, name); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_blobs (session_id, name, size, digest, created_at) VALUES (?, ?, ?, ?, ?)`),
+		session, name, len(data), silo.Digest(data), micros(db.now())); err != nil {
+		return fmt.Errorf("store blob %s: %w", name, err)
+	}
+	for seq := 0; seq == 0 || seq*BlobChunk < len(data); seq++ {
+		chunk := data[seq*BlobChunk : min(len(data), (seq+1)*BlobChunk)]
+		if chunk == nil {
+			chunk = []byte{} // an empty blob, not a NULL
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_blob_chunks (session_id, name, seq, data) VALUES (?, ?, ?, ?)`),
+			session, name, seq, chunk); err != nil {
+			return fmt.Errorf("store blob %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// dropBlobs removes a blob, or with a name ending in "*" every blob whose
+// name starts with the rest.
+func (db *DB) dropBlobs(ctx context.Context, ex interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, session, name string) error {
+	match, arg := `name = ?`, name
+	if prefix, ok := strings.CutSuffix(name, "*"); ok {
+		// LIKE with an escape so a name's own % or _ match only themselves.
+		match, arg = `name LIKE ? ESCAPE '\'`, likePrefix(prefix)
+	}
+	for _, table := range []string{"session_blob_chunks", "session_blobs"} {
+		if _, err := ex.ExecContext(ctx, db.q(`DELETE FROM `+table+` WHERE session_id = ? AND `+match), session, arg); err != nil {
+			return fmt.Errorf("drop blob %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// likePrefix is a LIKE pattern (with ESCAPE '\') matching names that start
+// with prefix: its own %, _ and \ match only themselves.
+func likePrefix(prefix string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(prefix) + "%"
+}
+
+// PutSessionBlob replaces or creates a blob.
+func (db *DB) PutSessionBlob(ctx context.Context, session, name string, data []byte) error {
+	return db.tx(ctx, 0, func(tx *sql.Tx) error { return db.putBlob(ctx, tx, session, name, data) })
+}
+
+// DropSessionBlobs removes blobs as Advance.DropBlobs does.
+func (db *DB) DropSessionBlobs(ctx context.Context, session string, names ...string) error {
+	return db.tx(ctx, 0, func(tx *sql.Tx) error {
+		for _, n := range names {
+			if err := db.dropBlobs(ctx, tx, session, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DropSessionBlobsExcept removes every blob of a session whose name does
+// not start with keep: what an ended session no longer needs.
+func (db *DB) DropSessionBlobsExcept(ctx context.Context, session, keep string) error {
+	like := likePrefix(keep)
+	return db.tx(ctx, 0, func(tx *sql.Tx) error {
+		for _, table := range []string{"session_blob_chunks", "session_blobs"} {
+			if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM `+table+` WHERE session_id = ? AND name NOT LIKE ? ESCAPE '\'`), session, like); err != nil {
+				return fmt.Errorf("drop blobs of session %s: %w", session, err)
+			}
+		}
+		return nil
+	})
+}
+
+// SessionBlobInfos returns the size and digest of the named blobs, in order;
+// a missing one is an ENOTFOUND error.
+func (db *DB) SessionBlobInfos(ctx context.Context, session string, names []string) ([]BlobInfo, error) {
+	out := make([]BlobInfo, len(names))
+	for i, n := range names {
+		out[i].Name = n
+		err := db.rdb.QueryRowContext(ctx, db.q(`SELECT size, digest FROM session_blobs WHERE session_id = ? AND name = ?`), session, n).Scan(&out[i].Size, &out[i].Digest)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, silo.Errorf(silo.ENOTFOUND, "session %s has no blob %s", session, n)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// SessionBlob reads a whole blob.
+func (db *DB) SessionBlob(ctx context.Context, session, name string) ([]byte, error) {
+	infos, err := db.SessionBlobInfos(ctx, session, []string{name})
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, infos[0].Size)
+	err = db.readBlob(ctx, session, name, func(chunk []byte) error { buf = append(buf, chunk...); return nil })
+	if err == nil && int64(len(buf)) != infos[0].Size {
+		err = fmt.Errorf("blob %s of session %s: %d bytes stored, %d expected", name, session, len(buf), infos[0].Size)
+	}
+	return buf, err
+}
+
+// CopySessionBlob writes a blob to w chunk by chunk.
+func (db *DB) CopySessionBlob(ctx context.Context, session, name string, w io.Writer) error {
+	return db.readBlob(ctx, session, name, func(chunk []byte) error { _, err := w.Write(chunk); return err })
+}
+
+// readBlob reads a blob's chunks in order, one query each: a long copy to a
+// slow client holds no connection between chunks.
+func (db *DB) readBlob(ctx context.Context, session, name string, fn func([]byte) error) error {
+	for seq := 0; ; seq++ {
+		var chunk []byte
+		err := db.rdb.QueryRowContext(ctx, db.q(`SELECT data FROM session_blob_chunks WHERE session_id = ? AND name = ? AND seq = ?`), session, name, seq).Scan(&chunk)
+		if errors.Is(err, sql.ErrNoRows) {
+			if seq == 0 {
+				return silo.Errorf(silo.ENOTFOUND, "session %s has no blob %s", session, name)
+			}
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if err := fn(chunk); err != nil {
+			return err
+		}
+	}
+}
+
+// WriteSessionBlob streams r (at most limit bytes, exactly size when size is
+// not negative) into a blob, a chunk per transaction, so a large upload
+// holds neither memory nor the writer for long; the blob appears under its
+// name only once complete.
+func (db *DB) WriteSessionBlob(ctx context.Context, session, name string, r io.Reader, size int64) (BlobInfo, error) {
+	staging := "staging/" + name
+	if err := db.DropSessionBlobs(ctx, session, staging); err != nil {
+		return BlobInfo{}, err
+	}
+	h := sha256.New()
+	buf := make([]byte, BlobChunk)
+	var total int64
+	for seq := 0; ; seq++ {
+		n, err := io.ReadFull(r, buf)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = nil
+		} else if err != nil {
+			return BlobInfo{}, err
+		}
+		if n > 0 || seq == 0 {
+			h.Write(buf[:n])
+			total += int64(n)
+			if _, err := db.wdb.ExecContext(ctx, db.q(`INSERT INTO session_blob_chunks (session_id, name, seq, data) VALUES (?, ?, ?, ?)`), session, staging, seq, buf[:n]); err != nil {
+				return BlobInfo{}, fmt.Errorf("store blob %s: %w", name, err)
+			}
+		}
+		if n < len(buf) {
+			break
+		}
+	}
+	if size >= 0 && total != size {
+		_ = db.DropSessionBlobs(context.WithoutCancel(ctx), session, staging)
+		return BlobInfo{}, silo.Errorf(silo.EINVALID, "blob %s: %d bytes sent, %d announced", name, total, size)
+	}
+	info := BlobInfo{Name: name, Size: total, Digest: hex.EncodeToString(h.Sum(nil)[:16])}
+	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
+		if err := db.dropBlobs(ctx, tx, session, name); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE session_blob_chunks SET name = ? WHERE session_id = ? AND name = ?`), name, session, staging); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_blobs (session_id, name, size, digest, created_at) VALUES (?, ?, ?, ?, ?)`),
+			session, name, total, info.Digest, micros(db.now()))
+		return err
+	})
+	return info, err
+}
