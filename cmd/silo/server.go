@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
-	"github.com/silofl/silo/internal/provision"
+	"github.com/silofl/silo/internal/blob"
 	"github.com/silofl/silo/internal/seal"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
@@ -140,11 +140,11 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 func cloudStorage(cfg serverConfig) server.CloudStorage {
 	var c server.CloudStorage
 	if id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
-		c.S3 = &provision.S3Config{Endpoint: cfg.S3Endpoint, UsePathStyle: cfg.S3Endpoint != "",
+		c.S3 = &blob.S3Config{Endpoint: cfg.S3Endpoint, UsePathStyle: cfg.S3Endpoint != "",
 			AccessKeyID: id, SecretAccessKey: secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN")}
 	}
 	if cfg.AzureConnectionString != "" {
-		c.Azure = &provision.AzureConfig{ConnectionString: cfg.AzureConnectionString}
+		c.Azure = &blob.AzureConfig{ConnectionString: cfg.AzureConnectionString}
 	}
 	return c
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/blob"
 	"github.com/silofl/silo/internal/provision"
 	"github.com/silofl/silo/internal/sqlstore"
 )
@@ -16,11 +17,11 @@ import (
 // server has no credentials for that cloud: the runner's deployment bundle
 // then creates the storage itself, and the runner says so.
 type CloudStorage struct {
-	S3 *provision.S3Config
+	S3 *blob.S3Config
 	// Azure reaches one storage account (for example Azurite, or a shared
 	// account): each runner gets a container named after its derived
 	// storage-account name in it.
-	Azure *provision.AzureConfig
+	Azure *blob.AzureConfig
 }
 
 func (s *Server) handleProvisionRunner(w http.ResponseWriter, r *http.Request) {
@@ -94,7 +95,7 @@ func (s *Server) cloudStorage(rn *sqlstore.StoredRunner) (provision.Storage, str
 		if cfg.Endpoint == "" {
 			cfg.Region = rn.Region
 		}
-		client, err := provision.NewS3Client(cfg)
+		client, err := blob.NewS3Client(cfg)
 		if err != nil {
 			return nil, "s3://" + bucket, err
 		}
@@ -103,7 +104,7 @@ func (s *Server) cloudStorage(rn *sqlstore.StoredRunner) (provision.Storage, str
 		if s.Cloud.Azure == nil {
 			return nil, "Azure", nil
 		}
-		client, err := provision.NewAzureClient(*s.Cloud.Azure)
+		client, err := blob.NewAzureClient(*s.Cloud.Azure)
 		if err != nil {
 			return nil, "Azure", err
 		}
