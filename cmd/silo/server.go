@@ -19,6 +19,7 @@ import (
 	"github.com/silofl/silo/internal/seal"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
+	"github.com/silofl/silo/internal/ui"
 )
 
 const serverUsage = `Usage: silo server [--addr :8080] [--data ./silo-data] [--database sqlite|postgres://…]
@@ -89,6 +90,7 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 		return nil, err
 	}
 	srv := server.New(db)
+	srv.AddRoutes(ui.New(srv)...)
 	srv.Logger = log
 	srv.PublicURL = cfg.PublicURL
 	srv.SecretKey = key

@@ -18,12 +18,12 @@ import (
 // dial out only: the server never connects to a runner.
 
 // agentRoutes declares the routes agents call.
-func (s *Server) agentRoutes() []route {
-	return []route{
-		{method: "POST", path: "/api/v1/runner/heartbeat", access: accessRunner, summary: "Agent heartbeat: resources and version; marks the runner online", in: silo.Heartbeat{}, out: silo.HeartbeatReply{}, handler: s.handleHeartbeat},
-		{method: "GET", path: "/api/v1/runner/tasks", access: accessRunner, summary: "Long-poll for the next task (?wait=25s); 204 when none", out: silo.Task{}, handler: s.handlePollTask},
-		{method: "POST", path: "/api/v1/runner/tasks/{id}/result", access: accessRunner, summary: "Report a task's result", in: silo.TaskResult{}, out: silo.Task{}, handler: s.handleTaskResult},
-		{method: "POST", path: "/api/v1/runner/tasks/{id}/logs", access: accessRunner, summary: "Append task log lines", in: []silo.LogLine{}, handler: s.handleTaskLogs},
+func (s *Server) agentRoutes() []Route {
+	return []Route{
+		{Method: "POST", Path: "/api/v1/runner/heartbeat", Access: AccessRunner, Summary: "Agent heartbeat: resources and version; marks the runner online", In: silo.Heartbeat{}, Out: silo.HeartbeatReply{}, Handler: s.handleHeartbeat},
+		{Method: "GET", Path: "/api/v1/runner/tasks", Access: AccessRunner, Summary: "Long-poll for the next task (?wait=25s); 204 when none", Out: silo.Task{}, Handler: s.handlePollTask},
+		{Method: "POST", Path: "/api/v1/runner/tasks/{id}/result", Access: AccessRunner, Summary: "Report a task's result", In: silo.TaskResult{}, Out: silo.Task{}, Handler: s.handleTaskResult},
+		{Method: "POST", Path: "/api/v1/runner/tasks/{id}/logs", Access: AccessRunner, Summary: "Append task log lines", In: []silo.LogLine{}, Handler: s.handleTaskLogs},
 	}
 }
 

@@ -25,18 +25,18 @@ type CloudStorage struct {
 }
 
 func (s *Server) handleProvisionRunner(w http.ResponseWriter, r *http.Request) {
-	rn, err := s.provision(r.Context(), r.PathValue("name"))
+	rn, err := s.Provision(r.Context(), r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.runnerView(rn))
+	writeJSON(w, http.StatusOK, s.RunnerView(rn))
 }
 
-// provision creates or verifies a cloud runner's storage. Success (or no
+// Provision creates or verifies a cloud runner's storage. Success (or no
 // credentials to try with) leaves it provisioning until its agent connects;
 // a storage error marks it failed with the reason.
-func (s *Server) provision(ctx context.Context, name string) (*sqlstore.StoredRunner, error) {
+func (s *Server) Provision(ctx context.Context, name string) (*sqlstore.StoredRunner, error) {
 	rn, err := s.db.FindRunner(ctx, name)
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func (s *Server) handleRunnerBundle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec := rn.RunnerSpec // secrets stay sealed: the bundle never needs them
-	b, err := provision.Bundle(&spec, provision.BootstrapConfig{ServerURL: s.publicURL(r), Workspace: ws.Name,
+	b, err := provision.Bundle(&spec, provision.BootstrapConfig{ServerURL: s.BaseURL(r), Workspace: ws.Name,
 		StorageReady: rn.Provider == silo.ProviderAWS && s.Cloud.S3 != nil && rn.Status != silo.RunnerFailed})
 	if err != nil {
 		writeError(w, r, s.Logger, err)
