@@ -27,15 +27,17 @@ type quickstartRun struct {
 	password string
 }
 
-// startQuickstart runs the quickstart on dir and waits (bounded) until it
-// says it is ready, then reads the URL and credentials it printed.
-func startQuickstart(t *testing.T, dir string) *quickstartRun {
+// startQuickstart runs the quickstart on dir (with extra flags) and waits
+// (bounded) until it says it is ready, then reads the URL and credentials it
+// printed.
+func startQuickstart(t *testing.T, dir string, flags ...string) *quickstartRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &quickstartRun{out: &syncBuffer{}, err: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(q.done)
-		q.code = run(ctx, []string{"quickstart", "--data", dir, "--addr", "127.0.0.1:0"}, strings.NewReader(""), q.out, q.err)
+		args := append([]string{"quickstart", "--data", dir, "--addr", "127.0.0.1:0"}, flags...)
+		q.code = run(ctx, args, strings.NewReader(""), q.out, q.err)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -161,6 +163,41 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("second quickstart: exit %d\nstderr:\n%s", code, q2.err)
 	}
 	waitNoProcesses(t, childMarker(q2.url))
+}
+
+// TestQuickstartNoTraining: --rounds 0 sets up the server, the runners and
+// the datasets and trains nothing, for scripts that run their own sessions.
+func TestQuickstartNoTraining(t *testing.T) {
+	t.Setenv(asCLI, "1")
+	t.Setenv("SILO_RUNNER_TOKEN", "")
+	t.Setenv("SILO_LOG_LEVEL", "")
+	ctx := context.Background()
+	var out, errOut strings.Builder
+	if code := run(ctx, []string{"quickstart", "--rounds", "-1"}, strings.NewReader(""), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "or 0 to train nothing") {
+		t.Fatalf("--rounds -1: exit %d, stderr %q", code, errOut.String())
+	}
+
+	q := startQuickstart(t, filepath.Join(t.TempDir(), "qs"), "--rounds", "0")
+	if out := q.out.String(); !strings.Contains(out, "No model was trained (--rounds 0).") || strings.Contains(out, "Training ") {
+		t.Fatalf("quickstart --rounds 0 printed:\n%s", out)
+	}
+	login, err := client.New(q.url, "").Login(ctx, client.LoginRequest{Email: q.email, Password: q.password, TokenName: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := client.New(q.url, login.Token)
+	if sessions, err := api.ListSessions(ctx); err != nil || len(sessions) != 0 {
+		t.Fatalf("sessions after --rounds 0: %v, %v", sessions, err)
+	}
+	for _, name := range []string{"hospital_a", "hospital_b", "hospital_c"} {
+		if d, err := api.GetDataset(ctx, name); err != nil || d.Status != silo.DatasetConnected {
+			t.Fatalf("dataset %s: %+v, %v", name, d, err)
+		}
+	}
+	if code := q.stop(t); code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", code, q.err)
+	}
+	waitNoProcesses(t, childMarker(q.url))
 }
 
 // quickstartCheck signs in to a running quickstart and checks its three
