@@ -30,8 +30,12 @@ three datasets; and a federated logistic regression (glm, binomial) trained
 across them with a live progress bar. It prints the metrics and where the
 model is, and leaves the web UI running until Ctrl-C.
 
-  --rounds 0   set everything up but train nothing (for scripts and tests
-               that run their own sessions)
+  --rounds 0     set everything up but train nothing (for scripts and
+                 tests that run their own sessions)
+  --save-login   once it is up, save the server and an access token as the
+                 command line's login (what 'silo login' saves; $SILO_CONFIG
+                 or ~/.config/silo/config.json), so the silo command and the
+                 Python client (silo.connect()) need no sign-in
 `
 
 // quickstartAdmin is the quickstart's admin account.
@@ -43,6 +47,7 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 	dataDir := fs.String("data", "./silo-quickstart", "data directory")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (a free port is used if it is taken)")
 	rounds := fs.Int("rounds", 10, "training rounds (0: train nothing)")
+	saveLogin := fs.Bool("save-login", false, "save the login for the silo command and the Python client")
 	if code, done := parseFlags(fs, args, quickstartUsage, s); done {
 		return code
 	}
@@ -108,6 +113,17 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 		}
 		trained = "The trained model is in " + modelPath + "."
 	}
+	signIn := fmt.Sprintf("silo login --server %s --email %s", rs.URL, quickstartAdmin)
+	if *saveLogin {
+		// Written last, when everything is up: a script may wait for it.
+		cfg := &config{Server: rs.URL, Token: login.Token, TokenID: login.TokenID, Email: quickstartAdmin}
+		path, err := cfg.save()
+		if err != nil {
+			fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
+			return 1
+		}
+		signIn = "# signed in already: the login is saved in " + path
+	}
 	fmt.Fprintf(s.Stdout, `
 Silo is running.
 
@@ -118,12 +134,12 @@ Silo is running.
 %s
 
 Use the command line against it:
-  silo login --server %s --email %s
+  %s
   silo sessions list
   silo predict --session ID --dataset hospital_a
 
 Press Ctrl-C to stop.
-`, rs.URL, quickstartAdmin, password, trained, rs.URL, quickstartAdmin)
+`, rs.URL, quickstartAdmin, password, trained, signIn)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(s.Stdout, "\nStopping.")

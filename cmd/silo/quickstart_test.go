@@ -256,3 +256,38 @@ func equalMaps(a, b map[string]int64) bool {
 	}
 	return true
 }
+
+// TestQuickstartSaveLogin: --save-login leaves the command line signed in to
+// the quickstart (a file readable by its owner only), so that scripts and
+// notebooks need no password.
+func TestQuickstartSaveLogin(t *testing.T) {
+	t.Setenv(asCLI, "1")
+	t.Setenv("SILO_RUNNER_TOKEN", "")
+	t.Setenv("SILO_LOG_LEVEL", "")
+	t.Setenv("SILO_SERVER", "")
+	t.Setenv("SILO_TOKEN", "")
+	cfgPath := filepath.Join(t.TempDir(), "cli", "config.json")
+	t.Setenv("SILO_CONFIG", cfgPath)
+
+	q := startQuickstart(t, filepath.Join(t.TempDir(), "qs"), "--rounds", "0", "--save-login")
+	if out := q.out.String(); !strings.Contains(out, "signed in already: the login is saved in "+cfgPath) || strings.Contains(out, "silo login --server") {
+		t.Fatalf("quickstart --save-login printed:\n%s", out)
+	}
+	fi, err := os.Stat(cfgPath)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("saved login: %v %v", fi, err)
+	}
+	cfg, err := loadConfig()
+	if err != nil || cfg.Server != q.url || cfg.Email != quickstartAdmin || !strings.HasPrefix(cfg.Token, "silo_") || cfg.TokenID == "" {
+		t.Fatalf("saved login = %+v, %v", cfg, err)
+	}
+	// The command line works with it, with no sign-in.
+	var out, errOut strings.Builder
+	if code := run(context.Background(), []string{"datasets", "list", "--json"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(out.String(), `"hospital_c"`) {
+		t.Fatalf("datasets list with the saved login: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if code := q.stop(t); code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", code, q.err)
+	}
+	waitNoProcesses(t, childMarker(q.url))
+}
