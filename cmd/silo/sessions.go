@@ -285,14 +285,22 @@ func sessionsCancel(ctx context.Context, c *cmd, args []string) error {
 }
 
 const modelsUsage = `
-Usage: silo models download SESSION [--best] -o FILE
+Usage: silo models SUBCOMMAND
 
-Downloads a session's final (or best) model as a self-describing JSON
-document that the Go SDK loads to predict (model.Load).
+  download SESSION [--best] -o FILE
+      Downloads a session's final (or best) model as a self-describing JSON
+      document that the Go SDK and the Python client load to predict.
+
+  predict MODEL.json --input FILE [-o predictions.csv]
+      Predicts the rows of a CSV or Parquet file on this machine with a
+      downloaded model. Writes CSV (to standard output without -o): the
+      model's identifier columns found in the file, then prediction and,
+      for classification, p_<class> for each class, as 'silo predict'
+      writes on a runner, with every number at full precision.
 `
 
 func cmdModels(ctx context.Context, args []string, s streams) int {
-	return runGroup(ctx, s, "models", modelsUsage, map[string]subcommand{"download": modelsDownload}, args)
+	return runGroup(ctx, s, "models", modelsUsage, map[string]subcommand{"download": modelsDownload, "predict": modelsPredict}, args)
 }
 
 func modelsDownload(ctx context.Context, c *cmd, args []string) error {
