@@ -100,8 +100,6 @@ class Transport:
             if q:
                 url += "?" + urllib.parse.urlencode(q)
         headers = {"Accept": "application/json", "User-Agent": self.user_agent}
-        if self._token:
-            headers["Authorization"] = "Bearer " + self._token
         if json_body is not None:
             data = json.dumps(json_body).encode("utf-8")
             content_type = "application/json"
@@ -112,6 +110,10 @@ class Transport:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             req = urllib.request.Request(url, data=data, headers=headers, method=method)
+            if self._token:
+                # Not sent on a redirect: whatever the server redirects to
+                # (another host) never gets the token.
+                req.add_unredirected_header("Authorization", "Bearer " + self._token)
             try:
                 with self._opener.open(req, timeout=self.timeout) as resp:
                     body = resp.read()

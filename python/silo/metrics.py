@@ -119,7 +119,7 @@ class Metrics:
         if not names:
             raise ValueError("no round has completed yet: nothing to plot")
         fed = sorted(self._data.get("federated") or [], key=lambda r: r.get("round", 0))
-        cols = min(len(names), 3)
+        cols = 2 if len(names) == 4 else min(len(names), 3)
         nrows = (len(names) + cols - 1) // cols
         fig, axes = plt.subplots(nrows, cols, figsize=figsize or (4.2 * cols, 3.2 * nrows), squeeze=False)
         by_client: Dict[str, List[Dict[str, Any]]] = {}

@@ -98,11 +98,12 @@ def _free_port() -> int:
 
 def test_unreachable_server_is_named_and_reads_are_retried():
     url = f"http://127.0.0.1:{_free_port()}"
-    c = silo.Client(url, "t", retries=2)
+    c = silo.Client(url, "silo_not_to_be_shown", retries=2)
     c._http._sleep = lambda s: None  # no waiting between tries in a test
     with pytest.raises(silo.Unreachable) as e:
         c.datasets()
     assert e.value.code == "unreachable"
+    assert "silo_not_to_be_shown" not in repr(e.value) + str(e.value) + repr(c) + repr(c._http)
     assert url in e.value.message and "connection refused" in e.value.message and "tried 3 times" in e.value.message
 
 
@@ -149,3 +150,38 @@ def test_reads_retry_on_503_and_writes_do_not():
         assert e.value.message == "server returned 503 Service Unavailable: upstream restarting"
     finally:
         srv.shutdown()
+
+
+def test_token_never_follows_a_redirect():
+    """A server (or proxy) that redirects elsewhere does not hand the token on."""
+    seen = {}
+
+    def handler(name, location=None):
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen[name] = self.headers.get("Authorization")
+                if location:
+                    self.send_response(302)
+                    self.send_header("Location", location + self.path)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"[]")
+
+            def log_message(self, *a):
+                pass
+
+        return H
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), handler("other"))
+    first = http.server.HTTPServer(("127.0.0.1", 0), handler("first", f"http://127.0.0.1:{other.server_port}"))
+    for srv in (other, first):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        silo.Client(f"http://127.0.0.1:{first.server_port}", "silo_secret").datasets()
+        assert seen == {"first": "Bearer silo_secret", "other": None}
+    finally:
+        first.shutdown()
+        other.shutdown()
