@@ -38,12 +38,11 @@ def table(rows: Iterable[dict], first: Sequence[str] = (), *, frame: Optional[bo
         if frame:
             raise ImportError("DataFrames need pandas: install it (Debian: apt-get install python3-pandas)")
         return rows
-    cols: List[str] = []
-    seen = set()
-    for name in list(first) + [k for r in rows for k in r]:
-        if name not in seen and (name not in first or any(name in r for r in rows)):
-            seen.add(name)
-            cols.append(name)
+    # The leading columns that some row has (all of them for no rows, so an
+    # empty listing still has its columns), then every other field.
+    cols: List[str] = [f for f in first if not rows or any(f in r for r in rows)]
+    for r in rows:
+        cols += [k for k in r if k not in cols]
     df = pd.DataFrame.from_records(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
     for name in cols:
         if name in TIME_FIELDS and rows:

@@ -45,7 +45,7 @@ class Record(Mapping[str, Any]):
     _title = "name"
 
     def __init__(self, data: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_data", dict(data))
+        self._data = dict(data)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -113,7 +113,7 @@ class Session(Record):
 
     def __init__(self, data: Mapping[str, Any], client: "Client") -> None:
         super().__init__(data)
-        object.__setattr__(self, "_client", client)
+        self._client = client
 
     @property
     def done(self) -> bool:
@@ -126,7 +126,7 @@ class Session(Record):
 
     def refresh(self) -> "Session":
         """Reads the session's current state from the server (in place)."""
-        object.__setattr__(self, "_data", self._client._get(f"/api/v1/sessions/{_q(self.id)}"))
+        self._data = self._client._get(f"/api/v1/sessions/{_q(self.id)}")
         return self
 
     def wait(
@@ -176,7 +176,7 @@ class Session(Record):
 
     def cancel(self) -> "Session":
         """Cancels the session (if it is still pending or running)."""
-        object.__setattr__(self, "_data", self._client._post(f"/api/v1/sessions/{_q(self.id)}/cancel"))
+        self._data = self._client._post(f"/api/v1/sessions/{_q(self.id)}/cancel")
         return self
 
     def metrics(self) -> Metrics:

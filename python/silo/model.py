@@ -409,17 +409,20 @@ def _columns_of(data: Any) -> Tuple[Dict[str, Sequence[Any]], int, Any]:
 
 
 def _is_null(v: Any) -> bool:
+    """None, NaN, and pandas' NA and NaT."""
     if v is None:
         return True
     if isinstance(v, float):
         return v != v
+    if isinstance(v, (str, bytes)):
+        return False
     pd = _tables.pandas()
-    if pd is not None:
-        try:
-            return v is pd.NA or v is pd.NaT or bool(pd.isna(v)) if not isinstance(v, (str, bytes)) else False
-        except (TypeError, ValueError):
-            return False
-    return False
+    if pd is None:
+        return False
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):  # a list or an array is a value, not a null
+        return False
 
 
 def _seconds(v: Any) -> Optional[float]:
@@ -472,9 +475,7 @@ def _numbers(col: Any, n: int) -> Any:
     pd = _tables.pandas()
     if pd is not None and isinstance(col, pd.Series):
         dt = col.dtype
-        if pd.api.types.is_bool_dtype(dt):
-            return col.astype("float64").to_numpy() if not col.hasnans else col.map(lambda v: _cell_number(v)).to_numpy(float)
-        if pd.api.types.is_numeric_dtype(dt):
+        if pd.api.types.is_numeric_dtype(dt):  # bool and nullable dtypes too
             return col.to_numpy(dtype="float64", na_value=np.nan)
         if pd.api.types.is_datetime64_any_dtype(dt):
             ns = col.dt.tz_convert("UTC") if getattr(col.dt, "tz", None) is not None else col
