@@ -90,7 +90,7 @@ ds = c.datasets()
 assert isinstance(ds, list) and isinstance(ds[0], dict), type(ds)
 assert {"hospital_a", "hospital_b"} <= {d["name"] for d in ds}
 assert isinstance(c.dataset("hospital_a").schema(), list)
-sid = c.sessions()[0]["id"]
+sid = next(s["id"] for s in c.sessions() if s["status"] == "completed")
 m = c.metrics(sid)
 assert isinstance(m.federated, list) and isinstance(m.clients, list) and m.as_dict()["federated"] == m.federated
 try:
