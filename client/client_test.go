@@ -17,6 +17,7 @@ import (
 	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
+	"github.com/silofl/silo/internal/ui"
 )
 
 const adminEmail, adminPassword = "admin@example.org", "correct horse battery"
@@ -32,6 +33,7 @@ func newServer(t *testing.T) string {
 	}
 	t.Cleanup(func() { db.Close() })
 	srv := server.New(db)
+	srv.AddRoutes(ui.New(srv)...)
 	if _, _, err := srv.BootstrapAdmin(ctx, adminEmail, adminPassword); err != nil {
 		t.Fatal(err)
 	}

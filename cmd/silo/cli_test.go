@@ -16,6 +16,7 @@ import (
 	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
+	"github.com/silofl/silo/internal/ui"
 )
 
 const adminEmail, adminPassword = "admin@example.org", "correct horse battery"
@@ -40,6 +41,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { db.Close() })
 	srv := server.New(db)
+	srv.AddRoutes(ui.New(srv)...)
 	if _, _, err := srv.BootstrapAdmin(ctx, adminEmail, adminPassword); err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ var commands = []command{
 	{"runners", "register and manage task runners", cmdRunners},
 	{"datasets", "register datasets and set their privacy controls", cmdDatasets},
 	{"sessions", "create and follow federated training sessions", cmdSessions},
-	{"models", "download trained models", cmdModels},
+	{"models", "download trained models and predict local files with them", cmdModels},
 	{"predict", "predict a registered dataset on its runner", cmdPredict},
 	{"login", "sign in to a server and remember it", cmdLogin},
 	{"users", "list, invite and manage users (admins)", cmdUsers},

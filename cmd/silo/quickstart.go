@@ -29,6 +29,13 @@ with its own storage; the breast-cancer sample data registered on them as
 three datasets; and a federated logistic regression (glm, binomial) trained
 across them with a live progress bar. It prints the metrics and where the
 model is, and leaves the web UI running until Ctrl-C.
+
+  --rounds 0     set everything up but train nothing (for scripts and
+                 tests that run their own sessions)
+  --save-login   once it is up, save the server and an access token as the
+                 command line's login (what 'silo login' saves; $SILO_CONFIG
+                 or ~/.config/silo/config.json), so the silo command and the
+                 Python client (silo.connect()) need no sign-in
 `
 
 // quickstartAdmin is the quickstart's admin account.
@@ -39,9 +46,14 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 	fs.SetOutput(io.Discard)
 	dataDir := fs.String("data", "./silo-quickstart", "data directory")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (a free port is used if it is taken)")
-	rounds := fs.Int("rounds", 10, "training rounds")
+	rounds := fs.Int("rounds", 10, "training rounds (0: train nothing)")
+	saveLogin := fs.Bool("save-login", false, "save the login for the silo command and the Python client")
 	if code, done := parseFlags(fs, args, quickstartUsage, s); done {
 		return code
+	}
+	if *rounds < 0 {
+		fmt.Fprintf(s.Stderr, "silo quickstart: --rounds %d: give a number of rounds, or 0 to train nothing\n", *rounds)
+		return 2
 	}
 	password, err := quickstartPassword(*dataDir)
 	if err != nil {
@@ -87,10 +99,30 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
 		return 1
 	}
-	modelPath, err := quickstartTrain(ctx, s, api, *dataDir, *rounds)
+	datasets, err := quickstartDatasets(ctx, s, api, *dataDir)
 	if err != nil {
 		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
 		return 1
+	}
+	trained := "No model was trained (--rounds 0)."
+	if *rounds > 0 {
+		modelPath, err := quickstartTrain(ctx, s, api, *dataDir, datasets, *rounds)
+		if err != nil {
+			fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
+			return 1
+		}
+		trained = "The trained model is in " + modelPath + "."
+	}
+	signIn := fmt.Sprintf("silo login --server %s --email %s", rs.URL, quickstartAdmin)
+	if *saveLogin {
+		// Written last, when everything is up: a script may wait for it.
+		cfg := &config{Server: rs.URL, Token: login.Token, TokenID: login.TokenID, Email: quickstartAdmin}
+		path, err := cfg.save()
+		if err != nil {
+			fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
+			return 1
+		}
+		signIn = "# signed in already: the login is saved in " + path
 	}
 	fmt.Fprintf(s.Stdout, `
 Silo is running.
@@ -99,15 +131,15 @@ Silo is running.
   Email     %s
   Password  %s
 
-The trained model is in %s.
+%s
 
 Use the command line against it:
-  silo login --server %s --email %s
+  %s
   silo sessions list
   silo predict --session ID --dataset hospital_a
 
 Press Ctrl-C to stop.
-`, rs.URL, quickstartAdmin, password, modelPath, rs.URL, quickstartAdmin)
+`, rs.URL, quickstartAdmin, password, trained, signIn)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(s.Stdout, "\nStopping.")
@@ -199,14 +231,13 @@ func quickstartRunners(ctx context.Context, s streams, api *client.Client, dir s
 //go:embed sampledata/*.csv
 var sampleData embed.FS
 
-// quickstartTrain puts each hospital's share of the sample data in its
-// runner's storage, registers it (identifier column patient_id), trains a
-// federated logistic regression with a progress bar, prints the metrics and
-// saves the model; it returns the model's path.
-func quickstartTrain(ctx context.Context, s streams, api *client.Client, dir string, rounds int) (string, error) {
+// quickstartDatasets puts each hospital's share of the sample data in its
+// runner's storage, registers it (identifier column patient_id) and waits
+// until it is connected; it returns the datasets' names.
+func quickstartDatasets(ctx context.Context, s streams, api *client.Client, dir string) ([]string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	privacy := silo.DefaultPrivacyControls()
 	privacy.IdentifierColumns = []string{"patient_id"}
@@ -217,29 +248,29 @@ func quickstartTrain(ctx context.Context, s streams, api *client.Client, dir str
 		path := filepath.Join(abs, "runners", runner, "patients.csv")
 		data, err := sampleData.ReadFile("sampledata/" + name + ".csv")
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return "", fmt.Errorf("write sample data: %w", err)
+			return nil, fmt.Errorf("write sample data: %w", err)
 		}
 		if _, err := api.GetDataset(ctx, name); silo.ErrorCode(err) == silo.ENOTFOUND {
 			_, err = api.RegisterDataset(ctx, silo.DatasetSpec{Name: name, Runner: runner, URI: "file://" + path, Privacy: &privacy,
 				Description: "Breast Cancer Wisconsin (Diagnostic), part " + strings.ToUpper(name[len(name)-1:]) + " (sample data)"})
 			if err != nil {
-				return "", fmt.Errorf("register dataset %s: %w", name, err)
+				return nil, fmt.Errorf("register dataset %s: %w", name, err)
 			}
 		} else if err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	for _, name := range names {
 		for {
 			d, err := api.GetDataset(ctx, name)
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			if d.Status == silo.DatasetError {
-				return "", fmt.Errorf("dataset %s: %s", name, d.Error)
+				return nil, fmt.Errorf("dataset %s: %s", name, d.Error)
 			}
 			if d.Status == silo.DatasetConnected {
 				fmt.Fprintf(s.Stdout, "  dataset %-11s %d rows, %d columns (patient_id is an identifier: never a feature)\n", name, d.RowCount, len(d.Columns))
@@ -247,10 +278,21 @@ func quickstartTrain(ctx context.Context, s streams, api *client.Client, dir str
 			}
 			select {
 			case <-ctx.Done():
-				return "", ctx.Err()
+				return nil, ctx.Err()
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
+	}
+	return names, nil
+}
+
+// quickstartTrain trains a federated logistic regression on the datasets
+// with a progress bar, prints the metrics and saves the model; it returns
+// the model's path.
+func quickstartTrain(ctx context.Context, s streams, api *client.Client, dir string, names []string, rounds int) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
 	}
 	cfg, _ := json.Marshal(map[string]any{
 		"name": "quickstart-breast-cancer-glm", "type": "hfl", "datasets": names, "min_clients": 2, "rounds": rounds, "round_timeout": "2m",

@@ -27,15 +27,17 @@ type quickstartRun struct {
 	password string
 }
 
-// startQuickstart runs the quickstart on dir and waits (bounded) until it
-// says it is ready, then reads the URL and credentials it printed.
-func startQuickstart(t *testing.T, dir string) *quickstartRun {
+// startQuickstart runs the quickstart on dir (with extra flags) and waits
+// (bounded) until it says it is ready, then reads the URL and credentials it
+// printed.
+func startQuickstart(t *testing.T, dir string, flags ...string) *quickstartRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &quickstartRun{out: &syncBuffer{}, err: &syncBuffer{}, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(q.done)
-		q.code = run(ctx, []string{"quickstart", "--data", dir, "--addr", "127.0.0.1:0"}, strings.NewReader(""), q.out, q.err)
+		args := append([]string{"quickstart", "--data", dir, "--addr", "127.0.0.1:0"}, flags...)
+		q.code = run(ctx, args, strings.NewReader(""), q.out, q.err)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -163,6 +165,41 @@ func TestQuickstart(t *testing.T) {
 	waitNoProcesses(t, childMarker(q2.url))
 }
 
+// TestQuickstartNoTraining: --rounds 0 sets up the server, the runners and
+// the datasets and trains nothing, for scripts that run their own sessions.
+func TestQuickstartNoTraining(t *testing.T) {
+	t.Setenv(asCLI, "1")
+	t.Setenv("SILO_RUNNER_TOKEN", "")
+	t.Setenv("SILO_LOG_LEVEL", "")
+	ctx := context.Background()
+	var out, errOut strings.Builder
+	if code := run(ctx, []string{"quickstart", "--rounds", "-1"}, strings.NewReader(""), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "or 0 to train nothing") {
+		t.Fatalf("--rounds -1: exit %d, stderr %q", code, errOut.String())
+	}
+
+	q := startQuickstart(t, filepath.Join(t.TempDir(), "qs"), "--rounds", "0")
+	if out := q.out.String(); !strings.Contains(out, "No model was trained (--rounds 0).") || strings.Contains(out, "Training ") {
+		t.Fatalf("quickstart --rounds 0 printed:\n%s", out)
+	}
+	login, err := client.New(q.url, "").Login(ctx, client.LoginRequest{Email: q.email, Password: q.password, TokenName: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := client.New(q.url, login.Token)
+	if sessions, err := api.ListSessions(ctx); err != nil || len(sessions) != 0 {
+		t.Fatalf("sessions after --rounds 0: %v, %v", sessions, err)
+	}
+	for _, name := range []string{"hospital_a", "hospital_b", "hospital_c"} {
+		if d, err := api.GetDataset(ctx, name); err != nil || d.Status != silo.DatasetConnected {
+			t.Fatalf("dataset %s: %+v, %v", name, d, err)
+		}
+	}
+	if code := q.stop(t); code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", code, q.err)
+	}
+	waitNoProcesses(t, childMarker(q.url))
+}
+
 // quickstartCheck signs in to a running quickstart and checks its three
 // runners: online, fed by the heartbeats of agents started since, and with
 // (at least) wantTasks succeeded diagnostics tasks each. It returns their ids.
@@ -218,4 +255,39 @@ func equalMaps(a, b map[string]int64) bool {
 		}
 	}
 	return true
+}
+
+// TestQuickstartSaveLogin: --save-login leaves the command line signed in to
+// the quickstart (a file readable by its owner only), so that scripts and
+// notebooks need no password.
+func TestQuickstartSaveLogin(t *testing.T) {
+	t.Setenv(asCLI, "1")
+	t.Setenv("SILO_RUNNER_TOKEN", "")
+	t.Setenv("SILO_LOG_LEVEL", "")
+	t.Setenv("SILO_SERVER", "")
+	t.Setenv("SILO_TOKEN", "")
+	cfgPath := filepath.Join(t.TempDir(), "cli", "config.json")
+	t.Setenv("SILO_CONFIG", cfgPath)
+
+	q := startQuickstart(t, filepath.Join(t.TempDir(), "qs"), "--rounds", "0", "--save-login")
+	if out := q.out.String(); !strings.Contains(out, "signed in already: the login is saved in "+cfgPath) || strings.Contains(out, "silo login --server") {
+		t.Fatalf("quickstart --save-login printed:\n%s", out)
+	}
+	fi, err := os.Stat(cfgPath)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("saved login: %v %v", fi, err)
+	}
+	cfg, err := loadConfig()
+	if err != nil || cfg.Server != q.url || cfg.Email != quickstartAdmin || !strings.HasPrefix(cfg.Token, "silo_") || cfg.TokenID == "" {
+		t.Fatalf("saved login = %+v, %v", cfg, err)
+	}
+	// The command line works with it, with no sign-in.
+	var out, errOut strings.Builder
+	if code := run(context.Background(), []string{"datasets", "list", "--json"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(out.String(), `"hospital_c"`) {
+		t.Fatalf("datasets list with the saved login: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if code := q.stop(t); code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", code, q.err)
+	}
+	waitNoProcesses(t, childMarker(q.url))
 }

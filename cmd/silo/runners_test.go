@@ -22,6 +22,7 @@ import (
 	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
+	"github.com/silofl/silo/internal/ui"
 )
 
 // newLiveEnv starts a real server with startServer, as 'silo server' does:
@@ -552,6 +553,7 @@ func newAgentEnv(t *testing.T) *agentEnv {
 	}
 	t.Cleanup(func() { db.Close() })
 	srv := server.New(db)
+	srv.AddRoutes(ui.New(srv)...)
 	srv.Clock = clock.Now
 	srv.Logger = slog.New(slog.DiscardHandler)
 	// Agents heartbeat this often (the server tells them), so one notices

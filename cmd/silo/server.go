@@ -15,10 +15,11 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
-	"github.com/silofl/silo/internal/provision"
+	"github.com/silofl/silo/internal/blob"
 	"github.com/silofl/silo/internal/seal"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
+	"github.com/silofl/silo/internal/ui"
 )
 
 const serverUsage = `Usage: silo server [--addr :8080] [--data ./silo-data] [--database sqlite|postgres://…]
@@ -89,6 +90,7 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 		return nil, err
 	}
 	srv := server.New(db)
+	srv.AddRoutes(ui.New(srv)...)
 	srv.Logger = log
 	srv.PublicURL = cfg.PublicURL
 	srv.SecretKey = key
@@ -140,11 +142,11 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 func cloudStorage(cfg serverConfig) server.CloudStorage {
 	var c server.CloudStorage
 	if id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"); id != "" && secret != "" {
-		c.S3 = &provision.S3Config{Endpoint: cfg.S3Endpoint, UsePathStyle: cfg.S3Endpoint != "",
+		c.S3 = &blob.S3Config{Endpoint: cfg.S3Endpoint, UsePathStyle: cfg.S3Endpoint != "",
 			AccessKeyID: id, SecretAccessKey: secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN")}
 	}
 	if cfg.AzureConnectionString != "" {
-		c.Azure = &provision.AzureConfig{ConnectionString: cfg.AzureConnectionString}
+		c.Azure = &blob.AzureConfig{ConnectionString: cfg.AzureConnectionString}
 	}
 	return c
 }

@@ -284,61 +284,6 @@ func sessionsCancel(ctx context.Context, c *cmd, args []string) error {
 	return nil
 }
 
-const modelsUsage = `
-Usage: silo models download SESSION [--best] -o FILE
-
-Downloads a session's final (or best) model as a self-describing JSON
-document that the Go SDK loads to predict (model.Load).
-`
-
-func cmdModels(ctx context.Context, args []string, s streams) int {
-	return runGroup(ctx, s, "models", modelsUsage, map[string]subcommand{"download": modelsDownload}, args)
-}
-
-func modelsDownload(ctx context.Context, c *cmd, args []string) error {
-	best := c.flags.Bool("best", false, "the best round's model instead of the final one")
-	out := c.flags.String("o", "", "file to write")
-	pos, err := c.parse(args, "SESSION")
-	if err != nil {
-		return err
-	}
-	if *out == "" {
-		return usagef("-o FILE is required")
-	}
-	cl, err := c.client()
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dirOf(*out), ".model-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := cl.DownloadModel(ctx, pos[0], *best, f); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	// #nosec G703 -- the --out path the user gave
-	if err := os.Rename(f.Name(), *out); err != nil {
-		return err
-	}
-	if c.json {
-		return c.printJSON(map[string]string{"session": pos[0], "path": *out})
-	}
-	fmt.Fprintf(c.Stdout, "Wrote the %s model of %s to %s.\n", map[bool]string{true: "best", false: "final"}[*best], pos[0], *out)
-	return nil
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		return path[:i+1]
-	}
-	return "."
-}
-
 const predictUsage = `
 Usage: silo predict --session ID --dataset NAME [--best] [--format csv|parquet]
 

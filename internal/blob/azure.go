@@ -24,7 +24,7 @@ type AzureStore struct {
 }
 
 // NewAzureStore returns the store for container, reached through client
-// (see provision.NewAzureClient).
+// (see NewAzureClient).
 func NewAzureStore(client *azblob.Client, container string) *AzureStore {
 	return &AzureStore{client: client, container: container}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
 	"github.com/silofl/silo"
-	"github.com/silofl/silo/internal/provision"
 	"github.com/silofl/silo/internal/testsvc"
 )
 
@@ -24,7 +23,7 @@ import (
 func newAzurite(t *testing.T) (*azblob.Client, string, string) {
 	t.Helper()
 	cs := testsvc.Azurite(t)
-	client, err := provision.NewAzureClient(provision.AzureConfig{ConnectionString: cs})
+	client, err := NewAzureClient(AzureConfig{ConnectionString: cs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +100,7 @@ func TestAzureStoreErrors(t *testing.T) {
 
 	// A wrong account key: Azurite refuses the signature.
 	wrong := strings.Replace(cs, "AccountKey="+testsvc.AzuriteKey, "AccountKey="+strings.Repeat("A", 86)+"==", 1)
-	wc, err := provision.NewAzureClient(provision.AzureConfig{ConnectionString: wrong})
+	wc, err := NewAzureClient(AzureConfig{ConnectionString: wrong})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +114,7 @@ func TestAzureStoreErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill(t, NewAzureStore(client, container), map[string]string{"ds/a.csv": "a"})
-	st, err := Open(ctx, URI{Scheme: SchemeAzure, Bucket: container, Path: "ds"}, Config{Azure: provision.AzureConfig{ServiceURL: sasURL}})
+	st, err := Open(ctx, URI{Scheme: SchemeAzure, Bucket: container, Path: "ds"}, Config{Azure: AzureConfig{ServiceURL: sasURL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +145,7 @@ func TestOpenAzure(t *testing.T) {
 		t.Fatal(err)
 	}
 	endpoint := strings.TrimSuffix(client.URL(), "/")
-	for name, cfg := range map[string]provision.AzureConfig{
+	for name, cfg := range map[string]AzureConfig{
 		"connection string": {ConnectionString: cs},
 		"account and key":   {AccountName: testsvc.AzuriteAccount, AccountKey: testsvc.AzuriteKey, ServiceURL: endpoint},
 	} {

@@ -22,7 +22,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 
 	"github.com/silofl/silo"
-	"github.com/silofl/silo/internal/provision"
 )
 
 // Object is a file in a Store.
@@ -68,11 +67,11 @@ type Config struct {
 	// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY environment variables, else
 	// the EC2 instance profile (IMDSv2); without a Region, AWS_REGION or
 	// AWS_DEFAULT_REGION.
-	S3 provision.S3Config
+	S3 S3Config
 	// Azure reaches the runner's storage account: a connection string, an
 	// account name and key, a token credential, or a service URL alone
 	// (with a SAS token in it).
-	Azure provision.AzureConfig
+	Azure AzureConfig
 }
 
 // Open returns the store that holds u, built from cfg. It does not contact
@@ -99,7 +98,7 @@ func Open(ctx context.Context, u URI, cfg Config) (Store, error) {
 		if c.Region == "" && c.Endpoint == "" {
 			return nil, silo.Errorf(silo.EINVALID, "cannot read %s: the runner has no AWS region: configure it, or set AWS_REGION", u)
 		}
-		client, err := provision.NewS3Client(c)
+		client, err := NewS3Client(c)
 		if err != nil {
 			return nil, err
 		}
@@ -114,10 +113,10 @@ func Open(ctx context.Context, u URI, cfg Config) (Store, error) {
 	return nil, silo.Errorf(silo.EINVALID, "unknown storage scheme %q: use %s", u.Scheme, uriForms)
 }
 
-// newAzureClient is provision.NewAzureClient plus a service URL alone,
+// newAzureClient is NewAzureClient plus a service URL alone,
 // whose SAS token authorises the runner (provision always has a key or
 // credential, a runner may have only a SAS).
-func newAzureClient(cfg provision.AzureConfig) (*azblob.Client, error) {
+func newAzureClient(cfg AzureConfig) (*azblob.Client, error) {
 	if cfg.ConnectionString == "" && cfg.AccountKey == "" && cfg.Credential == nil && cfg.ServiceURL != "" {
 		c, err := azblob.NewClientWithNoCredential(cfg.ServiceURL, nil)
 		if err != nil {
@@ -125,7 +124,7 @@ func newAzureClient(cfg provision.AzureConfig) (*azblob.Client, error) {
 		}
 		return c, nil
 	}
-	return provision.NewAzureClient(cfg)
+	return NewAzureClient(cfg)
 }
 
 // isHidden reports whether a file or folder name is one List skips.

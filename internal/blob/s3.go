@@ -14,7 +14,6 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/silofl/silo"
-	"github.com/silofl/silo/internal/provision"
 )
 
 // S3Store is an S3 bucket (or one of an S3-compatible store).
@@ -34,7 +33,7 @@ const defaultPartSize = 16 << 20
 const maxParts = 10000
 
 // NewS3Store returns the store for bucket, reached through client (see
-// provision.NewS3Client).
+// NewS3Client).
 func NewS3Store(client *s3.Client, bucket string) *S3Store {
 	return &S3Store{client: client, bucket: bucket, partSize: defaultPartSize}
 }
@@ -251,27 +250,27 @@ func (s *S3Store) fail(ctx context.Context, o op, key string, err error) error {
 	if errors.As(err, &se) { // from the credentials provider
 		return se
 	}
-	code := provision.S3Code(err)
+	code := S3Code(err)
 	var noBucket *s3types.NoSuchBucket
 	var noKey *s3types.NoSuchKey
 	switch {
 	case errors.As(err, &noBucket) || code == "NoSuchBucket":
 		return silo.Errorf(silo.ENOTFOUND, "bucket %s does not exist — check the runner's storage_path (and that the URI names the runner's bucket)", s.bucket)
-	case errors.As(err, &noKey) || code == "NoSuchKey" || o == opRead && provision.S3Status(err) == 404:
+	case errors.As(err, &noKey) || code == "NoSuchKey" || o == opRead && S3Status(err) == 404:
 		return silo.Errorf(silo.ENOTFOUND, "no file at %s", where)
 	case slices.Contains([]string{"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired"}, code):
 		return silo.Errorf(silo.EFORBIDDEN, "the runner's AWS credentials were refused %s %s (%s): check its access key, or its role's session", o.doing(), where, code)
 	case code == "PermanentRedirect" || code == "AuthorizationHeaderMalformed" || code == "IllegalLocationConstraintException":
 		return silo.Errorf(silo.EINVALID, "bucket %s is not in the runner's region %s: run the runner in the bucket's region, or configure that region", s.bucket, s.client.Options().Region)
-	case provision.S3Status(err) == 403 || slices.Contains([]string{"AccessDenied", "Forbidden", "AllAccessDisabled", "KMS.AccessDeniedException"}, code):
+	case S3Status(err) == 403 || slices.Contains([]string{"AccessDenied", "Forbidden", "AllAccessDisabled", "KMS.AccessDeniedException"}, code):
 		if o == opWrite {
 			return silo.Errorf(silo.EFORBIDDEN, "access denied writing %s: the runner's role needs s3:PutObject on it (and kms:GenerateDataKey on the bucket's KMS key, if it has one)", where)
 		}
 		return silo.Errorf(silo.EFORBIDDEN, "access denied to %s: the runner's role needs s3:GetObject and s3:ListBucket on it (and kms:Decrypt on the bucket's KMS key, if it has one)", where)
-	case provision.S3Status(err) == 0:
+	case S3Status(err) == 0:
 		return silo.Errorf(silo.EINVALID, "cannot reach S3 at %s %s (%v): check the runner's network and proxy (HTTPS_PROXY), its S3 endpoint and its region", s.endpoint(), where, netCause(err))
 	}
-	return silo.Errorf(silo.EINTERNAL, "S3 failed %s %s: %s", o.doing(), where, provision.S3Describe(err))
+	return silo.Errorf(silo.EINTERNAL, "S3 failed %s %s: %s", o.doing(), where, S3Describe(err))
 }
 
 func (s *S3Store) endpoint() string {

@@ -21,7 +21,6 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/silofl/silo"
-	"github.com/silofl/silo/internal/provision"
 )
 
 // fakeS3 is an in-process S3 server (gofakes3) that refuses everything on
@@ -74,7 +73,7 @@ func newFakeS3(t *testing.T, buckets ...string) *fakeS3 {
 
 func (f *fakeS3) client(t *testing.T) *s3.Client {
 	t.Helper()
-	c, err := provision.NewS3Client(provision.S3Config{Endpoint: f.URL, UsePathStyle: true, AccessKeyID: "AKIATEST", SecretAccessKey: "secret"})
+	c, err := NewS3Client(S3Config{Endpoint: f.URL, UsePathStyle: true, AccessKeyID: "AKIATEST", SecretAccessKey: "secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +202,7 @@ func TestS3StoreErrors(t *testing.T) {
 	// Nothing listens: the message names the endpoint.
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
-	c, err := provision.NewS3Client(provision.S3Config{Endpoint: dead.URL, UsePathStyle: true, AccessKeyID: "a", SecretAccessKey: "b"})
+	c, err := NewS3Client(S3Config{Endpoint: dead.URL, UsePathStyle: true, AccessKeyID: "a", SecretAccessKey: "b"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +305,7 @@ func TestOpenS3(t *testing.T) {
 		defer f.mu.Unlock()
 		return f.authKeys[len(f.authKeys)-1]
 	}
-	cfg := Config{S3: provision.S3Config{Endpoint: f.URL, UsePathStyle: true}}
+	cfg := Config{S3: S3Config{Endpoint: f.URL, UsePathStyle: true}}
 
 	static := cfg
 	static.S3.AccessKeyID, static.S3.SecretAccessKey = "AKIASTATIC", "s"
@@ -337,4 +336,13 @@ func TestOpenS3(t *testing.T) {
 	t.Setenv("AWS_DEFAULT_REGION", "")
 	_, err = Open(ctx, u, Config{})
 	wantCode(t, err, silo.EINVALID, "no AWS region")
+}
+
+func TestNewS3ClientNeedsCredentials(t *testing.T) {
+	if _, err := NewS3Client(S3Config{Region: "eu-west-1"}); err == nil {
+		t.Error("no credentials: no error")
+	}
+	if _, err := NewS3Client(S3Config{AccessKeyID: "a", SecretAccessKey: "b"}); err == nil {
+		t.Error("no region and no endpoint: no error")
+	}
 }

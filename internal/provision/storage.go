@@ -16,13 +16,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/blob"
 )
 
 // Storage is a runner's storage (an S3 bucket or a blob container) as the
@@ -41,45 +39,6 @@ func probeData() []byte {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return []byte("silo storage probe " + hex.EncodeToString(b) + "\n")
-}
-
-// S3Config says how to reach S3 or an S3-compatible store.
-type S3Config struct {
-	Region string
-	// Endpoint is an S3-compatible store's URL; empty means AWS.
-	Endpoint string
-	// UsePathStyle addresses buckets as endpoint/bucket rather than
-	// bucket.endpoint, as most S3-compatible stores need.
-	UsePathStyle bool
-
-	// Static credentials, or Credentials (for example an assumed role's).
-	AccessKeyID, SecretAccessKey, SessionToken string
-	Credentials                                aws.CredentialsProvider
-}
-
-// NewS3Client returns an S3 client for cfg.
-func NewS3Client(cfg S3Config) (*s3.Client, error) {
-	opts := s3.Options{Region: cfg.Region, UsePathStyle: cfg.UsePathStyle, Credentials: cfg.Credentials}
-	if cfg.Endpoint != "" {
-		opts.BaseEndpoint = aws.String(cfg.Endpoint)
-		if opts.Region == "" {
-			opts.Region = "us-east-1" // S3-compatible stores ignore it, but signing needs one
-		}
-		// Only send checksums S3 requires: many S3-compatible stores do
-		// not understand the newer default trailing checksums.
-		opts.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-		opts.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-	}
-	if opts.Region == "" {
-		return nil, silo.FieldErrorf("region", "an S3 client needs a region")
-	}
-	if opts.Credentials == nil {
-		if cfg.AccessKeyID == "" || cfg.SecretAccessKey == "" {
-			return nil, silo.Errorf(silo.EINVALID, "no S3 credentials: give an access key and secret, or a credentials provider")
-		}
-		opts.Credentials = credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)
-	}
-	return s3.New(opts), nil
 }
 
 // S3Storage is a runner's S3 bucket.
@@ -180,100 +139,28 @@ func (s *S3Storage) fail(ctx context.Context, doing, check string, err error) er
 	if ctx.Err() != nil {
 		return fmt.Errorf("bucket %s: %s: %w", s.bucket, doing, ctx.Err())
 	}
-	code := S3Code(err)
+	code := blob.S3Code(err)
 	switch {
 	case slices.Contains([]string{"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}, code):
 		return s.errorf("%s: the provisioning credentials were refused (%s): check the access key or the provisioner role's session", doing, code)
 	case s3Denied(err):
 		return s.errorf("access denied %s — check %s", doing, check)
-	case S3Status(err) == 0:
+	case blob.S3Status(err) == 0:
 		return s.errorf("%s: cannot reach S3 (%v): check the region, the endpoint and the server's network", doing, err)
 	default:
-		return s.errorf("%s failed: %s", doing, S3Describe(err))
+		return s.errorf("%s failed: %s", doing, blob.S3Describe(err))
 	}
-}
-
-// S3Describe shortens an S3 error to its status, code and message when it
-// has them; the SDK's full text repeats the operation and request IDs. The
-// blob layer reports errors the same way.
-func S3Describe(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return fmt.Sprintf("HTTP %d %s: %s", S3Status(err), ae.ErrorCode(), ae.ErrorMessage())
-	}
-	return err.Error()
-}
-
-// S3Status is the HTTP status of an S3 error, or 0.
-func S3Status(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
-}
-
-// S3Code is the error code of an S3 error (AccessDenied…), or "".
-func S3Code(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
 }
 
 func s3NotFound(err error) bool {
 	var nf *s3types.NotFound
 	var nb *s3types.NoSuchBucket
-	return errors.As(err, &nf) || errors.As(err, &nb) || S3Status(err) == 404
+	return errors.As(err, &nf) || errors.As(err, &nb) || blob.S3Status(err) == 404
 }
 
 func s3Denied(err error) bool {
-	c := S3Code(err)
-	return S3Status(err) == 403 || c == "AccessDenied" || c == "Forbidden" || c == "AllAccessDisabled"
-}
-
-// AzureConfig says how to reach an Azure storage account: a connection
-// string, or an account with its key or a token credential (for example a
-// service principal's).
-type AzureConfig struct {
-	ConnectionString string
-
-	AccountName string
-	AccountKey  string
-	Credential  azcore.TokenCredential
-	// ServiceURL is the blob endpoint; default https://<account>.blob.core.windows.net/.
-	ServiceURL string
-}
-
-// NewAzureClient returns a blob client for cfg.
-func NewAzureClient(cfg AzureConfig) (*azblob.Client, error) {
-	if cfg.ConnectionString != "" {
-		c, err := azblob.NewClientFromConnectionString(cfg.ConnectionString, nil)
-		if err != nil {
-			return nil, silo.Errorf(silo.EINVALID, "Azure storage connection string: %v", err)
-		}
-		return c, nil
-	}
-	url := cfg.ServiceURL
-	if url == "" {
-		if cfg.AccountName == "" {
-			return nil, silo.Errorf(silo.EINVALID, "Azure storage: give a connection string, a service URL or an account name")
-		}
-		url = "https://" + cfg.AccountName + ".blob.core.windows.net/"
-	}
-	switch {
-	case cfg.Credential != nil:
-		return azblob.NewClient(url, cfg.Credential, nil)
-	case cfg.AccountKey != "":
-		cred, err := azblob.NewSharedKeyCredential(cfg.AccountName, cfg.AccountKey)
-		if err != nil {
-			return nil, silo.Errorf(silo.EINVALID, "Azure storage account key: %v", err)
-		}
-		return azblob.NewClientWithSharedKeyCredential(url, cred, nil)
-	default:
-		return nil, silo.Errorf(silo.EINVALID, "Azure storage: no account key or credential")
-	}
+	c := blob.S3Code(err)
+	return blob.S3Status(err) == 403 || c == "AccessDenied" || c == "Forbidden" || c == "AllAccessDisabled"
 }
 
 // AzureStorage is a runner's blob container.

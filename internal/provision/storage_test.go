@@ -22,6 +22,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/blob"
 	"github.com/silofl/silo/internal/testsvc"
 )
 
@@ -69,7 +70,7 @@ func newFakeS3(t *testing.T) *fakeS3 {
 
 func (f *fakeS3) client(t *testing.T, region string) *s3.Client {
 	t.Helper()
-	c, err := NewS3Client(S3Config{Region: region, Endpoint: f.srv.URL, UsePathStyle: true, AccessKeyID: "AKIDTEST", SecretAccessKey: "secret"})
+	c, err := blob.NewS3Client(blob.S3Config{Region: region, Endpoint: f.srv.URL, UsePathStyle: true, AccessKeyID: "AKIDTEST", SecretAccessKey: "secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,15 +291,6 @@ func TestS3EnsureCancelled(t *testing.T) {
 	}
 }
 
-func TestNewS3ClientNeedsCredentials(t *testing.T) {
-	if _, err := NewS3Client(S3Config{Region: "eu-west-1"}); err == nil {
-		t.Error("no credentials: no error")
-	}
-	if _, err := NewS3Client(S3Config{AccessKeyID: "a", SecretAccessKey: "b"}); err == nil {
-		t.Error("no region and no endpoint: no error")
-	}
-}
-
 // blobEndpoint returns the BlobEndpoint of an Azure connection string.
 func blobEndpoint(t *testing.T, cs string) string {
 	for _, kv := range strings.Split(cs, ";") {
@@ -315,7 +307,7 @@ func TestAzureEnsure(t *testing.T) {
 	cs := testsvc.Azurite(t)
 
 	t.Run("connection string", func(t *testing.T) {
-		c, err := NewAzureClient(AzureConfig{ConnectionString: cs})
+		c, err := blob.NewAzureClient(blob.AzureConfig{ConnectionString: cs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,7 +340,7 @@ func TestAzureEnsure(t *testing.T) {
 	})
 
 	t.Run("account key", func(t *testing.T) {
-		c, err := NewAzureClient(AzureConfig{AccountName: testsvc.AzuriteAccount, AccountKey: testsvc.AzuriteKey, ServiceURL: blobEndpoint(t, cs)})
+		c, err := blob.NewAzureClient(blob.AzureConfig{AccountName: testsvc.AzuriteAccount, AccountKey: testsvc.AzuriteKey, ServiceURL: blobEndpoint(t, cs)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -358,7 +350,7 @@ func TestAzureEnsure(t *testing.T) {
 	})
 
 	t.Run("wrong key", func(t *testing.T) {
-		c, err := NewAzureClient(AzureConfig{AccountName: testsvc.AzuriteAccount, AccountKey: "d3Jvbmcga2V5", ServiceURL: blobEndpoint(t, cs)})
+		c, err := blob.NewAzureClient(blob.AzureConfig{AccountName: testsvc.AzuriteAccount, AccountKey: "d3Jvbmcga2V5", ServiceURL: blobEndpoint(t, cs)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -374,7 +366,7 @@ func TestAzureEnsure(t *testing.T) {
 	t.Run("read only", func(t *testing.T) {
 		// A read-only SAS: what a principal with too narrow a role (say
 		// Storage Blob Data Reader) sees.
-		c, err := NewAzureClient(AzureConfig{ConnectionString: cs})
+		c, err := blob.NewAzureClient(blob.AzureConfig{ConnectionString: cs})
 		if err != nil {
 			t.Fatal(err)
 		}

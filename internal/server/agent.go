@@ -26,13 +26,13 @@ import (
 const agentPrefix = "/api/v1/runner/"
 
 // agentRoutes declares the routes agents call.
-func (s *Server) agentRoutes() []route {
-	return []route{
-		{method: "POST", path: "/api/v1/runner/heartbeat", access: accessRunner, summary: "Agent heartbeat: resources and version; marks the runner online", in: silo.Heartbeat{}, out: silo.HeartbeatReply{}, handler: s.handleHeartbeat},
-		{method: "GET", path: "/api/v1/runner/tasks", access: accessRunner, summary: "Long-poll for the next task (?wait=25s): a frames body (the task as a JSON line, then its binary parts), or 204 when none came; the X-Silo-Have header lists part digests the runner holds", handler: s.handlePollTask},
-		{method: "POST", path: "/api/v1/runner/tasks/{id}/result", access: accessRunner, summary: "Report a task's result as a frames body (the result as a JSON line with its log lines, then its binary parts); with ?next=25s the answer (200 once the result is taken) goes on with the runner's next task, if one comes", handler: s.handleTaskResult},
-		{method: "GET", path: "/api/v1/runner/tasks/{id}/parts/{part}", access: accessRunner, summary: "One binary part of a task the runner is running", handler: s.handleTaskPart},
-		{method: "POST", path: "/api/v1/runner/tasks/{id}/logs", access: accessRunner, summary: "Append task log lines", in: []silo.LogLine{}, handler: s.handleTaskLogs},
+func (s *Server) agentRoutes() []Route {
+	return []Route{
+		{Method: "POST", Path: "/api/v1/runner/heartbeat", Access: AccessRunner, Summary: "Agent heartbeat: resources and version; marks the runner online", In: silo.Heartbeat{}, Out: silo.HeartbeatReply{}, Handler: s.handleHeartbeat},
+		{Method: "GET", Path: "/api/v1/runner/tasks", Access: AccessRunner, Summary: "Long-poll for the next task (?wait=25s): a frames body (the task as a JSON line, then its binary parts), or 204 when none came; the X-Silo-Have header lists part digests the runner holds", Handler: s.handlePollTask},
+		{Method: "POST", Path: "/api/v1/runner/tasks/{id}/result", Access: AccessRunner, Summary: "Report a task's result as a frames body (the result as a JSON line with its log lines, then its binary parts); with ?next=25s the answer (200 once the result is taken) goes on with the runner's next task, if one comes", Handler: s.handleTaskResult},
+		{Method: "GET", Path: "/api/v1/runner/tasks/{id}/parts/{part}", Access: AccessRunner, Summary: "One binary part of a task the runner is running", Handler: s.handleTaskPart},
+		{Method: "POST", Path: "/api/v1/runner/tasks/{id}/logs", Access: AccessRunner, Summary: "Append task log lines", In: []silo.LogLine{}, Handler: s.handleTaskLogs},
 	}
 }
 

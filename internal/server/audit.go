@@ -10,7 +10,7 @@ import (
 )
 
 func (s *Server) handleListAudit(w http.ResponseWriter, r *http.Request) {
-	f, err := s.auditFilter(r.URL.Query())
+	f, err := s.AuditFilter(r.URL.Query())
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -23,9 +23,9 @@ func (s *Server) handleListAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, nonNil(entries))
 }
 
-// auditFilter parses ?since= (RFC 3339 time or a duration back from now),
+// AuditFilter parses ?since= (RFC 3339 time or a duration back from now),
 // ?limit= and ?before=.
-func (s *Server) auditFilter(q url.Values) (silo.AuditFilter, error) {
+func (s *Server) AuditFilter(q url.Values) (silo.AuditFilter, error) {
 	var f silo.AuditFilter
 	if v := q.Get("since"); v != "" {
 		if d, err := time.ParseDuration(v); err == nil && d > 0 {

@@ -145,30 +145,45 @@ func (s *Server) actorForToken(ctx context.Context, secret string) (*silo.Actor,
 
 type loginKey struct{}
 
-// loginFromContext returns the browser sign-in of the request, if any.
-func loginFromContext(ctx context.Context) *silo.Login {
+// LoginFromContext returns the browser sign-in of the request, if any.
+func LoginFromContext(ctx context.Context) *silo.Login {
 	l, _ := ctx.Value(loginKey{}).(*silo.Login)
 	return l
 }
 
+// signedIn returns r with its actor and browser sign-in (if any) in its
+// context, as the guard adds them, for pages outside the route table (the
+// not-found page) that show who is signed in.
+func (s *Server) signedIn(r *http.Request) *http.Request {
+	a, l, err := s.authenticate(r)
+	if err != nil || a == nil {
+		return r
+	}
+	ctx := silo.NewContextWithActor(r.Context(), a)
+	if l != nil {
+		ctx = context.WithValue(ctx, loginKey{}, l)
+	}
+	return r.WithContext(ctx)
+}
+
 // guard authenticates the request and enforces the route's access rule and,
 // for browser sign-ins, CSRF protection on every unsafe method.
-func (s *Server) guard(rt route) http.Handler {
+func (s *Server) guard(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fail := func(err error) {
-			if rt.page {
-				s.renderError(w, r, err)
+			if rt.Page && s.PageError != nil {
+				s.PageError(w, r, err)
 			} else {
 				writeError(w, r, s.Logger, err)
 			}
 		}
-		if rt.access == accessRunner {
+		if rt.Access == AccessRunner {
 			rn, err := s.authenticateRunner(r)
 			if err != nil {
 				fail(err)
 				return
 			}
-			rt.handler(w, r.WithContext(context.WithValue(r.Context(), runnerKey{}, rn)))
+			rt.Handler(w, r.WithContext(context.WithValue(r.Context(), runnerKey{}, rn)))
 			return
 		}
 		actor, login, err := s.authenticate(r)
@@ -185,9 +200,9 @@ func (s *Server) guard(rt route) http.Handler {
 		}
 		r = r.WithContext(ctx)
 		unsafe := r.Method != http.MethodGet && r.Method != http.MethodHead
-		if unsafe && rt.maxBody > 0 {
-			r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
-			if err := parseBoundedForm(r, rt.maxBody); err != nil {
+		if unsafe && rt.MaxBody > 0 {
+			r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBody)
+			if err := parseBoundedForm(r, rt.MaxBody); err != nil {
 				fail(err)
 				return
 			}
@@ -198,25 +213,25 @@ func (s *Server) guard(rt route) http.Handler {
 				return
 			}
 		}
-		if rt.access != accessPublic {
+		if rt.Access != AccessPublic {
 			if actor == nil {
-				if rt.page {
+				if rt.Page {
 					http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 					return
 				}
 				fail(silo.Errorf(silo.EUNAUTHORIZED, "sign in first: send \"Authorization: Bearer <token>\" (see 'silo login')"))
 				return
 			}
-			if rt.access != accessSignedIn && !actor.Can(silo.Permission(rt.access)) {
-				err := silo.Errorf(silo.EFORBIDDEN, "you do not have permission to do this (it needs %s, which your roles%s do not grant)", rt.access, scopeNote(actor))
+			if rt.Access != AccessSignedIn && !actor.Can(silo.Permission(rt.Access)) {
+				err := silo.Errorf(silo.EFORBIDDEN, "you do not have permission to do this (it needs %s, which your roles%s do not grant)", rt.Access, scopeNote(actor))
 				if unsafe {
-					s.audit(ctx, "access.denied", r.Method+" "+r.URL.Path, silo.OutcomeDenied, string(rt.access))
+					s.audit(ctx, "access.denied", r.Method+" "+r.URL.Path, silo.OutcomeDenied, string(rt.Access))
 				}
 				fail(err)
 				return
 			}
 		}
-		rt.handler(w, r)
+		rt.Handler(w, r)
 	})
 }
 
@@ -251,33 +266,33 @@ func (s *Server) checkCSRF(r *http.Request, l *silo.Login) error {
 	return nil
 }
 
-// startLogin signs a browser in: it stores a new sign-in and sets its cookie.
-func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, u *silo.User) error {
+// StartLogin signs a browser in: it stores a new sign-in and sets its cookie.
+func (s *Server) StartLogin(w http.ResponseWriter, r *http.Request, u *silo.User) error {
 	secret := randomSecret(32)
 	l := &silo.Login{Hash: hashSecret(secret), UserID: u.ID, CSRF: randomSecret(20), ExpiresAt: s.now().Add(silo.LoginTTL)}
 	if err := s.db.CreateLogin(r.Context(), l); err != nil {
 		return err
 	}
 	// #nosec G124 -- Secure whenever served over TLS or behind an https public URL (TestSecureCookies)
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: secret, Path: "/", HttpOnly: true, Secure: s.secureCookies(r),
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: secret, Path: "/", HttpOnly: true, Secure: s.SecureCookies(r),
 		SameSite: http.SameSiteLaxMode, Expires: l.ExpiresAt})
 	return nil
 }
 
-// endLogin signs a browser out.
-func (s *Server) endLogin(w http.ResponseWriter, r *http.Request) {
-	if l := loginFromContext(r.Context()); l != nil {
+// EndLogin signs a browser out.
+func (s *Server) EndLogin(w http.ResponseWriter, r *http.Request) {
+	if l := LoginFromContext(r.Context()); l != nil {
 		if err := s.db.DeleteLogin(r.Context(), l.Hash); err != nil {
 			s.Logger.Warn("sign out", "err", err)
 		}
 	}
 	// #nosec G124 -- as above: Secure whenever TLS is in front
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", HttpOnly: true, Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", HttpOnly: true, Secure: s.SecureCookies(r), SameSite: http.SameSiteLaxMode, MaxAge: -1})
 }
 
-// checkCredentials verifies an email and password, rate-limited per email and
+// CheckCredentials verifies an email and password, rate-limited per email and
 // per client address.
-func (s *Server) checkCredentials(ctx context.Context, r *http.Request, email, password string) (*silo.User, error) {
+func (s *Server) CheckCredentials(ctx context.Context, r *http.Request, email, password string) (*silo.User, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
 	keys := []string{"email:" + email, "ip:" + clientIP(r)}
 	if wait := s.limiter.blocked(keys, s.now()); wait > 0 {

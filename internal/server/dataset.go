@@ -18,18 +18,18 @@ import (
 )
 
 // datasetRoutes declares the dataset API.
-func (s *Server) datasetRoutes() []route {
-	manage := perm(silo.PermDatasetsManage)
-	read := perm(silo.PermDatasetsRead)
-	return []route{
-		{method: "GET", path: "/api/v1/datasets", access: read, summary: "List datasets (metadata only: rows never leave their runner)", out: []silo.Dataset{}, handler: s.handleListDatasets},
-		{method: "POST", path: "/api/v1/datasets", access: manage, summary: "Register a dataset; its runner then connects to it", in: silo.DatasetSpec{}, out: silo.Dataset{}, handler: s.handleRegisterDataset},
-		{method: "GET", path: "/api/v1/datasets/{name}", access: read, summary: "Show a dataset: schema, row count, null counts, allowed summaries", out: silo.Dataset{}, handler: s.handleGetDataset},
-		{method: "PATCH", path: "/api/v1/datasets/{name}", access: manage, summary: "Edit a dataset's description or privacy controls (its owner or an admin)", in: datasetPatch{}, out: silo.Dataset{}, handler: s.handlePatchDataset},
-		{method: "DELETE", path: "/api/v1/datasets/{name}", access: manage, summary: "Deregister a dataset (its owner or an admin)", handler: s.handleDeregisterDataset},
-		{method: "POST", path: "/api/v1/datasets/{name}/connect", access: manage, summary: "Connect again: the runner re-reads the data's schema", out: silo.Dataset{}, handler: s.handleConnectDataset},
-		{method: "POST", path: "/api/v1/datasets/{name}/attachments", access: manage, summary: "Attach a metadata file (?name=FILE; body is the file, at most 10 MiB)", out: silo.Attachment{}, handler: s.handleAddAttachment},
-		{method: "GET", path: "/api/v1/datasets/{name}/attachments/{id}", access: read, summary: "Download an attachment", handler: s.handleGetAttachment},
+func (s *Server) datasetRoutes() []Route {
+	manage := Perm(silo.PermDatasetsManage)
+	read := Perm(silo.PermDatasetsRead)
+	return []Route{
+		{Method: "GET", Path: "/api/v1/datasets", Access: read, Summary: "List datasets (metadata only: rows never leave their runner)", Out: []silo.Dataset{}, Handler: s.handleListDatasets},
+		{Method: "POST", Path: "/api/v1/datasets", Access: manage, Summary: "Register a dataset; its runner then connects to it", In: silo.DatasetSpec{}, Out: silo.Dataset{}, Handler: s.handleRegisterDataset},
+		{Method: "GET", Path: "/api/v1/datasets/{name}", Access: read, Summary: "Show a dataset: schema, row count, null counts, allowed summaries", Out: silo.Dataset{}, Handler: s.handleGetDataset},
+		{Method: "PATCH", Path: "/api/v1/datasets/{name}", Access: manage, Summary: "Edit a dataset's description or privacy controls (its owner or an admin)", In: DatasetPatch{}, Out: silo.Dataset{}, Handler: s.handlePatchDataset},
+		{Method: "DELETE", Path: "/api/v1/datasets/{name}", Access: manage, Summary: "Deregister a dataset (its owner or an admin)", Handler: s.handleDeregisterDataset},
+		{Method: "POST", Path: "/api/v1/datasets/{name}/connect", Access: manage, Summary: "Connect again: the runner re-reads the data's schema", Out: silo.Dataset{}, Handler: s.handleConnectDataset},
+		{Method: "POST", Path: "/api/v1/datasets/{name}/attachments", Access: manage, Summary: "Attach a metadata file (?name=FILE; body is the file, at most 10 MiB)", Out: silo.Attachment{}, Handler: s.handleAddAttachment},
+		{Method: "GET", Path: "/api/v1/datasets/{name}/attachments/{id}", Access: read, Summary: "Download an attachment", Handler: s.handleGetAttachment},
 	}
 }
 
@@ -61,7 +61,7 @@ func (s *Server) handleRegisterDataset(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	d, err := s.registerDataset(r.Context(), spec)
+	d, err := s.RegisterDataset(r.Context(), spec)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -69,9 +69,9 @@ func (s *Server) handleRegisterDataset(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, d)
 }
 
-// registerDataset validates spec against its runner, stores the dataset and
+// RegisterDataset validates spec against its runner, stores the dataset and
 // asks the runner to connect. The API, UI and quickstart share it.
-func (s *Server) registerDataset(ctx context.Context, spec silo.DatasetSpec) (*silo.Dataset, error) {
+func (s *Server) RegisterDataset(ctx context.Context, spec silo.DatasetSpec) (*silo.Dataset, error) {
 	err := spec.Validate()
 	var rn *sqlstore.StoredRunner
 	if err == nil {
@@ -81,7 +81,7 @@ func (s *Server) registerDataset(ctx context.Context, spec silo.DatasetSpec) (*s
 		}
 	}
 	if err == nil {
-		err = checkDatasetURI(spec.URI, rn)
+		err = CheckDatasetURI(spec.URI, rn)
 	}
 	if err != nil {
 		s.auditResult(ctx, "dataset.register", spec.Name, err)
@@ -97,9 +97,9 @@ func (s *Server) registerDataset(ctx context.Context, spec silo.DatasetSpec) (*s
 	return s.connectDataset(ctx, d.Name)
 }
 
-// checkDatasetURI checks the URI's form and that the runner can read it: the
+// CheckDatasetURI checks the URI's form and that the runner can read it: the
 // scheme of its provider, and for S3 the runner's own bucket rule.
-func checkDatasetURI(raw string, rn *sqlstore.StoredRunner) error {
+func CheckDatasetURI(raw string, rn *sqlstore.StoredRunner) error {
 	u, err := blob.ParseURI(raw)
 	if err != nil {
 		return err
@@ -109,7 +109,7 @@ func checkDatasetURI(raw string, rn *sqlstore.StoredRunner) error {
 		return silo.FieldErrorf("uri", "runner %s is a %s runner, so the data must be at a %s:// URI, not %s://", rn.Name, rn.Provider, want, u.Scheme)
 	}
 	if rn.Provider == silo.ProviderLocal {
-		root := strings.TrimSuffix(localRoot(rn.StoragePath), "/")
+		root := strings.TrimSuffix(LocalRoot(rn.StoragePath), "/")
 		if u.Path != root && !strings.HasPrefix(u.Path, root+"/") {
 			return silo.FieldErrorf("uri", "%s is outside runner %s's storage root %s: local runners read only under their root", raw, rn.Name, root)
 		}
@@ -138,7 +138,7 @@ func (s *Server) connectDataset(ctx context.Context, name string) (*silo.Dataset
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.queueTask(ctx, d.Runner, &silo.Task{ID: id, Type: silo.TaskConnect, Payload: payload, VCPU: 1, MemoryMB: 256}); err != nil {
+	if _, err := s.QueueTask(ctx, d.Runner, &silo.Task{ID: id, Type: silo.TaskConnect, Payload: payload, VCPU: 1, MemoryMB: 256}); err != nil {
 		return nil, err
 	}
 	return &updated.Dataset, nil
@@ -179,14 +179,15 @@ func (s *Server) datasetConnected(ctx context.Context, t *silo.Task) error {
 	return err
 }
 
-type datasetPatch struct {
+// DatasetPatch changes a dataset: the fields given replace the stored ones.
+type DatasetPatch struct {
 	Description *string               `json:"description,omitempty"`
 	Privacy     *silo.PrivacyControls `json:"privacy,omitempty"`
 }
 
-// canManageDataset is the object-level rule: a custodian changes only the
+// CanManageDataset is the object-level rule: a custodian changes only the
 // datasets they own; an admin changes any.
-func canManageDataset(ctx context.Context, d *sqlstore.StoredDataset) error {
+func CanManageDataset(ctx context.Context, d *sqlstore.StoredDataset) error {
 	a := silo.ActorFromContext(ctx)
 	if a.User.HasRole(silo.RoleAdmin) || strings.EqualFold(a.User.Email, d.Owner) {
 		return nil
@@ -195,12 +196,12 @@ func canManageDataset(ctx context.Context, d *sqlstore.StoredDataset) error {
 }
 
 func (s *Server) handlePatchDataset(w http.ResponseWriter, r *http.Request) {
-	var p datasetPatch
+	var p DatasetPatch
 	if err := decodeJSON(w, r, &p); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	d, err := s.patchDataset(r.Context(), r.PathValue("name"), p)
+	d, err := s.PatchDataset(r.Context(), r.PathValue("name"), p)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -208,10 +209,10 @@ func (s *Server) handlePatchDataset(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d)
 }
 
-// patchDataset edits a dataset; a privacy change is audited with the old and
+// PatchDataset edits a dataset; a privacy change is audited with the old and
 // new controls and makes the runner connect again, since what it may report
 // changed.
-func (s *Server) patchDataset(ctx context.Context, name string, p datasetPatch) (*silo.Dataset, error) {
+func (s *Server) PatchDataset(ctx context.Context, name string, p DatasetPatch) (*silo.Dataset, error) {
 	if p.Privacy != nil {
 		if err := p.Privacy.Validate(); err != nil {
 			s.auditResult(ctx, "dataset.privacy", name, err)
@@ -223,7 +224,7 @@ func (s *Server) patchDataset(ctx context.Context, name string, p datasetPatch) 
 	}
 	var before silo.PrivacyControls
 	d, err := s.db.UpdateDataset(ctx, name, func(d *sqlstore.StoredDataset) error {
-		if err := canManageDataset(ctx, d); err != nil {
+		if err := CanManageDataset(ctx, d); err != nil {
 			return err
 		}
 		before = d.Privacy
@@ -259,19 +260,19 @@ func (s *Server) patchDataset(ctx context.Context, name string, p datasetPatch) 
 }
 
 func (s *Server) handleDeregisterDataset(w http.ResponseWriter, r *http.Request) {
-	if err := s.deregisterDataset(r.Context(), r.PathValue("name")); err != nil {
+	if err := s.DeregisterDataset(r.Context(), r.PathValue("name")); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// deregisterDataset retires a dataset for its owner or an admin; the API
+// DeregisterDataset retires a dataset for its owner or an admin; the API
 // and the UI share it.
-func (s *Server) deregisterDataset(ctx context.Context, name string) error {
+func (s *Server) DeregisterDataset(ctx context.Context, name string) error {
 	d, err := s.db.FindDataset(ctx, name)
 	if err == nil {
-		err = canManageDataset(ctx, d)
+		err = CanManageDataset(ctx, d)
 	}
 	if err == nil {
 		err = s.db.DeregisterDataset(ctx, name)
@@ -281,7 +282,7 @@ func (s *Server) deregisterDataset(ctx context.Context, name string) error {
 }
 
 func (s *Server) handleConnectDataset(w http.ResponseWriter, r *http.Request) {
-	out, err := s.reconnectDataset(r.Context(), r.PathValue("name"))
+	out, err := s.ReconnectDataset(r.Context(), r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -289,12 +290,12 @@ func (s *Server) handleConnectDataset(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// reconnectDataset has the runner read a dataset again, for its owner or an
+// ReconnectDataset has the runner read a dataset again, for its owner or an
 // admin; the API and the UI share it.
-func (s *Server) reconnectDataset(ctx context.Context, name string) (*silo.Dataset, error) {
+func (s *Server) ReconnectDataset(ctx context.Context, name string) (*silo.Dataset, error) {
 	d, err := s.db.FindDataset(ctx, name)
 	if err == nil {
-		err = canManageDataset(ctx, d)
+		err = CanManageDataset(ctx, d)
 	}
 	var out *silo.Dataset
 	if err == nil {
@@ -306,7 +307,7 @@ func (s *Server) reconnectDataset(ctx context.Context, name string) (*silo.Datas
 
 func (s *Server) handleAddAttachment(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	a, err := s.addAttachment(ctx, r.PathValue("name"), r.URL.Query().Get("name"), r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, silo.MaxAttachmentBytes))
+	a, err := s.AddAttachment(ctx, r.PathValue("name"), r.URL.Query().Get("name"), r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, silo.MaxAttachmentBytes))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -314,11 +315,11 @@ func (s *Server) handleAddAttachment(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, a)
 }
 
-// addAttachment stores a metadata file on a dataset; the API and UI share it.
-func (s *Server) addAttachment(ctx context.Context, dataset, name, contentType string, body io.Reader) (*silo.Attachment, error) {
+// AddAttachment stores a metadata file on a dataset; the API and UI share it.
+func (s *Server) AddAttachment(ctx context.Context, dataset, name, contentType string, body io.Reader) (*silo.Attachment, error) {
 	d, err := s.db.FindDataset(ctx, dataset)
 	if err == nil {
-		err = canManageDataset(ctx, d)
+		err = CanManageDataset(ctx, d)
 	}
 	name = path.Base(strings.ReplaceAll(strings.TrimSpace(name), "\\", "/"))
 	if err == nil && (name == "" || name == "." || name == "/" || len(name) > 200) {

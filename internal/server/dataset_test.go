@@ -48,7 +48,7 @@ func newDatasetEnv(t *testing.T) *datasetEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ag.start(ctx, "hospital-a", r.Token, root, 2, 1024)
+	ag.Start(ctx, "hospital-a", r.Token, root, 2, 1024)
 	eventually(t, "runner online", func() bool { return runnerStatus(t, api, "hospital-a") == silo.RunnerOnline })
 	return &datasetEnv{env: e, root: root, api: api, dc: client.New(e.ts.URL, e.addUser("dc@example.org", "data_custodian"))}
 }
@@ -61,18 +61,6 @@ func (d *datasetEnv) write(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return "file://" + path
-}
-
-// waitDataset waits for a dataset to leave connecting.
-func waitDataset(t *testing.T, c *client.Client, name string) *silo.Dataset {
-	t.Helper()
-	var d *silo.Dataset
-	eventually(t, name+" connected", func() bool {
-		var err error
-		d, err = c.GetDataset(context.Background(), name)
-		return err == nil && d.Status != silo.DatasetConnecting
-	})
-	return d
 }
 
 func TestDatasetConnect(t *testing.T) {

@@ -27,8 +27,10 @@ import (
 	"github.com/silofl/silo/internal/orchestrator"
 	"github.com/silofl/silo/internal/runner"
 	"github.com/silofl/silo/internal/server"
+	"github.com/silofl/silo/internal/server/servertest"
 	"github.com/silofl/silo/internal/sqlstore"
 	"github.com/silofl/silo/internal/testsvc"
+	"github.com/silofl/silo/internal/ui"
 )
 
 // The fault tests (TestFault…) break one real component under a running
@@ -141,6 +143,7 @@ func newStoreEnv(t *testing.T, dsn string, clock *fakeClock, logs *logCapture, r
 	srv.Clock = clock.Now
 	srv.Logger = logs.logger(name)
 	srv.HeartbeatInterval = faultHeartbeat
+	srv.AddRoutes(ui.New(srv)...)
 	if bootstrap {
 		if _, created, err := srv.BootstrapAdmin(ctx, adminEmail, adminPassword); err != nil || !created {
 			t.Fatalf("bootstrap admin: created=%v err=%v", created, err)
@@ -148,9 +151,9 @@ func newStoreEnv(t *testing.T, dsn string, clock *fakeClock, logs *logCapture, r
 	}
 	ts := httptest.NewServer(results.wrap(srv.Handler()))
 	t.Cleanup(ts.Close)
-	e := &env{t: t, db: db, srv: srv, ts: ts, clock: clock}
-	e.admin = e.login(adminEmail, adminPassword)
-	return e
+	e := &servertest.Env{T: t, DB: db, Srv: srv, TS: ts, Clock: clock}
+	e.Admin = e.Login(adminEmail, adminPassword)
+	return envOf(e)
 }
 
 // faultFed is a server with three hospitals' runner agents (in-process),
@@ -395,7 +398,7 @@ func TestFaultStoreErrorsRetried(t *testing.T) {
 		dsn := testsvc.Postgres(t)
 		logs := newLogCapture(t)
 		results := newResultLog()
-		e := newStoreEnv(t, dsn, &fakeClock{t: time.Now().UTC()}, logs, results, "server", true)
+		e := newStoreEnv(t, dsn, servertest.NewClock(time.Now().UTC()), logs, results, "server", true)
 		f := newFaultFed(t, e, logs, results, nil)
 		ctx := context.Background()
 		admin, err := pgx.Connect(ctx, dsn) // the saboteur's own connection
@@ -482,7 +485,7 @@ func TestFaultStoreErrorsRetried(t *testing.T) {
 		logs := newLogCapture(t)
 		path := filepath.Join(t.TempDir(), "silo.db")
 		results := newResultLog()
-		e := newStoreEnv(t, path, &fakeClock{t: time.Now().UTC()}, logs, results, "server", true)
+		e := newStoreEnv(t, path, servertest.NewClock(time.Now().UTC()), logs, results, "server", true)
 		f := newFaultFed(t, e, logs, results, nil)
 		saboteur := openSQLite(t, path)
 		sqlExec(t, saboteur, `CREATE TABLE fault_switch (on_ INTEGER)`,
@@ -511,7 +514,7 @@ func TestFaultStoreFailureFailsSession(t *testing.T) {
 	for _, store := range []string{"sqlite", "postgres"} {
 		t.Run(store, func(t *testing.T) {
 			logs := newLogCapture(t)
-			clock := &fakeClock{t: time.Now().UTC()}
+			clock := servertest.NewClock(time.Now().UTC())
 			results := newResultLog()
 			var e *env
 			if store == "postgres" {
@@ -812,7 +815,7 @@ func (p *tcpProxy) close() {
 // already taken is not applied a second time.
 func TestFaultNetworkCut(t *testing.T) {
 	logs, results := newLogCapture(t), newResultLog()
-	e := newStoreEnv(t, filepath.Join(t.TempDir(), "silo.db"), &fakeClock{t: time.Now().UTC()}, logs, results, "server", true)
+	e := newStoreEnv(t, filepath.Join(t.TempDir(), "silo.db"), servertest.NewClock(time.Now().UTC()), logs, results, "server", true)
 	proxy := newTCPProxy(t, e.ts.Listener.Addr().String())
 	f := newFaultFed(t, e, logs, results, func(string) string { return proxy.URL() })
 	ctx := context.Background()
@@ -886,7 +889,7 @@ func TestFaultNetworkCut(t *testing.T) {
 // sees them online and the session completes with every round.
 func TestFaultNetworkSilentDrop(t *testing.T) {
 	logs, results := newLogCapture(t), newResultLog()
-	e := newStoreEnv(t, filepath.Join(t.TempDir(), "silo.db"), &fakeClock{t: time.Now().UTC()}, logs, results, "server", true)
+	e := newStoreEnv(t, filepath.Join(t.TempDir(), "silo.db"), servertest.NewClock(time.Now().UTC()), logs, results, "server", true)
 	proxy := newTCPProxy(t, e.ts.Listener.Addr().String())
 	f := newFaultFed(t, e, logs, results, func(string) string { return proxy.URL() })
 	ctx := context.Background()
@@ -946,7 +949,7 @@ func countOf[T comparable](list []T, v T) int {
 // while it was away were cancelled with their rounds and never run.
 func TestFaultRunnerRejoins(t *testing.T) {
 	logs, results := newLogCapture(t), newResultLog()
-	e := newStoreEnv(t, filepath.Join(t.TempDir(), "silo.db"), &fakeClock{t: time.Now().UTC()}, logs, results, "server", true)
+	e := newStoreEnv(t, filepath.Join(t.TempDir(), "silo.db"), servertest.NewClock(time.Now().UTC()), logs, results, "server", true)
 	f := newFaultFed(t, e, logs, results, nil)
 	ctx := context.Background()
 	const rounds = 8

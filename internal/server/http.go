@@ -127,6 +127,30 @@ func jsonKind(k string) string {
 	return "a number"
 }
 
+// multipartMemory is how much of a multipart form is held in memory; the
+// rest of the (bounded) files goes to temporary files, removed when the
+// request ends.
+const multipartMemory = 8 << 20
+
+// parseBoundedForm parses the form of a request whose body the guard has
+// bounded to limit bytes (Route.MaxBody): the dataset wizard's
+// attachments.
+func parseBoundedForm(r *http.Request, limit int64) error {
+	var err error
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		err = r.ParseMultipartForm(multipartMemory)
+	} else {
+		err = r.ParseForm()
+	}
+	switch {
+	case isMaxBytes(err):
+		return silo.Errorf(silo.EINVALID, "the upload is larger than %d MiB in all: go back and attach fewer or smaller files (each at most %d MiB)", limit>>20, silo.MaxAttachmentBytes>>20)
+	case err != nil:
+		return silo.Errorf(silo.EINVALID, "the form could not be read (%v): go back and submit it again", err)
+	}
+	return nil
+}
+
 // securityHeaders sets headers that keep the UI out of frames, stop content
 // sniffing and restrict where scripts and styles load from. Routes under
 // skip (the runner protocol, which no browser renders, and whose headers

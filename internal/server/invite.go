@@ -10,20 +10,22 @@ import (
 	"github.com/silofl/silo"
 )
 
-type inviteRequest struct {
+// InviteRequest invites an email with roles; ExpiresIn is a duration (default 7 days).
+type InviteRequest struct {
 	Email     string   `json:"email"`
 	Roles     []string `json:"roles"`
 	ExpiresIn string   `json:"expires_in,omitempty"`
 }
 
-type acceptRequest struct {
+// AcceptRequest accepts an invitation by its link's secret, setting a password.
+type AcceptRequest struct {
 	Token    string `json:"token"`
 	Name     string `json:"name,omitempty"`
 	Password string `json:"password"`
 }
 
 func (s *Server) handleListInvites(w http.ResponseWriter, r *http.Request) {
-	invites, err := s.listInvites(r.Context())
+	invites, err := s.ListInvites(r.Context())
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -31,7 +33,8 @@ func (s *Server) handleListInvites(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, nonNil(invites))
 }
 
-func (s *Server) listInvites(ctx context.Context) ([]*silo.Invite, error) {
+// ListInvites lists every invitation with its status now.
+func (s *Server) ListInvites(ctx context.Context) ([]*silo.Invite, error) {
 	invites, err := s.db.ListInvites(ctx)
 	now := s.now()
 	for _, i := range invites {
@@ -41,12 +44,12 @@ func (s *Server) listInvites(ctx context.Context) ([]*silo.Invite, error) {
 }
 
 func (s *Server) handleCreateInvite(w http.ResponseWriter, r *http.Request) {
-	var req inviteRequest
+	var req InviteRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	inv, err := s.createInvite(r.Context(), r, req)
+	inv, err := s.CreateInvite(r.Context(), r, req)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -54,9 +57,9 @@ func (s *Server) handleCreateInvite(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, inv)
 }
 
-// createInvite validates and stores an invitation and returns it with its
+// CreateInvite validates and stores an invitation and returns it with its
 // link, which exists only in this response. The API and the UI share it.
-func (s *Server) createInvite(ctx context.Context, r *http.Request, req inviteRequest) (*silo.Invite, error) {
+func (s *Server) CreateInvite(ctx context.Context, r *http.Request, req InviteRequest) (*silo.Invite, error) {
 	email, err := silo.NormalizeEmail(req.Email)
 	if err != nil {
 		return nil, err
@@ -79,13 +82,13 @@ func (s *Server) createInvite(ctx context.Context, r *http.Request, req inviteRe
 		return nil, err
 	}
 	inv.Status = silo.InvitePending
-	inv.Link = s.publicURL(r) + "/invite/" + secret
+	inv.Link = s.BaseURL(r) + "/invite/" + secret
 	s.mailInvite(ctx, inv)
 	return inv, nil
 }
 
 func (s *Server) handleRevokeInvite(w http.ResponseWriter, r *http.Request) {
-	inv, err := s.revokeInvite(r.Context(), r.PathValue("id"))
+	inv, err := s.RevokeInvite(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -93,7 +96,9 @@ func (s *Server) handleRevokeInvite(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, inv)
 }
 
-func (s *Server) revokeInvite(ctx context.Context, idText string) (*silo.Invite, error) {
+// RevokeInvite withdraws a pending invitation by its id, so its link stops
+// working, and records it in the audit log.
+func (s *Server) RevokeInvite(ctx context.Context, idText string) (*silo.Invite, error) {
 	id, err := strconv.ParseInt(idText, 10, 64)
 	if err != nil {
 		return nil, silo.Errorf(silo.ENOTFOUND, "no invitation %q: invitation ids are numbers (see 'silo users invites')", idText)
@@ -108,13 +113,18 @@ func (s *Server) revokeInvite(ctx context.Context, idText string) (*silo.Invite,
 	return inv, err
 }
 
+// InviteBySecret finds the invitation of a link's secret, in any state.
+func (s *Server) InviteBySecret(ctx context.Context, secret string) (*silo.Invite, error) {
+	return s.db.FindInviteByTokenHash(ctx, hashSecret(strings.TrimSpace(secret)))
+}
+
 func (s *Server) handleAcceptInvite(w http.ResponseWriter, r *http.Request) {
-	var req acceptRequest
+	var req AcceptRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	u, err := s.acceptInvite(r.Context(), req)
+	u, err := s.AcceptInvite(r.Context(), req)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -122,8 +132,8 @@ func (s *Server) handleAcceptInvite(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, u)
 }
 
-// acceptInvite checks the password and uses the invitation.
-func (s *Server) acceptInvite(ctx context.Context, req acceptRequest) (*silo.User, error) {
+// AcceptInvite checks the password and uses the invitation.
+func (s *Server) AcceptInvite(ctx context.Context, req AcceptRequest) (*silo.User, error) {
 	if err := silo.ValidatePassword(req.Password); err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
-	"github.com/silofl/silo/internal/provision"
+	"github.com/silofl/silo/internal/blob"
 	"github.com/silofl/silo/internal/testsvc"
 )
 
@@ -31,7 +31,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	conn := testsvc.Azurite(t)
 	f := newFederation(t)
 	e := f.env
-	e.srv.Cloud.Azure = &provision.AzureConfig{ConnectionString: conn}
+	e.srv.Cloud.Azure = &blob.AzureConfig{ConnectionString: conn}
 	ctx := context.Background()
 	admin := client.New(e.ts.URL, e.admin)
 

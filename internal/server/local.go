@@ -82,7 +82,7 @@ func (s *Server) handleStartRunner(w http.ResponseWriter, r *http.Request) {
 // fresh token (the previous one stops working). It runs until Stop, until
 // the runner is deregistered, or until the server's Run context ends.
 func (s *Server) StartLocalRunner(ctx context.Context, name string) (*silo.Runner, error) {
-	if s.Launch == nil || s.InternalURL == "" {
+	if !s.CanStartRunners() {
 		return nil, silo.Errorf(silo.ECONFLICT, "this server cannot start runners itself: run 'silo runner --server URL --token TOKEN' on the runner's machine")
 	}
 	rn, err := s.db.FindRunner(ctx, name)
@@ -107,7 +107,7 @@ func (s *Server) StartLocalRunner(ctx context.Context, name string) (*silo.Runne
 	if err != nil {
 		return nil, err
 	}
-	stop, err := s.Launch(s.backgroundContext(), LocalLaunch{Name: name, ServerURL: s.InternalURL, Token: token, StorageRoot: localRoot(rn.StoragePath),
+	stop, err := s.Launch(s.backgroundContext(), LocalLaunch{Name: name, ServerURL: s.InternalURL, Token: token, StorageRoot: LocalRoot(rn.StoragePath),
 		VCPU: rn.VCPU, MemoryMB: rn.MemoryGB * 1024})
 	s.auditResult(ctx, "runner.start", name, err)
 	if err != nil {
@@ -115,20 +115,36 @@ func (s *Server) StartLocalRunner(ctx context.Context, name string) (*silo.Runne
 		return nil, silo.Errorf(silo.EINTERNAL, "start runner %s: %v", name, err)
 	}
 	s.local.add(name, stop)
-	return s.runnerView(updated), nil
+	return s.RunnerView(updated), nil
 }
 
 func (s *Server) handleStopRunner(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	name := r.PathValue("name")
+	rn, err := s.StopLocalRunner(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rn)
+}
+
+// StopLocalRunner stops a local runner this server started. Its agent's
+// heartbeats stop, so it turns offline after three missed ones.
+func (s *Server) StopLocalRunner(ctx context.Context, name string) (*silo.Runner, error) {
 	rn, err := s.db.FindRunner(ctx, name)
 	if err == nil && !s.local.stop(name) {
 		err = silo.Errorf(silo.ECONFLICT, "runner %s is not running under this server", name)
 	}
 	s.auditResult(ctx, "runner.stop", name, err)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
-		return
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, s.runnerView(rn))
+	return s.RunnerView(rn), nil
 }
+
+// CanStartRunners reports whether this server can start local runners
+// itself (StartLocalRunner).
+func (s *Server) CanStartRunners() bool { return s.Launch != nil && s.InternalURL != "" }
+
+// LocalRunnerRunning reports whether the named runner was started by this
+// server and has not been stopped.
+func (s *Server) LocalRunnerRunning(name string) bool { return s.local.running(name) }

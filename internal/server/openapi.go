@@ -23,35 +23,35 @@ var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)
 func (s *Server) OpenAPI() map[string]any {
 	paths := map[string]map[string]any{}
 	for _, rt := range s.routes {
-		if rt.page {
+		if rt.Page {
 			continue
 		}
-		op := map[string]any{"summary": rt.summary, "operationId": operationID(rt)}
+		op := map[string]any{"summary": rt.Summary, "operationId": operationID(rt)}
 		var params []any
-		for _, m := range pathParam.FindAllStringSubmatch(rt.path, -1) {
+		for _, m := range pathParam.FindAllStringSubmatch(rt.Path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
 		if params != nil {
 			op["parameters"] = params
 		}
-		if rt.access == accessPublic {
+		if rt.Access == AccessPublic {
 			op["security"] = []any{}
-		} else if rt.access != accessSignedIn {
-			op["x-silo-permission"] = string(rt.access)
+		} else if rt.Access != AccessSignedIn {
+			op["x-silo-permission"] = string(rt.Access)
 		}
-		if rt.in != nil {
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(rt.in))}}}
+		if rt.In != nil {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(rt.In))}}}
 		}
 		ok := map[string]any{"description": "success"}
-		if rt.out != nil {
-			ok["content"] = map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(rt.out))}}
+		if rt.Out != nil {
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(rt.Out))}}
 		}
 		responses := map[string]any{"200": ok, "default": map[string]any{"description": "error", "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}}}}
 		op["responses"] = responses
-		if paths[rt.path] == nil {
-			paths[rt.path] = map[string]any{}
+		if paths[rt.Path] == nil {
+			paths[rt.Path] = map[string]any{}
 		}
-		paths[rt.path][strings.ToLower(rt.method)] = op
+		paths[rt.Path][strings.ToLower(rt.Method)] = op
 	}
 	return map[string]any{
 		"openapi": "3.1.0",
@@ -65,9 +65,9 @@ func (s *Server) OpenAPI() map[string]any {
 	}
 }
 
-func operationID(rt route) string {
-	p := strings.NewReplacer("/api/v1/", "", "/", "_", "{", "", "}", "", ".", "_").Replace(strings.TrimPrefix(rt.path, "/"))
-	return strings.ToLower(rt.method) + "_" + p
+func operationID(rt Route) string {
+	p := strings.NewReplacer("/api/v1/", "", "/", "_", "{", "", "}", "", ".", "_").Replace(strings.TrimPrefix(rt.Path, "/"))
+	return strings.ToLower(rt.Method) + "_" + p
 }
 
 var timeType = reflect.TypeOf(time.Time{})

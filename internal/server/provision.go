@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/blob"
 	"github.com/silofl/silo/internal/provision"
 	"github.com/silofl/silo/internal/sqlstore"
 )
@@ -16,26 +17,26 @@ import (
 // server has no credentials for that cloud: the runner's deployment bundle
 // then creates the storage itself, and the runner says so.
 type CloudStorage struct {
-	S3 *provision.S3Config
+	S3 *blob.S3Config
 	// Azure reaches one storage account (for example Azurite, or a shared
 	// account): each runner gets a container named after its derived
 	// storage-account name in it.
-	Azure *provision.AzureConfig
+	Azure *blob.AzureConfig
 }
 
 func (s *Server) handleProvisionRunner(w http.ResponseWriter, r *http.Request) {
-	rn, err := s.provision(r.Context(), r.PathValue("name"))
+	rn, err := s.Provision(r.Context(), r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.runnerView(rn))
+	writeJSON(w, http.StatusOK, s.RunnerView(rn))
 }
 
-// provision creates or verifies a cloud runner's storage. Success (or no
+// Provision creates or verifies a cloud runner's storage. Success (or no
 // credentials to try with) leaves it provisioning until its agent connects;
 // a storage error marks it failed with the reason.
-func (s *Server) provision(ctx context.Context, name string) (*sqlstore.StoredRunner, error) {
+func (s *Server) Provision(ctx context.Context, name string) (*sqlstore.StoredRunner, error) {
 	rn, err := s.db.FindRunner(ctx, name)
 	if err != nil {
 		return nil, err
@@ -94,7 +95,7 @@ func (s *Server) cloudStorage(rn *sqlstore.StoredRunner) (provision.Storage, str
 		if cfg.Endpoint == "" {
 			cfg.Region = rn.Region
 		}
-		client, err := provision.NewS3Client(cfg)
+		client, err := blob.NewS3Client(cfg)
 		if err != nil {
 			return nil, "s3://" + bucket, err
 		}
@@ -103,7 +104,7 @@ func (s *Server) cloudStorage(rn *sqlstore.StoredRunner) (provision.Storage, str
 		if s.Cloud.Azure == nil {
 			return nil, "Azure", nil
 		}
-		client, err := provision.NewAzureClient(*s.Cloud.Azure)
+		client, err := blob.NewAzureClient(*s.Cloud.Azure)
 		if err != nil {
 			return nil, "Azure", err
 		}
@@ -130,7 +131,7 @@ func (s *Server) handleRunnerBundle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec := rn.RunnerSpec // secrets stay sealed: the bundle never needs them
-	b, err := provision.Bundle(&spec, provision.BootstrapConfig{ServerURL: s.publicURL(r), Workspace: ws.Name,
+	b, err := provision.Bundle(&spec, provision.BootstrapConfig{ServerURL: s.BaseURL(r), Workspace: ws.Name,
 		StorageReady: rn.Provider == silo.ProviderAWS && s.Cloud.S3 != nil && rn.Status != silo.RunnerFailed})
 	if err != nil {
 		writeError(w, r, s.Logger, err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
+	"github.com/silofl/silo/internal/blob"
 	"github.com/silofl/silo/internal/provision"
 	"github.com/silofl/silo/internal/testsvc"
 )
@@ -69,12 +70,12 @@ func TestProvisionAWS(t *testing.T) {
 	}
 
 	s3srv, deny := fakeS3(t)
-	e.srv.Cloud.S3 = &provision.S3Config{Endpoint: s3srv.URL, UsePathStyle: true, AccessKeyID: "key", SecretAccessKey: "secret"}
+	e.srv.Cloud.S3 = &blob.S3Config{Endpoint: s3srv.URL, UsePathStyle: true, AccessKeyID: "key", SecretAccessKey: "secret"}
 	r, err = api.ProvisionRunner(ctx, "aws-one")
 	if err != nil || r.Status != silo.RunnerProvisioning || !strings.Contains(r.StatusReason, "s3://silo-aws-one.silo is ready") {
 		t.Fatalf("provision = %+v, %v", r, err)
 	}
-	s3c, _ := provision.NewS3Client(*e.srv.Cloud.S3)
+	s3c, _ := blob.NewS3Client(*e.srv.Cloud.S3)
 	if err := provision.NewS3Storage(s3c, "silo-aws-one.silo", "eu-west-1").Ensure(ctx); err != nil {
 		t.Fatalf("bucket not usable after provisioning: %v", err)
 	}
@@ -121,7 +122,7 @@ func TestAzureSecrets(t *testing.T) {
 	e := newEnv(t)
 	var logs bytes.Buffer
 	e.srv.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.srv.Cloud.Azure = &provision.AzureConfig{ConnectionString: conn}
+	e.srv.Cloud.Azure = &blob.AzureConfig{ConnectionString: conn}
 	ctx := context.Background()
 	api := client.New(e.ts.URL, e.admin)
 

@@ -9,6 +9,7 @@ import (
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/server"
+	"github.com/silofl/silo/internal/server/servertest"
 	"github.com/silofl/silo/internal/sqlstore"
 	"github.com/silofl/silo/internal/testsvc"
 )
@@ -23,7 +24,7 @@ func TestFaultReplicaFailover(t *testing.T) {
 	dsn := testsvc.Postgres(t)
 	logs, results := newLogCapture(t), newResultLog()
 	start := time.Now().UTC()
-	clockA, clockB := &fakeClock{t: start}, &fakeClock{t: start}
+	clockA, clockB := servertest.NewClock(start), servertest.NewClock(start)
 	a := newStoreEnv(t, dsn, clockA, logs, results, "replica-a", true)
 	b := newStoreEnv(t, dsn, clockB, logs, results, "replica-b", false)
 	a.srv.Replica, b.srv.Replica = "replica-a", "replica-b"

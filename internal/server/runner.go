@@ -13,31 +13,31 @@ import (
 )
 
 // runnerRoutes declares the task-runner API users call.
-func (s *Server) runnerRoutes() []route {
-	manage := perm(silo.PermRunnersManage)
-	read := perm(silo.PermRunnersRead)
-	return []route{
-		{method: "GET", path: "/api/v1/runners", access: read, summary: "List task runners", out: []silo.Runner{}, handler: s.handleListRunners},
-		{method: "POST", path: "/api/v1/runners", access: manage, summary: "Register a task runner; a local runner's token is in this response only", in: silo.RunnerSpec{}, out: silo.Runner{}, handler: s.handleRegisterRunner},
-		{method: "GET", path: "/api/v1/runners/{name}", access: read, summary: "Show a task runner", out: silo.Runner{}, handler: s.handleGetRunner},
-		{method: "PATCH", path: "/api/v1/runners/{name}", access: manage, summary: "Edit a task runner (fields given replace the stored ones)", in: silo.RunnerSpec{}, out: silo.Runner{}, handler: s.handleEditRunner},
-		{method: "DELETE", path: "/api/v1/runners/{name}", access: manage, summary: "Deregister a task runner; its token stops working at once", out: silo.Runner{}, handler: s.handleDeregisterRunner},
-		{method: "POST", path: "/api/v1/runners/{name}/token", access: manage, summary: "Replace the runner's token; the new one is in this response only", out: silo.Runner{}, handler: s.handleRotateRunnerToken},
-		{method: "POST", path: "/api/v1/runners/{name}/provision", access: manage, summary: "Provision (again): create or verify the runner's storage", out: silo.Runner{}, handler: s.handleProvisionRunner},
-		{method: "GET", path: "/api/v1/runners/{name}/bundle", access: manage, summary: "Download the deployment bundle (zip)", handler: s.handleRunnerBundle},
-		{method: "POST", path: "/api/v1/runners/{name}/start", access: manage, summary: "Start a local runner as a child process of the server", out: silo.Runner{}, handler: s.handleStartRunner},
-		{method: "POST", path: "/api/v1/runners/{name}/stop", access: manage, summary: "Stop a local runner the server started", out: silo.Runner{}, handler: s.handleStopRunner},
-		{method: "GET", path: "/api/v1/runners/{name}/tasks", access: read, summary: "The runner's recent tasks", out: []silo.Task{}, handler: s.handleListRunnerTasks},
-		{method: "POST", path: "/api/v1/runners/{name}/tasks", access: manage, summary: "Queue a diagnostics task (checks storage and resources; reads no data)", in: taskRequest{}, out: silo.Task{}, handler: s.handleCreateRunnerTask},
-		{method: "GET", path: "/api/v1/runners/{name}/logs", access: read, summary: "Task logs (?task=ID&after=LINE_ID)", out: []silo.LogLine{}, handler: s.handleRunnerLogs},
+func (s *Server) runnerRoutes() []Route {
+	manage := Perm(silo.PermRunnersManage)
+	read := Perm(silo.PermRunnersRead)
+	return []Route{
+		{Method: "GET", Path: "/api/v1/runners", Access: read, Summary: "List task runners", Out: []silo.Runner{}, Handler: s.handleListRunners},
+		{Method: "POST", Path: "/api/v1/runners", Access: manage, Summary: "Register a task runner; a local runner's token is in this response only", In: silo.RunnerSpec{}, Out: silo.Runner{}, Handler: s.handleRegisterRunner},
+		{Method: "GET", Path: "/api/v1/runners/{name}", Access: read, Summary: "Show a task runner", Out: silo.Runner{}, Handler: s.handleGetRunner},
+		{Method: "PATCH", Path: "/api/v1/runners/{name}", Access: manage, Summary: "Edit a task runner (fields given replace the stored ones)", In: silo.RunnerSpec{}, Out: silo.Runner{}, Handler: s.handleEditRunner},
+		{Method: "DELETE", Path: "/api/v1/runners/{name}", Access: manage, Summary: "Deregister a task runner; its token stops working at once", Out: silo.Runner{}, Handler: s.handleDeregisterRunner},
+		{Method: "POST", Path: "/api/v1/runners/{name}/token", Access: manage, Summary: "Replace the runner's token; the new one is in this response only", Out: silo.Runner{}, Handler: s.handleRotateRunnerToken},
+		{Method: "POST", Path: "/api/v1/runners/{name}/provision", Access: manage, Summary: "Provision (again): create or verify the runner's storage", Out: silo.Runner{}, Handler: s.handleProvisionRunner},
+		{Method: "GET", Path: "/api/v1/runners/{name}/bundle", Access: manage, Summary: "Download the deployment bundle (zip)", Handler: s.handleRunnerBundle},
+		{Method: "POST", Path: "/api/v1/runners/{name}/start", Access: manage, Summary: "Start a local runner as a child process of the server", Out: silo.Runner{}, Handler: s.handleStartRunner},
+		{Method: "POST", Path: "/api/v1/runners/{name}/stop", Access: manage, Summary: "Stop a local runner the server started", Out: silo.Runner{}, Handler: s.handleStopRunner},
+		{Method: "GET", Path: "/api/v1/runners/{name}/tasks", Access: read, Summary: "The runner's recent tasks", Out: []silo.Task{}, Handler: s.handleListRunnerTasks},
+		{Method: "POST", Path: "/api/v1/runners/{name}/tasks", Access: manage, Summary: "Queue a diagnostics task (checks storage and resources; reads no data)", In: taskRequest{}, Out: silo.Task{}, Handler: s.handleCreateRunnerTask},
+		{Method: "GET", Path: "/api/v1/runners/{name}/logs", Access: read, Summary: "Task logs (?task=ID&after=LINE_ID)", Out: []silo.LogLine{}, Handler: s.handleRunnerLogs},
 	}
 }
 
-// runnerView returns the API view of a stored runner: secrets redacted,
+// RunnerView returns the API view of a stored runner: secrets redacted,
 // their names listed. The store keeps only sealed secrets, so this opens
 // them to learn which are set; a value that does not open is logged and
 // left out.
-func (s *Server) runnerView(r *sqlstore.StoredRunner) *silo.Runner {
+func (s *Server) RunnerView(r *sqlstore.StoredRunner) *silo.Runner {
 	opened := sqlstore.StoredRunner{Runner: r.Runner, SealedSecrets: r.SealedSecrets}
 	if err := s.openSecrets(&opened); err != nil {
 		s.Logger.Error("open runner secrets", "runner", r.Name, "err", err)
@@ -55,7 +55,7 @@ func (s *Server) handleListRunners(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]*silo.Runner, len(runners))
 	for i, rn := range runners {
-		out[i] = s.runnerView(rn)
+		out[i] = s.RunnerView(rn)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -66,7 +66,7 @@ func (s *Server) handleGetRunner(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.runnerView(rn))
+	writeJSON(w, http.StatusOK, s.RunnerView(rn))
 }
 
 func (s *Server) handleRegisterRunner(w http.ResponseWriter, r *http.Request) {
@@ -75,7 +75,7 @@ func (s *Server) handleRegisterRunner(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	rn, err := s.registerRunner(r.Context(), spec)
+	rn, err := s.RegisterRunner(r.Context(), spec)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -83,12 +83,12 @@ func (s *Server) handleRegisterRunner(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, rn)
 }
 
-// registerRunner validates spec, stores the runner with its secrets sealed
+// RegisterRunner validates spec, stores the runner with its secrets sealed
 // and a new token, and starts provisioning for cloud runners. The API, UI
 // and quickstart share it. The token is returned for local runners only
 // (SPEC §5); a cloud runner's deployment gets one from the token route, so
 // it is shown to the person who applies the bundle, when they need it.
-func (s *Server) registerRunner(ctx context.Context, spec silo.RunnerSpec) (*silo.Runner, error) {
+func (s *Server) RegisterRunner(ctx context.Context, spec silo.RunnerSpec) (*silo.Runner, error) {
 	ws, err := s.db.Workspace(ctx)
 	if err != nil {
 		return nil, err
@@ -114,11 +114,11 @@ func (s *Server) registerRunner(ctx context.Context, spec silo.RunnerSpec) (*sil
 		return nil, err
 	}
 	if spec.Provider != silo.ProviderLocal {
-		if stored, err = s.provision(ctx, spec.Name); err != nil {
+		if stored, err = s.Provision(ctx, spec.Name); err != nil {
 			return nil, err
 		}
 	}
-	view := s.runnerView(stored)
+	view := s.RunnerView(stored)
 	if spec.Provider == silo.ProviderLocal {
 		view.Token = token
 	}
@@ -182,7 +182,7 @@ func (s *Server) handleEditRunner(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	rn, err := s.editRunner(ctx, name, next)
+	rn, err := s.EditRunner(ctx, name, next)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -190,8 +190,8 @@ func (s *Server) handleEditRunner(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rn)
 }
 
-// editRunner validates next against the stored runner and saves it.
-func (s *Server) editRunner(ctx context.Context, name string, next silo.RunnerSpec) (*silo.Runner, error) {
+// EditRunner validates next against the stored runner and saves it.
+func (s *Server) EditRunner(ctx context.Context, name string, next silo.RunnerSpec) (*silo.Runner, error) {
 	ws, err := s.db.Workspace(ctx)
 	if err != nil {
 		return nil, err
@@ -214,11 +214,11 @@ func (s *Server) editRunner(ctx context.Context, name string, next silo.RunnerSp
 	if err != nil {
 		return nil, err
 	}
-	return s.runnerView(updated), nil
+	return s.RunnerView(updated), nil
 }
 
 func (s *Server) handleDeregisterRunner(w http.ResponseWriter, r *http.Request) {
-	rn, err := s.deregisterRunner(r.Context(), r.PathValue("name"))
+	rn, err := s.DeregisterRunner(r.Context(), r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -226,9 +226,9 @@ func (s *Server) handleDeregisterRunner(w http.ResponseWriter, r *http.Request) 
 	writeJSON(w, http.StatusOK, rn)
 }
 
-// deregisterRunner retires a runner: its token stops working at once, its
+// DeregisterRunner retires a runner: its token stops working at once, its
 // queued and running tasks are cancelled, and a child process is stopped.
-func (s *Server) deregisterRunner(ctx context.Context, name string) (*silo.Runner, error) {
+func (s *Server) DeregisterRunner(ctx context.Context, name string) (*silo.Runner, error) {
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
 		r.Status, r.StatusReason, r.TokenHash = silo.RunnerDeregistered, "deregistered by "+silo.ActorFromContext(ctx).Name(), ""
 		return nil
@@ -238,11 +238,11 @@ func (s *Server) deregisterRunner(ctx context.Context, name string) (*silo.Runne
 		return nil, err
 	}
 	s.local.stop(name)
-	return s.runnerView(updated), nil
+	return s.RunnerView(updated), nil
 }
 
 func (s *Server) handleRotateRunnerToken(w http.ResponseWriter, r *http.Request) {
-	rn, err := s.rotateRunnerToken(r.Context(), r.PathValue("name"))
+	rn, err := s.RotateRunnerToken(r.Context(), r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -250,8 +250,8 @@ func (s *Server) handleRotateRunnerToken(w http.ResponseWriter, r *http.Request)
 	writeJSON(w, http.StatusOK, rn)
 }
 
-// rotateRunnerToken replaces a runner's token; the old one stops working.
-func (s *Server) rotateRunnerToken(ctx context.Context, name string) (*silo.Runner, error) {
+// RotateRunnerToken replaces a runner's token; the old one stops working.
+func (s *Server) RotateRunnerToken(ctx context.Context, name string) (*silo.Runner, error) {
 	token := newRunnerToken()
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
 		r.TokenHash = hashSecret(token)
@@ -262,7 +262,7 @@ func (s *Server) rotateRunnerToken(ctx context.Context, name string) (*silo.Runn
 	if err != nil {
 		return nil, err
 	}
-	v := s.runnerView(updated)
+	v := s.RunnerView(updated)
 	v.Token = token
 	return v, nil
 }
@@ -287,7 +287,7 @@ func (s *Server) handleCreateRunnerTask(w http.ResponseWriter, r *http.Request) 
 		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "vcpu and memory_mb must not be negative"))
 		return
 	}
-	t, err := s.queueTask(r.Context(), r.PathValue("name"), &silo.Task{Type: req.Type, VCPU: max(req.VCPU, 1), MemoryMB: max(req.MemoryMB, 16)})
+	t, err := s.QueueTask(r.Context(), r.PathValue("name"), &silo.Task{Type: req.Type, VCPU: max(req.VCPU, 1), MemoryMB: max(req.MemoryMB, 16)})
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -295,8 +295,8 @@ func (s *Server) handleCreateRunnerTask(w http.ResponseWriter, r *http.Request) 
 	writeJSON(w, http.StatusCreated, t)
 }
 
-// queueTask queues t for the named runner and wakes its long-poll.
-func (s *Server) queueTask(ctx context.Context, runner string, t *silo.Task) (*silo.Task, error) {
+// QueueTask queues t for the named runner and wakes its long-poll.
+func (s *Server) QueueTask(ctx context.Context, runner string, t *silo.Task) (*silo.Task, error) {
 	rn, err := s.db.FindRunner(ctx, runner)
 	if err != nil {
 		return nil, err
@@ -372,7 +372,7 @@ func clearAgentFailure(r *sqlstore.StoredRunner) {
 	}
 }
 
-// localRoot returns the directory of a file:// storage path.
-func localRoot(storagePath string) string {
+// LocalRoot returns the directory of a file:// storage path.
+func LocalRoot(storagePath string) string {
 	return strings.TrimPrefix(storagePath, "file://")
 }

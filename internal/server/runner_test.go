@@ -4,93 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/runner"
-	"github.com/silofl/silo/internal/server"
 )
-
-// agents runs runner agents in-process, the way the server's launcher runs
-// child processes, and remembers how each one ended.
-type agents struct {
-	t    *testing.T
-	url  string
-	mu   sync.Mutex
-	ends map[string]chan error
-}
-
-func newAgents(t *testing.T, e *env) *agents {
-	a := &agents{t: t, url: e.ts.URL, ends: map[string]chan error{}}
-	e.srv.Launch = a.launch
-	e.srv.InternalURL = e.ts.URL
-	return a
-}
-
-func (a *agents) launch(ctx context.Context, l server.LocalLaunch) (func(), error) {
-	if err := os.MkdirAll(l.StorageRoot, 0o700); err != nil {
-		return nil, err
-	}
-	return a.start(ctx, l.Name, l.Token, l.StorageRoot, l.VCPU, l.MemoryMB), nil
-}
-
-// start runs an agent until the returned stop is called.
-func (a *agents) start(ctx context.Context, name, token, root string, vcpu, memMB int) func() {
-	ag, err := runner.New(runner.Config{ServerURL: a.url, Token: token, StorageRoot: root, VCPU: vcpu, MemoryMB: memMB,
-		PollWait: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	end := make(chan error, 1)
-	a.mu.Lock()
-	a.ends[name] = end
-	a.mu.Unlock()
-	go func() { end <- ag.Run(ctx) }()
-	a.t.Cleanup(cancel)
-	return func() { cancel(); <-end; end <- nil }
-}
-
-// ended waits for the named agent to stop by itself and returns why.
-func (a *agents) ended(name string) error {
-	a.mu.Lock()
-	end := a.ends[name]
-	a.mu.Unlock()
-	select {
-	case err := <-end:
-		return err
-	case <-time.After(20 * time.Second):
-		a.t.Fatalf("agent %s did not stop", name)
-		return nil
-	}
-}
-
-// eventually polls cond (bounded) until it holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func runnerStatus(t *testing.T, c *client.Client, name string) silo.RunnerStatus {
-	r, err := c.GetRunner(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r.Status
-}
 
 // TestRunnerLifecycle starts a server and three local runners in-process and
 // walks the lifecycle: registering → online, tasks within resources, logs,
@@ -126,7 +48,7 @@ func TestRunnerLifecycle(t *testing.T) {
 	}
 
 	// hospital-a is run by hand with its token; b and c by the server.
-	stopA := ag.start(ctx, "hospital-a", tokens["hospital-a"], "", 2, 1024)
+	stopA := ag.Start(ctx, "hospital-a", tokens["hospital-a"], "", 2, 1024)
 	for _, n := range names[1:] {
 		if _, err := mb.StartRunner(ctx, n); err != nil {
 			t.Fatal(err)
@@ -183,14 +105,14 @@ func TestRunnerLifecycle(t *testing.T) {
 		t.Fatalf("offline reason = %q", r.StatusReason)
 	}
 	// Restarted with the same token, it is online again.
-	ag.start(ctx, "hospital-a", tokens["hospital-a"], "", 2, 1024)
+	ag.Start(ctx, "hospital-a", tokens["hospital-a"], "", 2, 1024)
 	eventually(t, "hospital-a back online", func() bool { return runnerStatus(t, mb, "hospital-a") == silo.RunnerOnline })
 
 	// Deregistered: its token is refused at once and the agent stops.
 	if _, err := mb.DeregisterRunner(ctx, "hospital-a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ag.ended("hospital-a"); !errors.Is(err, runner.ErrTokenRefused) {
+	if err := ag.Ended("hospital-a"); !errors.Is(err, runner.ErrTokenRefused) {
 		t.Fatalf("deregistered agent ended with %v, want ErrTokenRefused", err)
 	}
 	if _, _, err := client.New(e.ts.URL, tokens["hospital-a"]).PollTask(ctx, 0, nil); silo.ErrorCode(err) != silo.EUNAUTHORIZED {
@@ -264,5 +186,3 @@ func TestRunnerProtocolRefusals(t *testing.T) {
 		t.Fatalf("too many log lines: %v", err)
 	}
 }
-
-func eventuallySleep() { time.Sleep(20 * time.Millisecond) }

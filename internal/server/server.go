@@ -1,6 +1,8 @@
 // Package server is Silo's workspace server: the JSON API under /api/v1, the
-// server-rendered web UI, health and metrics. Every route is declared once,
-// with the permission it needs, in routes.go.
+// runner protocol, sign-in, health, metrics and OpenAPI. Every route is
+// declared once, with the permission it needs, in routes.go; the web UI
+// (internal/ui) adds its pages to the same table with AddRoutes, so one
+// guard checks every request.
 package server
 
 import (
@@ -31,8 +33,8 @@ const (
 	MaxResultBytes = 256 << 20
 )
 
-// Server serves the API and UI from a store. Set its exported fields before
-// calling Handler.
+// Server serves the API (and the routes added to it) from a store. Set its
+// exported fields before calling Handler.
 type Server struct {
 	Logger *slog.Logger
 	Clock  silo.Clock
@@ -55,11 +57,18 @@ type Server struct {
 	// Launch starts local runners as children of the server; nil means the
 	// server cannot.
 	Launch Launcher
+	// PageError shows the error of a Page route as a page, and PageNotFound
+	// answers a path outside /api/ that no route matches, its visitor
+	// authenticated. The web UI sets both (ui.New); without them such errors
+	// are answered as the API's are.
+	PageError    func(w http.ResponseWriter, r *http.Request, err error)
+	PageNotFound http.HandlerFunc
 
 	db      *sqlstore.DB
 	limiter *loginLimiter
 	metrics *metrics
-	routes  []route
+	routes  []Route
+	served  bool // Handler was called: the routes are fixed
 	wake    waker
 	local   localRunners
 	// engine drives sessions; each session type is a kind registered in New.
@@ -89,12 +98,7 @@ func New(db *sqlstore.DB) *Server {
 	s.engine.Audit = func(ctx context.Context, action, target, outcome, detail string) {
 		s.auditAs(ctx, "system", action, target, outcome, detail)
 	}
-	s.routes = slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.datasetRoutes(), s.sessionRoutes(), s.uiRoutes())
-	for _, rt := range s.routes {
-		if rt.access == "" {
-			panic("server: route " + rt.method + " " + rt.path + " has no access rule")
-		}
-	}
+	s.AddRoutes(slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.datasetRoutes(), s.sessionRoutes())...)
 	return s
 }
 
@@ -136,24 +140,29 @@ func (s *Server) configureEngine() {
 // Handler returns the HTTP handler for every route.
 func (s *Server) Handler() http.Handler {
 	s.configureEngine()
+	s.served = true
 	mux := http.NewServeMux()
 	for _, rt := range s.routes {
-		mux.Handle(rt.method+" "+rt.path, s.metrics.wrap(rt.method+" "+rt.path, s.guard(rt)))
+		mux.Handle(rt.Method+" "+rt.Path, s.metrics.wrap(rt.Method+" "+rt.Path, s.guard(rt)))
 	}
 	mux.Handle("/", s.metrics.wrap("unmatched", http.HandlerFunc(s.notFound)))
 	return securityHeaders(mux, agentPrefix)
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, "/api/") {
-		writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "no API route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
+	if s.PageNotFound != nil && !strings.HasPrefix(r.URL.Path, "/api/") {
+		s.PageNotFound(w, s.signedIn(r))
 		return
 	}
-	s.renderNotFound(w, r)
+	writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "no API route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
 }
 
 // now is the server's clock.
 func (s *Server) now() time.Time { return s.Clock.Now() }
+
+// DB is the server's store, for the web UI's pages, which read it as the
+// API's handlers do.
+func (s *Server) DB() *sqlstore.DB { return s.db }
 
 // audit records a change made by the request's actor.
 func (s *Server) audit(ctx context.Context, action, target, outcome, detail string) {
@@ -181,8 +190,8 @@ func (s *Server) auditResult(ctx context.Context, action, target string, err err
 	}
 }
 
-// publicURL returns the base URL for links, from PublicURL or the request.
-func (s *Server) publicURL(r *http.Request) string {
+// BaseURL returns the base URL for links, from PublicURL or the request.
+func (s *Server) BaseURL(r *http.Request) string {
 	if s.PublicURL != "" {
 		return strings.TrimRight(s.PublicURL, "/")
 	}
@@ -193,8 +202,8 @@ func (s *Server) publicURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// secureCookies reports whether cookies must carry the Secure flag.
-func (s *Server) secureCookies(r *http.Request) bool {
+// SecureCookies reports whether cookies must carry the Secure flag.
+func (s *Server) SecureCookies(r *http.Request) bool {
 	return r.TLS != nil || strings.HasPrefix(s.PublicURL, "https://")
 }
 

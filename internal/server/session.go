@@ -16,21 +16,21 @@ import (
 )
 
 // sessionRoutes declares the session, model and prediction API.
-func (s *Server) sessionRoutes() []route {
-	return []route{
-		{method: "GET", path: "/api/v1/sessions", access: perm(silo.PermSessionsRead), summary: "List sessions (a Data Custodian sees those using their datasets)", out: []silo.Session{}, handler: s.handleListSessions},
-		{method: "POST", path: "/api/v1/sessions", access: perm(silo.PermSessionsManage), summary: "Create a session from its JSON config (SPEC §4)", in: silo.SessionConfig{}, out: silo.Session{}, handler: s.handleCreateSession},
-		{method: "GET", path: "/api/v1/sessions/{id}", access: perm(silo.PermSessionsRead), summary: "Show a session", out: silo.Session{}, handler: s.handleGetSession},
-		{method: "GET", path: "/api/v1/sessions/{id}/metrics", access: perm(silo.PermSessionsRead), summary: "Federated and per-client metrics of every round", out: silo.SessionMetrics{}, handler: s.handleSessionMetrics},
-		{method: "POST", path: "/api/v1/sessions/{id}/cancel", access: perm(silo.PermSessionsManage), summary: "Cancel a session", out: silo.Session{}, handler: s.handleCancelSession},
-		{method: "GET", path: "/api/v1/sessions/{id}/model", access: perm(silo.PermModelsDownload), summary: "Download the final (or ?best=true the best) model as a JSON document", handler: s.handleDownloadModel},
-		{method: "POST", path: "/api/v1/predictions", access: perm(silo.PermPredictionsRun), summary: "Predict a registered dataset on its runner; the runner writes the predictions to its own storage", in: predictionRequest{}, out: silo.PredictOutput{}, handler: s.handlePredict},
+func (s *Server) sessionRoutes() []Route {
+	return []Route{
+		{Method: "GET", Path: "/api/v1/sessions", Access: Perm(silo.PermSessionsRead), Summary: "List sessions (a Data Custodian sees those using their datasets)", Out: []silo.Session{}, Handler: s.handleListSessions},
+		{Method: "POST", Path: "/api/v1/sessions", Access: Perm(silo.PermSessionsManage), Summary: "Create a session from its JSON config (SPEC §4)", In: silo.SessionConfig{}, Out: silo.Session{}, Handler: s.handleCreateSession},
+		{Method: "GET", Path: "/api/v1/sessions/{id}", Access: Perm(silo.PermSessionsRead), Summary: "Show a session", Out: silo.Session{}, Handler: s.handleGetSession},
+		{Method: "GET", Path: "/api/v1/sessions/{id}/metrics", Access: Perm(silo.PermSessionsRead), Summary: "Federated and per-client metrics of every round", Out: silo.SessionMetrics{}, Handler: s.handleSessionMetrics},
+		{Method: "POST", Path: "/api/v1/sessions/{id}/cancel", Access: Perm(silo.PermSessionsManage), Summary: "Cancel a session", Out: silo.Session{}, Handler: s.handleCancelSession},
+		{Method: "GET", Path: "/api/v1/sessions/{id}/model", Access: Perm(silo.PermModelsDownload), Summary: "Download the final (or ?best=true the best) model as a JSON document", Handler: s.handleDownloadModel},
+		{Method: "POST", Path: "/api/v1/predictions", Access: Perm(silo.PermPredictionsRun), Summary: "Predict a registered dataset on its runner; the runner writes the predictions to its own storage", In: PredictionRequest{}, Out: silo.PredictOutput{}, Handler: s.handlePredict},
 	}
 }
 
-// canSeeSession is the object-level rule for reading sessions: builders and
+// CanSeeSession is the object-level rule for reading sessions: builders and
 // admins see all; a Data Custodian sees those that use a dataset they own.
-func (s *Server) canSeeSession(ctx context.Context, ss *sqlstore.StoredSession) bool {
+func (s *Server) CanSeeSession(ctx context.Context, ss *sqlstore.StoredSession) bool {
 	a := silo.ActorFromContext(ctx)
 	if a.User.HasRole(silo.RoleAdmin) || a.User.HasRole(silo.RoleModelBuilder) {
 		return true
@@ -45,17 +45,17 @@ func (s *Server) canSeeSession(ctx context.Context, ss *sqlstore.StoredSession) 
 
 // sessionByPath finds the session in the path that the caller may see.
 func (s *Server) sessionByPath(r *http.Request) (*sqlstore.StoredSession, error) {
-	return s.sessionByID(r.Context(), r.PathValue("id"))
+	return s.SessionByID(r.Context(), r.PathValue("id"))
 }
 
-// sessionByID finds a session the caller may see; one they may not is
+// SessionByID finds a session the caller may see; one they may not is
 // reported as missing.
-func (s *Server) sessionByID(ctx context.Context, id string) (*sqlstore.StoredSession, error) {
+func (s *Server) SessionByID(ctx context.Context, id string) (*sqlstore.StoredSession, error) {
 	ss, err := s.db.FindSession(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if !s.canSeeSession(ctx, ss) {
+	if !s.CanSeeSession(ctx, ss) {
 		return nil, silo.Errorf(silo.ENOTFOUND, "no session %s: see 'silo sessions list'", id)
 	}
 	return ss, nil
@@ -69,7 +69,7 @@ func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []*silo.Session{}
 	for _, ss := range list {
-		if s.canSeeSession(r.Context(), ss) {
+		if s.CanSeeSession(r.Context(), ss) {
 			out = append(out, &ss.Session)
 		}
 	}
@@ -108,7 +108,7 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	ss, err := s.createSession(r.Context(), body)
+	ss, err := s.CreateSession(r.Context(), body)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -116,10 +116,10 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, ss)
 }
 
-// createSession checks a config against the datasets' privacy controls
+// CreateSession checks a config against the datasets' privacy controls
 // (every session type) and, through its kind, their schemas; it stores the
 // session pending and starts driving it. The API, UI and quickstart share it.
-func (s *Server) createSession(ctx context.Context, raw []byte) (*silo.Session, error) {
+func (s *Server) CreateSession(ctx context.Context, raw []byte) (*silo.Session, error) {
 	cfg, err := silo.ParseSessionConfig(raw)
 	var clients []sqlstore.SessionClient
 	if err == nil {
@@ -199,7 +199,7 @@ func cmpOr(a, b string) string {
 }
 
 func (s *Server) handleCancelSession(w http.ResponseWriter, r *http.Request) {
-	ss, err := s.cancelSession(r.Context(), r.PathValue("id"))
+	ss, err := s.CancelSession(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -207,11 +207,11 @@ func (s *Server) handleCancelSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, &ss.Session)
 }
 
-// cancelSession cancels a pending or running session the caller may see,
+// CancelSession cancels a pending or running session the caller may see,
 // stops its clients' tasks and records it in the audit log. The API and the
 // UI share it.
-func (s *Server) cancelSession(ctx context.Context, id string) (*sqlstore.StoredSession, error) {
-	ss, err := s.sessionByID(ctx, id)
+func (s *Server) CancelSession(ctx context.Context, id string) (*sqlstore.StoredSession, error) {
+	ss, err := s.SessionByID(ctx, id)
 	if err == nil {
 		ss, err = s.db.UpdateSession(ctx, ss.ID, nil, func(ss *sqlstore.StoredSession) error {
 			if ss.Status.Done() {
@@ -250,7 +250,9 @@ func (s *Server) handleDownloadModel(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(doc)
 }
 
-type predictionRequest struct {
+// PredictionRequest asks for a session's final (or best) model to be run on
+// a dataset.
+type PredictionRequest struct {
 	Session string `json:"session"`
 	Dataset string `json:"dataset"`
 	Best    bool   `json:"best,omitempty"`
@@ -258,13 +260,12 @@ type predictionRequest struct {
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
-	var req predictionRequest
+	var req PredictionRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	out, err := s.predict(r.Context(), req)
-	s.auditResult(r.Context(), "prediction.run", req.Session+" on "+req.Dataset, err)
+	out, err := s.Predict(r.Context(), req)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -272,9 +273,16 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// predict runs a session's model on a dataset's runner and waits (up to ten
-// minutes) for the row count and path.
-func (s *Server) predict(ctx context.Context, req predictionRequest) (*silo.PredictOutput, error) {
+// Predict runs a session's model on a dataset's runner, waits (up to ten
+// minutes) for the row count and path, and records it in the audit log. The
+// API and the UI share it.
+func (s *Server) Predict(ctx context.Context, req PredictionRequest) (*silo.PredictOutput, error) {
+	out, err := s.predict(ctx, req)
+	s.auditResult(ctx, "prediction.run", req.Session+" on "+req.Dataset, err)
+	return out, err
+}
+
+func (s *Server) predict(ctx context.Context, req PredictionRequest) (*silo.PredictOutput, error) {
 	if req.Format == "" {
 		req.Format = "csv"
 	}
@@ -311,7 +319,7 @@ func (s *Server) predict(ctx context.Context, req predictionRequest) (*silo.Pred
 	if err != nil {
 		return nil, err
 	}
-	t, err := s.queueTask(ctx, d.Runner, &silo.Task{Type: silo.TaskPredict, Payload: payload, VCPU: 1, MemoryMB: 512, Session: ss.ID, Dataset: d.Name})
+	t, err := s.QueueTask(ctx, d.Runner, &silo.Task{Type: silo.TaskPredict, Payload: payload, VCPU: 1, MemoryMB: 512, Session: ss.ID, Dataset: d.Name})
 	if err != nil {
 		return nil, err
 	}
@@ -361,7 +369,7 @@ func predictionsURI(rn *sqlstore.StoredRunner, d *sqlstore.StoredDataset, sessio
 	name := fmt.Sprintf("predictions/%s/%s-%s-%s.%s", d.Name, session, which, now.Format("20060102T150405Z"), format)
 	switch rn.Provider {
 	case silo.ProviderLocal:
-		return "file://" + strings.TrimSuffix(localRoot(rn.StoragePath), "/") + "/" + name
+		return "file://" + strings.TrimSuffix(LocalRoot(rn.StoragePath), "/") + "/" + name
 	case silo.ProviderAWS:
 		bucket, _, _ := strings.Cut(strings.TrimPrefix(d.URI, "s3://"), "/")
 		return "s3://" + bucket + "/" + name

@@ -6,54 +6,25 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/runner"
+	"github.com/silofl/silo/internal/server/servertest"
 	"github.com/silofl/silo/internal/sqlstore"
 )
 
-// wire records every request body runners send to the server.
-type wire struct {
-	mu   sync.Mutex
-	sent bytes.Buffer
-}
-
-func (w *wire) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/v1/runner/") {
-			body, _ := io.ReadAll(r.Body)
-			w.mu.Lock()
-			w.sent.Write(body)
-			w.sent.WriteString(r.URL.RawQuery)
-			w.mu.Unlock()
-			r.Body = io.NopCloser(bytes.NewReader(body))
-		}
-		next.ServeHTTP(rw, r)
-	})
-}
-
-// String returns everything recorded so far.
-func (w *wire) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.sent.String()
-}
-
-// federation is a server with three hospitals' runners (agents in-process),
-// each holding its part of the breast-cancer data.
+// federation is a servertest.Federation with its fields under this
+// package's short names.
 type federation struct {
 	*env
 	api   *client.Client // a Model Builder
@@ -61,97 +32,12 @@ type federation struct {
 	dc    *client.Client
 	roots map[string]string
 	stops map[string]func() // stop each hospital's agent
-	wire  *wire
+	wire  *servertest.Wire
 }
-
-const sampleData = "../../cmd/silo/sampledata"
 
 func newFederation(t *testing.T) *federation {
-	e := newEnv(t)
-	f := &federation{env: e, wire: &wire{}, roots: map[string]string{}, stops: map[string]func(){}}
-	// Every byte runners send passes through the recorder.
-	e.ts.Config.Handler = f.wire.wrap(e.ts.Config.Handler)
-	ag := newAgents(t, e)
-	ctx := context.Background()
-	f.admin = client.New(e.ts.URL, e.admin)
-	f.dc = client.New(e.ts.URL, e.addUser("dc@example.org", "data_custodian"))
-	f.api = client.New(e.ts.URL, e.addUser("mb@example.org", "model_builder"))
-	privacy := silo.DefaultPrivacyControls()
-	privacy.IdentifierColumns = []string{"patient_id"}
-	for _, h := range []string{"a", "b", "c"} {
-		token, root := registerHospital(t, f.admin, h)
-		f.stops[h] = ag.start(ctx, "hospital-"+h, token, root, 2, 1024)
-		f.roots[h] = root
-	}
-	for _, h := range []string{"a", "b", "c"} {
-		connectHospital(t, f.admin, f.dc, h, f.roots[h], &privacy)
-	}
-	return f
-}
-
-// registerHospital registers hospital h's local runner over a fresh storage
-// root holding its share of the sample data, and returns its token and root.
-func registerHospital(t *testing.T, admin *client.Client, h string) (token, root string) {
-	t.Helper()
-	root = t.TempDir()
-	data, err := os.ReadFile(filepath.Join(sampleData, "hospital_"+h+".csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "patients.csv"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r, err := admin.RegisterRunner(context.Background(), silo.RunnerSpec{Name: "hospital-" + h, Provider: silo.ProviderLocal, StoragePath: "file://" + root, VCPU: 2, MemoryGB: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r.Token, root
-}
-
-// connectHospital waits for hospital h's runner to come online, then
-// registers its dataset with privacy and waits for the runner to connect it.
-func connectHospital(t *testing.T, admin, dc *client.Client, h, root string, privacy *silo.PrivacyControls) {
-	t.Helper()
-	eventually(t, "runner online", func() bool { return runnerStatus(t, admin, "hospital-"+h) == silo.RunnerOnline })
-	if _, err := dc.RegisterDataset(context.Background(), silo.DatasetSpec{Name: "hospital_" + h, Runner: "hospital-" + h, URI: "file://" + filepath.Join(root, "patients.csv"), Privacy: privacy}); err != nil {
-		t.Fatal(err)
-	}
-	if d := waitDataset(t, dc, "hospital_"+h); d.Status != silo.DatasetConnected {
-		t.Fatalf("dataset %s: %s %s", d.Name, d.Status, d.Error)
-	}
-}
-
-func sessionConfig(name string, edit func(m map[string]any)) json.RawMessage {
-	m := map[string]any{
-		"name": name, "type": "hfl", "datasets": []string{"hospital_a", "hospital_b", "hospital_c"}, "min_clients": 2, "rounds": 15, "round_timeout": "2m",
-		"task":      map[string]any{"type": "classification", "target": "diagnosis", "positive_class": "malignant"},
-		"model":     map[string]any{"package": "glm", "family": "binomial", "l2": 0.0001},
-		"optimizer": map[string]any{"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "batch_size": 32, "local_epochs": 1},
-		"strategy":  map[string]any{"name": "fedavg"}, "validation": map[string]any{"fraction": 0.25}, "seed": 23,
-	}
-	if edit != nil {
-		edit(m)
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
-
-func waitSession(t *testing.T, c *client.Client, id string) *silo.Session {
-	t.Helper()
-	var s *silo.Session
-	deadline := 90 * 1000
-	for i := 0; i < deadline/20; i++ {
-		var err error
-		if s, err = c.GetSession(context.Background(), id); err != nil {
-			t.Fatal(err)
-		}
-		if s.Status.Done() {
-			return s
-		}
-		eventuallySleep()
-	}
-	t.Fatalf("session %s did not finish: %s round %d (%s)", id, s.Status, s.Round, s.StatusReason)
-	return nil
+	f := servertest.NewFederation(t)
+	return &federation{env: envOf(f.Env), api: f.API, admin: f.AdminAPI, dc: f.DC, roots: f.Roots, stops: f.Stops, wire: f.Wire}
 }
 
 // TestFederatedGLMMatchesCentralised trains a federated GLM across three
@@ -243,9 +129,7 @@ func TestFederatedGLMMatchesCentralised(t *testing.T) {
 	}
 
 	// Privacy: nothing the runners sent contains a row of the data.
-	f.wire.mu.Lock()
-	sent := f.wire.sent.String()
-	f.wire.mu.Unlock()
+	sent := f.wire.String()
 	if len(sent) < 10000 {
 		t.Fatalf("only %d bytes recorded from runners: the recorder is not in the path", len(sent))
 	}

@@ -32,7 +32,7 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	t, err := s.createToken(ctx, silo.ActorFromContext(ctx).User, req)
+	t, err := s.CreateToken(ctx, silo.ActorFromContext(ctx).User, req)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -40,9 +40,9 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, t)
 }
 
-// createToken makes an access token for u. A request made with a scoped token
+// CreateToken makes an access token for u. A request made with a scoped token
 // can only create tokens within that scope.
-func (s *Server) createToken(ctx context.Context, u *silo.User, req silo.TokenRequest) (*silo.Token, error) {
+func (s *Server) CreateToken(ctx context.Context, u *silo.User, req silo.TokenRequest) (*silo.Token, error) {
 	a := silo.ActorFromContext(ctx)
 	var held []silo.Permission
 	for _, p := range silo.AllPermissions() {
@@ -69,16 +69,16 @@ func (s *Server) createToken(ctx context.Context, u *silo.User, req silo.TokenRe
 }
 
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
-	if err := s.revokeToken(r.Context(), r.PathValue("id")); err != nil {
+	if err := s.RevokeToken(r.Context(), r.PathValue("id")); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// revokeToken revokes the caller's own token, or anyone's for admins. Another
+// RevokeToken revokes the caller's own token, or anyone's for admins. Another
 // user's token is reported as not found to non-admins, so ids don't leak.
-func (s *Server) revokeToken(ctx context.Context, id string) error {
+func (s *Server) RevokeToken(ctx context.Context, id string) error {
 	a := silo.ActorFromContext(ctx)
 	t, err := s.db.FindToken(ctx, id)
 	if err == nil && t.UserID != a.User.ID && !a.Can(silo.PermTokensManageAny) {

@@ -27,7 +27,7 @@ func (s *Server) handleAPILogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	u, err := s.checkCredentials(r.Context(), r, req.Email, req.Password)
+	u, err := s.CheckCredentials(r.Context(), r, req.Email, req.Password)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -37,7 +37,7 @@ func (s *Server) handleAPILogin(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = "cli"
 	}
-	t, err := s.createToken(ctx, u, silo.TokenRequest{Name: name})
+	t, err := s.CreateToken(ctx, u, silo.TokenRequest{Name: name})
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -91,19 +91,20 @@ func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, u)
 }
 
-type userPatch struct {
+// UserPatch changes a user: the fields given replace the stored ones.
+type UserPatch struct {
 	Name     *string  `json:"name,omitempty"`
 	Roles    []string `json:"roles,omitempty"`
 	Disabled *bool    `json:"disabled,omitempty"`
 }
 
 func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
-	var p userPatch
+	var p UserPatch
 	if err := decodeJSON(w, r, &p); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	u, err := s.updateUser(r.Context(), r, p)
+	u, err := s.UpdateUser(r.Context(), r, p)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -111,9 +112,9 @@ func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, u)
 }
 
-// updateUser applies p to the user in the path, all or nothing; the API and
+// UpdateUser applies p to the user in the path, all or nothing; the API and
 // the UI share it. Each aspect changed is audited.
-func (s *Server) updateUser(ctx context.Context, r *http.Request, p userPatch) (*silo.User, error) {
+func (s *Server) UpdateUser(ctx context.Context, r *http.Request, p UserPatch) (*silo.User, error) {
 	u, err := s.userByPath(ctx, r)
 	if err != nil {
 		return nil, err
@@ -162,22 +163,40 @@ func (s *Server) updateUser(ctx context.Context, r *http.Request, p userPatch) (
 }
 
 func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.removeUser(r.Context(), r); err != nil {
+	if _, err := s.RemoveUser(r.Context(), r); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// removeUser deletes the user in the path (never the last active admin)
+// RemoveUser deletes the user in the path (never the last active admin)
 // and returns them; the API and the UI share it.
-func (s *Server) removeUser(ctx context.Context, r *http.Request) (*silo.User, error) {
+func (s *Server) RemoveUser(ctx context.Context, r *http.Request) (*silo.User, error) {
 	u, err := s.userByPath(ctx, r)
 	if err == nil {
 		_, err = s.db.DeleteUser(ctx, u.ID)
 		s.auditResult(ctx, "user.remove", u.Email, err)
 	}
 	return u, err
+}
+
+// CreateFirstAdmin creates the first admin from the one-time setup page,
+// with an email already normalised and a password already checked; it is
+// refused (conflict) once the workspace has a user, even when two requests
+// race. The new admin is the actor of its audit entry.
+func (s *Server) CreateFirstAdmin(ctx context.Context, email, password string) (*silo.User, error) {
+	hash, err := hashPassword(password)
+	if err != nil {
+		return nil, err
+	}
+	u := &silo.User{Email: email, Roles: []silo.Role{silo.RoleAdmin}, PasswordHash: hash}
+	err = s.db.CreateFirstAdmin(ctx, u)
+	s.auditResult(silo.NewContextWithActor(ctx, &silo.Actor{User: u}), "user.create_first_admin", email, err)
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // nonNil makes an empty listing encode as [] rather than null.

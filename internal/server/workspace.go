@@ -7,7 +7,8 @@ import (
 	"github.com/silofl/silo"
 )
 
-type workspacePatch struct {
+// WorkspacePatch changes the workspace: the fields given replace the stored ones.
+type WorkspacePatch struct {
 	Name           *string `json:"name,omitempty"`
 	BillingContact *string `json:"billing_contact,omitempty"`
 	BillingEmail   *string `json:"billing_email,omitempty"`
@@ -25,12 +26,12 @@ func (s *Server) handleGetWorkspace(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePatchWorkspace(w http.ResponseWriter, r *http.Request) {
-	var p workspacePatch
+	var p WorkspacePatch
 	if err := decodeJSON(w, r, &p); err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	ws, err := s.updateWorkspace(r.Context(), p)
+	ws, err := s.UpdateWorkspace(r.Context(), p)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -38,9 +39,9 @@ func (s *Server) handlePatchWorkspace(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ws)
 }
 
-// updateWorkspace applies the fields set in p, validates the whole and saves
+// UpdateWorkspace applies the fields set in p, validates the whole and saves
 // it; the API and the UI share it.
-func (s *Server) updateWorkspace(ctx context.Context, p workspacePatch) (*silo.Workspace, error) {
+func (s *Server) UpdateWorkspace(ctx context.Context, p WorkspacePatch) (*silo.Workspace, error) {
 	ws, err := s.db.Workspace(ctx)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ import (
 	"github.com/silofl/silo/internal/runner"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
+	"github.com/silofl/silo/internal/ui"
 )
 
 const (
@@ -76,6 +77,7 @@ func StartWith(ctx context.Context, dsn string) (*Federation, error) {
 		return nil, err
 	}
 	f.srv = server.New(f.db)
+	f.srv.AddRoutes(ui.New(f.srv)...)
 	f.srv.Logger = slog.New(slog.DiscardHandler)
 	if _, _, err := f.srv.BootstrapAdmin(ctx, adminEmail, adminPassword); err != nil {
 		f.Close()

@@ -1,4 +1,4 @@
-package server
+package ui
 
 import (
 	"net/http"
@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/server"
 )
 
 // ---- Users and invitations ----
@@ -25,106 +26,106 @@ var inviteExpiries = []option{{"168h", "7 days"}, {"24h", "1 day"}, {"72h", "3 d
 
 type option struct{ Value, Label string }
 
-func (s *Server) renderUsers(w http.ResponseWriter, r *http.Request, status int, f *form, newInvite *silo.Invite) {
+func (ui *UI) renderUsers(w http.ResponseWriter, r *http.Request, status int, f *form, newInvite *silo.Invite) {
 	ctx := r.Context()
-	users, err := s.db.ListUsers(ctx)
+	users, err := ui.db.ListUsers(ctx)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
-	invites, err := s.listInvites(ctx)
+	invites, err := ui.srv.ListInvites(ctx)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
-	v := s.settingsView(r, "Users", "users")
+	v := ui.settingsView(r, "Users", "users")
 	if f == nil {
 		f = newForm(url.Values{"expires_in": {inviteExpiries[0].Value}})
 	}
 	v.Form = f
 	v.Data = usersData{Users: users, Invites: invites, NewInvite: newInvite, MeID: v.User.ID, Expiries: inviteExpiries}
-	s.render(w, r, status, "users", v)
+	ui.render(w, r, status, "users", v)
 }
 
-func (s *Server) handleUsersPage(w http.ResponseWriter, r *http.Request) {
-	s.renderUsers(w, r, http.StatusOK, nil, nil)
+func (ui *UI) handleUsersPage(w http.ResponseWriter, r *http.Request) {
+	ui.renderUsers(w, r, http.StatusOK, nil, nil)
 }
 
-func (s *Server) handleInviteCreate(w http.ResponseWriter, r *http.Request) {
-	if !s.parseForm(w, r) {
+func (ui *UI) handleInviteCreate(w http.ResponseWriter, r *http.Request) {
+	if !ui.parseForm(w, r) {
 		return
 	}
-	req := inviteRequest{Email: r.PostForm.Get("email"), Roles: r.PostForm["roles"], ExpiresIn: r.PostForm.Get("expires_in")}
-	inv, err := s.createInvite(r.Context(), r, req)
+	req := server.InviteRequest{Email: r.PostForm.Get("email"), Roles: r.PostForm["roles"], ExpiresIn: r.PostForm.Get("expires_in")}
+	inv, err := ui.srv.CreateInvite(r.Context(), r, req)
 	if err != nil {
-		s.logInternal(r, err)
+		ui.logInternal(r, err)
 		f := newForm(url.Values{"email": {req.Email}, "roles": req.Roles, "expires_in": {req.ExpiresIn}})
 		f.fail(err, "email", "roles", "expires_in")
-		s.renderUsers(w, r, ErrorStatus(err), f, nil)
+		ui.renderUsers(w, r, server.ErrorStatus(err), f, nil)
 		return
 	}
 	// The link exists only now: show it in this response, not after a redirect.
-	s.renderUsers(w, r, http.StatusOK, nil, inv)
+	ui.renderUsers(w, r, http.StatusOK, nil, inv)
 }
 
-func (s *Server) handleInviteRevoke(w http.ResponseWriter, r *http.Request) {
-	inv, err := s.revokeInvite(r.Context(), r.PathValue("id"))
+func (ui *UI) handleInviteRevoke(w http.ResponseWriter, r *http.Request) {
+	inv, err := ui.srv.RevokeInvite(r.Context(), r.PathValue("id"))
 	msg := ""
 	if err == nil {
 		msg = "The invitation for " + inv.Email + " is revoked: its link no longer works."
 	}
-	s.redirectResult(w, r, "/settings/users", msg, err)
+	ui.redirectResult(w, r, "/settings/users", msg, err)
 }
 
-func (s *Server) handleUserRoles(w http.ResponseWriter, r *http.Request) {
-	if !s.parseForm(w, r) {
+func (ui *UI) handleUserRoles(w http.ResponseWriter, r *http.Request) {
+	if !ui.parseForm(w, r) {
 		return
 	}
 	roles := r.PostForm["roles"]
 	if roles == nil {
 		roles = []string{} // none ticked: let validation say a role is needed
 	}
-	u, err := s.updateUser(r.Context(), r, userPatch{Roles: roles})
+	u, err := ui.srv.UpdateUser(r.Context(), r, server.UserPatch{Roles: roles})
 	msg := ""
 	if err == nil {
 		msg = u.Email + " now has the roles: " + roleTitles(u.Roles) + "."
 	}
-	s.redirectResult(w, r, "/settings/users", msg, err)
+	ui.redirectResult(w, r, "/settings/users", msg, err)
 }
 
-func (s *Server) handleUserDisable(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleUserDisable(w http.ResponseWriter, r *http.Request) {
 	yes := true
-	u, err := s.updateUser(r.Context(), r, userPatch{Disabled: &yes})
+	u, err := ui.srv.UpdateUser(r.Context(), r, server.UserPatch{Disabled: &yes})
 	msg := ""
 	if err == nil {
 		msg = u.Email + " is disabled: they are signed out and their access tokens stop working until you enable them again."
 	}
-	s.redirectResult(w, r, "/settings/users", msg, err)
+	ui.redirectResult(w, r, "/settings/users", msg, err)
 }
 
-func (s *Server) handleUserEnable(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleUserEnable(w http.ResponseWriter, r *http.Request) {
 	no := false
-	u, err := s.updateUser(r.Context(), r, userPatch{Disabled: &no})
+	u, err := ui.srv.UpdateUser(r.Context(), r, server.UserPatch{Disabled: &no})
 	msg := ""
 	if err == nil {
 		msg = u.Email + " is enabled again and can sign in."
 	}
-	s.redirectResult(w, r, "/settings/users", msg, err)
+	ui.redirectResult(w, r, "/settings/users", msg, err)
 }
 
-func (s *Server) handleUserRemove(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleUserRemove(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	u, err := s.removeUser(ctx, r)
+	u, err := ui.srv.RemoveUser(ctx, r)
 	if err == nil && u.ID == silo.ActorFromContext(ctx).User.ID {
 		// Their sign-in went with the account.
-		s.redirectFlash(w, r, "/login", "info", "Your account "+u.Email+" was removed.")
+		ui.redirectFlash(w, r, "/login", "info", "Your account "+u.Email+" was removed.")
 		return
 	}
 	msg := ""
 	if err == nil {
 		msg = u.Email + " was removed, with their access tokens."
 	}
-	s.redirectResult(w, r, "/settings/users", msg, err)
+	ui.redirectResult(w, r, "/settings/users", msg, err)
 }
 
 func roleTitles(roles []silo.Role) string {
@@ -153,20 +154,20 @@ type tokensData struct {
 
 var tokenExpiries = []option{{"", "Never"}, {"24h", "1 day"}, {"168h", "7 days"}, {"720h", "30 days"}, {"2160h", "90 days"}, {"8760h", "1 year"}}
 
-func (s *Server) renderTokens(w http.ResponseWriter, r *http.Request, status int, f *form, created *silo.Token) {
+func (ui *UI) renderTokens(w http.ResponseWriter, r *http.Request, status int, f *form, created *silo.Token) {
 	ctx := r.Context()
 	a := silo.ActorFromContext(ctx)
 	userID := a.User.ID
 	if a.Can(silo.PermTokensManageAny) {
 		userID = 0
 	}
-	tokens, err := s.db.ListTokens(ctx, userID)
+	tokens, err := ui.db.ListTokens(ctx, userID)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	d := tokensData{New: created, Expiries: tokenExpiries}
-	now := s.now()
+	now := ui.now()
 	for _, t := range tokens {
 		row := tokenRow{Token: t, Status: "active"}
 		if t.RevokedAt != nil {
@@ -185,57 +186,57 @@ func (s *Server) renderTokens(w http.ResponseWriter, r *http.Request, status int
 			d.Scopes = append(d.Scopes, p)
 		}
 	}
-	v := s.settingsView(r, "Access tokens", "tokens")
+	v := ui.settingsView(r, "Access tokens", "tokens")
 	if f != nil {
 		v.Form = f
 	}
 	v.Data = d
-	s.render(w, r, status, "tokens", v)
+	ui.render(w, r, status, "tokens", v)
 }
 
-func (s *Server) handleTokensPage(w http.ResponseWriter, r *http.Request) {
-	s.renderTokens(w, r, http.StatusOK, nil, nil)
+func (ui *UI) handleTokensPage(w http.ResponseWriter, r *http.Request) {
+	ui.renderTokens(w, r, http.StatusOK, nil, nil)
 }
 
-func (s *Server) handleTokenCreate(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleTokenCreate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.parseForm(w, r) {
+	if !ui.parseForm(w, r) {
 		return
 	}
 	req := silo.TokenRequest{Name: r.PostForm.Get("name"), ExpiresIn: r.PostForm.Get("expires_in")}
 	for _, sc := range r.PostForm["scopes"] {
 		req.Scopes = append(req.Scopes, silo.Permission(sc))
 	}
-	t, err := s.createToken(ctx, silo.ActorFromContext(ctx).User, req)
+	t, err := ui.srv.CreateToken(ctx, silo.ActorFromContext(ctx).User, req)
 	if err != nil {
-		s.logInternal(r, err)
+		ui.logInternal(r, err)
 		f := newForm(url.Values{"name": {r.PostForm.Get("name")}, "scopes": r.PostForm["scopes"], "expires_in": {req.ExpiresIn}})
 		f.fail(err, "name", "scopes", "expires_in")
-		s.renderTokens(w, r, ErrorStatus(err), f, nil)
+		ui.renderTokens(w, r, server.ErrorStatus(err), f, nil)
 		return
 	}
 	// The secret exists only now: show it in this response.
-	s.renderTokens(w, r, http.StatusOK, nil, t)
+	ui.renderTokens(w, r, http.StatusOK, nil, t)
 }
 
-func (s *Server) handleTokenRevoke(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleTokenRevoke(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	err := s.revokeToken(r.Context(), id)
-	s.redirectResult(w, r, "/settings/tokens", "Token "+id+" is revoked: it stops working at once.", err)
+	err := ui.srv.RevokeToken(r.Context(), id)
+	ui.redirectResult(w, r, "/settings/tokens", "Token "+id+" is revoked: it stops working at once.", err)
 }
 
 // ---- Workspace and billing ----
 
-func (s *Server) handleBillingPage(w http.ResponseWriter, r *http.Request) {
-	ws, err := s.db.Workspace(r.Context())
+func (ui *UI) handleBillingPage(w http.ResponseWriter, r *http.Request) {
+	ws, err := ui.db.Workspace(r.Context())
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
-	v := s.settingsView(r, "Billing", "billing")
+	v := ui.settingsView(r, "Billing", "billing")
 	v.Form = newForm(workspaceValues(ws))
 	v.Data = ws
-	s.render(w, r, http.StatusOK, "billing", v)
+	ui.render(w, r, http.StatusOK, "billing", v)
 }
 
 func workspaceValues(ws *silo.Workspace) url.Values {
@@ -245,9 +246,9 @@ func workspaceValues(ws *silo.Workspace) url.Values {
 
 var workspaceFields = []string{"name", "billing_contact", "billing_email", "billing_address", "plan"}
 
-func (s *Server) handleBillingSubmit(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleBillingSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.parseForm(w, r) {
+	if !ui.parseForm(w, r) {
 		return
 	}
 	vals := url.Values{}
@@ -255,23 +256,23 @@ func (s *Server) handleBillingSubmit(w http.ResponseWriter, r *http.Request) {
 		vals.Set(k, r.PostForm.Get(k))
 	}
 	str := func(k string) *string { v := vals.Get(k); return &v }
-	_, err := s.updateWorkspace(ctx, workspacePatch{Name: str("name"), BillingContact: str("billing_contact"),
+	_, err := ui.srv.UpdateWorkspace(ctx, server.WorkspacePatch{Name: str("name"), BillingContact: str("billing_contact"),
 		BillingEmail: str("billing_email"), BillingAddress: str("billing_address"), Plan: str("plan")})
 	if err != nil {
-		s.logInternal(r, err)
-		ws, werr := s.db.Workspace(ctx)
+		ui.logInternal(r, err)
+		ws, werr := ui.db.Workspace(ctx)
 		if werr != nil {
-			s.renderError(w, r, werr)
+			ui.renderError(w, r, werr)
 			return
 		}
-		v := s.settingsView(r, "Billing", "billing")
+		v := ui.settingsView(r, "Billing", "billing")
 		v.Form = newForm(vals)
 		v.Form.fail(err, workspaceFields...)
 		v.Data = ws
-		s.render(w, r, ErrorStatus(err), "billing", v)
+		ui.render(w, r, server.ErrorStatus(err), "billing", v)
 		return
 	}
-	s.redirectFlash(w, r, "/settings/billing", "success", "Workspace and billing information saved.")
+	ui.redirectFlash(w, r, "/settings/billing", "success", "Workspace and billing information saved.")
 }
 
 // ---- Audit log ----
@@ -288,10 +289,10 @@ type auditData struct {
 
 var auditSince = []option{{"", "All time"}, {"1h", "Last hour"}, {"24h", "Last 24 hours"}, {"168h", "Last 7 days"}, {"720h", "Last 30 days"}}
 
-func (s *Server) handleAuditPage(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleAuditPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	q.Del("limit")
-	v := s.settingsView(r, "Audit log", "audit")
+	v := ui.settingsView(r, "Audit log", "audit")
 	since := q.Get("since")
 	d := auditData{Since: since, Options: auditSince, Paged: q.Get("before") != ""}
 	known := false
@@ -303,16 +304,16 @@ func (s *Server) handleAuditPage(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Form = newForm(url.Values{"since": {since}})
 	v.Data = &d
-	f, err := s.auditFilter(q)
+	f, err := ui.srv.AuditFilter(q)
 	if err != nil {
 		v.Form.fail(err, "since", "before")
-		s.render(w, r, ErrorStatus(err), "audit", v)
+		ui.render(w, r, server.ErrorStatus(err), "audit", v)
 		return
 	}
 	f.Limit = auditPageSize + 1
-	entries, err := s.db.ListAudit(r.Context(), f)
+	entries, err := ui.db.ListAudit(r.Context(), f)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	if len(entries) > auditPageSize {
@@ -324,5 +325,5 @@ func (s *Server) handleAuditPage(w http.ResponseWriter, r *http.Request) {
 		d.Older = "/settings/audit?" + next.Encode()
 	}
 	d.Entries = entries
-	s.render(w, r, http.StatusOK, "audit", v)
+	ui.render(w, r, http.StatusOK, "audit", v)
 }

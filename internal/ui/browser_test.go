@@ -1,4 +1,4 @@
-package server_test
+package ui_test
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/runner"
 	"github.com/silofl/silo/internal/server"
+	"github.com/silofl/silo/internal/server/servertest"
 	"github.com/silofl/silo/internal/testsvc"
 )
 
@@ -539,7 +540,7 @@ func TestBrowserDatasetWizard(t *testing.T) {
 		chromedp.Click("#start-from-server", chromedp.ByQuery),
 		waitText("#flash", "Runner hospital-a is starting under the server"),
 	)
-	eventually(t, "runner online", func() bool {
+	servertest.Eventually(t, "runner online", func() bool {
 		r, err := e.db.FindRunner(context.Background(), "hospital-a")
 		return err == nil && r.Status == silo.RunnerOnline
 	})

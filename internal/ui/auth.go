@@ -1,4 +1,4 @@
-package server
+package ui
 
 import (
 	"net/http"
@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/server"
 )
 
 // safeNext returns next if it is a path on this site, else "/": a sign-in
@@ -22,49 +23,49 @@ func safeNext(next string) string {
 	return next
 }
 
-func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.URL.Query().Get("next"))
 	if silo.ActorFromContext(r.Context()) != nil {
 		// #nosec G710 -- safeNext allows only local paths
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
-	if n, err := s.db.CountUsers(r.Context()); err != nil {
-		s.renderError(w, r, err)
+	if n, err := ui.db.CountUsers(r.Context()); err != nil {
+		ui.renderError(w, r, err)
 		return
 	} else if n == 0 {
 		http.Redirect(w, r, "/setup", http.StatusSeeOther)
 		return
 	}
-	v := s.newView(r, "Sign in")
+	v := ui.newView(r, "Sign in")
 	v.Form.Values.Set("next", next)
-	s.render(w, r, http.StatusOK, "login", v)
+	ui.render(w, r, http.StatusOK, "login", v)
 }
 
-func (s *Server) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if n, err := s.db.CountUsers(ctx); err != nil {
-		s.renderError(w, r, err)
+	if n, err := ui.db.CountUsers(ctx); err != nil {
+		ui.renderError(w, r, err)
 		return
 	} else if n == 0 {
 		http.Redirect(w, r, "/setup", http.StatusSeeOther)
 		return
 	}
-	if !s.parseForm(w, r) {
+	if !ui.parseForm(w, r) {
 		return
 	}
 	email := r.PostForm.Get("email")
-	u, err := s.checkCredentials(ctx, r, email, r.PostForm.Get("password"))
+	u, err := ui.srv.CheckCredentials(ctx, r, email, r.PostForm.Get("password"))
 	if err != nil {
-		s.logInternal(r, err)
-		v := s.newView(r, "Sign in")
+		ui.logInternal(r, err)
+		v := ui.newView(r, "Sign in")
 		v.Form = newForm(url.Values{"email": {email}, "next": {r.PostForm.Get("next")}})
 		v.Form.Error = silo.ErrorMessage(err)
-		s.render(w, r, ErrorStatus(err), "login", v)
+		ui.render(w, r, server.ErrorStatus(err), "login", v)
 		return
 	}
-	if err := s.signIn(w, r, u); err != nil {
-		s.renderError(w, r, err)
+	if err := ui.signIn(w, r, u); err != nil {
+		ui.renderError(w, r, err)
 		return
 	}
 	// #nosec G710 -- safeNext allows only local paths
@@ -72,41 +73,41 @@ func (s *Server) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // signIn replaces the browser's sign-in (if any) with a new one for u.
-func (s *Server) signIn(w http.ResponseWriter, r *http.Request, u *silo.User) error {
-	if loginFromContext(r.Context()) != nil {
-		s.endLogin(w, r)
+func (ui *UI) signIn(w http.ResponseWriter, r *http.Request, u *silo.User) error {
+	if server.LoginFromContext(r.Context()) != nil {
+		ui.srv.EndLogin(w, r)
 	}
-	return s.startLogin(w, r, u)
+	return ui.srv.StartLogin(w, r, u)
 }
 
-func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	s.endLogin(w, r)
-	s.redirectFlash(w, r, "/login", "info", "You are signed out.")
+func (ui *UI) handleLogout(w http.ResponseWriter, r *http.Request) {
+	ui.srv.EndLogin(w, r)
+	ui.redirectFlash(w, r, "/login", "info", "You are signed out.")
 }
 
-func (s *Server) handleSetupPage(w http.ResponseWriter, r *http.Request) {
-	if n, err := s.db.CountUsers(r.Context()); err != nil {
-		s.renderError(w, r, err)
+func (ui *UI) handleSetupPage(w http.ResponseWriter, r *http.Request) {
+	if n, err := ui.db.CountUsers(r.Context()); err != nil {
+		ui.renderError(w, r, err)
 		return
 	} else if n > 0 {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, http.StatusOK, "setup", s.newView(r, "Set up Silo"))
+	ui.render(w, r, http.StatusOK, "setup", ui.newView(r, "Set up Silo"))
 }
 
 // handleSetupSubmit creates the first admin. It works only while there are no
 // users; CreateFirstAdmin makes two racing requests safe.
-func (s *Server) handleSetupSubmit(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleSetupSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if n, err := s.db.CountUsers(ctx); err != nil {
-		s.renderError(w, r, err)
+	if n, err := ui.db.CountUsers(ctx); err != nil {
+		ui.renderError(w, r, err)
 		return
 	} else if n > 0 {
-		s.redirectFlash(w, r, "/login", "info", "Setup is already done: sign in with an existing account.")
+		ui.redirectFlash(w, r, "/login", "info", "Setup is already done: sign in with an existing account.")
 		return
 	}
-	if !s.parseForm(w, r) {
+	if !ui.parseForm(w, r) {
 		return
 	}
 	f := newForm(url.Values{"email": {r.PostForm.Get("email")}})
@@ -122,31 +123,26 @@ func (s *Server) handleSetupSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	var u *silo.User
 	if len(f.Errors) == 0 {
-		var hash string
-		if hash, err = hashPassword(pw); err == nil {
-			u = &silo.User{Email: email, Roles: []silo.Role{silo.RoleAdmin}, PasswordHash: hash}
-			err = s.db.CreateFirstAdmin(ctx, u)
-			s.auditResult(silo.NewContextWithActor(ctx, &silo.Actor{User: u}), "user.create_first_admin", email, err)
-		}
+		u, err = ui.srv.CreateFirstAdmin(ctx, email, pw)
 		if silo.ErrorCode(err) == silo.ECONFLICT {
-			s.redirectFlash(w, r, "/login", "info", silo.ErrorMessage(err))
+			ui.redirectFlash(w, r, "/login", "info", silo.ErrorMessage(err))
 			return
 		} else if err != nil {
-			s.logInternal(r, err)
+			ui.logInternal(r, err)
 			f.fail(err, "email", "password")
 		}
 	}
 	if len(f.Errors) > 0 || f.Error != "" {
-		v := s.newView(r, "Set up Silo")
+		v := ui.newView(r, "Set up Silo")
 		v.Form = f
-		s.render(w, r, http.StatusBadRequest, "setup", v)
+		ui.render(w, r, http.StatusBadRequest, "setup", v)
 		return
 	}
-	if err := s.signIn(w, r, u); err != nil {
-		s.renderError(w, r, err)
+	if err := ui.signIn(w, r, u); err != nil {
+		ui.renderError(w, r, err)
 		return
 	}
-	s.redirectFlash(w, r, "/", "success", "Welcome to Silo. You are the Workspace Administrator: invite your team to get started.")
+	ui.redirectFlash(w, r, "/", "success", "Welcome to Silo. You are the Workspace Administrator: invite your team to get started.")
 }
 
 // inviteData is what the invitation page shows: the invitation when its link
@@ -159,15 +155,15 @@ type inviteData struct {
 }
 
 // lookupInvite finds the invitation of a link secret and describes its state.
-func (s *Server) lookupInvite(r *http.Request, secret string) (*inviteData, error) {
-	inv, err := s.db.FindInviteByTokenHash(r.Context(), hashSecret(strings.TrimSpace(secret)))
+func (ui *UI) lookupInvite(r *http.Request, secret string) (*inviteData, error) {
+	inv, err := ui.srv.InviteBySecret(r.Context(), secret)
 	if silo.ErrorCode(err) == silo.ENOTFOUND {
 		return &inviteData{State: "invalid", Heading: "This invitation link is not valid",
 			Message: "Check that you opened the whole link from your invitation. If it still does not work, ask your Workspace Administrator for a new invitation."}, nil
 	} else if err != nil {
 		return nil, err
 	}
-	d := &inviteData{State: inv.StatusAt(s.now()), Invite: inv}
+	d := &inviteData{State: inv.StatusAt(ui.now()), Invite: inv}
 	switch d.State {
 	case silo.InviteExpired:
 		d.Heading = "This invitation has expired"
@@ -182,8 +178,8 @@ func (s *Server) lookupInvite(r *http.Request, secret string) (*inviteData, erro
 	return d, nil
 }
 
-func (s *Server) renderInvite(w http.ResponseWriter, r *http.Request, d *inviteData, f *form) {
-	v := s.newView(r, "Join the workspace")
+func (ui *UI) renderInvite(w http.ResponseWriter, r *http.Request, d *inviteData, f *form) {
+	v := ui.newView(r, "Join the workspace")
 	v.Data = d
 	status := http.StatusOK
 	switch {
@@ -197,31 +193,31 @@ func (s *Server) renderInvite(w http.ResponseWriter, r *http.Request, d *inviteD
 		v.Form = f
 		status = http.StatusBadRequest
 	}
-	s.render(w, r, status, "invite", v)
+	ui.render(w, r, status, "invite", v)
 }
 
-func (s *Server) handleInvitePage(w http.ResponseWriter, r *http.Request) {
-	d, err := s.lookupInvite(r, r.PathValue("secret"))
+func (ui *UI) handleInvitePage(w http.ResponseWriter, r *http.Request) {
+	d, err := ui.lookupInvite(r, r.PathValue("secret"))
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
-	s.renderInvite(w, r, d, nil)
+	ui.renderInvite(w, r, d, nil)
 }
 
-func (s *Server) handleInviteSubmit(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleInviteSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	secret := r.PathValue("secret")
-	d, err := s.lookupInvite(r, secret)
+	d, err := ui.lookupInvite(r, secret)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	if d.State != silo.InvitePending {
-		s.renderInvite(w, r, d, nil)
+		ui.renderInvite(w, r, d, nil)
 		return
 	}
-	if !s.parseForm(w, r) {
+	if !ui.parseForm(w, r) {
 		return
 	}
 	name, pw := r.PostForm.Get("name"), r.PostForm.Get("password")
@@ -232,30 +228,30 @@ func (s *Server) handleInviteSubmit(w http.ResponseWriter, r *http.Request) {
 		f.Errors["confirm"] = "the two passwords differ: type the same password twice"
 	}
 	if len(f.Errors) > 0 {
-		s.renderInvite(w, r, d, f)
+		ui.renderInvite(w, r, d, f)
 		return
 	}
-	u, err := s.acceptInvite(ctx, acceptRequest{Token: secret, Name: name, Password: pw})
+	u, err := ui.srv.AcceptInvite(ctx, server.AcceptRequest{Token: secret, Name: name, Password: pw})
 	if err != nil {
 		if silo.ErrorCode(err) == silo.ECONFLICT {
 			// Used, revoked or expired since the page was shown.
-			if d, err := s.lookupInvite(r, secret); err == nil {
-				s.renderInvite(w, r, d, nil)
+			if d, err := ui.lookupInvite(r, secret); err == nil {
+				ui.renderInvite(w, r, d, nil)
 				return
 			}
 		}
-		s.logInternal(r, err)
+		ui.logInternal(r, err)
 		f.fail(err, "name", "password")
-		s.renderInvite(w, r, d, f)
+		ui.renderInvite(w, r, d, f)
 		return
 	}
-	if err := s.signIn(w, r, u); err != nil {
-		s.renderError(w, r, err)
+	if err := ui.signIn(w, r, u); err != nil {
+		ui.renderError(w, r, err)
 		return
 	}
 	who := u.Name
 	if who == "" {
 		who = u.Email
 	}
-	s.redirectFlash(w, r, "/", "success", "Welcome to Silo, "+who+". You joined the workspace as "+roleTitles(u.Roles)+".")
+	ui.redirectFlash(w, r, "/", "success", "Welcome to Silo, "+who+". You joined the workspace as "+roleTitles(u.Roles)+".")
 }

@@ -1,4 +1,4 @@
-package server
+package ui
 
 import (
 	"net/http"
@@ -25,16 +25,16 @@ type dashboardData struct {
 	Done           int
 }
 
-func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	a := silo.ActorFromContext(ctx)
 	d := dashboardData{Name: a.User.Name}
 	if d.Name == "" {
 		d.Name = a.User.Email
 	}
-	users, err := s.db.ListUsers(ctx)
+	users, err := ui.db.ListUsers(ctx)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	d.Users = len(users)
@@ -45,9 +45,9 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	var invited bool
 	if a.Can(silo.PermUsersRead) {
-		invites, err := s.listInvites(ctx)
+		invites, err := ui.srv.ListInvites(ctx)
 		if err != nil {
-			s.renderError(w, r, err)
+			ui.renderError(w, r, err)
 			return
 		}
 		invited = len(invites) > 0
@@ -57,19 +57,19 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	tokens, err := s.db.ListTokens(ctx, a.User.ID)
+	tokens, err := ui.db.ListTokens(ctx, a.User.ID)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	for _, t := range tokens {
-		if t.Active(s.now()) {
+		if t.Active(ui.now()) {
 			d.Tokens++
 		}
 	}
-	runners, err := s.listRunners(r)
+	runners, err := ui.listRunners(r)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	d.Runners = len(runners)
@@ -94,9 +94,9 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			Href: href, Action: "Register a runner", Done: d.Runners > 0})
 	}
 	if a.Can(silo.PermDatasetsManage) {
-		datasets, err := s.db.ListDatasets(ctx)
+		datasets, err := ui.db.ListDatasets(ctx)
 		if err != nil {
-			s.renderError(w, r, err)
+			ui.renderError(w, r, err)
 			return
 		}
 		href := "/library/register-dataset"
@@ -108,9 +108,9 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			Href: href, Action: "Register a dataset", Done: len(datasets) > 0})
 	}
 	if a.Can(silo.PermSessionsManage) {
-		sessions, err := s.db.ListSessions(ctx, false)
+		sessions, err := ui.db.ListSessions(ctx, false)
 		if err != nil {
-			s.renderError(w, r, err)
+			ui.renderError(w, r, err)
 			return
 		}
 		href := "/sessions/new"
@@ -129,25 +129,25 @@ func (s *Server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			d.Done++
 		}
 	}
-	v := s.newView(r, "Dashboard")
+	v := ui.newView(r, "Dashboard")
 	v.Section = "dashboard"
 	v.Data = d
-	s.render(w, r, http.StatusOK, "dashboard", v)
+	ui.render(w, r, http.StatusOK, "dashboard", v)
 }
 
 // handleSettings sends the user to the first settings page they may see.
-func (s *Server) handleSettings(w http.ResponseWriter, r *http.Request) {
-	v := s.newView(r, "Settings")
+func (ui *UI) handleSettings(w http.ResponseWriter, r *http.Request) {
+	v := ui.newView(r, "Settings")
 	if len(v.Tabs) == 0 {
-		s.renderError(w, r, silo.Errorf(silo.EFORBIDDEN, "your roles give you no settings to see or change"))
+		ui.renderError(w, r, silo.Errorf(silo.EFORBIDDEN, "your roles give you no settings to see or change"))
 		return
 	}
 	http.Redirect(w, r, v.Tabs[0].Path, http.StatusSeeOther)
 }
 
 // settingsView returns a view for a settings page.
-func (s *Server) settingsView(r *http.Request, title, tab string) *view {
-	v := s.newView(r, title)
+func (ui *UI) settingsView(r *http.Request, title, tab string) *view {
+	v := ui.newView(r, title)
 	v.Section, v.Tab = "settings", tab
 	return v
 }

@@ -1,4 +1,4 @@
-package server_test
+package ui_test
 
 import (
 	"context"
@@ -13,12 +13,13 @@ import (
 	"testing"
 
 	"github.com/silofl/silo"
-	"github.com/silofl/silo/internal/server"
+	"github.com/silofl/silo/internal/server/servertest"
+	"github.com/silofl/silo/internal/ui"
 )
 
 // uiOf lets the UI tests' browser drive a federation's server.
-func uiOf(t *testing.T, f *federation) *uiEnv {
-	return &uiEnv{t: t, db: f.db, srv: f.srv, ts: f.ts}
+func uiOf(t *testing.T, f *servertest.Federation) *uiEnv {
+	return &uiEnv{t: t, db: f.DB, srv: f.Srv, ts: f.TS, clock: f.Clock}
 }
 
 var editorText = regexp.MustCompile(`(?s)<textarea[^>]*id="session-config"[^>]*>(.*?)</textarea>`)
@@ -118,7 +119,7 @@ func TestUISessionEditorErrors(t *testing.T) {
 // TestUISessionPages creates, shows, predicts with and cancels sessions
 // through the pages, as a Model Builder and as Data Custodians.
 func TestUISessionPages(t *testing.T) {
-	f := newFederation(t)
+	f := servertest.NewFederation(t)
 	ctx := context.Background()
 	e := uiOf(t, f)
 	mb := e.browser()
@@ -150,7 +151,7 @@ func TestUISessionPages(t *testing.T) {
 	id := strings.TrimPrefix(p.Header.Get("Location"), "/sessions/")
 	p = mb.follow(p)
 	wantText(t, p, "Session my-session is created", "my-session")
-	s := waitSession(t, f.api, id)
+	s := servertest.WaitSession(t, f.API, id)
 	if s.Status != silo.SessionCompleted {
 		t.Fatalf("session %s: %s", s.Status, s.StatusReason)
 	}
@@ -196,7 +197,7 @@ func TestUISessionPages(t *testing.T) {
 		t.Fatalf("predict: status %d\n%s", p.StatusCode, p.text())
 	}
 	p = mb.follow(p)
-	wantText(t, p, "Predicted 230 rows of hospital_a with the best model of my-session: written to file://"+f.roots["a"]+"/predictions/hospital_a/")
+	wantText(t, p, "Predicted 230 rows of hospital_a with the best model of my-session: written to file://"+f.Roots["a"]+"/predictions/hospital_a/")
 	p = mb.follow(mb.post("/sessions/"+id+"/predict", url.Values{"dataset": {"hospital_a"}, "format": {"xlsx"}}))
 	wantText(t, p, "Format must be csv or parquet")
 
@@ -220,7 +221,7 @@ func TestUISessionPages(t *testing.T) {
 		}
 	}
 	wantText(t, dc.get("/sessions"), "my-session")
-	f.addUser("dc2@example.org", "data_custodian")
+	f.AddUser("dc2@example.org", "data_custodian")
 	other := e.browser()
 	other.signIn("dc2@example.org", "password-dc2@example.org")
 	wantStatus(t, other.get("/sessions/"+id), http.StatusNotFound)
@@ -236,7 +237,7 @@ func TestUISessionPages(t *testing.T) {
 	}
 
 	// A long session reloads its page while it runs, and can be cancelled.
-	long, err := f.api.CreateSession(ctx, sessionConfig("long", func(m map[string]any) { m["rounds"] = 1000 }))
+	long, err := f.API.CreateSession(ctx, servertest.SessionConfig("long", func(m map[string]any) { m["rounds"] = 1000 }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,10 +259,10 @@ func TestUISessionPages(t *testing.T) {
 
 var polyline = regexp.MustCompile(`<polyline class="chart-line"[^>]*points="([^"]*)"`)
 
-func chartPoints(ys ...float64) []server.ChartPoint {
-	out := make([]server.ChartPoint, len(ys))
+func chartPoints(ys ...float64) []ui.ChartPoint {
+	out := make([]ui.ChartPoint, len(ys))
 	for i, y := range ys {
-		out[i] = server.ChartPoint{X: float64(i + 1), Y: y}
+		out[i] = ui.ChartPoint{X: float64(i + 1), Y: y}
 	}
 	return out
 }
@@ -291,8 +292,8 @@ func wantWellFormed(t *testing.T, out string) {
 }
 
 func TestLineChart(t *testing.T) {
-	out := string(server.LineChart(server.Chart{Title: "Loss <per> round", YLabel: "Loss & more", Width: 460, Height: 250,
-		Series: []server.ChartSeries{{Name: "Loss", Points: chartPoints(0.69, 0.41, 0.3, 0.25, 0.22)}}, Mark: 5, MarkLabel: "best"}))
+	out := string(ui.LineChart(ui.Chart{Title: "Loss <per> round", YLabel: "Loss & more", Width: 460, Height: 250,
+		Series: []ui.ChartSeries{{Name: "Loss", Points: chartPoints(0.69, 0.41, 0.3, 0.25, 0.22)}}, Mark: 5, MarkLabel: "best"}))
 	wantWellFormed(t, out)
 	lines := polyline.FindAllStringSubmatch(out, -1)
 	if len(lines) != 1 || len(strings.Fields(lines[0][1])) != 5 {
@@ -327,7 +328,7 @@ func TestLineChart(t *testing.T) {
 	}
 
 	t.Run("several series get a legend, names escaped", func(t *testing.T) {
-		out := string(server.LineChart(server.Chart{Title: "Per client", Width: 900, Height: 260, Series: []server.ChartSeries{
+		out := string(ui.LineChart(ui.Chart{Title: "Per client", Width: 900, Height: 260, Series: []ui.ChartSeries{
 			{Name: "hospital_a", Points: chartPoints(0.9, 0.95, 0.97)},
 			{Name: "<b>b</b>", Points: chartPoints(0.8, 0.85, 0.9)},
 		}}))
@@ -343,7 +344,7 @@ func TestLineChart(t *testing.T) {
 		}
 	})
 	t.Run("one round", func(t *testing.T) {
-		out := string(server.LineChart(server.Chart{Title: "t", Width: 460, Height: 250, Series: []server.ChartSeries{{Name: "Loss", Points: chartPoints(0.5)}}}))
+		out := string(ui.LineChart(ui.Chart{Title: "t", Width: 460, Height: 250, Series: []ui.ChartSeries{{Name: "Loss", Points: chartPoints(0.5)}}}))
 		wantWellFormed(t, out)
 		if polyline.MatchString(out) {
 			t.Errorf("a single value drew a line")
@@ -356,7 +357,7 @@ func TestLineChart(t *testing.T) {
 		}
 	})
 	t.Run("constant values", func(t *testing.T) {
-		out := string(server.LineChart(server.Chart{Title: "t", Width: 460, Height: 250, Series: []server.ChartSeries{{Name: "Accuracy", Points: chartPoints(1, 1, 1, 1)}}}))
+		out := string(ui.LineChart(ui.Chart{Title: "t", Width: 460, Height: 250, Series: []ui.ChartSeries{{Name: "Accuracy", Points: chartPoints(1, 1, 1, 1)}}}))
 		wantWellFormed(t, out)
 		lines := polyline.FindAllStringSubmatch(out, -1)
 		if len(lines) != 1 {
@@ -374,7 +375,7 @@ func TestLineChart(t *testing.T) {
 		}
 	})
 	t.Run("missing values split the line", func(t *testing.T) {
-		out := string(server.LineChart(server.Chart{Title: "t", Width: 460, Height: 250, Series: []server.ChartSeries{
+		out := string(ui.LineChart(ui.Chart{Title: "t", Width: 460, Height: 250, Series: []ui.ChartSeries{
 			{Name: "a", Points: chartPoints(1, 2, math.NaN(), 4, 5, math.Inf(1), 7)},
 		}}))
 		wantWellFormed(t, out)
@@ -387,7 +388,7 @@ func TestLineChart(t *testing.T) {
 		}
 	})
 	t.Run("no values", func(t *testing.T) {
-		out := string(server.LineChart(server.Chart{Title: "t", Width: 460, Height: 250, Series: []server.ChartSeries{{Name: "a", Points: chartPoints(math.NaN())}}}))
+		out := string(ui.LineChart(ui.Chart{Title: "t", Width: 460, Height: 250, Series: []ui.ChartSeries{{Name: "a", Points: chartPoints(math.NaN())}}}))
 		wantWellFormed(t, out)
 		if !strings.Contains(out, "No values to show yet") || polyline.MatchString(out) {
 			t.Errorf("empty chart:\n%s", out)
@@ -398,7 +399,7 @@ func TestLineChart(t *testing.T) {
 		for i := range ys {
 			ys[i] = 1 / float64(i+1)
 		}
-		out := string(server.LineChart(server.Chart{Title: "t", Width: 460, Height: 250, Series: []server.ChartSeries{{Name: "a", Points: chartPoints(ys...)}}}))
+		out := string(ui.LineChart(ui.Chart{Title: "t", Width: 460, Height: 250, Series: []ui.ChartSeries{{Name: "a", Points: chartPoints(ys...)}}}))
 		wantWellFormed(t, out)
 		ticks := regexp.MustCompile(`<text x="[0-9.]+" y="[0-9.]+" text-anchor="middle">(\d+)</text>`).FindAllStringSubmatch(out, -1)
 		if len(ticks) < 3 || len(ticks) > 12 || ticks[0][1] != "1" {

@@ -1,4 +1,4 @@
-package server_test
+package ui_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,41 +21,30 @@ import (
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/server"
+	"github.com/silofl/silo/internal/server/servertest"
 	"github.com/silofl/silo/internal/sqlstore"
+	"github.com/silofl/silo/internal/testsvc"
 )
 
-const uiAdminEmail, uiAdminPassword = "admin@example.org", "correct horse battery"
+const uiAdminEmail, uiAdminPassword = servertest.AdminEmail, servertest.AdminPassword
 
+func TestMain(m *testing.M) { os.Exit(testsvc.Main(m)) }
+
+// uiEnv is a running server (servertest.Env) as the UI tests reach it.
 type uiEnv struct {
 	t     *testing.T
 	db    *sqlstore.DB
 	srv   *server.Server
 	ts    *httptest.Server
-	clock *fakeClock
+	clock *servertest.Clock
 }
 
 // newUIEnv starts a server on a fresh SQLite store, with the first admin
 // created unless empty is set.
 func newUIEnv(t *testing.T, empty bool) *uiEnv {
 	t.Helper()
-	ctx := context.Background()
-	clock := &fakeClock{t: time.Now().UTC()}
-	db := sqlstore.New(filepath.Join(t.TempDir(), "silo.db"))
-	db.Clock = clock.Now
-	if err := db.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	srv := server.New(db)
-	srv.Clock = clock.Now
-	if !empty {
-		if _, _, err := srv.BootstrapAdmin(ctx, uiAdminEmail, uiAdminPassword); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	return &uiEnv{t: t, db: db, srv: srv, ts: ts, clock: clock}
+	e := servertest.Start(t, !empty)
+	return &uiEnv{t: t, db: e.DB, srv: e.Srv, ts: e.TS, clock: e.Clock}
 }
 
 // uiBrowser is a cookie-keeping HTTP client that does not follow redirects,

@@ -1,4 +1,4 @@
-package server
+package ui
 
 // Settings → Task Runners: the list, registration (choose a provider, then
 // its form), each runner's page and its actions.
@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/server"
 )
 
 // runnerField is one input of a runner form, named as RunnerSpec's JSON
@@ -340,8 +341,8 @@ func parseProvider(s string) (silo.Provider, bool) {
 	return p, slices.Contains(silo.Providers, p)
 }
 
-func (s *Server) workspaceName(ctx context.Context) string {
-	ws, err := s.db.Workspace(ctx)
+func (ui *UI) workspaceName(ctx context.Context) string {
+	ws, err := ui.db.Workspace(ctx)
 	if err != nil {
 		return "silo"
 	}
@@ -350,28 +351,28 @@ func (s *Server) workspaceName(ctx context.Context) string {
 
 // ---- List ----
 
-func (s *Server) handleRunnersPage(w http.ResponseWriter, r *http.Request) {
-	runners, err := s.listRunners(r)
+func (ui *UI) handleRunnersPage(w http.ResponseWriter, r *http.Request) {
+	runners, err := ui.listRunners(r)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
-	v := s.settingsView(r, "Task Runners", "runners")
+	v := ui.settingsView(r, "Task Runners", "runners")
 	v.Data = runners
-	s.render(w, r, http.StatusOK, "runners", v)
+	ui.render(w, r, http.StatusOK, "runners", v)
 }
 
 // ---- Registration ----
 
-func (s *Server) handleRunnerProviders(w http.ResponseWriter, r *http.Request) {
-	v := s.settingsView(r, "Register a task runner", "runners")
+func (ui *UI) handleRunnerProviders(w http.ResponseWriter, r *http.Request) {
+	v := ui.settingsView(r, "Register a task runner", "runners")
 	v.Data = providerInfos
-	s.render(w, r, http.StatusOK, "runner_providers", v)
+	ui.render(w, r, http.StatusOK, "runner_providers", v)
 }
 
 // renderRunnerForm shows the registration or edit form of provider p.
-func (s *Server) renderRunnerForm(w http.ResponseWriter, r *http.Request, status int, p silo.Provider, f *form, edit *silo.Runner) {
-	ws := s.workspaceName(r.Context())
+func (ui *UI) renderRunnerForm(w http.ResponseWriter, r *http.Request, status int, p silo.Provider, f *form, edit *silo.Runner) {
+	ws := ui.workspaceName(r.Context())
 	name := f.Get("name")
 	if edit != nil {
 		name = edit.Name
@@ -400,29 +401,29 @@ func (s *Server) renderRunnerForm(w http.ResponseWriter, r *http.Request, status
 		d.Action = "/settings/runners/" + url.PathEscape(edit.Name) + "/edit"
 		title = "Edit " + edit.Name
 	}
-	v := s.settingsView(r, title, "runners")
+	v := ui.settingsView(r, title, "runners")
 	v.Form = f
 	v.Data = d
-	s.render(w, r, status, "runner_form", v)
+	ui.render(w, r, status, "runner_form", v)
 }
 
-func (s *Server) handleRunnerNew(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleRunnerNew(w http.ResponseWriter, r *http.Request) {
 	p, ok := parseProvider(r.PathValue("provider"))
 	if !ok {
-		s.renderError(w, r, silo.Errorf(silo.ENOTFOUND, "there is no provider %q: choose local, aws or azure", r.PathValue("provider")))
+		ui.renderError(w, r, silo.Errorf(silo.ENOTFOUND, "there is no provider %q: choose local, aws or azure", r.PathValue("provider")))
 		return
 	}
-	s.renderRunnerForm(w, r, http.StatusOK, p, newForm(nil), nil)
+	ui.renderRunnerForm(w, r, http.StatusOK, p, newForm(nil), nil)
 }
 
-func (s *Server) handleRunnerCreate(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleRunnerCreate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	p, ok := parseProvider(r.PathValue("provider"))
 	if !ok {
-		s.renderError(w, r, silo.Errorf(silo.ENOTFOUND, "there is no provider %q: choose local, aws or azure", r.PathValue("provider")))
+		ui.renderError(w, r, silo.Errorf(silo.ENOTFOUND, "there is no provider %q: choose local, aws or azure", r.PathValue("provider")))
 		return
 	}
-	if !s.parseForm(w, r) {
+	if !ui.parseForm(w, r) {
 		return
 	}
 	main, advanced := runnerFieldsFor(p, "", "", false)
@@ -435,29 +436,29 @@ func (s *Server) handleRunnerCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	spec := runnerSpecFromForm(p, fields, f.Values, f)
 	check := spec // ValidateAll normalises and fills defaults: keep spec as typed
-	errs := check.ValidateAll(s.workspaceName(ctx))
+	errs := check.ValidateAll(ui.workspaceName(ctx))
 	placeErrors(f, fields, errs)
 	if len(f.Errors) > 0 || f.Error != "" {
-		s.renderRunnerForm(w, r, http.StatusBadRequest, p, f, nil)
+		ui.renderRunnerForm(w, r, http.StatusBadRequest, p, f, nil)
 		return
 	}
-	rn, err := s.registerRunner(ctx, spec)
+	rn, err := ui.srv.RegisterRunner(ctx, spec)
 	if err != nil {
-		s.logInternal(r, err)
+		ui.logInternal(r, err)
 		f.fail(err, fieldNames(fields)...)
-		s.renderRunnerForm(w, r, ErrorStatus(err), p, f, nil)
+		ui.renderRunnerForm(w, r, server.ErrorStatus(err), p, f, nil)
 		return
 	}
 	if rn.Token != "" {
 		// A local runner's token exists only now: show it in this response.
-		s.renderRunnerPage(w, r, http.StatusCreated, rn.Name, &flash{Kind: "success", Message: "Task runner " + rn.Name + " is registered."}, rn.Token)
+		ui.renderRunnerPage(w, r, http.StatusCreated, rn.Name, &flash{Kind: "success", Message: "Task runner " + rn.Name + " is registered."}, rn.Token)
 		return
 	}
 	msg := "Task runner " + rn.Name + " is registered."
 	if rn.Status == silo.RunnerProvisioning {
 		msg += " Next, download its deployment bundle and apply it in your " + providerTitle(rn.Provider) + " account."
 	}
-	s.redirectFlash(w, r, runnerPath(rn.Name), "success", msg)
+	ui.redirectFlash(w, r, runnerPath(rn.Name), "success", msg)
 }
 
 func fieldNames(fields []runnerField) []string {
@@ -472,25 +473,25 @@ func runnerPath(name string) string { return "/settings/runners/" + url.PathEsca
 
 // ---- Edit ----
 
-func (s *Server) handleRunnerEdit(w http.ResponseWriter, r *http.Request) {
-	rn, err := s.db.FindRunner(r.Context(), r.PathValue("name"))
+func (ui *UI) handleRunnerEdit(w http.ResponseWriter, r *http.Request) {
+	rn, err := ui.db.FindRunner(r.Context(), r.PathValue("name"))
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
-	view := s.runnerView(rn)
-	s.renderRunnerForm(w, r, http.StatusOK, rn.Provider, newForm(runnerFormValues(view)), view)
+	view := ui.srv.RunnerView(rn)
+	ui.renderRunnerForm(w, r, http.StatusOK, rn.Provider, newForm(runnerFormValues(view)), view)
 }
 
-func (s *Server) handleRunnerUpdate(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleRunnerUpdate(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	stored, err := s.db.FindRunner(ctx, r.PathValue("name"))
+	stored, err := ui.db.FindRunner(ctx, r.PathValue("name"))
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
-	old := s.runnerView(stored)
-	if !s.parseForm(w, r) {
+	old := ui.srv.RunnerView(stored)
+	if !ui.parseForm(w, r) {
 		return
 	}
 	main, advanced := runnerFieldsFor(old.Provider, "", old.Name, true)
@@ -520,17 +521,17 @@ func (s *Server) handleRunnerUpdate(w http.ResponseWriter, r *http.Request) {
 	if check.MemoryMB == 0 {
 		check.MemoryMB = old.MemoryMB
 	}
-	placeErrors(f, fields, check.ValidateAll(s.workspaceName(ctx)))
+	placeErrors(f, fields, check.ValidateAll(ui.workspaceName(ctx)))
 	if len(f.Errors) == 0 && f.Error == "" {
-		_, err = s.editRunner(ctx, old.Name, next)
+		_, err = ui.srv.EditRunner(ctx, old.Name, next)
 		if err == nil {
-			s.redirectFlash(w, r, runnerPath(old.Name), "success", "Settings of "+old.Name+" saved.")
+			ui.redirectFlash(w, r, runnerPath(old.Name), "success", "Settings of "+old.Name+" saved.")
 			return
 		}
-		s.logInternal(r, err)
+		ui.logInternal(r, err)
 		f.fail(err, fieldNames(fields)...)
 	}
-	s.renderRunnerForm(w, r, http.StatusBadRequest, old.Provider, f, old)
+	ui.renderRunnerForm(w, r, http.StatusBadRequest, old.Provider, f, old)
 }
 
 // ---- Runner page ----
@@ -560,24 +561,24 @@ type runnerSetting struct {
 
 const runnerLogLines = 60
 
-func (s *Server) handleRunnerPage(w http.ResponseWriter, r *http.Request) {
-	s.renderRunnerPage(w, r, http.StatusOK, r.PathValue("name"), nil, "")
+func (ui *UI) handleRunnerPage(w http.ResponseWriter, r *http.Request) {
+	ui.renderRunnerPage(w, r, http.StatusOK, r.PathValue("name"), nil, "")
 }
 
 // renderRunnerPage shows a runner; token, when set, is a token issued by
 // this request, shown once.
-func (s *Server) renderRunnerPage(w http.ResponseWriter, r *http.Request, status int, name string, fl *flash, token string) {
+func (ui *UI) renderRunnerPage(w http.ResponseWriter, r *http.Request, status int, name string, fl *flash, token string) {
 	ctx := r.Context()
-	stored, err := s.db.FindRunner(ctx, name)
+	stored, err := ui.db.FindRunner(ctx, name)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
-	rn := s.runnerView(stored)
-	d := runnerPageData{Runner: rn, Token: token, ServerURL: s.publicURL(r),
-		CanLaunch: s.Launch != nil && s.InternalURL != "", Running: s.local.running(rn.Name)}
+	rn := ui.srv.RunnerView(stored)
+	d := runnerPageData{Runner: rn, Token: token, ServerURL: ui.srv.BaseURL(r),
+		CanLaunch: ui.srv.CanStartRunners(), Running: ui.srv.LocalRunnerRunning(rn.Name)}
 	if rn.Provider == silo.ProviderLocal {
-		d.StorageRoot = localRoot(rn.StoragePath)
+		d.StorageRoot = server.LocalRoot(rn.StoragePath)
 	}
 	if token != "" {
 		d.Command = "silo runner --server " + d.ServerURL + " --token " + token
@@ -585,18 +586,18 @@ func (s *Server) renderRunnerPage(w http.ResponseWriter, r *http.Request, status
 			d.Command += " --storage-root " + d.StorageRoot
 		}
 	}
-	tasks, err := s.db.ListTasks(ctx, stored.ID, 10)
+	tasks, err := ui.db.ListTasks(ctx, stored.ID, 10)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	for _, t := range tasks {
 		d.Tasks = append(d.Tasks, taskRow{Task: t, Summary: taskSummary(t)})
 	}
 	for _, t := range tasks[:min(len(tasks), 5)] {
-		lines, err := s.db.ListTaskLogs(ctx, []string{t.ID}, 0, 5000)
+		lines, err := ui.db.ListTaskLogs(ctx, []string{t.ID}, 0, 5000)
 		if err != nil {
-			s.renderError(w, r, err)
+			ui.renderError(w, r, err)
 			return
 		}
 		if len(lines) > 0 {
@@ -605,7 +606,7 @@ func (s *Server) renderRunnerPage(w http.ResponseWriter, r *http.Request, status
 		}
 	}
 	d.Settings = runnerSettings(rn)
-	v := s.settingsView(r, rn.Name+" · Task Runners", "runners")
+	v := ui.settingsView(r, rn.Name+" · Task Runners", "runners")
 	v.Data = d
 	if fl != nil {
 		v.Flash = fl
@@ -619,7 +620,7 @@ func (s *Server) renderRunnerPage(w http.ResponseWriter, r *http.Request, status
 			}
 		}
 	}
-	s.render(w, r, status, "runner", v)
+	ui.render(w, r, status, "runner", v)
 }
 
 // taskRow is a task as the runner page lists it.
@@ -724,78 +725,73 @@ func providerTitle(p silo.Provider) string {
 
 // ---- Runner actions ----
 
-func (s *Server) handleRunnerDiagnostics(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleRunnerDiagnostics(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	t, err := s.queueTask(r.Context(), name, &silo.Task{Type: silo.TaskDiagnostics, VCPU: 1, MemoryMB: 16})
+	t, err := ui.srv.QueueTask(r.Context(), name, &silo.Task{Type: silo.TaskDiagnostics, VCPU: 1, MemoryMB: 16})
 	msg := ""
 	if err == nil {
 		msg = "Diagnostics task " + t.ID + " is queued: the runner checks its storage and resources when it next asks for work."
 	}
-	s.redirectResult(w, r, runnerPath(name), msg, err)
+	ui.redirectResult(w, r, runnerPath(name), msg, err)
 }
 
-func (s *Server) handleRunnerStart(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleRunnerStart(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	_, err := s.StartLocalRunner(r.Context(), name)
-	s.redirectResult(w, r, runnerPath(name), "Runner "+name+" is starting under the server with a new token; it turns online when its agent connects.", err)
+	_, err := ui.srv.StartLocalRunner(r.Context(), name)
+	ui.redirectResult(w, r, runnerPath(name), "Runner "+name+" is starting under the server with a new token; it turns online when its agent connects.", err)
 }
 
-func (s *Server) handleRunnerStop(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+func (ui *UI) handleRunnerStop(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	_, err := s.db.FindRunner(ctx, name)
-	if err == nil && !s.local.stop(name) {
-		err = silo.Errorf(silo.ECONFLICT, "runner %s is not running under this server", name)
-	}
-	s.auditResult(ctx, "runner.stop", name, err)
-	s.redirectResult(w, r, runnerPath(name), "Runner "+name+" is stopped; it turns offline after three missed heartbeats.", err)
+	_, err := ui.srv.StopLocalRunner(r.Context(), name)
+	ui.redirectResult(w, r, runnerPath(name), "Runner "+name+" is stopped; it turns offline after three missed heartbeats.", err)
 }
 
-func (s *Server) handleRunnerToken(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleRunnerToken(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	rn, err := s.rotateRunnerToken(r.Context(), name)
+	rn, err := ui.srv.RotateRunnerToken(r.Context(), name)
 	if err != nil {
-		s.redirectResult(w, r, runnerPath(name), "", err)
+		ui.redirectResult(w, r, runnerPath(name), "", err)
 		return
 	}
 	// The new token exists only now: show it in this response.
-	s.renderRunnerPage(w, r, http.StatusOK, name, &flash{Kind: "success", Message: "The token of " + name + " is replaced: the old one stopped working."}, rn.Token)
+	ui.renderRunnerPage(w, r, http.StatusOK, name, &flash{Kind: "success", Message: "The token of " + name + " is replaced: the old one stopped working."}, rn.Token)
 }
 
-func (s *Server) handleRunnerProvision(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleRunnerProvision(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	rn, err := s.provision(r.Context(), name)
+	rn, err := ui.srv.Provision(r.Context(), name)
 	if err != nil {
-		s.redirectResult(w, r, runnerPath(name), "", err)
+		ui.redirectResult(w, r, runnerPath(name), "", err)
 		return
 	}
 	kind, msg := "success", "Provisioning retried: "+rn.StatusReason
 	if rn.Status == silo.RunnerFailed {
 		kind, msg = "error", "Provisioning failed again: "+rn.StatusReason
 	}
-	s.redirectFlash(w, r, runnerPath(name), kind, msg)
+	ui.redirectFlash(w, r, runnerPath(name), kind, msg)
 }
 
-func (s *Server) handleRunnerDeregister(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleRunnerDeregister(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	_, err := s.deregisterRunner(r.Context(), name)
+	_, err := ui.srv.DeregisterRunner(r.Context(), name)
 	if err != nil {
-		s.redirectResult(w, r, runnerPath(name), "", err)
+		ui.redirectResult(w, r, runnerPath(name), "", err)
 		return
 	}
-	s.redirectFlash(w, r, "/settings/runners", "success", "Task runner "+name+" is deregistered: its token stopped working and its queued tasks were cancelled.")
+	ui.redirectFlash(w, r, "/settings/runners", "success", "Task runner "+name+" is deregistered: its token stopped working and its queued tasks were cancelled.")
 }
 
 // listRunners returns the registered task runners as the API shows them,
 // secrets redacted.
-func (s *Server) listRunners(r *http.Request) ([]*silo.Runner, error) {
-	stored, err := s.db.ListRunners(r.Context(), false)
+func (ui *UI) listRunners(r *http.Request) ([]*silo.Runner, error) {
+	stored, err := ui.db.ListRunners(r.Context(), false)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*silo.Runner, len(stored))
 	for i, rn := range stored {
-		out[i] = s.runnerView(rn)
+		out[i] = ui.srv.RunnerView(rn)
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package server
+package ui
 
 // Library: the datasets list, the registration wizard (SPEC §3) and each
 // dataset's page.
@@ -22,37 +22,15 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/server"
 )
 
 // wizardMaxBody bounds the wizard's last request: its attachments, each at
 // most silo.MaxAttachmentBytes, plus the form.
 const wizardMaxBody = 5*silo.MaxAttachmentBytes + 1<<20
 
-// multipartMemory is how much of a multipart form is held in memory; the
-// rest of the (bounded) files goes to temporary files, removed when the
-// request ends.
-const multipartMemory = 8 << 20
-
 // maxWizardAttachments bounds how many files one registration attaches.
 const maxWizardAttachments = 10
-
-// parseBoundedForm parses the form of a request whose body the guard has
-// bounded to limit bytes.
-func parseBoundedForm(r *http.Request, limit int64) error {
-	var err error
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
-		err = r.ParseMultipartForm(multipartMemory)
-	} else {
-		err = r.ParseForm()
-	}
-	switch {
-	case isMaxBytes(err):
-		return silo.Errorf(silo.EINVALID, "the upload is larger than %d MiB in all: go back and attach fewer or smaller files (each at most %d MiB)", limit>>20, silo.MaxAttachmentBytes>>20)
-	case err != nil:
-		return silo.Errorf(silo.EINVALID, "the form could not be read (%v): go back and submit it again", err)
-	}
-	return nil
-}
 
 var wizardSteps = []string{"Task runner", "Details and privacy", "Data location", "Attachments", "Connect"}
 
@@ -193,37 +171,37 @@ type libraryData struct {
 	Datasets []*silo.Dataset
 }
 
-func (s *Server) handleLibrary(w http.ResponseWriter, r *http.Request) {
-	stored, err := s.db.ListDatasets(r.Context())
+func (ui *UI) handleLibrary(w http.ResponseWriter, r *http.Request) {
+	stored, err := ui.db.ListDatasets(r.Context())
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	d := libraryData{Datasets: make([]*silo.Dataset, len(stored))}
 	for i, ds := range stored {
 		d.Datasets[i] = &ds.Dataset
 	}
-	v := s.newView(r, "Library")
+	v := ui.newView(r, "Library")
 	v.Section = "library"
 	v.Data = d
-	s.render(w, r, http.StatusOK, "library", v)
+	ui.render(w, r, http.StatusOK, "library", v)
 }
 
 // ---- Registration wizard ----
 
-func (s *Server) handleDatasetWizardStart(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleDatasetWizardStart(w http.ResponseWriter, r *http.Request) {
 	f := newForm(url.Values{})
 	if rn := r.URL.Query().Get("runner"); rn != "" {
 		f.Values.Set("runner", rn)
 	}
-	s.renderWizard(w, r, http.StatusOK, 1, f)
+	ui.renderWizard(w, r, http.StatusOK, 1, f)
 }
 
-func (s *Server) renderWizard(w http.ResponseWriter, r *http.Request, status, step int, f *form) {
+func (ui *UI) renderWizard(w http.ResponseWriter, r *http.Request, status, step int, f *form) {
 	d := wizardData{Step: step, Steps: wizardSteps, MaxMiB: silo.MaxAttachmentBytes >> 20, MaxFiles: maxWizardAttachments}
-	runners, err := s.listRunners(r)
+	runners, err := ui.listRunners(r)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	d.Runners = runners
@@ -249,7 +227,7 @@ func (s *Server) renderWizard(w http.ResponseWriter, r *http.Request, status, st
 	if rn := d.Runner; rn != nil {
 		switch rn.Provider {
 		case silo.ProviderLocal:
-			root := strings.TrimSuffix(localRoot(rn.StoragePath), "/")
+			root := strings.TrimSuffix(server.LocalRoot(rn.StoragePath), "/")
 			d.URIHelp = "A file or a folder under file://" + root + " (the runner's storage root): one CSV or Parquet file, or a folder of files with one schema."
 			d.URIExample = "file://" + root + "/patients.csv"
 		case silo.ProviderAWS:
@@ -263,11 +241,11 @@ func (s *Server) renderWizard(w http.ResponseWriter, r *http.Request, status, st
 	if step == 4 {
 		d.Review = wizardReview(f, d.Runner)
 	}
-	v := s.newView(r, "Register a dataset")
+	v := ui.newView(r, "Register a dataset")
 	v.Section = "library"
 	v.Form = f
 	v.Data = d
-	s.render(w, r, status, "dataset_new", v)
+	ui.render(w, r, status, "dataset_new", v)
 }
 
 // wizardReview summarises the earlier steps on the last one.
@@ -304,9 +282,9 @@ func wizardReview(f *form, rn *silo.Runner) []runnerSetting {
 	}
 }
 
-func (s *Server) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !s.parseForm(w, r) {
+	if !ui.parseForm(w, r) {
 		return
 	}
 	f := newForm(url.Values{})
@@ -320,10 +298,10 @@ func (s *Server) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
 		step = 1
 	}
 	if r.PostForm.Get("back") != "" {
-		s.renderWizard(w, r, http.StatusOK, max(step-1, 1), f)
+		ui.renderWizard(w, r, http.StatusOK, max(step-1, 1), f)
 		return
 	}
-	fail := func(step int) { s.renderWizard(w, r, http.StatusBadRequest, step, f) }
+	fail := func(step int) { ui.renderWizard(w, r, http.StatusBadRequest, step, f) }
 
 	// Every step checks the runner: it may be gone since step 1.
 	name := strings.TrimSpace(f.Get("runner"))
@@ -332,9 +310,9 @@ func (s *Server) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
 		fail(1)
 		return
 	}
-	rn, err := s.db.FindRunner(ctx, name)
+	rn, err := ui.db.FindRunner(ctx, name)
 	if err != nil {
-		s.logInternal(r, err)
+		ui.logInternal(r, err)
 		f.Errors["runner"] = silo.ErrorMessage(err)
 		fail(1)
 		return
@@ -346,38 +324,38 @@ func (s *Server) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
 				f.Values[k] = v
 			}
 		}
-		s.renderWizard(w, r, http.StatusOK, 2, f)
+		ui.renderWizard(w, r, http.StatusOK, 2, f)
 	case 2:
-		if s.checkWizardDetails(r, f); len(f.Errors) > 0 || f.Error != "" {
+		if ui.checkWizardDetails(r, f); len(f.Errors) > 0 || f.Error != "" {
 			fail(2)
 			return
 		}
-		s.renderWizard(w, r, http.StatusOK, 3, f)
+		ui.renderWizard(w, r, http.StatusOK, 3, f)
 	case 3:
 		uri := strings.TrimSpace(f.Get("uri"))
 		f.Values.Set("uri", uri)
 		if uri == "" {
 			f.Errors["uri"] = "give the data's location, e.g. " + silo.URISchemeFor(rn.Provider) + "://…"
-		} else if err := checkDatasetURI(uri, rn); err != nil {
+		} else if err := server.CheckDatasetURI(uri, rn); err != nil {
 			f.Errors["uri"] = silo.ErrorMessage(err)
 		}
 		if len(f.Errors) > 0 {
 			fail(3)
 			return
 		}
-		s.renderWizard(w, r, http.StatusOK, 4, f)
+		ui.renderWizard(w, r, http.StatusOK, 4, f)
 	case 4:
-		s.wizardConnect(w, r, f)
+		ui.wizardConnect(w, r, f)
 	}
 }
 
 // checkWizardDetails checks step 2: name, description and privacy controls.
-func (s *Server) checkWizardDetails(r *http.Request, f *form) silo.PrivacyControls {
+func (ui *UI) checkWizardDetails(r *http.Request, f *form) silo.PrivacyControls {
 	name := strings.TrimSpace(f.Get("name"))
 	f.Values.Set("name", name)
 	if err := silo.ValidateDatasetName(name); err != nil {
 		f.Errors["name"] = silo.ErrorMessage(err)
-	} else if _, err := s.db.FindDataset(r.Context(), name); err == nil {
+	} else if _, err := ui.db.FindDataset(r.Context(), name); err == nil {
 		f.Errors["name"] = fmt.Sprintf("a dataset named %q already exists: choose another name", name)
 	}
 	if len(strings.TrimSpace(f.Get("description"))) > 4000 {
@@ -388,7 +366,7 @@ func (s *Server) checkWizardDetails(r *http.Request, f *form) silo.PrivacyContro
 
 // wizardConnect is the last step: check the attachments, register the
 // dataset, store its attachments and go to its page.
-func (s *Server) wizardConnect(w http.ResponseWriter, r *http.Request, f *form) {
+func (ui *UI) wizardConnect(w http.ResponseWriter, r *http.Request, f *form) {
 	ctx := r.Context()
 	var files []*multipart.FileHeader
 	if r.MultipartForm != nil {
@@ -415,36 +393,36 @@ func (s *Server) wizardConnect(w http.ResponseWriter, r *http.Request, f *form) 
 		}
 	}
 	if len(f.Errors) > 0 {
-		s.renderWizard(w, r, http.StatusBadRequest, 4, f)
+		ui.renderWizard(w, r, http.StatusBadRequest, 4, f)
 		return
 	}
-	privacy := s.checkWizardDetails(r, f)
+	privacy := ui.checkWizardDetails(r, f)
 	if len(f.Errors) > 0 || f.Error != "" {
-		s.renderWizard(w, r, http.StatusBadRequest, 2, f)
+		ui.renderWizard(w, r, http.StatusBadRequest, 2, f)
 		return
 	}
 	spec := silo.DatasetSpec{Name: f.Get("name"), Runner: f.Get("runner"), URI: f.Get("uri"), Description: f.Get("description"), Privacy: &privacy}
-	d, err := s.registerDataset(ctx, spec)
+	d, err := ui.srv.RegisterDataset(ctx, spec)
 	if err != nil {
-		s.logInternal(r, err)
+		ui.logInternal(r, err)
 		var field string
 		if e, ok := err.(*silo.Error); ok {
 			field = e.Field
 		}
 		step := datasetStepOf(field)
 		placeDatasetError(f, err)
-		s.renderWizard(w, r, ErrorStatus(err), step, f)
+		ui.renderWizard(w, r, server.ErrorStatus(err), step, f)
 		return
 	}
 	var failed []string
 	for _, fh := range files {
 		file, err := fh.Open()
 		if err == nil {
-			_, err = s.addAttachment(ctx, d.Name, fh.Filename, fh.Header.Get("Content-Type"), file)
+			_, err = ui.srv.AddAttachment(ctx, d.Name, fh.Filename, fh.Header.Get("Content-Type"), file)
 			_ = file.Close()
 		}
 		if err != nil {
-			s.logInternal(r, err)
+			ui.logInternal(r, err)
 			failed = append(failed, fh.Filename+": "+silo.ErrorMessage(err))
 		}
 	}
@@ -453,10 +431,10 @@ func (s *Server) wizardConnect(w http.ResponseWriter, r *http.Request, f *form) 
 		msg = fmt.Sprintf("Dataset %s is registered with %s: the runner is reading the data…", d.Name, plural(n, "attachment"))
 	}
 	if len(failed) > 0 {
-		s.redirectFlash(w, r, datasetPath(d.Name), "error", msg+" Some attachments were not stored ("+strings.Join(failed, "; ")+"): add them again with 'silo datasets attach'.")
+		ui.redirectFlash(w, r, datasetPath(d.Name), "error", msg+" Some attachments were not stored ("+strings.Join(failed, "; ")+"): add them again with 'silo datasets attach'.")
 		return
 	}
-	s.redirectFlash(w, r, datasetPath(d.Name), "success", msg)
+	ui.redirectFlash(w, r, datasetPath(d.Name), "success", msg)
 }
 
 func datasetPath(name string) string { return "/library/" + url.PathEscape(name) }
@@ -484,8 +462,8 @@ type datasetPageData struct {
 	Privacy   []runnerSetting
 }
 
-func (s *Server) handleDatasetPage(w http.ResponseWriter, r *http.Request) {
-	s.renderDatasetPage(w, r, http.StatusOK, r.PathValue("name"), nil)
+func (ui *UI) handleDatasetPage(w http.ResponseWriter, r *http.Request) {
+	ui.renderDatasetPage(w, r, http.StatusOK, r.PathValue("name"), nil)
 }
 
 // formatTitle names a data format as people write it.
@@ -501,21 +479,21 @@ func formatTitle(f string) string {
 
 // renderDatasetPage shows a dataset; f, when set, is a privacy form that
 // failed.
-func (s *Server) renderDatasetPage(w http.ResponseWriter, r *http.Request, status int, name string, f *form) {
+func (ui *UI) renderDatasetPage(w http.ResponseWriter, r *http.Request, status int, name string, f *form) {
 	ctx := r.Context()
-	stored, err := s.db.FindDataset(ctx, name)
+	stored, err := ui.db.FindDataset(ctx, name)
 	if err != nil {
-		s.renderError(w, r, err)
+		ui.renderError(w, r, err)
 		return
 	}
 	ds := &stored.Dataset
 	d := datasetPageData{Dataset: ds, Privacy: privacySettings(ds.Privacy)}
-	if rn, err := s.db.FindRunner(ctx, ds.Runner); err == nil {
-		d.Runner = s.runnerView(rn)
+	if rn, err := ui.db.FindRunner(ctx, ds.Runner); err == nil {
+		d.Runner = ui.srv.RunnerView(rn)
 	}
 	a := silo.ActorFromContext(ctx)
-	d.CanManage = a.Can(silo.PermDatasetsManage) && canManageDataset(ctx, stored) == nil
-	v := s.newView(r, ds.Name+" · Library")
+	d.CanManage = a.Can(silo.PermDatasetsManage) && server.CanManageDataset(ctx, stored) == nil
+	v := ui.newView(r, ds.Name+" · Library")
 	v.Section = "library"
 	if f == nil {
 		vals := privacyValues(ds.Privacy)
@@ -530,7 +508,7 @@ func (s *Server) renderDatasetPage(w http.ResponseWriter, r *http.Request, statu
 	if ds.Status == silo.DatasetConnecting && f.Error == "" && len(f.Errors) == 0 {
 		v.Refresh = 2
 	}
-	s.render(w, r, status, "dataset", v)
+	ui.render(w, r, status, "dataset", v)
 }
 
 // privacySettings lists privacy controls for reading.
@@ -561,10 +539,10 @@ func privacySettings(p silo.PrivacyControls) []runnerSetting {
 	}
 }
 
-func (s *Server) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := r.PathValue("name")
-	if !s.parseForm(w, r) {
+	if !ui.parseForm(w, r) {
 		return
 	}
 	f := newForm(url.Values{})
@@ -579,32 +557,32 @@ func (s *Server) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
 	}
 	p := privacyFromForm(f.Values, f)
 	if len(f.Errors) > 0 || f.Error != "" {
-		s.renderDatasetPage(w, r, http.StatusBadRequest, name, f)
+		ui.renderDatasetPage(w, r, http.StatusBadRequest, name, f)
 		return
 	}
-	_, err := s.patchDataset(ctx, name, datasetPatch{Description: &desc, Privacy: &p})
+	_, err := ui.srv.PatchDataset(ctx, name, server.DatasetPatch{Description: &desc, Privacy: &p})
 	switch code := silo.ErrorCode(err); {
 	case err == nil:
-		s.redirectFlash(w, r, datasetPath(name), "success", "Privacy controls saved; the runner is reconnecting.")
+		ui.redirectFlash(w, r, datasetPath(name), "success", "Privacy controls saved; the runner is reconnecting.")
 	case code == silo.EINVALID:
 		placeDatasetError(f, err)
-		s.renderDatasetPage(w, r, http.StatusBadRequest, name, f)
+		ui.renderDatasetPage(w, r, http.StatusBadRequest, name, f)
 	default:
-		s.redirectResult(w, r, datasetPath(name), "", err)
+		ui.redirectResult(w, r, datasetPath(name), "", err)
 	}
 }
 
-func (s *Server) handleDatasetConnect(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleDatasetConnect(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	_, err := s.reconnectDataset(r.Context(), name)
-	s.redirectResult(w, r, datasetPath(name), "Connecting "+name+" again: the runner is reading the data…", err)
+	_, err := ui.srv.ReconnectDataset(r.Context(), name)
+	ui.redirectResult(w, r, datasetPath(name), "Connecting "+name+" again: the runner is reading the data…", err)
 }
 
-func (s *Server) handleDatasetDeregister(w http.ResponseWriter, r *http.Request) {
+func (ui *UI) handleDatasetDeregister(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := s.deregisterDataset(r.Context(), name); err != nil {
-		s.redirectResult(w, r, datasetPath(name), "", err)
+	if err := ui.srv.DeregisterDataset(r.Context(), name); err != nil {
+		ui.redirectResult(w, r, datasetPath(name), "", err)
 		return
 	}
-	s.redirectFlash(w, r, "/library", "success", "Dataset "+name+" is deregistered: sessions can no longer use it. Its data is untouched in its storage.")
+	ui.redirectFlash(w, r, "/library", "success", "Dataset "+name+" is deregistered: sessions can no longer use it. Its data is untouched in its storage.")
 }

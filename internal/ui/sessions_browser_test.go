@@ -1,4 +1,4 @@
-package server_test
+package ui_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/server/servertest"
 )
 
 // TestBrowserSessions: a Model Builder follows sessions in a real browser.
@@ -16,30 +17,30 @@ import (
 // refused first for the example's placeholder target, then created once the
 // target is set, and followed to completion.
 func TestBrowserSessions(t *testing.T) {
-	f := newFederation(t)
+	f := servertest.NewFederation(t)
 	ctx := context.Background()
-	done, err := f.api.CreateSession(ctx, sessionConfig("breast-cancer-glm", func(m map[string]any) { m["rounds"] = 8 }))
+	done, err := f.API.CreateSession(ctx, servertest.SessionConfig("breast-cancer-glm", func(m map[string]any) { m["rounds"] = 8 }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := waitSession(t, f.api, done.ID); s.Status != silo.SessionCompleted {
+	if s := servertest.WaitSession(t, f.API, done.ID); s.Status != silo.SessionCompleted {
 		t.Fatalf("session %s: %s", s.Status, s.StatusReason)
 	}
 	// Others, for the list: one that fails, one still running.
-	bad, err := f.api.CreateSession(ctx, sessionConfig("wrong-class", func(m map[string]any) { m["task"].(map[string]any)["positive_class"] = "maybe" }))
+	bad, err := f.API.CreateSession(ctx, servertest.SessionConfig("wrong-class", func(m map[string]any) { m["task"].(map[string]any)["positive_class"] = "maybe" }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSession(t, f.api, bad.ID)
-	long, err := f.api.CreateSession(ctx, sessionConfig("long-run", func(m map[string]any) { m["rounds"] = 1000 }))
+	servertest.WaitSession(t, f.API, bad.ID)
+	long, err := f.API.CreateSession(ctx, servertest.SessionConfig("long-run", func(m map[string]any) { m["rounds"] = 1000 }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.api.CancelSession(context.Background(), long.ID) })
+	t.Cleanup(func() { f.API.CancelSession(context.Background(), long.ID) })
 
 	br := newChromium(t)
 	s := browserStory{t}
-	base := f.ts.URL
+	base := f.TS.URL
 	row := `tr[data-session="` + done.ID + `"]`
 	s.step(br, "the model builder signs in",
 		chromedp.EmulateViewport(1280, 900),

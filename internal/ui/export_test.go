@@ -1,6 +1,6 @@
-package server
+package ui
 
-// Exports for the black-box tests in package server_test.
+// Exports for the black-box tests in package ui_test.
 
 type (
 	Chart       = chart
