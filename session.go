@@ -119,14 +119,11 @@ func (c *SessionConfig) Validate() error {
 	if c.Type == "" {
 		c.Type = SessionHFL
 	}
-	if c.Type != SessionHFL {
-		if slices.Contains(SessionTypes, c.Type) {
-			return FieldErrorf("type", "session type %q is not built yet: only hfl (horizontal federated learning) runs today", c.Type)
-		}
-		return FieldErrorf("type", "unknown session type %q: use hfl", c.Type)
+	if !slices.Contains(SessionTypes, c.Type) {
+		return FieldErrorf("type", "unknown session type %q: use one of %s", c.Type, strings.Join(SessionTypes, ", "))
 	}
 	if len(c.Datasets) == 0 {
-		return FieldErrorf("datasets", "list the datasets to train on, by name (see 'silo datasets list')")
+		return FieldErrorf("datasets", "list the datasets to use, by name (see 'silo datasets list')")
 	}
 	seen := map[string]bool{}
 	for _, d := range c.Datasets {
@@ -135,6 +132,15 @@ func (c *SessionConfig) Validate() error {
 		}
 		seen[d] = true
 	}
+	switch c.Type {
+	case SessionHFL:
+		return c.validateHFL()
+	}
+	return FieldErrorf("type", "session type %q is not built yet: only hfl (horizontal federated learning) runs today", c.Type)
+}
+
+// validateHFL checks and completes an hfl session's config.
+func (c *SessionConfig) validateHFL() error {
 	if c.MinClients == 0 {
 		c.MinClients = len(c.Datasets)
 	}
