@@ -49,6 +49,9 @@ type serverConfig struct {
 	SMTPURL, SMTPFrom string
 	LogFormat         string // text or json
 	Logger            *slog.Logger
+	// HeartbeatInterval is how often runners report; zero means
+	// silo.DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
 }
 
 // runningServer is a started server; tests and the quickstart use it directly.
@@ -90,6 +93,9 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 		return nil, err
 	}
 	srv := server.New(db)
+	if cfg.HeartbeatInterval > 0 {
+		srv.HeartbeatInterval = cfg.HeartbeatInterval
+	}
 	srv.AddRoutes(ui.New(srv)...)
 	srv.Logger = log
 	srv.PublicURL = cfg.PublicURL
@@ -199,9 +205,17 @@ func cmdServer(ctx context.Context, args []string, s streams) int {
 	fs.StringVar(&cfg.SMTPURL, "smtp", os.Getenv("SILO_SMTP"), "SMTP relay for invitation emails: smtp://user:password@host:587 (optional)")
 	fs.StringVar(&cfg.SMTPFrom, "smtp-from", envOr("SILO_SMTP_FROM", "silo@localhost.localdomain"), "sender address of invitation emails")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
+	heartbeat := fs.String("heartbeat-interval", envOr("SILO_HEARTBEAT_INTERVAL", silo.DefaultHeartbeatInterval.String()),
+		"how often runners report; a runner silent for three intervals is offline, and sessions stop waiting for it")
 	if code, done := parseFlags(fs, args, serverUsage, s); done {
 		return code
 	}
+	hb, err := time.ParseDuration(*heartbeat)
+	if err != nil || hb < time.Second || hb > 5*time.Minute {
+		fmt.Fprintf(s.Stderr, "silo server: --heartbeat-interval %q: use a duration from 1s to 5m, such as 10s\n", *heartbeat)
+		return 2
+	}
+	cfg.HeartbeatInterval = hb
 	switch cfg.LogFormat {
 	case "json":
 		cfg.Logger = slog.New(slog.NewJSONHandler(s.Stderr, nil))

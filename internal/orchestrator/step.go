@@ -379,7 +379,7 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 		if len(retry) > 0 && !timedOut {
 			return false, r.waitingFor(ctx, ss, where, retry, states, need)
 		}
-		return false, shortOf(ss, where, have, done, need, pending+away, timedOut)
+		return false, shortOf(ss, states, where, have, done, need, timedOut)
 	}
 	switch {
 	case done >= need && pending == 0:
@@ -387,7 +387,7 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 		// that went away.
 	case timedOut:
 		if done < need {
-			return false, shortOf(ss, where, have, done, need, pending+away, timedOut)
+			return false, shortOf(ss, states, where, have, done, need, timedOut)
 		}
 	case pending == 0 && away > 0:
 		var gone []string
@@ -492,18 +492,23 @@ func (r *run) waitForRunners(ctx context.Context, ss *sqlstore.StoredSession, k 
 	return true, nil
 }
 
-// shortOf is the error of a step that cannot get enough answers.
-func shortOf(ss *sqlstore.StoredSession, where string, have map[string]*silo.Task, done, need, pending int, timedOut bool) error {
+// shortOf is the error of a step that cannot get enough answers: it names
+// each client that did not answer, and why.
+func shortOf(ss *sqlstore.StoredSession, states map[string]sqlstore.RunnerState, where string, have map[string]*silo.Task, done, need int, timedOut bool) error {
 	var reasons []string
 	for _, c := range ss.Clients {
-		if t, ok := have[c.Dataset]; ok && t.Status != silo.TaskSucceeded && t.Status != silo.TaskQueued && t.Status != silo.TaskRunning {
+		t, ok := have[c.Dataset]
+		switch {
+		case !ok || t.Status == silo.TaskSucceeded:
+		case t.Status != silo.TaskQueued && t.Status != silo.TaskRunning:
 			reasons = append(reasons, t.Dataset+": "+cmpOr(t.Error, t.Status))
+		case !online(states, c.Runner):
+			reasons = append(reasons, fmt.Sprintf("%s: did not answer within round_timeout %s, its runner %s", t.Dataset, ss.Config.RoundTimeout, absent(states, c.Runner)))
+		case timedOut:
+			reasons = append(reasons, fmt.Sprintf("%s: did not answer within round_timeout %s", t.Dataset, ss.Config.RoundTimeout))
+		default:
+			reasons = append(reasons, t.Dataset+": still working")
 		}
-	}
-	if pending > 0 && !timedOut {
-		reasons = append(reasons, fmt.Sprintf("%d still working", pending))
-	} else if pending > 0 {
-		reasons = append(reasons, fmt.Sprintf("%d did not answer within round_timeout %s", pending, ss.Config.RoundTimeout))
 	}
 	return silo.Errorf(silo.ECONFLICT, "%s: only %d of %d clients answered, %s (%s)", where, done, len(ss.Clients), needed(ss, need), strings.Join(reasons, "; "))
 }

@@ -457,10 +457,10 @@ func errorsAs(err error, target **silo.Error) bool {
 	return ok
 }
 
-// TestFaultRunnerKilledMidRound: a runner killed mid-session is recorded
+// TestRunnerStoppedMidRound: a runner stopped mid-session is recorded
 // and the rounds go on with the others while min_clients remain; with too
 // few left the session fails and says why.
-func TestFaultRunnerKilledMidRound(t *testing.T) {
+func TestRunnerStoppedMidRound(t *testing.T) {
 	f := newFederation(t)
 	ctx := context.Background()
 	s, err := f.api.CreateSession(ctx, sessionConfig("dropped", func(m map[string]any) { m["rounds"] = 4; m["round_timeout"] = "30s" }))
