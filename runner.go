@@ -123,6 +123,15 @@ func (s *RunnerSpec) Secrets() map[string]*string {
 	}
 }
 
+// MemoryBudgetMB is the memory the runner was registered with, in MB,
+// whichever unit its provider takes.
+func (s *RunnerSpec) MemoryBudgetMB() int {
+	if s.MemoryMB > 0 {
+		return s.MemoryMB
+	}
+	return s.MemoryGB * 1024
+}
+
 // Redact clears every secret of s, keeping their names in r.SecretsSet.
 func (r *Runner) Redact() {
 	r.SecretsSet = nil

@@ -401,3 +401,38 @@ func Norm(params []float64) float64 {
 	}
 	return scale * math.Sqrt(s)
 }
+
+// Mean folds clients' updates into their mean weighted by example counts,
+// one update at a time, so an aggregator holds one running sum instead of
+// every client's parameters.
+type Mean struct {
+	sum   []float64
+	total int64
+	count int
+}
+
+// NewMean returns an empty mean of n parameters.
+func NewMean(n int) *Mean { return &Mean{sum: make([]float64, n)} }
+
+// Add folds in one update of numExamples examples.
+func (m *Mean) Add(params []float64, numExamples int64) {
+	n := float64(numExamples)
+	for j, x := range params {
+		m.sum[j] += n * x
+	}
+	m.total += numExamples
+	m.count++
+}
+
+// Count is the number of updates folded in.
+func (m *Mean) Count() int { return m.count }
+
+// Update returns the mean as one update carrying every example: for every
+// strategy, aggregating it equals aggregating the updates it folded.
+func (m *Mean) Update() Update {
+	out := make([]float64, len(m.sum))
+	for j, s := range m.sum {
+		out[j] = s / float64(m.total)
+	}
+	return Update{Params: out, NumExamples: int(m.total)}
+}

@@ -3,6 +3,7 @@ package fl
 import (
 	"bytes"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -297,5 +298,54 @@ func TestNorm(t *testing.T) {
 	}
 	if !math.IsNaN(Norm([]float64{1, math.NaN()})) || !math.IsInf(Norm([]float64{math.Inf(-1)}), 1) {
 		t.Error("Norm should propagate NaN and Inf")
+	}
+}
+
+// TestMeanFoldsUpdates: for every strategy, aggregating the folded mean of
+// the updates gives the same model as aggregating the updates, round after
+// round (adaptive state included).
+func TestMeanFoldsUpdates(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, name := range []string{FedAvg, FedProx, FedAdam, FedYogi, FedAdagrad} {
+		p, _ := DefaultParams(name)
+		if name == FedProx {
+			p.Mu = 0.01
+		}
+		direct, err := NewStrategy(name, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		folded, _ := NewStrategy(name, p)
+		global := []float64{0.5, -1, 2, 0}
+		gd, gf := global, global
+		for round := 0; round < 3; round++ {
+			var updates []Update
+			m := NewMean(len(global))
+			for c := 0; c < 4; c++ {
+				p := make([]float64, len(global))
+				for j := range p {
+					p[j] = gd[j] + rng.NormFloat64()
+				}
+				n := 1 + rng.IntN(100)
+				updates = append(updates, Update{Params: p, NumExamples: n})
+				m.Add(p, int64(n))
+			}
+			var err error
+			if gd, err = direct.Aggregate(gd, updates); err != nil {
+				t.Fatal(err)
+			}
+			if gf, err = folded.Aggregate(gf, []Update{m.Update()}); err != nil {
+				t.Fatal(err)
+			}
+			if m.Count() != 4 {
+				t.Fatalf("Count = %d", m.Count())
+			}
+			for j := range gd {
+				if math.Abs(gd[j]-gf[j]) > 1e-12*(1+math.Abs(gd[j])) {
+					t.Fatalf("%s round %d: parameter %d is %g aggregated directly, %g from the folded mean", name, round, j, gd[j], gf[j])
+				}
+			}
+			gf = gd // the same global model next round
+		}
 	}
 }

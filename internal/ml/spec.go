@@ -219,6 +219,10 @@ func (s Spec) widths() []int {
 	return append(w, s.outputs())
 }
 
+// ParamCount is the number of parameters of a model of this spec, or false
+// past MaxParams.
+func (s Spec) ParamCount() (int, bool) { return s.paramCount() }
+
 // paramCount counts parameters, reporting false past MaxParams (which also
 // keeps the arithmetic far from overflow).
 func (s Spec) paramCount() (int, bool) {

@@ -158,7 +158,13 @@ func (r *run) session(ctx context.Context, ss *sqlstore.StoredSession) (*Session
 		if err != nil {
 			return nil, fmt.Errorf("dataset %s of session %s: %w", c.Dataset, ss.ID, err)
 		}
-		s.Clients = append(s.Clients, &Client{SessionClient: c, Data: &ds.Dataset})
+		cl := &Client{SessionClient: c, Data: &ds.Dataset}
+		if rn, err := r.d.db.FindRunner(ctx, c.Runner); err == nil {
+			cl.RunnerVCPU, cl.RunnerMemoryMB = rn.VCPU, rn.MemoryBudgetMB()
+		} else if silo.ErrorCode(err) != silo.ENOTFOUND {
+			return nil, err
+		}
+		s.Clients = append(s.Clients, cl)
 	}
 	return s, nil
 }

@@ -381,6 +381,8 @@ func TestSessionChecks(t *testing.T) {
 		{func(m map[string]any) { m["task"].(map[string]any)["target"] = "patient_id" }, "task.target", "is an identifier"},
 		{func(m map[string]any) { m["task"].(map[string]any)["target"] = "colour" }, "task.target", "has no column colour"},
 		{func(m map[string]any) { m["task"].(map[string]any)["features"] = []string{"mean_radius", "patient_id"} }, "task.features", "is an identifier"},
+		// A model no server could hold is refused before anything runs.
+		{func(m map[string]any) { m["model"] = map[string]any{"package": "ffnet", "hidden_layers": []int{4096, 4096, 4096}} }, "model.hidden_layers", "more than 33554432 parameters"},
 	} {
 		_, err := f.api.CreateSession(ctx, sessionConfig("checks", tc.edit))
 		var se *silo.Error
@@ -402,12 +404,24 @@ func TestSessionChecks(t *testing.T) {
 	if s.Status != silo.SessionFailed || !strings.Contains(s.StatusReason, `positive_class "maybe" is not among the classes`) {
 		t.Fatalf("bad positive class: %s %q", s.Status, s.StatusReason)
 	}
+	// A model larger than a runner's memory fails the session once the
+	// statistics fix its size, and says which runner and how large.
+	s, err = f.api.CreateSession(ctx, sessionConfig("too-big", func(m map[string]any) {
+		m["model"] = map[string]any{"package": "ffnet", "hidden_layers": []int{4000, 4000}}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = waitSession(t, f.api, s.ID)
+	if s.Status != silo.SessionFailed || !strings.Contains(s.StatusReason, "runner hospital-a has 1024 MB") {
+		t.Fatalf("a model too large for the runners: %s %q", s.Status, s.StatusReason)
+	}
 	other := client.New(f.ts.URL, f.addUser("dc2@example.org", "data_custodian"))
 	if list, _ := other.ListSessions(ctx); len(list) != 0 {
 		t.Fatalf("a custodian of no dataset sees %d sessions", len(list))
 	}
-	if list, _ := f.dc.ListSessions(ctx); len(list) != 1 {
-		t.Fatalf("the datasets' custodian sees %d sessions, want 1", len(list))
+	if list, _ := f.dc.ListSessions(ctx); len(list) != 2 {
+		t.Fatalf("the datasets' custodian sees %d sessions, want 2", len(list))
 	}
 }
 

@@ -119,11 +119,39 @@ func (Kind) Configure(s *orchestrator.Session, step orchestrator.Step, c *orches
 	return nil, fmt.Errorf("hfl has no step %q", step.Name)
 }
 
-// memoryFor is what a training task needs for a model of n parameters:
-// the data and the working copies of the parameters (model, gradient,
-// optimiser moments, the update), with room to spare.
+// Model size. A runner trains with about bytesPerParam bytes for each
+// parameter (the model, its gradient, the optimiser's moments, the update
+// and their encodings: eight float64 copies) besides 256 MB for the data,
+// so a model must fit the smallest runner of its session. The server holds
+// three copies while it aggregates (updates are folded in one at a time),
+// so MaxModelParams bounds every model whatever the runners: 32 Mi
+// parameters, 256 MiB a copy.
+const (
+	bytesPerParam  = 64
+	MaxModelParams = 1 << 25
+)
+
+// memoryFor is what a training task needs for a model of n parameters, in
+// MB.
 func memoryFor(n int) int {
-	return 256 + 8*8*n>>20
+	return 256 + bytesPerParam*n>>20
+}
+
+// checkModelSize refuses a model of spec that the server or one of the
+// session's runners could not hold.
+func checkModelSize(spec ml.Spec, clients []*orchestrator.Client) error {
+	n, ok := spec.ParamCount()
+	if !ok || n > MaxModelParams {
+		return silo.FieldErrorf("model.hidden_layers", "the model would have more than %d parameters, the most a model may have: use fewer or smaller hidden layers", MaxModelParams)
+	}
+	for _, c := range clients {
+		if c.RunnerMemoryMB > 0 && memoryFor(n) > c.RunnerMemoryMB {
+			fit := max(0, (c.RunnerMemoryMB-256)<<20/bytesPerParam)
+			return silo.FieldErrorf("model.hidden_layers", "the model would have %d parameters, which need about %d MB to train; runner %s has %d MB, enough for about %d: use fewer or smaller hidden layers, or a larger runner",
+				n, memoryFor(n), c.Runner, c.RunnerMemoryMB, fit)
+		}
+	}
+	return nil
 }
 
 // trainingData is what every task of a client reads.
@@ -182,6 +210,9 @@ func (Kind) finishStats(s *orchestrator.Session, st *state, results []*orchestra
 		return nil, err
 	}
 	spec := model.Spec(&s.Config, prep)
+	if err := checkModelSize(spec, s.Clients); err != nil {
+		return nil, err
+	}
 	m, err := ml.NewModel(spec, s.Config.Seed)
 	if err != nil {
 		return nil, silo.Errorf(silo.EINVALID, "model: %v", err)
@@ -255,7 +286,11 @@ func (Kind) finishFit(ctx context.Context, s *orchestrator.Session, st *state, s
 		}
 	}
 	o := &orchestrator.Outcome{Refused: map[string]string{}, Epsilon: map[string]float64{}}
-	var updates []fl.Update
+	// Updates are folded into their weighted mean one at a time, so the
+	// server holds three copies of the model, not one per client: every
+	// strategy aggregates from that mean (Reddi et al.'s pseudo-gradient is
+	// the mean minus the global model).
+	mean := fl.NewMean(len(global))
 	var reasons []string
 	for _, r := range results {
 		ds := r.Client.Dataset
@@ -276,7 +311,7 @@ func (Kind) finishFit(ctx context.Context, s *orchestrator.Session, st *state, s
 			reasons = append(reasons, ds+": "+o.Refused[ds])
 			continue
 		}
-		updates = append(updates, fl.Update{Params: update, NumExamples: int(out.NTrain)})
+		mean.Add(update, out.NTrain)
 		cs := st.Clients[ds]
 		if cs == nil {
 			cs = &clientState{}
@@ -288,10 +323,10 @@ func (Kind) finishFit(ctx context.Context, s *orchestrator.Session, st *state, s
 			o.Epsilon[ds], _ = dp.Epsilon(cs.SampleRate, cs.Sigma, cs.Steps, dpc.Delta)
 		}
 	}
-	if len(updates) < s.Config.MinClients {
-		return nil, silo.Errorf(silo.ECONFLICT, "round %d: only %d usable updates, min_clients is %d (%s)", step.Round, len(updates), s.Config.MinClients, strings.Join(reasons, "; "))
+	if mean.Count() < s.Config.MinClients {
+		return nil, silo.Errorf(silo.ECONFLICT, "round %d: only %d usable updates, min_clients is %d (%s)", step.Round, mean.Count(), s.Config.MinClients, strings.Join(reasons, "; "))
 	}
-	next, err := strategy.Aggregate(global, updates)
+	next, err := strategy.Aggregate(global, []fl.Update{mean.Update()})
 	if err != nil {
 		return nil, silo.Errorf(silo.EINVALID, "round %d: %v", step.Round, err)
 	}
@@ -432,7 +467,11 @@ func (Kind) Prepare(ctx context.Context, cfg *silo.SessionConfig, datasets []*si
 			return silo.FieldErrorf("task.categorical", "categorical column %s is not among the features", c)
 		}
 	}
-	return nil
+	// The model has at least this many parameters (one input per feature,
+	// one output): refuse at once what no server could train. The exact
+	// count, against each runner's memory, is checked once the statistics
+	// fix the inputs.
+	return checkModelSize(ml.Spec{Package: cfg.Model.Package, NumFeatures: len(cfg.Task.Features), HiddenLayers: cfg.Model.HiddenLayers}, nil)
 }
 
 func kindOf(colType string) string {
