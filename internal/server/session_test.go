@@ -382,7 +382,9 @@ func TestSessionChecks(t *testing.T) {
 		{func(m map[string]any) { m["task"].(map[string]any)["target"] = "colour" }, "task.target", "has no column colour"},
 		{func(m map[string]any) { m["task"].(map[string]any)["features"] = []string{"mean_radius", "patient_id"} }, "task.features", "is an identifier"},
 		// A model no server could hold is refused before anything runs.
-		{func(m map[string]any) { m["model"] = map[string]any{"package": "ffnet", "hidden_layers": []int{4096, 4096, 4096}} }, "model.hidden_layers", "more than 33554432 parameters"},
+		{func(m map[string]any) {
+			m["model"] = map[string]any{"package": "ffnet", "hidden_layers": []int{4096, 4096, 4096}}
+		}, "model.hidden_layers", "more than 33554432 parameters"},
 	} {
 		_, err := f.api.CreateSession(ctx, sessionConfig("checks", tc.edit))
 		var se *silo.Error
