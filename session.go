@@ -67,7 +67,7 @@ type ModelConfig struct {
 
 // OptimizerConfig is the clients' local optimiser.
 type OptimizerConfig struct {
-	Name         string  `json:"name"` // sgd or adam
+	Name         string  `json:"name"` // sgd, adam or lbfgs (glm only)
 	LearningRate float64 `json:"learning_rate"`
 	Momentum     float64 `json:"momentum"`
 	BatchSize    int     `json:"batch_size"`
@@ -103,7 +103,7 @@ var (
 	ModelPackages = []string{"glm", "ffnet"}
 	GLMFamilies   = []string{"gaussian", "binomial", "poisson", "gamma", "tweedie"}
 	Strategies    = []string{"fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"}
-	Optimizers    = []string{"sgd", "adam"}
+	Optimizers    = []string{"sgd", "adam", "lbfgs"}
 	Activations   = []string{"relu", "tanh"}
 )
 
@@ -166,6 +166,9 @@ func (c *SessionConfig) validateHFL() error {
 		return err
 	}
 	if err := c.Strategy.validate(); err != nil {
+		return err
+	}
+	if err := c.checkLBFGS(); err != nil {
 		return err
 	}
 	if dp := c.DifferentialPrivacy; dp != nil {
@@ -291,19 +294,33 @@ func (o *OptimizerConfig) validate() error {
 		o.Name = "sgd"
 	}
 	if !slices.Contains(Optimizers, o.Name) {
-		return FieldErrorf("optimizer.name", "optimizer must be sgd or adam, not %q", o.Name)
+		return FieldErrorf("optimizer.name", "optimizer must be sgd, adam or lbfgs, not %q", o.Name)
 	}
 	if o.LearningRate == 0 {
-		o.LearningRate = 0.1
-		if o.Name == "adam" {
-			o.LearningRate = 0.001
-		}
+		o.LearningRate = map[string]float64{"sgd": 0.1, "adam": 0.001, "lbfgs": 1}[o.Name]
 	}
 	if !(o.LearningRate > 0 && o.LearningRate <= 10) {
 		return FieldErrorf("optimizer.learning_rate", "learning_rate must be above 0 and at most 10")
 	}
 	if !(o.Momentum >= 0 && o.Momentum < 1) {
 		return FieldErrorf("optimizer.momentum", "momentum must be at least 0 and below 1")
+	}
+	if o.Name == "lbfgs" {
+		// L-BFGS takes full-batch steps: every iteration uses all of a
+		// runner's training rows, and local_epochs caps the iterations.
+		if o.Momentum != 0 {
+			return FieldErrorf("optimizer.momentum", "momentum is for sgd; lbfgs estimates the curvature itself, so leave momentum out")
+		}
+		if o.BatchSize != 0 {
+			return FieldErrorf("optimizer.batch_size", "lbfgs uses all of a runner's training rows in every iteration; leave batch_size out")
+		}
+		if o.LocalEpochs == 0 {
+			o.LocalEpochs = 100
+		}
+		if o.LocalEpochs < 1 || o.LocalEpochs > 1000 {
+			return FieldErrorf("optimizer.local_epochs", "local_epochs (for lbfgs, the most iterations per round) must be between 1 and 1000")
+		}
+		return nil
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = 64
@@ -316,6 +333,25 @@ func (o *OptimizerConfig) validate() error {
 	}
 	if o.LocalEpochs < 1 || o.LocalEpochs > 1000 {
 		return FieldErrorf("optimizer.local_epochs", "local_epochs must be between 1 and 1000")
+	}
+	return nil
+}
+
+// checkLBFGS refuses the combinations L-BFGS cannot honour: it solves a
+// smooth, deterministic full-batch objective, which DP-SGD's noisy
+// per-example minibatch steps, an L1 penalty and dropout are not; and it is
+// offered for glm, whose local problem is convex.
+func (c *SessionConfig) checkLBFGS() error {
+	if c.Optimizer.Name != "lbfgs" {
+		return nil
+	}
+	switch {
+	case c.Model.Package != "glm":
+		return FieldErrorf("optimizer.name", "optimizer lbfgs is for package glm; train %s with sgd or adam", c.Model.Package)
+	case c.DifferentialPrivacy != nil:
+		return FieldErrorf("optimizer.name", "differential privacy trains with DP-SGD, which needs optimizer sgd or adam: lbfgs takes exact full-batch steps that DP-SGD cannot privatise")
+	case c.Model.L1 > 0:
+		return FieldErrorf("model.l1", "optimizer lbfgs cannot apply an l1 penalty (it is not differentiable at zero); use l2 with lbfgs, or sgd or adam for l1")
 	}
 	return nil
 }

@@ -52,7 +52,26 @@ func TestSessionConfigErrors(t *testing.T) {
 		{func(m map[string]any) { m["model"].(map[string]any)["package"] = "xgboost" }, "model.package", "glm or ffnet"},
 		{func(m map[string]any) { m["model"].(map[string]any)["family"] = "poisson" }, "model.family", "binomial"},
 		{func(m map[string]any) { m["model"].(map[string]any)["hidden_layers"] = []int{8} }, "model.hidden_layers", "belong to package ffnet"},
-		{func(m map[string]any) { m["optimizer"].(map[string]any)["name"] = "lbfgs" }, "optimizer.name", "sgd or adam"},
+		{func(m map[string]any) { m["optimizer"].(map[string]any)["name"] = "newton" }, "optimizer.name", "sgd, adam or lbfgs"},
+		{func(m map[string]any) {
+			m["optimizer"] = map[string]any{"name": "lbfgs"}
+		}, "optimizer.name", "differential privacy trains with DP-SGD, which needs optimizer sgd or adam"},
+		{func(m map[string]any) {
+			delete(m, "differential_privacy")
+			m["optimizer"] = map[string]any{"name": "lbfgs"}
+			m["model"].(map[string]any)["l1"] = 0.01
+		}, "model.l1", "lbfgs cannot apply an l1 penalty"},
+		{func(m map[string]any) {
+			delete(m, "differential_privacy")
+			m["optimizer"] = map[string]any{"name": "lbfgs"}
+			m["model"] = map[string]any{"package": "ffnet"}
+		}, "optimizer.name", "lbfgs is for package glm"},
+		{func(m map[string]any) {
+			m["optimizer"] = map[string]any{"name": "lbfgs", "batch_size": 64}
+		}, "optimizer.batch_size", "leave batch_size out"},
+		{func(m map[string]any) {
+			m["optimizer"] = map[string]any{"name": "lbfgs", "momentum": 0.9}
+		}, "optimizer.momentum", "leave momentum out"},
 		{func(m map[string]any) { m["optimizer"].(map[string]any)["momentum"] = 1.5 }, "optimizer.momentum", "below 1"},
 		{func(m map[string]any) { m["strategy"] = map[string]any{"name": "fedprox", "params": map[string]any{}} }, "strategy.params", "mu > 0"},
 		{func(m map[string]any) {
@@ -84,6 +103,13 @@ func TestSessionConfigDefaults(t *testing.T) {
 		c.Strategy.Name != "fedavg" || c.Validation.Fraction != 0.2 || c.SaveBestModel.Metric != "loss" || c.SaveBestModel.Mode != "min" ||
 		c.Model.Activation != "relu" || len(c.Model.HiddenLayers) != 1 {
 		t.Fatalf("defaults = %+v", c)
+	}
+	c, err = ParseSessionConfig([]byte(`{"name":"x","datasets":["a"],"rounds":3,"task":{"type":"classification","target":"y"},"model":{"package":"glm","l2":0.001},"optimizer":{"name":"lbfgs"},"strategy":{"name":"fedprox","params":{"mu":0.1}}}`))
+	if err != nil {
+		t.Fatalf("lbfgs with fedprox and l2: %v", err)
+	}
+	if o := c.Optimizer; o.LearningRate != 1 || o.LocalEpochs != 100 || o.BatchSize != 0 || o.Momentum != 0 {
+		t.Fatalf("lbfgs defaults = %+v", o)
 	}
 	var cm ClientMetrics
 	if err := json.Unmarshal([]byte(`{"round":2,"dataset":"a","n_train":80,"test_loss":0.5}`), &cm); err != nil || cm.Round != 2 || cm.Values["n_train"] != 80 {

@@ -12,6 +12,13 @@ import (
 const (
 	OptimizerSGD  = "sgd"
 	OptimizerAdam = "adam"
+	// OptimizerLBFGS solves each round's local problem with full-batch
+	// L-BFGS: LocalEpochs caps its iterations (each a pass over every
+	// training row, more when the line search backtracks), LearningRate is
+	// the first trial step of each line search (1 is the quasi-Newton
+	// step), and BatchSize and Momentum are unused. It needs a smooth,
+	// deterministic objective: no L1, no dropout, no DP.
+	OptimizerLBFGS = "lbfgs"
 )
 
 // Adam defaults, used where the Optimizer field is zero.
@@ -24,7 +31,7 @@ const (
 // Optimizer configures local training on a client. Its state (momentum,
 // Adam moments) starts fresh on every Train call, i.e. every round.
 type Optimizer struct {
-	Name         string  `json:"name"` // "sgd" or "adam"
+	Name         string  `json:"name"` // "sgd", "adam" or "lbfgs"
 	LearningRate float64 `json:"learning_rate"`
 	Momentum     float64 `json:"momentum,omitempty"` // sgd: heavy-ball momentum in [0,1); Nesterov is not used
 	Beta1        float64 `json:"beta1,omitempty"`    // adam; 0 means DefaultBeta1
@@ -37,11 +44,11 @@ type Optimizer struct {
 // Validate reports the first problem with o.
 func (o Optimizer) Validate() error {
 	switch o.Name {
-	case OptimizerSGD, OptimizerAdam:
+	case OptimizerSGD, OptimizerAdam, OptimizerLBFGS:
 	case "":
-		return errors.New(`ml: optimizer name is required ("sgd" or "adam")`)
+		return errors.New(`ml: optimizer name is required ("sgd", "adam" or "lbfgs")`)
 	default:
-		return fmt.Errorf(`ml: unknown optimizer %q (want "sgd" or "adam")`, o.Name)
+		return fmt.Errorf(`ml: unknown optimizer %q (want "sgd", "adam" or "lbfgs")`, o.Name)
 	}
 	if !(o.LearningRate > 0) || math.IsInf(o.LearningRate, 0) {
 		return fmt.Errorf("ml: learning_rate must be a positive number, got %g", o.LearningRate)
@@ -51,6 +58,15 @@ func (o Optimizer) Validate() error {
 	}
 	if o.Name == OptimizerAdam && o.Momentum != 0 {
 		return errors.New("ml: momentum is for sgd; adam uses beta1")
+	}
+	if o.Name == OptimizerLBFGS {
+		if o.Momentum != 0 {
+			return errors.New("ml: momentum is for sgd; lbfgs builds its own curvature estimate")
+		}
+		if o.LocalEpochs < 1 {
+			return fmt.Errorf("ml: local_epochs (lbfgs iterations) must be at least 1, got %d", o.LocalEpochs)
+		}
+		return nil // batch size and Adam settings do not apply
 	}
 	if !(o.Beta1 >= 0 && o.Beta1 < 1) || !(o.Beta2 >= 0 && o.Beta2 < 1) {
 		return fmt.Errorf("ml: adam betas must be in [0, 1), got beta1=%g beta2=%g", o.Beta1, o.Beta2)
@@ -85,6 +101,9 @@ type TrainOptions struct {
 	// each example's gradient to ClipNorm, adds Gaussian noise to the sum and
 	// divides by the expected batch size.
 	DP *DPOptions
+	// Workers is how many goroutines may share full-batch work (lbfgs's
+	// objective and gradient): the vCPUs the runner may use. 0 means 1.
+	Workers int
 	// Rand drives all randomness (shuffling, dropout, Poisson sampling,
 	// noise), so a seed reproduces a run. Under DP it must be secret and
 	// unpredictable — e.g. rand.New(rand.NewChaCha8(seed)) with seed from
@@ -145,9 +164,17 @@ func (m *Model) Train(ctx context.Context, d Dataset, opt TrainOptions) (TrainRe
 	if n == 0 {
 		return TrainResult{}, errors.New("ml: no training rows")
 	}
+	if err := opt.checkLBFGS(m.spec); err != nil {
+		return TrainResult{}, err
+	}
 	before := m.Params()
 	t := newTrainer(m, d, opt)
-	res, err := t.run(ctx)
+	var res TrainResult
+	if opt.Optimizer.Name == OptimizerLBFGS {
+		res, err = t.lbfgs(ctx)
+	} else {
+		res, err = t.run(ctx)
+	}
 	if err != nil {
 		copy(m.params, before)
 		return TrainResult{}, err
@@ -224,6 +251,9 @@ func newTrainer(m *Model, d Dataset, opt TrainOptions) *trainer {
 		t.sq = make([]float64, len(m.params))
 	} else if opt.Optimizer.Momentum > 0 {
 		t.mom = make([]float64, len(m.params))
+	}
+	if opt.Optimizer.Name == OptimizerLBFGS {
+		return t // lbfgs has workspaces of its own
 	}
 	if opt.DP != nil {
 		t.q = PoissonSampleRate(n, opt.Optimizer.BatchSize)

@@ -438,6 +438,7 @@ func runFit(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMe
 		Optimizer: ml.Optimizer{Name: p.Optimizer.Name, LearningRate: p.Optimizer.LearningRate, Momentum: p.Optimizer.Momentum,
 			BatchSize: p.Optimizer.BatchSize, LocalEpochs: p.Optimizer.LocalEpochs},
 		ProximalMu: p.ProximalMu,
+		Workers:    max(cfg.VCPU, 1), // full-batch solvers use the runner's vCPUs
 	}
 	if p.ProximalMu > 0 {
 		opts.Global = m.Params()
