@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxRecordBytes bounds a whole CSV record (row), so that a row of many
@@ -30,11 +31,10 @@ type csvFile struct {
 	closer  io.Closer
 	gzipped bool
 
-	// The fast path (fastRecord) parses plain lines itself, from the
+	// The fast path (splitLines) splits plain lines itself, from the
 	// buffer that r reads from.
 	br        *bufio.Reader // r's buffer
 	fast      bool          // whether r really reads from br
-	rec       []string      // the fast path's record, reused
 	fastLines int64         // lines the fast path read, which r did not count
 	lastLine  int64         // the line the last record ended on
 }
@@ -114,11 +114,9 @@ func openCSV(ctx context.Context, in Input, maxField int) (*csvFile, error) {
 	return f, nil
 }
 
-// read returns the next record and the line it starts on; io.EOF at the end.
+// read returns the next record that encoding/csv parses and the line it
+// starts on; io.EOF at the end.
 func (f *csvFile) read() ([]string, int64, error) {
-	if rec := f.fastRecord(); rec != nil {
-		return rec, f.lastLine, nil
-	}
 	rec, err := f.r.Read()
 	if err != nil {
 		if err == io.EOF {
@@ -139,38 +137,38 @@ func (f *csvFile) csvRecord(rec []string) int64 {
 	return int64(start) + f.fastLines
 }
 
-// fastRecord parses the next record when it is simple, the common case: a
-// whole line already in the buffer, without quotes, not blank, with the
-// header's number of fields. That is what encoding/csv does for such a
-// line, at about half its cost, which was two fifths of reading a CSV file.
-// Anything else (nil) is left to encoding/csv, which also reports errors.
-func (f *csvFile) fastRecord() []string {
+// splitLines moves the simple records at the front of the buffer into b,
+// the common case: whole lines already in the buffer, without quotes, not
+// blank, with the header's number of fields. That is what encoding/csv
+// does for such lines, at a fraction of its cost: one pass over the bytes
+// finds the commas, and no string is made. It stops at the first line it
+// cannot take, which read (encoding/csv) then parses or reports, or when b
+// is full.
+func (f *csvFile) splitLines(b *recordBatch) {
 	if !f.fast {
-		return nil
+		return
 	}
 	buf, _ := f.br.Peek(f.br.Buffered()) // never reads, so never takes an error
-	nl := bytes.IndexByte(buf, '\n')
-	if nl < 0 {
-		return nil
+	w := len(f.header)
+	used := 0
+	for !b.full() {
+		nl := bytes.IndexByte(buf[used:], '\n')
+		if nl < 0 {
+			break
+		}
+		line := buf[used : used+nl]
+		if n := len(line); n > 0 && line[n-1] == '\r' { // \r\n ends a line as \n does
+			line = line[:n-1]
+		}
+		if len(line) == 0 || !b.addLine(line, w) {
+			break
+		}
+		used += nl + 1
+		f.fastLines++
+		f.lastLine++
+		b.lines = append(b.lines, f.lastLine)
 	}
-	line := buf[:nl]
-	if n := len(line); n > 0 && line[n-1] == '\r' { // \r\n ends a line as \n does
-		line = line[:n-1]
-	}
-	if len(line) == 0 || bytes.IndexByte(line, '"') >= 0 || bytes.Count(line, []byte{','}) != len(f.header)-1 {
-		return nil
-	}
-	s := string(line) // one string per record, which the fields share
-	rec := f.rec[:0]
-	for i := strings.IndexByte(s, ','); i >= 0; i = strings.IndexByte(s, ',') {
-		rec = append(rec, s[:i])
-		s = s[i+1:]
-	}
-	f.rec = append(rec, s)
-	_, _ = f.br.Discard(nl + 1)
-	f.fastLines++
-	f.lastLine++
-	return f.rec
+	_, _ = f.br.Discard(used)
 }
 
 // error turns an error from encoding/csv or the guard into an *Error that
@@ -544,15 +542,15 @@ func scanCSVRows(ctx context.Context, f *csvFile, stats []*colStats) (int64, err
 	workers := max(1, min(runtime.GOMAXPROCS(0)-1, len(active), 8))
 	var rows int64
 	err := f.eachBatch(ctx, func(b *recordBatch) error {
-		rows += int64(len(b.recs))
+		rows += int64(b.len())
 		if workers == 1 {
-			addRecords(b.recs, stats, active)
+			addRecords(b, stats, active)
 			return nil
 		}
 		var wg sync.WaitGroup
 		for w := range workers {
 			lo, hi := w*len(active)/workers, (w+1)*len(active)/workers
-			wg.Go(func() { addRecords(b.recs, stats, active[lo:hi]) })
+			wg.Go(func() { addRecords(b, stats, active[lo:hi]) })
 		}
 		wg.Wait()
 		return nil
@@ -560,17 +558,31 @@ func scanCSVRows(ctx context.Context, f *csvFile, stats []*colStats) (int64, err
 	return rows, err
 }
 
-func addRecords(recs [][]string, stats []*colStats, cols []int) {
-	for _, rec := range recs {
+// addRecords adds the batch's cells of the given columns. A cell is seen
+// as a string over the batch's bytes without a copy: colStats keeps no
+// cell beyond the call (distinct copies the values it keeps).
+func addRecords(b *recordBatch, stats []*colStats, cols []int) {
+	for k := range b.len() {
 		for _, i := range cols {
-			stats[i].addCSV(rec[i])
+			stats[i].addCSV(view(b.field(k, i)))
 		}
 	}
 }
 
-// recordBatch is a run of consecutive records and the lines they start on.
+// view is b as a string without a copy; b must not change while the
+// string is in use.
+func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// recordBatch is a run of consecutive records and the lines they start
+// on, held as bytes without a pointer per field: field j of record k is
+// buf[offs[k·(w+1)+j] : offs[k·(w+1)+j+1]−1], each field being followed by
+// one comma in buf. Records cross from the reading goroutine to the
+// parsing one in these, and a string per field (the garbage collector's
+// work for each) took a quarter of a read.
 type recordBatch struct {
-	recs  [][]string
+	width int
+	buf   []byte
+	offs  []uint32
 	lines []int64
 	err   error // what ended the file early; nil at its end
 }
@@ -581,22 +593,91 @@ const (
 	batchBytes   = 4 << 20
 )
 
+func newRecordBatch(width int) *recordBatch {
+	return &recordBatch{
+		width: width,
+		buf:   make([]byte, 0, batchBytes+64<<10),
+		offs:  make([]uint32, 0, batchRecords*(width+1)),
+		lines: make([]int64, 0, batchRecords),
+	}
+}
+
+func (b *recordBatch) reset() {
+	b.buf, b.offs, b.lines, b.err = b.buf[:0], b.offs[:0], b.lines[:0], nil
+}
+
+func (b *recordBatch) len() int { return len(b.lines) }
+
+func (b *recordBatch) full() bool { return len(b.lines) >= batchRecords || len(b.buf) >= batchBytes }
+
+// field returns field j of record k, valid until the batch is reused.
+func (b *recordBatch) field(k, j int) []byte {
+	o := b.offs[k*(b.width+1)+j:]
+	return b.buf[o[0] : o[1]-1]
+}
+
+// addLine splits a plain line (no line end) into a record, reporting false,
+// and adding nothing, if it holds a quote or does not have w fields.
+func (b *recordBatch) addLine(line []byte, w int) bool {
+	base := len(b.buf)
+	mark := len(b.offs)
+	b.offs = append(b.offs, uint32(base))
+	fields := 1
+	for i, c := range line {
+		switch c {
+		case ',':
+			b.offs = append(b.offs, uint32(base+i+1))
+			fields++
+		case '"':
+			b.offs = b.offs[:mark]
+			return false
+		}
+	}
+	if fields != w {
+		b.offs = b.offs[:mark]
+		return false
+	}
+	b.buf = append(append(b.buf, line...), ',')
+	b.offs = append(b.offs, uint32(len(b.buf)))
+	return true
+}
+
+// addRecord adds a record that encoding/csv parsed.
+func (b *recordBatch) addRecord(rec []string, line int64) {
+	for _, s := range rec {
+		b.offs = append(b.offs, uint32(len(b.buf)))
+		b.buf = append(append(b.buf, s...), ',')
+	}
+	b.offs = append(b.offs, uint32(len(b.buf)))
+	b.lines = append(b.lines, line)
+}
+
 // eachBatch reads f's records in a goroutine, a batch at a time, and calls
-// fn with each batch in the calling goroutine, so that parsing CSV and
-// using the records overlap. At most three batches exist at a time.
+// fn with each batch in the calling goroutine, so that splitting CSV and
+// using the records overlap. Three batches circulate between the two, so
+// the memory is bounded and reused.
 func (f *csvFile) eachBatch(ctx context.Context, fn func(*recordBatch) error) error {
 	ch := make(chan *recordBatch, 1)
+	free := make(chan *recordBatch, 3)
+	for range 3 {
+		free <- newRecordBatch(len(f.header))
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(ch)
-		width := len(f.header)
 		for {
-			// One slab holds the batch's fields: encoding/csv reuses its
-			// record slice, and a slice per record would cost an allocation.
-			b := &recordBatch{recs: make([][]string, 0, batchRecords)}
-			slab := make([]string, 0, batchRecords*width)
-			for size := 0; len(b.recs) < batchRecords && size < batchBytes; {
+			var b *recordBatch
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			b.reset()
+			for {
+				if f.splitLines(b); b.full() {
+					break
+				}
 				rec, line, err := f.read()
 				if err != nil {
 					if err != io.EOF {
@@ -608,11 +689,9 @@ func (f *csvFile) eachBatch(ctx context.Context, fn func(*recordBatch) error) er
 					}
 					return
 				}
-				slab = append(slab, rec...)
-				b.recs = append(b.recs, slab[len(slab)-len(rec):len(slab):len(slab)])
-				b.lines = append(b.lines, line)
-				for _, s := range rec {
-					size += len(s)
+				b.addRecord(rec, line)
+				if b.full() {
+					break
 				}
 			}
 			if err := ctx.Err(); err != nil {
@@ -636,7 +715,7 @@ func (f *csvFile) eachBatch(ctx context.Context, fn func(*recordBatch) error) er
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if len(b.recs) > 0 {
+		if b.len() > 0 {
 			if err := fn(b); err != nil {
 				return err
 			}
@@ -644,6 +723,7 @@ func (f *csvFile) eachBatch(ctx context.Context, fn func(*recordBatch) error) er
 		if b.err != nil {
 			return b.err
 		}
+		free <- b
 	}
 	return nil
 }
@@ -751,13 +831,13 @@ func readCSVFile(ctx context.Context, f *csvFile, b *batcher) error {
 		}
 	}
 	return f.eachBatch(ctx, func(rb *recordBatch) error {
-		for k, rec := range rb.recs {
+		for k := range rb.len() {
 			r, err := b.next()
 			if err != nil {
 				return err
 			}
 			for i, c := range b.cols {
-				if err := b.setCSV(i, r, c, rec[pos[i]]); err != nil {
+				if err := b.setCSV(i, r, c, rb.field(k, pos[i])); err != nil {
 					line := rb.lines[k]
 					return errorf(f.name, line, c.Name, "line %d of %s, column %q: %v", line, f.name, c.Name, err)
 				}
@@ -767,8 +847,10 @@ func readCSVFile(ctx context.Context, f *csvFile, b *batcher) error {
 	})
 }
 
-// setCSV converts one raw cell into row r of column i.
-func (b *batcher) setCSV(i, r int, c Column, raw string) error {
+// setCSV converts one raw cell into row r of column i. Numbers are parsed
+// from the bytes in place; only a string column's cell becomes a string.
+func (b *batcher) setCSV(i, r int, c Column, cell []byte) error {
+	raw := view(cell)
 	t := trimBlank(raw)
 	if isNull(t) {
 		b.null[i][r] = true
@@ -786,7 +868,7 @@ func (b *batcher) setCSV(i, r int, c Column, raw string) error {
 	b.null[i][r] = false
 	switch c.Type {
 	case String:
-		b.str[i][r] = raw
+		b.str[i][r] = string(cell)
 		return nil
 	case Int:
 		v, ok := parseInt(t)

@@ -6,10 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 
@@ -452,7 +450,7 @@ func TestDetectFormatPAR1Header(t *testing.T) {
 	}
 }
 
-// TestFastRecordMatchesEncodingCSV: the fast path gives the records, lines
+// TestFastRecordMatchesEncodingCSV: the fast path (splitLines) gives the records, lines
 // and errors that encoding/csv alone gives, on seeded files mixing plain
 // lines with quoted and multi-line fields, CRLF, blank lines, lines across
 // buffer refills, and a malformed row at the end.
@@ -473,17 +471,21 @@ func TestFastRecordMatchesEncodingCSV(t *testing.T) {
 		}
 		f.fast = fast
 		var r result
-		for {
-			rec, line, err := f.read()
-			if err != nil {
-				if err != io.EOF {
-					r.err = err.Error()
+		err = f.eachBatch(context.Background(), func(b *recordBatch) error {
+			for k := range b.len() {
+				rec := make([]string, b.width)
+				for j := range rec {
+					rec[j] = string(b.field(k, j))
 				}
-				return r
+				r.recs = append(r.recs, rec)
 			}
-			r.recs = append(r.recs, slices.Clone(rec))
-			r.lines = append(r.lines, line)
+			r.lines = append(r.lines, b.lines...)
+			return nil
+		})
+		if err != nil {
+			r.err = err.Error()
 		}
+		return r
 	}
 	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 9))
