@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -529,6 +531,62 @@ func TestFastRecordMatchesEncodingCSV(t *testing.T) {
 		}
 		if len(slow.recs) < rows/2 {
 			t.Fatalf("seed %d: only %d records (%s)", seed, len(slow.recs), slow.err)
+		}
+	}
+}
+
+// TestReadBatchesCSVParallelMatchesSerial: parsing record batches in parts
+// on several goroutines delivers the same batches, values and errors as one
+// goroutine, including every row before a bad cell and none after it.
+func TestReadBatchesCSVParallelMatchesSerial(t *testing.T) {
+	schema := Schema{{"i", Int}, {"f", Float}, {"b", Bool}, {"s", String}, {"t", Timestamp}}
+	names := []string{"t", "s", "i", "f", "b"}
+	type result struct {
+		batches []string
+		err     string
+	}
+	read := func(data []byte, procs, batch int) result {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		var r result
+		err := ReadBatches(context.Background(), []Input{&memInput{"p.csv", data}}, schema, names, batch, func(b *Batch) error {
+			r.batches = append(r.batches, fmt.Sprint(b.Len, b.Num, b.Int, b.Str, b.Null))
+			return nil
+		})
+		if err != nil {
+			r.err = err.Error()
+		}
+		return r
+	}
+	for seed := range uint64(12) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		var b bytes.Buffer
+		b.WriteString("i,f,b,s,t\n")
+		rows := 500 + rng.IntN(4000)
+		badRow := -1
+		if seed%2 == 1 {
+			badRow = rng.IntN(rows)
+		}
+		for i := range rows {
+			f := strconv.FormatFloat(rng.NormFloat64(), 'g', -1, 64)
+			if i == badRow {
+				f = "oops"
+			}
+			s := fmt.Sprintf("v%d", rng.IntN(9))
+			if rng.IntN(10) == 0 {
+				s = fmt.Sprintf("\"q,%d\"", i)
+			}
+			fmt.Fprintf(&b, "%d,%s,%v,%s,2024-01-%02dT10:00:00Z\n", rng.IntN(1000)-500, f, rng.IntN(2) == 0, s, 1+rng.IntN(28))
+			if rng.IntN(50) == 0 {
+				b.WriteString("NA, ,null,,NA\n")
+			}
+		}
+		batch := 1 + rng.IntN(3000)
+		serial, parallel := read(b.Bytes(), 1, batch), read(b.Bytes(), 3, batch)
+		if diff := cmp.Diff(serial, parallel, cmp.AllowUnexported(result{})); diff != "" {
+			t.Fatalf("seed %d: parallel parsing differs (-serial +parallel):\n%s", seed, diff)
+		}
+		if (badRow >= 0) != (serial.err != "") {
+			t.Fatalf("seed %d: bad row %d, error %q", seed, badRow, serial.err)
 		}
 	}
 }
