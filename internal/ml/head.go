@@ -100,28 +100,36 @@ func (h head) grad(eta rawMatrix, y, g []float64, scale float64) {
 	}
 }
 
-// gradLoss is grad, returning loss as well. The logistic head shares one exp
-// and one log1p per row between the two, where grad and loss apart took
-// three exps and two log1ps; the results are the same bit for bit.
+// gradLoss is grad, returning loss as well. The logistic head shares one
+// exp per row between the two, where grad and loss apart took three exps
+// and two log1ps; the gradient is the same bit for bit. The loss's
+// log1p(e^−|η|) terms are summed as the log of a product of 16 of them at
+// a time (each factor is in [1, 2], so the product cannot overflow), which
+// changes the sum by rounding only and takes a sixteenth of the logs.
 func (h head) gradLoss(eta rawMatrix, y, g []float64, scale float64) float64 {
 	if h.kind != headLogistic {
 		sum := h.loss(eta, y)
 		h.grad(eta, y, g, scale)
 		return sum
 	}
-	sum := 0.0
+	sum, prod := 0.0, 1.0
 	for i, yi := range y {
 		e := eta.Data[i]
 		z := math.Exp(-math.Abs(e))
-		l := math.Log1p(z) // softplus(±e) = max(±e, 0) + l
-		sum += (1-yi)*(max(e, 0)+l) + yi*(max(-e, 0)+l)
+		// softplus(±e) = max(±e, 0) + log1p(z)
+		sum += (1-yi)*max(e, 0) + yi*max(-e, 0)
+		prod *= 1 + z
+		if i&15 == 15 {
+			sum += math.Log(prod)
+			prod = 1
+		}
 		s := 1 / (1 + z) // sigmoid(e)
 		if e < 0 {
 			s = z / (1 + z)
 		}
 		g[i] = scale * (s - yi)
 	}
-	return sum
+	return sum + math.Log(prod)
 }
 
 // loss returns the summed loss of the rows of eta.
