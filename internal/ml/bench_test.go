@@ -10,7 +10,10 @@ const benchRows, benchFeatures = 100_000, 30
 // benchEpoch times one local epoch over 100k × 30 seeded logistic data and
 // reports throughput in rows and row-features per second.
 func benchEpoch(b *testing.B, s Spec, opt TrainOptions) {
-	d := binaryData(1, benchRows, benchFeatures)
+	benchEpochOf(b, s, opt, binaryData(1, benchRows, benchFeatures))
+}
+
+func benchEpochOf(b *testing.B, s Spec, opt TrainOptions, d Dataset) {
 	m := mustModel(b, s, 1)
 	start := m.Params()
 	opt.Rand = newRand(1)
@@ -36,6 +39,14 @@ var benchGLM = Spec{Package: PackageGLM, Task: Classification, NumFeatures: benc
 
 func BenchmarkGLMEpoch(b *testing.B) {
 	benchEpoch(b, benchGLM, TrainOptions{Optimizer: Optimizer{Name: OptimizerSGD, LearningRate: 0.1, Momentum: 0.9, BatchSize: 64, LocalEpochs: 1}})
+}
+
+// BenchmarkGLMEpochShuffled is the runner's case: rows shuffled once when
+// loaded, epochs visiting blocks of consecutive rows.
+func BenchmarkGLMEpochShuffled(b *testing.B) {
+	d := binaryData(1, benchRows, benchFeatures)
+	d.Shuffled = true
+	benchEpochOf(b, benchGLM, TrainOptions{Optimizer: Optimizer{Name: OptimizerSGD, LearningRate: 0.1, Momentum: 0.9, BatchSize: 64, LocalEpochs: 1}}, d)
 }
 
 func BenchmarkGLMEpochDP(b *testing.B) {

@@ -31,7 +31,19 @@ type layer struct {
 type Dataset struct {
 	X *mat.Dense // n×NumFeatures
 	Y []float64  // n
+	// Shuffled says the rows are already in random order (the runner
+	// shuffles them once when it loads them). An SGD or Adam epoch then
+	// visits them in shuffled blocks of blockRows consecutive rows rather
+	// than one by one: batches are still random draws of the data, and
+	// reading them runs at the memory's sequential speed, where rows
+	// fetched one at a time in random order came about five times slower.
+	Shuffled bool
 }
+
+// blockRows is how many consecutive rows of a Shuffled dataset an epoch
+// keeps together: 8 rows of 30 features are 1.9 kB, enough for the
+// hardware prefetcher to stream them.
+const blockRows = 8
 
 // NewDataset wraps row-major features (len(y) rows of numFeatures values)
 // without copying them.
@@ -207,6 +219,16 @@ func (m *Model) Evaluate(d Dataset) (Metrics, error) {
 // checkFeatures checks x's shape and that every value is finite, returning
 // the number of rows.
 func (m *Model) checkFeatures(x *mat.Dense) (int, error) {
+	r, err := m.checkShape(x)
+	if err != nil || r == 0 {
+		return r, err
+	}
+	return r, checkFinite(x)
+}
+
+// checkShape checks that x has the model's number of features, returning
+// the number of rows.
+func (m *Model) checkShape(x *mat.Dense) (int, error) {
 	if x == nil || x.IsEmpty() {
 		return 0, nil
 	}
@@ -214,16 +236,22 @@ func (m *Model) checkFeatures(x *mat.Dense) (int, error) {
 	if c != m.spec.NumFeatures {
 		return 0, fmt.Errorf("ml: data has %d features, the model expects %d", c, m.spec.NumFeatures)
 	}
+	return r, nil
+}
+
+// checkFinite reports the first NaN or ±Inf feature of x.
+func checkFinite(x *mat.Dense) error {
+	r, c := x.Dims()
 	raw := x.RawMatrix()
 	if raw.Stride == c && allFinite(raw.Data[:r*c]) {
-		return r, nil
+		return nil
 	}
 	for i := 0; i < r; i++ {
 		if j := firstNonFinite(raw.Data[i*raw.Stride : i*raw.Stride+c]); j >= 0 {
-			return 0, fmt.Errorf("ml: feature %d of row %d is %g; impute or drop missing values before training or prediction", j, i, raw.Data[i*raw.Stride+j])
+			return fmt.Errorf("ml: feature %d of row %d is %g; impute or drop missing values before training or prediction", j, i, raw.Data[i*raw.Stride+j])
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // checkData checks features and targets, returning the number of rows.
@@ -232,15 +260,20 @@ func (m *Model) checkData(d Dataset) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return n, m.checkTargets(d, n)
+}
+
+// checkTargets checks that d has n valid targets.
+func (m *Model) checkTargets(d Dataset, n int) error {
 	if len(d.Y) != n {
-		return 0, fmt.Errorf("ml: %d feature rows but %d targets", n, len(d.Y))
+		return fmt.Errorf("ml: %d feature rows but %d targets", n, len(d.Y))
 	}
 	for i, y := range d.Y {
 		if err := m.head.checkTarget(y); err != nil {
-			return 0, fmt.Errorf("ml: target of row %d: %w", i, err)
+			return fmt.Errorf("ml: target of row %d: %w", i, err)
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // firstNonFinite returns the index of the first NaN or ±Inf in v, or -1.

@@ -2,6 +2,7 @@ package ml
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"math"
 	"slices"
@@ -411,6 +412,41 @@ func TestTrainingStepsDoNotAllocate(t *testing.T) {
 		})
 		if allocs != 0 {
 			t.Errorf("dp=%v: %v allocations per step, want 0", dp != nil, allocs)
+		}
+	}
+}
+
+// TestNonFiniteFeaturesAreReported: without DP the features are not checked
+// before training, so a NaN or ±Inf anywhere must still fail the run, with
+// the feature named, for every kind of model and optimiser (a ReLU layer
+// that zeroes an infinite input still passes it to its weight gradient).
+func TestNonFiniteFeaturesAreReported(t *testing.T) {
+	specs := []Spec{
+		{Package: PackageGLM, Task: Classification, NumFeatures: 3, Classes: classes(2)},
+		{Package: PackageGLM, Task: Classification, NumFeatures: 3, Classes: classes(3)},
+		{Package: PackageGLM, Task: Regression, NumFeatures: 3, Family: FamilyPoisson},
+		{Package: PackageFFNet, Task: Classification, NumFeatures: 3, Classes: classes(2), HiddenLayers: []int{4}},
+		{Package: PackageFFNet, Task: Regression, NumFeatures: 3, HiddenLayers: []int{4}, Activation: ActivationTanh},
+	}
+	rng := newRand(90)
+	for _, s := range specs {
+		for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+			for _, opt := range []Optimizer{sgd(0.1, 4, 1), adam(0.01, 7, 2)} {
+				x := randomX(rng, 50, 3)
+				row, col := rng.IntN(50), rng.IntN(3)
+				x.Set(row, col, bad)
+				d := Dataset{X: x, Y: randomTargets(rng, s, 50), Shuffled: rng.IntN(2) == 0}
+				m := mustModel(t, s, 1)
+				before := m.Params()
+				_, err := m.Train(context.Background(), d, TrainOptions{Optimizer: opt, Rand: newRand(2)})
+				want := fmt.Sprintf("feature %d of row %d is %g", col, row, bad)
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("%s %s, %s: got %v, want %q", s.Package, s.Family, opt.Name, err, want)
+				}
+				if !slices.Equal(m.Params(), before) {
+					t.Errorf("%s: parameters changed after a failed Train", s.Package)
+				}
+			}
 		}
 	}
 }
