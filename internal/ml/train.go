@@ -246,8 +246,8 @@ type trainer struct {
 	// blocks, for a Shuffled dataset, is the order of its blocks of
 	// blockRows rows, shuffled each epoch and expanded into order.
 	blocks []int
-	batch []int // Poisson-sampled rows (DP)
-	q     float64
+	batch  []int // Poisson-sampled rows (DP)
+	q      float64
 
 	trackLoss bool // accumulate the data loss (last epoch)
 	lossSum   float64

@@ -2,8 +2,8 @@ package ml
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
