@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/silofl/silo"
@@ -36,5 +37,38 @@ func TestFitSeededButDPNoiseUnpredictable(t *testing.T) {
 	}
 	if a, b := fit(1.1), fit(1.1); bytes.Equal(a, b) {
 		t.Fatal("two DP fits with the same seed are identical: the noise is predictable")
+	}
+}
+
+// TestShuffleRowsKeepsRowsWhole: the load-time shuffle moves whole rows
+// with their targets, every row once, and changes the order.
+func TestShuffleRowsKeepsRowsWhole(t *testing.T) {
+	const n, w = 1000, 3
+	x, y := make([]float64, n*w), make([]float64, n)
+	for i := range n {
+		y[i] = float64(i)
+		for j := range w {
+			x[i*w+j] = float64(i*10 + j)
+		}
+	}
+	shuffleRows(rand.New(rand.NewPCG(1, 2)), x, y, w)
+	seen, moved := make([]bool, n), 0
+	for i := range n {
+		r := int(y[i])
+		if seen[r] {
+			t.Fatalf("row %d appears twice", r)
+		}
+		seen[r] = true
+		if r != i {
+			moved++
+		}
+		for j := range w {
+			if x[i*w+j] != float64(r*10+j) {
+				t.Fatalf("row %d was torn: %v", r, x[i*w:(i+1)*w])
+			}
+		}
+	}
+	if moved < n/2 {
+		t.Errorf("only %d of %d rows moved", moved, n)
 	}
 }
