@@ -234,5 +234,5 @@ func gemm(ta, tb blas.Transpose, a, b rawMatrix, beta float64, c rawMatrix) {
 			blas64.Vector{N: c.Rows, Inc: c.Stride, Data: c.Data})
 		return
 	}
-	blas64.Gemm(ta, tb, 1, a, b, beta, c)
+	dgemm(ta, tb, a, b, beta, c)
 }

@@ -516,14 +516,7 @@ func (t *trainer) step() bool {
 	t.steps++
 	switch {
 	case o.Name == OptimizerAdam:
-		b1, b2, eps := defaultTo(o.Beta1, DefaultBeta1), defaultTo(o.Beta2, DefaultBeta2), defaultTo(o.Epsilon, DefaultEpsilon)
-		c1 := 1 - math.Pow(b1, float64(t.steps))
-		c2 := 1 - math.Pow(b2, float64(t.steps))
-		for j, gj := range g {
-			t.mom[j] = b1*t.mom[j] + (1-b1)*gj
-			t.sq[j] = b2*t.sq[j] + (1-b2)*gj*gj
-			p[j] -= lr * (t.mom[j] / c1) / (math.Sqrt(t.sq[j]/c2) + eps)
-		}
+		t.adam(lr)
 	case o.Momentum > 0:
 		for j, gj := range g {
 			t.mom[j] = o.Momentum*t.mom[j] + gj
@@ -552,6 +545,31 @@ func (t *trainer) step() bool {
 		}
 	}
 	return allFinite(p)
+}
+
+// adam applies Adam's update. The bias corrections are folded into the
+// step size and epsilon, as torch does, so that each parameter costs one
+// square root and one division (three divisions and a square root took
+// two fifths of an ffnet epoch); with AVX2 four parameters go at a time.
+func (t *trainer) adam(lr float64) {
+	o := t.opt.Optimizer
+	b1, b2, eps := defaultTo(o.Beta1, DefaultBeta1), defaultTo(o.Beta2, DefaultBeta2), defaultTo(o.Epsilon, DefaultEpsilon)
+	c1 := 1 - math.Pow(b1, float64(t.steps))
+	rc2 := math.Sqrt(1 - math.Pow(b2, float64(t.steps)))
+	// lr·(m/c1)/(√(v/c2) + eps) = (lr·√c2/c1)·m/(√v + eps·√c2)
+	c := [6]float64{b1, 1 - b1, b2, 1 - b2, lr * rc2 / c1, eps * rc2}
+	p, g, m, v := t.m.params, t.grad, t.mom, t.sq
+	done := 0
+	if haveKernel && len(p) >= 4 {
+		done = len(p) &^ 3
+		adamKernel(&p[0], &g[0], &m[0], &v[0], done, &c)
+	}
+	for j := done; j < len(p); j++ {
+		gj := g[j]
+		m[j] = c[0]*m[j] + c[1]*gj
+		v[j] = c[2]*v[j] + c[3]*gj*gj
+		p[j] -= c[4] * m[j] / (math.Sqrt(v[j]) + c[5])
+	}
 }
 
 func defaultTo(v, def float64) float64 {
