@@ -2,6 +2,7 @@ package ml
 
 import (
 	"context"
+	"fmt"
 	"testing"
 )
 
@@ -83,13 +84,19 @@ func BenchmarkPredictFFNet(b *testing.B) {
 // BenchmarkFFNetMNISTEpoch is one Adam epoch of a 784-128-10 network over
 // 14,250 rows, batch 64: one of four runners' shares of Fashion-MNIST.
 func BenchmarkFFNetMNISTEpoch(b *testing.B) {
+	for _, w := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) { benchMNISTEpoch(b, w) })
+	}
+}
+
+func benchMNISTEpoch(b *testing.B, workers int) {
 	const n = 14250
 	rng := newRand(3)
 	s := Spec{Package: PackageFFNet, Task: Classification, NumFeatures: 784, Classes: classes(10), HiddenLayers: []int{128}}
 	d := Dataset{X: randomX(rng, n, 784), Y: randomTargets(rng, s, n), Shuffled: true}
 	m := mustModel(b, s, 1)
 	start := m.Params()
-	opt := TrainOptions{Optimizer: adam(1e-3, 64, 1), Rand: newRand(1)}
+	opt := TrainOptions{Optimizer: adam(1e-3, 64, 1), Rand: newRand(1), Workers: workers}
 	self0, _ := cpuTime()
 	for b.Loop() {
 		if err := m.SetParams(start); err != nil {

@@ -39,12 +39,14 @@ type workspace struct {
 	y    []float64   // gathered targets
 	norm []float64   // per-example squared gradient norms (DP)
 	drop bool        // whether the last forward pass applied dropout
+	// workers is how many goroutines may share a large matrix product.
+	workers int
 }
 
 // newWorkspace allocates buffers for chunks of up to rows rows; train adds
 // what backpropagation and dropout need.
 func (m *Model) newWorkspace(rows int, train bool) *workspace {
-	ws := &workspace{rows: max(rows, 1)}
+	ws := &workspace{rows: max(rows, 1), workers: 1}
 	for i, ly := range m.layers {
 		ws.h = append(ws.h, make([]float64, ws.rows*ly.out))
 		if !train {
@@ -96,7 +98,7 @@ func (m *Model) forward(ws *workspace, x rawMatrix, rng *rand.Rand) rawMatrix {
 		for i := 0; i < b; i++ {
 			copy(z.Data[i*ly.out:(i+1)*ly.out], bias)
 		}
-		mulAdd(blas.NoTrans, blas.NoTrans, in, m.weights(m.params, l), z)
+		mulAdd(ws.workers, blas.NoTrans, blas.NoTrans, in, m.weights(m.params, l), z)
 		if l == last {
 			return z
 		}
@@ -144,7 +146,7 @@ func (m *Model) backprop(ws *workspace, b int) {
 	for l := len(m.layers) - 1; l > 0; l-- {
 		prev := m.layers[l-1].out
 		gp := general(ws.g[l-1], b, prev)
-		gemm(blas.NoTrans, blas.Trans, general(ws.g[l], b, m.layers[l].out), m.weights(m.params, l), 0, gp)
+		gemm(ws.workers, blas.NoTrans, blas.Trans, general(ws.g[l], b, m.layers[l].out), m.weights(m.params, l), 0, gp)
 		h := ws.h[l-1][:b*prev]
 		if ws.drop {
 			mask := ws.mask[l-1][:b*prev]
@@ -171,7 +173,7 @@ func (m *Model) accumulate(ws *workspace, x rawMatrix, grad []float64) {
 	b := x.Rows
 	for l, ly := range m.layers {
 		g := general(ws.g[l], b, ly.out)
-		mulAdd(blas.Trans, blas.NoTrans, m.input(ws, x, l), g, m.weights(grad, l))
+		mulAdd(ws.workers, blas.Trans, blas.NoTrans, m.input(ws, x, l), g, m.weights(grad, l))
 		db := grad[ly.b : ly.b+ly.out]
 		for i := 0; i < b; i++ {
 			row := g.Data[i*ly.out : (i+1)*ly.out]
@@ -224,15 +226,15 @@ func dot(a, b []float64) float64 {
 }
 
 // mulAdd computes c += op(a)·op(b).
-func mulAdd(ta, tb blas.Transpose, a, b, c rawMatrix) { gemm(ta, tb, a, b, 1, c) }
+func mulAdd(workers int, ta, tb blas.Transpose, a, b, c rawMatrix) { gemm(workers, ta, tb, a, b, 1, c) }
 
 // gemm computes c = op(a)·op(b) + beta·c, using the matrix-vector kernel when
 // c is a single column (GLMs), where it is markedly faster than Dgemm.
-func gemm(ta, tb blas.Transpose, a, b rawMatrix, beta float64, c rawMatrix) {
+func gemm(workers int, ta, tb blas.Transpose, a, b rawMatrix, beta float64, c rawMatrix) {
 	if c.Cols == 1 && tb == blas.NoTrans {
 		blas64.Gemv(ta, 1, a, blas64.Vector{N: b.Rows, Inc: b.Stride, Data: b.Data}, beta,
 			blas64.Vector{N: c.Rows, Inc: c.Stride, Data: c.Data})
 		return
 	}
-	dgemm(ta, tb, a, b, beta, c)
+	dgemm(workers, ta, tb, a, b, beta, c)
 }

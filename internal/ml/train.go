@@ -101,8 +101,9 @@ type TrainOptions struct {
 	// each example's gradient to ClipNorm, adds Gaussian noise to the sum and
 	// divides by the expected batch size.
 	DP *DPOptions
-	// Workers is how many goroutines may share full-batch work (lbfgs's
-	// objective and gradient): the vCPUs the runner may use. 0 means 1.
+	// Workers is how many goroutines may share the work: lbfgs's rows, and
+	// the large matrix products of a network's steps. It is the vCPUs the
+	// runner may use; 0 means 1.
 	Workers int
 	// Rand drives all randomness (shuffling, dropout, Poisson sampling,
 	// noise), so a seed reproduces a run. Under DP it must be secret and
@@ -266,6 +267,7 @@ func newTrainer(m *Model, d Dataset, opt TrainOptions) *trainer {
 		ws:   m.newWorkspace(min(opt.Optimizer.BatchSize, n, maxChunkRows), true),
 		grad: make([]float64, len(m.params)),
 	}
+	t.ws.workers = max(opt.Workers, 1)
 	if opt.Optimizer.Name == OptimizerAdam {
 		t.mom = make([]float64, len(m.params))
 		t.sq = make([]float64, len(m.params))
