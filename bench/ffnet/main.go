@@ -29,6 +29,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,6 +217,9 @@ func run(p params) error {
 		res.Summary["accuracy_difference"] = siloAcc - tAcc
 		res.Summary["wall_time_ratio"] = sr.Total.Seconds() / (tr.Read + tr.Train)
 		res.Summary["wall_time_ratio_vs_train_only"] = sr.Total.Seconds() / tr.Train
+		if err := localEpoch(res, p, trainX, trainY, pooled, testX, testY, tr, tAcc); err != nil {
+			return err
+		}
 		fmt.Println()
 		t := harness.NewTable("model", "test accuracy", "Δ vs torch", "wall s", "wall vs torch")
 		t.Row(fmt.Sprintf("Silo federated ffnet (%d runners, %d rounds)", p.Runners, p.Rounds), f4(siloAcc), signed(siloAcc-tAcc), f1(sr.Total.Seconds()), f2(sr.Total.Seconds()/(tr.Read+tr.Train))+"×")
@@ -353,6 +358,7 @@ func accuracy(doc *model.Document, x [][]byte, y []byte) (float64, error) {
 
 type torchResult struct {
 	Read, Train float64
+	TrainCPU    float64
 	Threads     int
 	RSS         int64
 	pred        []int
@@ -380,6 +386,7 @@ net = torch.nn.Sequential(*layers)
 opt = torch.optim.Adam(net.parameters(), lr=lr)
 lossf = torch.nn.CrossEntropyLoss()
 n = X.shape[0]
+c1 = time.process_time()
 for epoch in range(epochs):
     perm = torch.randperm(n)
     for i in range(0, n, batch):
@@ -389,12 +396,13 @@ for epoch in range(epochs):
         loss.backward()
         opt.step()
 t2 = time.perf_counter()
+c2 = time.process_time()
 te = pd.read_csv(test)
 Xt = torch.from_numpy((te.drop(columns=["label"]).to_numpy(dtype=np.float32) - mu) / sd)
 with torch.no_grad():
     pred = net(Xt).argmax(dim=1).numpy()
 np.savetxt(out, pred, fmt="%d")
-print(json.dumps({"read": t1 - t0, "train": t2 - t1, "threads": torch.get_num_threads(), "rss": ` + harness.PythonVmHWM + `}))
+print(json.dumps({"read": t1 - t0, "train": t2 - t1, "train_cpu": c2 - c1, "threads": torch.get_num_threads(), "rss": ` + harness.PythonVmHWM + `}))
 `
 
 func torchMLP(dir, trainPath, testPath string, p params) (*torchResult, error) {
@@ -407,6 +415,7 @@ func torchMLP(dir, trainPath, testPath string, p params) (*torchResult, error) {
 	}
 	var out struct {
 		Read, Train float64
+		TrainCPU    float64 `json:"train_cpu"`
 		Threads     int
 		RSS         int64
 	}
@@ -417,7 +426,7 @@ func torchMLP(dir, trainPath, testPath string, p params) (*torchResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := &torchResult{Read: out.Read, Train: out.Train, Threads: out.Threads, RSS: max(out.RSS, r.PeakRSS)}
+	tr := &torchResult{Read: out.Read, Train: out.Train, TrainCPU: out.TrainCPU, Threads: out.Threads, RSS: max(out.RSS, r.PeakRSS)}
 	for _, line := range bytes.Fields(b) {
 		v, err := strconv.Atoi(string(line))
 		if err != nil {
@@ -426,6 +435,111 @@ func torchMLP(dir, trainPath, testPath string, p params) (*torchResult, error) {
 		tr.pred = append(tr.pred, v)
 	}
 	return tr, nil
+}
+
+// localEpoch times one local epoch of Silo's ffnet (ml.Model.Train, the
+// runner's fit, without orchestration) on the pooled training rows with
+// the baseline's standardisation, on 1 and 2 goroutines, against one of
+// torch's epochs (its training time over the epochs). The 1-goroutine
+// model then trains as many epochs as torch did, and both are scored on the
+// test images: the same work, centrally, so the same accuracy is expected.
+func localEpoch(res *harness.Results, p params, x [][]byte, y []byte, rows []int, testX [][]byte, testY []byte, tr *torchResult, torchAcc float64) error {
+	const d = 784
+	n := len(rows)
+	feat, target := make([]float64, n*d), make([]float64, n)
+	mean, sd := make([]float64, d), make([]float64, d)
+	for k, i := range rows {
+		for j, v := range x[i] {
+			feat[k*d+j] = float64(v)
+			mean[j] += float64(v)
+		}
+		target[k] = float64(y[i])
+	}
+	for j := range mean {
+		mean[j] /= float64(n)
+	}
+	for k := range n {
+		for j := range d {
+			dv := feat[k*d+j] - mean[j]
+			sd[j] += dv * dv
+		}
+	}
+	for j := range sd {
+		if sd[j] = math.Sqrt(sd[j] / float64(n)); sd[j] == 0 {
+			sd[j] = 1
+		}
+	}
+	for k := range n {
+		for j := range d {
+			feat[k*d+j] = (feat[k*d+j] - mean[j]) / sd[j]
+		}
+	}
+	ds, err := ml.NewDataset(feat, d, target)
+	if err != nil {
+		return err
+	}
+	spec := ml.Spec{Package: ml.PackageFFNet, Task: ml.Classification, NumFeatures: d, Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, HiddenLayers: p.Hidden}
+	torchEpoch, torchCPU := tr.Train/float64(p.Rounds), tr.TrainCPU/float64(p.Rounds)
+	t := harness.NewTable("one local epoch", "wall s", "CPU s", "wall vs torch", "CPU vs torch")
+	t.Row("torch (1 thread)", f2(torchEpoch), f2(torchCPU), "1.00×", "1.00×")
+	for _, workers := range []int{1, 2} {
+		m, err := ml.NewModel(spec, p.Seed)
+		if err != nil {
+			return err
+		}
+		opt := ml.TrainOptions{Optimizer: ml.Optimizer{Name: ml.OptimizerAdam, LearningRate: p.LR, BatchSize: p.Batch, LocalEpochs: 1},
+			Rand: rand.New(rand.NewPCG(1, 2)), Workers: workers}
+		c0 := harness.CPUTime()
+		t0 := time.Now()
+		if _, err := m.Train(context.Background(), ds, opt); err != nil {
+			return err
+		}
+		wall, cpu := time.Since(t0).Seconds(), harness.CPUTime()-c0
+		t.Row(fmt.Sprintf("Silo ml.Train, %d goroutine(s)", workers), f2(wall), f2(cpu), f2(wall/torchEpoch)+"×", f2(cpu/torchCPU)+"×")
+		res.Summary[fmt.Sprintf("local_epoch_wall_vs_torch_workers%d", workers)] = wall / torchEpoch
+		res.Summary[fmt.Sprintf("local_epoch_cpu_vs_torch_workers%d", workers)] = cpu / torchCPU
+		res.Summary[fmt.Sprintf("local_epoch_seconds_workers%d", workers)] = wall
+		if workers != 1 {
+			continue
+		}
+		opt.Optimizer.LocalEpochs = p.Rounds - 1
+		if opt.Optimizer.LocalEpochs > 0 {
+			if _, err := m.Train(context.Background(), ds, opt); err != nil {
+				return err
+			}
+		}
+		tx := make([]float64, len(testY)*d)
+		for i, img := range testX {
+			for j, v := range img {
+				tx[i*d+j] = (float64(v) - mean[j]) / sd[j]
+			}
+		}
+		pred, err := m.Predict(mat.NewDense(len(testY), d, tx))
+		if err != nil {
+			return err
+		}
+		correct := 0
+		for i, label := range testY {
+			best := 0
+			for k := 1; k < 10; k++ {
+				if pred.At(i, k) > pred.At(i, best) {
+					best = k
+				}
+			}
+			if best == int(label) {
+				correct++
+			}
+		}
+		acc := float64(correct) / float64(len(testY))
+		res.Summary["local_test_accuracy"] = acc
+		res.Summary["local_accuracy_difference"] = acc - torchAcc
+		fmt.Printf("Silo ml.Train centrally, %d epochs: test accuracy %.4f (torch %.4f, %+.4f)\n", p.Rounds, acc, torchAcc, acc-torchAcc)
+	}
+	res.Summary["torch_epoch_seconds"] = torchEpoch
+	res.Summary["torch_epoch_cpu_seconds"] = torchCPU
+	fmt.Println()
+	t.Flush()
+	return nil
 }
 
 func joinInts(v []int) string {

@@ -322,3 +322,10 @@ func FormatSize(n int64) string {
 	}
 	return strconv.FormatInt(n, 10) + " B"
 }
+
+// CPUTime is this process's user+system CPU seconds, all threads.
+func CPUTime() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
