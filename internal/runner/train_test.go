@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/silofl/silo"
@@ -70,5 +71,40 @@ func TestShuffleRowsKeepsRowsWhole(t *testing.T) {
 	}
 	if moved < n/2 {
 		t.Errorf("only %d of %d rows moved", moved, n)
+	}
+}
+
+// TestFitLBFGS: a GLM fit with lbfgs solves the local problem (a lower
+// training loss than an SGD epoch, in few iterations), composes with
+// FedProx, and is refused with DP noise, which it cannot honour.
+func TestFitLBFGS(t *testing.T) {
+	bt := newBenchTask(t)
+	fit := func(opt silo.OptimizerConfig, mu, noise float64) (silo.FitOutput, error) {
+		t.Helper()
+		p, _ := json.Marshal(silo.FitPayload{TrainingData: bt.td, ModelPayload: bt.mp, Round: 1, ClipNorm: 1, NoiseMultiplier: noise, ProximalMu: mu, Optimizer: opt})
+		var fo silo.FitOutput
+		out, err := runFit(context.Background(), &silo.Task{Payload: p}, bt.log, bt.cfg)
+		if err == nil {
+			err = json.Unmarshal(out, &fo)
+		}
+		return fo, err
+	}
+	lbfgs := silo.OptimizerConfig{Name: "lbfgs", LearningRate: 1, LocalEpochs: 100}
+	l, err := fit(lbfgs, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := fit(silo.OptimizerConfig{Name: "sgd", LearningRate: 0.1, BatchSize: 64, LocalEpochs: 1}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(l.TrainLoss <= s.TrainLoss) || l.Steps < 1 || l.Steps > 100 {
+		t.Errorf("lbfgs: loss %.5f in %d iterations; sgd epoch: loss %.5f", l.TrainLoss, l.Steps, s.TrainLoss)
+	}
+	if _, err := fit(lbfgs, 0.5, 0); err != nil {
+		t.Errorf("lbfgs with fedprox: %v", err)
+	}
+	if _, err := fit(lbfgs, 0, 1.1); err == nil || !strings.Contains(err.Error(), "sgd or adam") {
+		t.Errorf("lbfgs with DP noise: %v, want a refusal naming sgd or adam", err)
 	}
 }
