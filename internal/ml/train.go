@@ -369,7 +369,7 @@ func (t *trainer) dropoutRand() *rand.Rand {
 
 // gradient sets t.grad to the mean data-loss gradient over rows.
 func (t *trainer) gradient(rows []int) {
-	if t.linear() {
+	if t.blocks != nil && t.linear() {
 		t.linearGradient(rows)
 		return
 	}
@@ -388,10 +388,12 @@ func (t *trainer) linear() bool {
 	return len(t.m.layers) == 1 && t.m.layers[0].out == 1
 }
 
-// linearGradient is gradient for a single-output GLM, reading each row in
-// place instead of gathering it: its linear predictor first, then, with the
-// batch still in cache, its share of the gradient. Copying the rows took
-// half of an epoch.
+// linearGradient is gradient for a single-output GLM on a Shuffled
+// dataset, reading each row in place instead of gathering it: its linear
+// predictor first, then, with the batch still in cache, its share of the
+// gradient. Copying the rows took half of an epoch. (Rows visited one by
+// one in random order are gathered: there the copy is what overlaps the
+// cache misses best.)
 func (t *trainer) linearGradient(rows []int) {
 	d := t.x.Cols
 	w, b := t.m.params[:d], t.m.params[d]
