@@ -847,34 +847,38 @@ func readCSVFile(ctx context.Context, f *csvFile, b *batcher) error {
 			return nil
 		})
 	}
-	// On more cores, each record batch is parsed in parts, one per worker,
-	// into batchers of their own (while the reading goroutine splits the
-	// next batch); the parts then go into b in order. Rows before a bad
-	// cell are delivered exactly as a serial read delivers them.
-	parts := make([]*batcher, workers)
+	// On more cores, each record batch is parsed straight into b, its rows
+	// split between workers (while the reading goroutine splits the next
+	// batch): they write disjoint rows of the same column slices. A batch
+	// that would overflow b is parsed in two steps, with b handed to fn in
+	// between. Rows before a bad cell are delivered exactly as a serial
+	// read delivers them; rows after it never are.
 	bad := make([]int, workers)
+	cols := make([]int, workers)
 	errs := make([]error, workers)
-	for w := range parts {
-		parts[w] = newBatcher(b.cols, batchRecords, nil)
-	}
 	return f.eachBatch(ctx, func(rb *recordBatch) error {
-		n := rb.len()
-		var wg sync.WaitGroup
-		for w := range workers {
-			lo, hi := w*n/workers, (w+1)*n/workers
-			wg.Go(func() { bad[w], errs[w] = parts[w].parseCSV(rb, lo, hi, pos) })
-		}
-		wg.Wait()
-		for w := range workers {
-			if err := b.appendRows(parts[w], bad[w]); err != nil {
+		for from := 0; from < rb.len(); {
+			room, err := b.room()
+			if err != nil {
 				return err
 			}
-			if errs[w] != nil {
-				if _, err := b.room(); err != nil {
-					return err
-				}
-				return f.cellError(rb.lines[w*n/workers+bad[w]], b.cols[parts[w].badCol], errs[w])
+			n := min(room, rb.len()-from)
+			at := b.batch.Len
+			var wg sync.WaitGroup
+			for w := range workers {
+				lo, hi := from+w*n/workers, from+(w+1)*n/workers
+				wg.Go(func() { bad[w], cols[w], errs[w] = b.parseCSV(rb, lo, hi, at+lo-from, pos) })
 			}
+			wg.Wait()
+			for w := range workers {
+				if errs[w] != nil {
+					b.batch.Len += bad[w] - from
+					c := b.cols[cols[w]]
+					return f.cellError(rb.lines[bad[w]], c, errs[w])
+				}
+			}
+			b.batch.Len += n
+			from += n
 		}
 		return nil
 	})
@@ -884,47 +888,17 @@ func (f *csvFile) cellError(line int64, c Column, err error) error {
 	return errorf(f.name, line, c.Name, "line %d of %s, column %q: %v", line, f.name, c.Name, err)
 }
 
-// parseCSV parses records [lo, hi) of rb into rows 0… of p, returning the
-// number of rows parsed, and the error of the first bad cell (p.badCol
-// says in which column).
-func (p *batcher) parseCSV(rb *recordBatch, lo, hi int, pos []int) (int, error) {
+// parseCSV parses records [lo, hi) of rb into rows at, at+1, … of b,
+// returning, for the first bad cell, its record, its column and its error.
+func (b *batcher) parseCSV(rb *recordBatch, lo, hi, at int, pos []int) (int, int, error) {
 	for k := lo; k < hi; k++ {
-		for i, c := range p.cols {
-			if err := p.setCSV(i, k-lo, c, rb.field(k, pos[i])); err != nil {
-				p.badCol = i
-				return k - lo, err
+		for i, c := range b.cols {
+			if err := b.setCSV(i, at+k-lo, c, rb.field(k, pos[i])); err != nil {
+				return k, i, err
 			}
 		}
 	}
-	return hi - lo, nil
-}
-
-// appendRows copies the first n rows of src into b, handing every batch
-// that fills to fn.
-func (b *batcher) appendRows(src *batcher, n int) error {
-	for from := 0; from < n; {
-		room, err := b.room()
-		if err != nil {
-			return err
-		}
-		k := min(room, n-from)
-		at := b.batch.Len
-		for i := range b.cols {
-			copy(b.null[i][at:at+k], src.null[i][from:from+k])
-			if b.num[i] != nil {
-				copy(b.num[i][at:at+k], src.num[i][from:from+k])
-			}
-			if b.ints[i] != nil {
-				copy(b.ints[i][at:at+k], src.ints[i][from:from+k])
-			}
-			if b.str[i] != nil {
-				copy(b.str[i][at:at+k], src.str[i][from:from+k])
-			}
-		}
-		b.batch.Len += k
-		from += k
-	}
-	return nil
+	return hi, 0, nil
 }
 
 // setCSV converts one raw cell into row r of column i. Numbers are parsed

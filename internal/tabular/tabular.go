@@ -413,8 +413,6 @@ type batcher struct {
 	ints [][]int64
 	str  [][]string
 	null [][]bool
-
-	badCol int // parseCSV: the column of the bad cell
 }
 
 func newBatcher(cols []Column, size int, fn func(*Batch) error) *batcher {
