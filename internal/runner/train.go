@@ -376,10 +376,9 @@ func load(ctx context.Context, cfg *Config, setup *silo.TrainingSetup, paramByte
 		return nil, nil, nil, err
 	}
 	l := &loaded{}
-	x := xTrain.join()
 	// #nosec G115 G404 -- a reproducible order: the seed's bits, mixed with the dataset
-	shuffleRows(rand.New(rand.NewPCG(uint64(td.Seed), uint64(len(td.Dataset))^0x5eed)), x, yTrain, w)
-	if l.train, err = ml.NewDataset(x, w, yTrain); err != nil {
+	x, y := xTrain.joinShuffled(rand.New(rand.NewPCG(uint64(td.Seed), uint64(len(td.Dataset))^0x5eed)), yTrain, w)
+	if l.train, err = ml.NewDataset(x, w, y); err != nil {
 		return nil, nil, nil, err
 	}
 	l.train.Shuffled = true
@@ -388,26 +387,6 @@ func load(ctx context.Context, cfg *Config, setup *silo.TrainingSetup, paramByte
 	}
 	cfg.cache.put(key, l)
 	return m, &prep, l, nil
-}
-
-// shuffleRows puts the rows of x (w values each) and their targets y in a
-// random order, once per load: training epochs can then read the rows in
-// blocks of consecutive rows, at the memory's sequential speed, and still
-// draw random batches (see ml.Dataset.Shuffled). The test rows keep their
-// order; it does not matter to any metric.
-func shuffleRows(rng *rand.Rand, x, y []float64, w int) {
-	tmp := make([]float64, w)
-	for i := len(y) - 1; i > 0; i-- {
-		j := rng.IntN(i + 1)
-		if i == j {
-			continue
-		}
-		a, b := x[i*w:(i+1)*w], x[j*w:(j+1)*w]
-		copy(tmp, a)
-		copy(a, b)
-		copy(b, tmp)
-		y[i], y[j] = y[j], y[i]
-	}
 }
 
 // rowBlocks collects encoded rows in fixed-size blocks and joins them once:
@@ -427,6 +406,32 @@ func (r *rowBlocks) add(row []float64) {
 	last := &r.blocks[len(r.blocks)-1]
 	*last = append(*last, row...)
 	r.n += len(row)
+}
+
+// joinShuffled returns the rows (w values each) as one slice in a random
+// order, with their targets y in the same order, in one pass that writes
+// each row to its place; the blocks are released. The random order is
+// made once per load: training epochs can then read the rows in blocks of
+// consecutive rows, at the memory's sequential speed, and still draw
+// random batches (see ml.Dataset.Shuffled). Joining and then shuffling in
+// place took two passes, a third of loading a wide dataset.
+func (r *rowBlocks) joinShuffled(rng *rand.Rand, y []float64, w int) ([]float64, []float64) {
+	if r.n == 0 {
+		return nil, y
+	}
+	perm := rng.Perm(len(y))
+	x, ys := make([]float64, r.n), make([]float64, len(y))
+	i := 0
+	for _, b := range r.blocks {
+		for off := 0; off < len(b); off += w {
+			p := perm[i]
+			copy(x[p*w:(p+1)*w], b[off:off+w])
+			ys[p] = y[i]
+			i++
+		}
+	}
+	r.blocks = nil
+	return x, ys
 }
 
 // join returns the rows as one slice, nil when there are none.

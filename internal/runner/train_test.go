@@ -41,18 +41,17 @@ func TestFitSeededButDPNoiseUnpredictable(t *testing.T) {
 	}
 }
 
-// TestShuffleRowsKeepsRowsWhole: the load-time shuffle moves whole rows
+// TestJoinShuffledKeepsRowsWhole: the load-time shuffle moves whole rows
 // with their targets, every row once, and changes the order.
-func TestShuffleRowsKeepsRowsWhole(t *testing.T) {
+func TestJoinShuffledKeepsRowsWhole(t *testing.T) {
 	const n, w = 1000, 3
-	x, y := make([]float64, n*w), make([]float64, n)
+	var blocks rowBlocks
+	y := make([]float64, n)
 	for i := range n {
 		y[i] = float64(i)
-		for j := range w {
-			x[i*w+j] = float64(i*10 + j)
-		}
+		blocks.add([]float64{float64(i * 10), float64(i*10 + 1), float64(i*10 + 2)})
 	}
-	shuffleRows(rand.New(rand.NewPCG(1, 2)), x, y, w)
+	x, y := blocks.joinShuffled(rand.New(rand.NewPCG(1, 2)), y, w)
 	seen, moved := make([]bool, n), 0
 	for i := range n {
 		r := int(y[i])
