@@ -80,9 +80,11 @@ func TestFitLBFGS(t *testing.T) {
 	bt := newBenchTask(t)
 	fit := func(opt silo.OptimizerConfig, mu, noise float64) (silo.FitOutput, error) {
 		t.Helper()
-		p, _ := json.Marshal(silo.FitPayload{TrainingData: bt.td, ModelPayload: bt.mp, Round: 1, ClipNorm: 1, NoiseMultiplier: noise, ProximalMu: mu, Optimizer: opt})
+		task := bt.task(silo.TaskFit, func(s *silo.TrainingSetup) {
+			s.ClipNorm, s.NoiseMultiplier, s.ProximalMu, s.Optimizer = 1, noise, mu, opt
+		})
 		var fo silo.FitOutput
-		out, err := runFit(context.Background(), &silo.Task{Payload: p}, bt.log, bt.cfg)
+		out, err := runFit(context.Background(), task, bt.log, bt.cfg)
 		if err == nil {
 			err = json.Unmarshal(out, &fo)
 		}
