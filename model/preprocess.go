@@ -45,11 +45,7 @@ type Preprocessing struct {
 func (p *Preprocessing) Width() int {
 	n := 0
 	for _, f := range p.Features {
-		if f.Kind == Categorical {
-			n += len(f.Categories)
-		} else {
-			n++
-		}
+		n += f.Width()
 	}
 	return n
 }
@@ -129,31 +125,49 @@ func (c Cell) String(colType string) string {
 func (p *Preprocessing) EncodeRow(get func(col string) Cell, out []float64) {
 	j := 0
 	for _, f := range p.Features {
-		c := get(f.Name)
-		if f.Kind == Categorical {
-			cats := out[j : j+len(f.Categories)]
-			clear(cats)
-			if !c.Null {
-				if k, ok := slices.BinarySearch(f.Categories, c.String(f.Type)); ok {
-					cats[k] = 1
-				}
-			}
-			j += len(f.Categories)
-			continue
-		}
-		v, num := 0.0, c.Num
-		if c.Text { // a number written as text, e.g. read from CSV by a caller
-			var err error
-			if num, err = strconv.ParseFloat(strings.TrimSpace(c.Str), 64); err != nil {
-				num = math.NaN()
-			}
-		}
-		if !c.Null && !math.IsNaN(num) && !math.IsInf(num, 0) {
-			v = (num - f.Mean) / f.Std
-		}
-		out[j] = v
-		j++
+		w := f.Width()
+		f.Encode(get(f.Name), out[j:j+w])
+		j += w
 	}
+}
+
+// Width is the number of model inputs the feature makes.
+func (f *Feature) Width() int {
+	if f.Kind == Categorical {
+		return len(f.Categories)
+	}
+	return 1
+}
+
+// Encode writes the feature's model inputs for cell c into out (len
+// Width()).
+func (f *Feature) Encode(c Cell, out []float64) {
+	if f.Kind == Categorical {
+		clear(out)
+		if !c.Null {
+			if k, ok := slices.BinarySearch(f.Categories, c.String(f.Type)); ok {
+				out[k] = 1
+			}
+		}
+		return
+	}
+	num := c.Num
+	if c.Text { // a number written as text, e.g. read from CSV by a caller
+		var err error
+		if num, err = strconv.ParseFloat(strings.TrimSpace(c.Str), 64); err != nil {
+			num = math.NaN()
+		}
+	}
+	out[0] = f.Standardize(num, c.Null)
+}
+
+// Standardize is a numeric feature's model input for a number: standardised
+// with the federated mean and std, and 0 (the mean) for a null, NaN or ±Inf.
+func (f *Feature) Standardize(num float64, null bool) float64 {
+	if null || math.IsNaN(num) || math.IsInf(num, 0) {
+		return 0
+	}
+	return (num - f.Mean) / f.Std
 }
 
 // EncodeTarget returns the training target of a row: the class index for

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/model"
 )
 
 // TestFitSeededButDPNoiseUnpredictable: without differential privacy a fit
@@ -107,5 +110,67 @@ func TestFitLBFGS(t *testing.T) {
 	}
 	if _, err := fit(lbfgs, 0, 1.1); err == nil || !strings.Contains(err.Error(), "sgd or adam") {
 		t.Errorf("lbfgs with DP noise: %v, want a refusal naming sgd or adam", err)
+	}
+}
+
+// TestEncodeRowsMatchesEncodeRow: the column-wise encoder gives what
+// Preprocessing.EncodeRow gives row by row: numeric columns (with nulls,
+// NaN and ±Inf), categorical ones (unseen values, nulls), a numeric feature
+// stored as text, over more rows than one tile, for a subset of the rows.
+func TestEncodeRowsMatchesEncodeRow(t *testing.T) {
+	prep := model.Preprocessing{Task: "regression", Target: "y", Features: []model.Feature{
+		{Name: "a", Type: "float", Kind: model.Numeric, Mean: 1, Std: 2},
+		{Name: "c", Type: "string", Kind: model.Categorical, Categories: []string{"x", "y", "z"}},
+		{Name: "b", Type: "int", Kind: model.Numeric, Mean: -3, Std: 0.5},
+		{Name: "s", Type: "string", Kind: model.Numeric, Mean: 0, Std: 1},
+		{Name: "k", Type: "int", Kind: model.Categorical, Categories: []string{"1", "2"}},
+	}}
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n = 300
+	cols := []column{{name: "a"}, {name: "c"}, {name: "b"}, {name: "s"}, {name: "k"}}
+	for i := range cols {
+		cols[i].null = make([]bool, n)
+		if i == 1 || i == 3 {
+			cols[i].str = make([]string, n)
+		} else {
+			cols[i].num = make([]float64, n)
+		}
+	}
+	special := []float64{math.NaN(), math.Inf(1), math.Inf(-1)}
+	for r := range n {
+		for i := range cols {
+			cols[i].null[r] = rng.IntN(10) == 0
+		}
+		cols[0].num[r] = rng.NormFloat64()
+		if rng.IntN(20) == 0 {
+			cols[0].num[r] = special[rng.IntN(3)]
+		}
+		cols[1].str[r] = []string{"x", "y", "z", "w"}[rng.IntN(4)]
+		cols[2].num[r] = float64(rng.IntN(9) - 4)
+		cols[3].str[r] = []string{" 1.5", "2", "oops", "-3e2"}[rng.IntN(4)]
+		cols[4].num[r] = float64(rng.IntN(3))
+	}
+	var rows []int
+	for r := range n {
+		if rng.IntN(4) != 0 {
+			rows = append(rows, r)
+		}
+	}
+	w := prep.Width()
+	enc := encodeRows(&prep, cols, rows, w, nil)
+	want := make([]float64, w)
+	for k, r := range rows {
+		prep.EncodeRow(func(name string) model.Cell {
+			for i := range cols {
+				if cols[i].name == name {
+					return cols[i].cell(r)
+				}
+			}
+			t.Fatalf("no column %s", name)
+			return model.Cell{}
+		}, want)
+		if got := enc[k*w : (k+1)*w]; !slices.Equal(got, want) {
+			t.Fatalf("row %d: encodeRows %v, EncodeRow %v", r, got, want)
+		}
 	}
 }
