@@ -61,6 +61,7 @@ type params struct {
 	Seed     int64   `json:"seed"`
 	Fraction float64 `json:"validation_fraction"`
 	Train    int     `json:"train_images"`
+	Seeds    int     `json:"central_seeds"`
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	flag.Int64Var(&p.Seed, "seed", 23, "session seed")
 	flag.Float64Var(&p.Fraction, "fraction", 0.05, "validation fraction each runner holds out for the session's own metrics")
 	flag.IntVar(&p.Train, "train", 60000, "training images to use (of 60000)")
+	flag.IntVar(&p.Seeds, "seeds", 1, "seeds of the central accuracy comparison (torch and Silo each trained this many times)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (server and runners) to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -199,6 +201,7 @@ func run(p params) error {
 	if ok, why := harness.PythonHas("torch", "pandas", "numpy"); !ok {
 		res.Note("torch baseline skipped: %s", why)
 	} else {
+		centralDir, centralTrain, centralTest = dir, trainPath, testPath
 		tr, err := torchMLP(dir, trainPath, testPath, p)
 		if err != nil {
 			return err
@@ -368,7 +371,7 @@ const torchScript = `
 import sys, time, json
 import numpy as np, pandas as pd, torch
 train, test, hidden, epochs, lr, batch, out = sys.argv[1], sys.argv[2], [int(h) for h in sys.argv[3].split(",")], int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
-torch.manual_seed(23)
+torch.manual_seed(int(sys.argv[8]) if len(sys.argv) > 8 else 23)
 t0 = time.perf_counter()
 df = pd.read_csv(train)
 y = torch.tensor(df["label"].to_numpy(), dtype=torch.long)
@@ -405,10 +408,13 @@ np.savetxt(out, pred, fmt="%d")
 print(json.dumps({"read": t1 - t0, "train": t2 - t1, "train_cpu": c2 - c1, "threads": torch.get_num_threads(), "rss": ` + harness.PythonVmHWM + `}))
 `
 
-func torchMLP(dir, trainPath, testPath string, p params) (*torchResult, error) {
+func torchMLP(dir, trainPath, testPath string, p params, seed ...int) (*torchResult, error) {
 	predPath := filepath.Join(dir, "torch-pred.txt")
 	cmd := exec.Command(harness.DebianPython, "-c", torchScript, trainPath, testPath, joinInts(p.Hidden), strconv.Itoa(p.Rounds),
 		fmt.Sprint(p.LR), strconv.Itoa(p.Batch), predPath)
+	if len(seed) > 0 {
+		cmd.Args = append(cmd.Args, strconv.Itoa(seed[0]))
+	}
 	r, err := harness.RunChild(cmd)
 	if err != nil {
 		return nil, err
@@ -535,12 +541,88 @@ func localEpoch(res *harness.Results, p params, x [][]byte, y []byte, rows []int
 		res.Summary["local_accuracy_difference"] = acc - torchAcc
 		fmt.Printf("Silo ml.Train centrally, %d epochs: test accuracy %.4f (torch %.4f, %+.4f)\n", p.Rounds, acc, torchAcc, acc-torchAcc)
 	}
+	if p.Seeds > 1 {
+		return centralSeeds(res, p, ds, spec, testX, testY, mean, sd, torchAcc)
+	}
 	res.Summary["torch_epoch_seconds"] = torchEpoch
 	res.Summary["torch_epoch_cpu_seconds"] = torchCPU
 	fmt.Println()
 	t.Flush()
 	return nil
 }
+
+// centralSeeds trains Silo's network centrally for as many epochs as torch,
+// with -seeds seeds, and reruns torch with as many seeds: one run of either
+// moves by about a point of accuracy with its seed, so the comparison is of
+// the means.
+func centralSeeds(res *harness.Results, p params, ds ml.Dataset, spec ml.Spec, testX [][]byte, testY []byte, mean, sd []float64, torchAcc float64) error {
+	const d = 784
+	tx := make([]float64, len(testY)*d)
+	for i, img := range testX {
+		for j, v := range img {
+			tx[i*d+j] = (float64(v) - mean[j]) / sd[j]
+		}
+	}
+	var silo, torch []float64
+	for s := range p.Seeds {
+		m, err := ml.NewModel(spec, p.Seed+int64(s))
+		if err != nil {
+			return err
+		}
+		opt := ml.TrainOptions{Optimizer: ml.Optimizer{Name: ml.OptimizerAdam, LearningRate: p.LR, BatchSize: p.Batch, LocalEpochs: p.Rounds},
+			Rand: rand.New(rand.NewPCG(uint64(s), 7))}
+		if _, err := m.Train(context.Background(), ds, opt); err != nil {
+			return err
+		}
+		pred, err := m.Predict(mat.NewDense(len(testY), d, tx))
+		if err != nil {
+			return err
+		}
+		correct := 0
+		for i, label := range testY {
+			best := 0
+			for k := 1; k < 10; k++ {
+				if pred.At(i, k) > pred.At(i, best) {
+					best = k
+				}
+			}
+			if best == int(label) {
+				correct++
+			}
+		}
+		silo = append(silo, float64(correct)/float64(len(testY)))
+	}
+	torch = append(torch, torchAcc)
+	for s := 1; s < p.Seeds; s++ {
+		tr, err := torchMLP(centralDir, centralTrain, centralTest, p, 23+s)
+		if err != nil {
+			return err
+		}
+		correct := 0
+		for i, c := range tr.pred {
+			if c == int(testY[i]) {
+				correct++
+			}
+		}
+		torch = append(torch, float64(correct)/float64(len(testY)))
+	}
+	avg := func(v []float64) float64 {
+		t := 0.0
+		for _, x := range v {
+			t += x
+		}
+		return t / float64(len(v))
+	}
+	res.Summary["central_silo_accuracies"] = silo
+	res.Summary["central_torch_accuracies"] = torch
+	res.Summary["central_accuracy_difference_of_means"] = avg(silo) - avg(torch)
+	fmt.Printf("central accuracy over %d seeds, %d epochs: Silo %v (mean %.4f), torch %v (mean %.4f): difference of means %+.4f\n",
+		p.Seeds, p.Rounds, silo, avg(silo), torch, avg(torch), avg(silo)-avg(torch))
+	return nil
+}
+
+// The baseline's files, for reruns with other seeds.
+var centralDir, centralTrain, centralTest string
 
 func joinInts(v []int) string {
 	s := make([]string, len(v))
