@@ -72,7 +72,7 @@ func main() {
 	flag.IntVar(&p.Rounds, "rounds", 10, "federated rounds")
 	flag.Int64Var(&p.Seed, "seed", 23, "session seed (train/test split)")
 	flag.Float64Var(&p.Fraction, "fraction", 0.2, "validation fraction")
-	flag.StringVar(&p.Optimizer, "optimizer", "lbfgs", "local optimiser: lbfgs (full-batch L-BFGS, the session defaults) or sgd (the SPEC's example: -lr -momentum -batch -epochs)")
+	flag.StringVar(&p.Optimizer, "optimizer", "lbfgs", "local optimiser: lbfgs (full-batch L-BFGS, the session defaults) or sgd (the documented example: -lr -momentum -batch -epochs)")
 	flag.Float64Var(&p.LR, "lr", 0.1, "SGD learning rate")
 	flag.Float64Var(&p.Momentum, "momentum", 0.9, "SGD momentum")
 	flag.IntVar(&p.Batch, "batch", 64, "SGD batch size")
