@@ -593,12 +593,15 @@ const (
 	batchBytes   = 4 << 20
 )
 
+// newRecordBatch starts small: its buffers grow to what the file needs on
+// the first batches and are reused after that, so a small file does not
+// pay for the largest batch.
 func newRecordBatch(width int) *recordBatch {
 	return &recordBatch{
 		width: width,
-		buf:   make([]byte, 0, batchBytes+64<<10),
-		offs:  make([]uint32, 0, batchRecords*(width+1)),
-		lines: make([]int64, 0, batchRecords),
+		buf:   make([]byte, 0, 64<<10),
+		offs:  make([]uint32, 0, min(batchRecords, 64)*(width+1)),
+		lines: make([]int64, 0, 64),
 	}
 }
 

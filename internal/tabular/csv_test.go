@@ -452,43 +452,62 @@ func TestDetectFormatPAR1Header(t *testing.T) {
 	}
 }
 
+// csvRecords is what a CSV file's records are, by eachBatch.
+type csvRecords struct {
+	recs  [][]string
+	lines []int64
+	err   string
+}
+
+// readRecords reads data with the fast path on or off.
+func readRecords(t testing.TB, data []byte, fast bool) csvRecords {
+	f, err := openCSV(context.Background(), &memInput{"f.csv", data}, DefaultMaxFieldBytes)
+	if err != nil {
+		return csvRecords{err: err.Error()}
+	}
+	defer f.Close()
+	if !f.fast {
+		t.Fatal("the fast path is off: encoding/csv no longer reads from the shared buffer")
+	}
+	f.fast = fast
+	var r csvRecords
+	err = f.eachBatch(context.Background(), func(b *recordBatch) error {
+		for k := range b.len() {
+			rec := make([]string, b.width)
+			for j := range rec {
+				rec[j] = string(b.field(k, j))
+			}
+			r.recs = append(r.recs, rec)
+		}
+		r.lines = append(r.lines, b.lines...)
+		return nil
+	})
+	if err != nil {
+		r.err = err.Error()
+	}
+	return r
+}
+
+// FuzzCSVFastPathMatchesEncodingCSV: on any bytes, the fast path gives the
+// records, lines and errors of encoding/csv alone.
+func FuzzCSVFastPathMatchesEncodingCSV(f *testing.F) {
+	for _, s := range []string{"a,b\n1,2\n", "a,b\r\n1,\"x\ny\"\n\n3,4", "a\n\"\n", "a,b\n1,b\"c\n", "a,b,c\n1,2\n3,4,5\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, slow := readRecords(t, data, true), readRecords(t, data, false)
+		if diff := cmp.Diff(slow, fast, cmp.AllowUnexported(csvRecords{})); diff != "" {
+			t.Fatalf("fast path differs from encoding/csv (-csv +fast):\n%s", diff)
+		}
+	})
+}
+
 // TestFastRecordMatchesEncodingCSV: the fast path (splitLines) gives the records, lines
 // and errors that encoding/csv alone gives, on seeded files mixing plain
 // lines with quoted and multi-line fields, CRLF, blank lines, lines across
 // buffer refills, and a malformed row at the end.
 func TestFastRecordMatchesEncodingCSV(t *testing.T) {
-	type result struct {
-		recs  [][]string
-		lines []int64
-		err   string
-	}
-	readAll := func(data []byte, fast bool) result {
-		f, err := openCSV(context.Background(), &memInput{"f.csv", data}, DefaultMaxFieldBytes)
-		if err != nil {
-			return result{err: err.Error()}
-		}
-		defer f.Close()
-		if !f.fast {
-			t.Fatal("the fast path is off: encoding/csv no longer reads from the shared buffer")
-		}
-		f.fast = fast
-		var r result
-		err = f.eachBatch(context.Background(), func(b *recordBatch) error {
-			for k := range b.len() {
-				rec := make([]string, b.width)
-				for j := range rec {
-					rec[j] = string(b.field(k, j))
-				}
-				r.recs = append(r.recs, rec)
-			}
-			r.lines = append(r.lines, b.lines...)
-			return nil
-		})
-		if err != nil {
-			r.err = err.Error()
-		}
-		return r
-	}
+	readAll := func(data []byte, fast bool) csvRecords { return readRecords(t, data, fast) }
 	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 9))
 		var b bytes.Buffer
@@ -526,7 +545,7 @@ func TestFastRecordMatchesEncodingCSV(t *testing.T) {
 		}
 		data := b.Bytes()
 		fast, slow := readAll(data, true), readAll(data, false)
-		if diff := cmp.Diff(slow, fast, cmp.AllowUnexported(result{})); diff != "" {
+		if diff := cmp.Diff(slow, fast, cmp.AllowUnexported(csvRecords{})); diff != "" {
 			t.Fatalf("seed %d: fast path differs from encoding/csv (-csv +fast):\n%s", seed, diff)
 		}
 		if len(slow.recs) < rows/2 {
