@@ -14,7 +14,7 @@ import (
 // the command line.
 func TestDatasetsCLI(t *testing.T) {
 	e, _ := newLiveEnv(t)
-	root := filepath.Join(t.TempDir(), "hospital")
+	root := filepath.Join(e.dir, "runners", "hospital")
 	os.MkdirAll(root, 0o700)
 	e.ok("runners", "register", "--provider", "local", "--name", "hospital-a", "--storage-path", "file://"+root)
 	e.ok("runners", "start", "hospital-a")
