@@ -166,6 +166,7 @@ func (s *Server) CanStartRunners() bool {
 // LocalRunnerRunning reports whether the named runner was started by this
 // server and has not been stopped.
 func (s *Server) LocalRunnerRunning(name string) bool { return s.local.running(name) }
+
 // A runner the server starts reads files on the server's own machine, as
 // the server's user. So its storage must be a folder the operator set aside
 // for runners (--local-runners-root), which holds nothing of the server's:
