@@ -88,7 +88,7 @@ func (s *Server) handleStartRunner(w http.ResponseWriter, r *http.Request) {
 // fresh token (the previous one stops working). It runs until Stop, until
 // the runner is deregistered, or until the server's Run context ends.
 func (s *Server) StartLocalRunner(ctx context.Context, name string) (*silo.Runner, error) {
-	if !s.CanStartRunners() {
+	if s.Launch == nil || s.InternalURL == "" {
 		return nil, silo.Errorf(silo.ECONFLICT, "this server cannot start runners itself: run 'silo runner --server URL --token TOKEN' on the runner's machine")
 	}
 	if s.LocalRunnersRoot == "" {
