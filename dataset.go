@@ -29,6 +29,9 @@ type Column struct {
 	Mean       *float64 `json:"mean,omitempty"`
 	Std        *float64 `json:"std,omitempty"`
 	Distinct   *int64   `json:"distinct,omitempty"`
+	// MostlyUnique marks a column whose values mostly occur once: it tells
+	// people apart, so it is never a categorical feature.
+	MostlyUnique bool `json:"mostly_unique,omitempty"`
 	// Categories of a low-cardinality string column, each seen at least
 	// min_records_per_aggregate times; used to one-hot encode it.
 	Categories []string `json:"categories,omitempty"`
@@ -58,12 +61,17 @@ type Dataset struct {
 	Files       int             `json:"files,omitempty"`
 	RowCount    int64           `json:"row_count"`
 	Columns     []Column        `json:"columns"`
-	// EpsilonSpent is the sum of the privacy ledger's entries.
-	EpsilonSpent float64      `json:"epsilon_spent"`
-	Attachments  []Attachment `json:"attachments"`
-	CreatedAt    time.Time    `json:"created_at"`
-	UpdatedAt    time.Time    `json:"updated_at"`
-	ConnectedAt  *time.Time   `json:"connected_at,omitempty"`
+	// EpsilonSpent is the sum of the privacy ledger's entries: of every
+	// dataset, live or deregistered, on the same data, which share one budget.
+	EpsilonSpent float64 `json:"epsilon_spent"`
+	// Effective is what binds the data: the strictest of Privacy, the
+	// controls of every other live dataset on the same data, and the
+	// runner's policy, with who set each field.
+	Effective   *EffectivePrivacy `json:"effective_privacy,omitempty"`
+	Attachments []Attachment      `json:"attachments"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	ConnectedAt *time.Time        `json:"connected_at,omitempty"`
 }
 
 // Attachment is a metadata file of a dataset (data dictionary, licence…),

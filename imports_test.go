@@ -23,7 +23,7 @@ var allowedImports = map[string][]string{
 	"internal/server/servertest": {".", "client", "internal/runner", "internal/server", "internal/sqlstore", "internal/ui"},
 	"internal/orchestrator":      {".", "internal/sqlstore"},
 	"internal/orchestrator/hfl":  {".", "internal/dp", "internal/fl", "internal/ml", "internal/orchestrator", "internal/sqlstore", "model"},
-	"internal/runner":            {".", "client", "internal/blob", "internal/ml", "internal/tabular", "model"},
+	"internal/runner":            {".", "client", "internal/blob", "internal/dp", "internal/ml", "internal/tabular", "model"},
 	"internal/provision":         {".", "internal/blob"},
 	"internal/fl":                {".", "internal/ml"},
 	"internal/sqlstore":          {"."},

@@ -44,12 +44,16 @@ const (
 	PermTokensManageAny Permission = "tokens:manage_any"
 	PermRunnersRead     Permission = "runners:read"
 	PermRunnersManage   Permission = "runners:manage"
-	PermDatasetsRead    Permission = "datasets:read"
-	PermDatasetsManage  Permission = "datasets:manage"
-	PermSessionsRead    Permission = "sessions:read"
-	PermSessionsManage  Permission = "sessions:manage"
-	PermModelsDownload  Permission = "models:download"
-	PermPredictionsRun  Permission = "predictions:run"
+	// PermRunnersLaunch starts and stops runners as processes on the
+	// server's own machine: admins only, since such a runner reads files
+	// there.
+	PermRunnersLaunch  Permission = "runners:launch"
+	PermDatasetsRead   Permission = "datasets:read"
+	PermDatasetsManage Permission = "datasets:manage"
+	PermSessionsRead   Permission = "sessions:read"
+	PermSessionsManage Permission = "sessions:manage"
+	PermModelsDownload Permission = "models:download"
+	PermPredictionsRun Permission = "predictions:run"
 )
 
 // everyone holds these: every signed-in user may read runners and dataset
@@ -62,7 +66,7 @@ var everyone = []Permission{PermWorkspaceRead, PermTokensOwn, PermRunnersRead, P
 var RolePermissions = map[Role][]Permission{
 	RoleAdmin: {
 		PermUsersRead, PermUsersManage, PermWorkspaceManage, PermAuditRead, PermTokensManageAny,
-		PermRunnersManage, PermDatasetsManage, PermSessionsRead, PermSessionsManage,
+		PermRunnersManage, PermRunnersLaunch, PermDatasetsManage, PermSessionsRead, PermSessionsManage,
 		PermModelsDownload, PermPredictionsRun,
 	},
 	RoleModelBuilder: {

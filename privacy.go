@@ -3,6 +3,7 @@ package silo
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -69,8 +70,8 @@ func (p *PrivacyControls) Validate() error {
 		return FieldErrorf("privacy.allowed_session_types", "allow at least one session type (hfl, eda, prl, vfl); to stop all use of a dataset, deregister it")
 	}
 	for i, u := range p.AllowedUsers {
-		if strings.TrimSpace(u) == "" {
-			continue // dropped by cleanList
+		if strings.TrimSpace(u) == "" || u == AllowNobody {
+			continue // dropped by cleanList; "no one" is a value of its own
 		}
 		e, err := NormalizeEmail(u)
 		if err != nil {
@@ -144,4 +145,165 @@ func (p *PrivacyControls) AllowsUser(email string) bool {
 // AllowsSessionType reports whether sessions of type t may use the dataset.
 func (p *PrivacyControls) AllowsSessionType(t string) bool {
 	return slices.Contains(p.AllowedSessionTypes, t)
+}
+
+// AllowNobody is the AllowedUsers of controls merged from sources that each
+// name users with none in common: no one may use the data. An empty list
+// already means everyone, so "no one" needs a value of its own; it is not an
+// email, so no user matches it and no custodian can set it.
+const AllowNobody = "(nobody)"
+
+// Merge returns the strictest of p and q, field by field: the session types
+// and users both allow (an empty user list allows everyone, so it yields to
+// the other list; two lists with no one in common allow AllowNobody),
+// differential privacy if either requires it, the smaller epsilons and
+// delta, the larger min_records_per_aggregate, every identifier and excluded
+// column of either (a column excluded by one and an identifier in the other
+// is excluded: never read is stricter than linkage only), and predictions
+// only if both allow them.
+//
+// A zero epsilon, budget, delta or min_records means "not set" (valid
+// controls have none; a policy rule's floor may leave them out), so Merge
+// with a partial floor tightens only what the floor sets.
+func (p PrivacyControls) Merge(q PrivacyControls) PrivacyControls {
+	out := PrivacyControls{
+		AllowedSessionTypes:        []string{},
+		AllowedUsers:               mergeUsers(p.AllowedUsers, q.AllowedUsers),
+		RequireDifferentialPrivacy: p.RequireDifferentialPrivacy || q.RequireDifferentialPrivacy,
+		MaxEpsilonPerSession:       minSet(p.MaxEpsilonPerSession, q.MaxEpsilonPerSession),
+		EpsilonBudget:              minSet(p.EpsilonBudget, q.EpsilonBudget),
+		Delta:                      minSet(p.Delta, q.Delta),
+		MinRecordsPerAggregate:     max(p.MinRecordsPerAggregate, q.MinRecordsPerAggregate),
+		ExcludedColumns:            union(p.ExcludedColumns, q.ExcludedColumns),
+		AllowPredictions:           p.AllowPredictions && q.AllowPredictions,
+	}
+	for _, t := range p.AllowedSessionTypes {
+		if slices.Contains(q.AllowedSessionTypes, t) && !slices.Contains(out.AllowedSessionTypes, t) {
+			out.AllowedSessionTypes = append(out.AllowedSessionTypes, t)
+		}
+	}
+	out.IdentifierColumns = []string{}
+	for _, c := range union(p.IdentifierColumns, q.IdentifierColumns) {
+		if !slices.Contains(out.ExcludedColumns, c) {
+			out.IdentifierColumns = append(out.IdentifierColumns, c)
+		}
+	}
+	return out
+}
+
+func mergeUsers(a, b []string) []string {
+	switch {
+	case len(a) == 0:
+		return append([]string{}, b...)
+	case len(b) == 0:
+		return append([]string{}, a...)
+	}
+	out := []string{}
+	for _, u := range a {
+		if slices.Contains(b, u) && !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	if len(out) == 0 {
+		return []string{AllowNobody}
+	}
+	return out
+}
+
+// minSet is the smaller of two numbers, a number ≤ 0 counting as not set.
+func minSet(a, b float64) float64 {
+	switch {
+	case !(a > 0):
+		return b
+	case !(b > 0):
+		return a
+	}
+	return math.Min(a, b)
+}
+
+func union(a, b []string) []string {
+	out := make([]string, 0, len(a)+len(b))
+	for _, s := range slices.Concat(a, b) {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// PrivacySource is one set of controls that binds some data, and who set it
+// ("dataset hospital_a", "policy rule crm (s3://bank.silo/crm/)").
+type PrivacySource struct {
+	Name     string
+	Controls PrivacyControls
+}
+
+// EffectivePrivacy is what binds a dataset's data: the strictest of its own
+// controls, those of every other live dataset on the same data, and its
+// runner's policy — with, for each field, who made it that strict.
+type EffectivePrivacy struct {
+	Controls PrivacyControls `json:"controls"`
+	// Sources names, by field (its JSON name), the sources that set the
+	// field's value: the first source (the dataset itself) unless another
+	// tightened it; for lists, every source that added to or cut them.
+	Sources map[string][]string `json:"sources"`
+}
+
+// privacyFields lists the fields of PrivacyControls by JSON name, with
+// whether a value leaves the field unrestricted (lists merged by union or
+// intersection: a source that then changes it sets it alone).
+var privacyFields = []struct {
+	name  string
+	get   func(p *PrivacyControls) any
+	loose func(p *PrivacyControls) bool
+}{
+	{"allowed_session_types", func(p *PrivacyControls) any { return p.AllowedSessionTypes },
+		func(p *PrivacyControls) bool { return len(p.AllowedSessionTypes) == len(SessionTypes) }},
+	{"allowed_users", func(p *PrivacyControls) any { return p.AllowedUsers }, func(p *PrivacyControls) bool { return len(p.AllowedUsers) == 0 }},
+	{"require_differential_privacy", func(p *PrivacyControls) any { return p.RequireDifferentialPrivacy }, nil},
+	{"max_epsilon_per_session", func(p *PrivacyControls) any { return p.MaxEpsilonPerSession }, nil},
+	{"epsilon_budget", func(p *PrivacyControls) any { return p.EpsilonBudget }, nil},
+	{"delta", func(p *PrivacyControls) any { return p.Delta }, nil},
+	{"min_records_per_aggregate", func(p *PrivacyControls) any { return p.MinRecordsPerAggregate }, nil},
+	{"identifier_columns", func(p *PrivacyControls) any { return p.IdentifierColumns }, func(p *PrivacyControls) bool { return len(p.IdentifierColumns) == 0 }},
+	{"excluded_columns", func(p *PrivacyControls) any { return p.ExcludedColumns }, func(p *PrivacyControls) bool { return len(p.ExcludedColumns) == 0 }},
+	{"allow_predictions", func(p *PrivacyControls) any { return p.AllowPredictions }, nil},
+}
+
+// PrivacyFieldNames lists the fields of PrivacyControls by JSON name, in
+// the order pages show them.
+func PrivacyFieldNames() []string {
+	out := make([]string, len(privacyFields))
+	for i, f := range privacyFields {
+		out[i] = f.name
+	}
+	return out
+}
+
+// Strictest merges sources, first to last, into the controls that bind the
+// data, recording who set each field. The first source is normally the
+// dataset's own controls: it keeps every field no later source tightened.
+func Strictest(sources ...PrivacySource) EffectivePrivacy {
+	if len(sources) == 0 {
+		return EffectivePrivacy{Controls: DefaultPrivacyControls(), Sources: map[string][]string{}}
+	}
+	eff := EffectivePrivacy{Controls: sources[0].Controls.Merge(sources[0].Controls), Sources: map[string][]string{}}
+	for _, f := range privacyFields {
+		eff.Sources[f.name] = []string{sources[0].Name}
+	}
+	for _, src := range sources[1:] {
+		next := eff.Controls.Merge(src.Controls)
+		for _, f := range privacyFields {
+			if reflect.DeepEqual(f.get(&eff.Controls), f.get(&next)) {
+				continue
+			}
+			if f.loose == nil || f.loose(&eff.Controls) {
+				eff.Sources[f.name] = []string{src.Name}
+			} else if !slices.Contains(eff.Sources[f.name], src.Name) {
+				eff.Sources[f.name] = append(eff.Sources[f.name], src.Name)
+			}
+		}
+		eff.Controls = next
+	}
+	return eff
 }

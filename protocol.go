@@ -24,6 +24,10 @@ type Heartbeat struct {
 	VCPU            int      `json:"vcpu"`
 	MemoryMB        int      `json:"memory_mb"`
 	RunningTasks    []string `json:"running_tasks,omitempty"`
+	// Policy is the data owner's policy the runner holds (silo runner
+	// --policy), so the server can show what binds each dataset and refuse
+	// what the runner would refuse before any task is queued.
+	Policy *RunnerPolicy `json:"policy,omitempty"`
 }
 
 // HeartbeatReply tells the agent its runner's name and how often to report.
@@ -132,6 +136,17 @@ type ConnectOutput struct {
 	Files   int      `json:"files"`
 	Rows    int64    `json:"rows"`
 	Columns []Column `json:"columns"`
+}
+
+// TaskDeregister tells a runner that a dataset is deregistered: its
+// controls stop binding the data's location (the location's privacy ledger
+// stays). A dataset's changed controls reach the runner by a connect task.
+const TaskDeregister = "deregister"
+
+// DeregisterPayload is a deregister task's input.
+type DeregisterPayload struct {
+	Dataset string `json:"dataset"`
+	URI     string `json:"uri"`
 }
 
 // Training task types: the federated statistics step before round 1, local

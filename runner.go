@@ -108,6 +108,10 @@ type Runner struct {
 	AgentVersion  string     `json:"agent_version,omitempty"`
 	AgentVCPU     int        `json:"agent_vcpu,omitempty"`
 	AgentMemoryMB int        `json:"agent_memory_mb,omitempty"`
+	// Policy is the data owner's policy the agent holds (silo runner
+	// --policy); nil when none is pinned and the server's controls are the
+	// floor.
+	Policy *RunnerPolicy `json:"policy,omitempty"`
 	// Secrets set, by field name; their values never leave the server.
 	SecretsSet []string `json:"secrets_set,omitempty"`
 	// Token is the runner's credential, present only in the response that

@@ -26,7 +26,8 @@ Silo keeps only the metadata the runner reports.
            [--attach FILE]... [--no-wait]
                           register a dataset and wait for its runner to connect
   list                    list datasets
-  show NAME               schema, row count, null counts and allowed summaries
+  show NAME               schema, row count, null counts, allowed summaries, and
+                          the controls in effect on its data and who set them
   privacy NAME -f privacy.json
                           replace the privacy controls (owner or admin)
   connect NAME            have the runner read the data again
@@ -217,8 +218,25 @@ func (c *cmd) printDataset(d *silo.Dataset) error {
 	if len(p.AllowedUsers) > 0 {
 		users = strings.Join(p.AllowedUsers, ", ")
 	}
-	fmt.Fprintf(c.Stdout, "\nprivacy: sessions %s; users: %s; epsilon ≤ %g per session, budget %g (spent %g); aggregates over ≥ %d records; predictions %s\n",
-		strings.Join(p.AllowedSessionTypes, ","), users, p.MaxEpsilonPerSession, p.EpsilonBudget, d.EpsilonSpent, p.MinRecordsPerAggregate, map[bool]string{true: "allowed", false: "not allowed"}[p.AllowPredictions])
+	fmt.Fprintf(c.Stdout, "\nprivacy: sessions %s; users: %s; epsilon ≤ %g per session, budget %g; aggregates over ≥ %d records; predictions %s\n",
+		strings.Join(p.AllowedSessionTypes, ","), users, p.MaxEpsilonPerSession, p.EpsilonBudget, p.MinRecordsPerAggregate, map[bool]string{true: "allowed", false: "not allowed"}[p.AllowPredictions])
+	if e := d.Effective; e != nil {
+		// What binds the data: the strictest of this dataset's controls,
+		// every other dataset on the same data and the runner's policy.
+		fmt.Fprintf(c.Stdout, "\nin effect on this data (epsilon spent on it: %g):\n", d.EpsilonSpent)
+		tw := c.table()
+		fmt.Fprintln(tw, "CONTROL\tVALUE\tSET BY")
+		var values map[string]any
+		b, _ := json.Marshal(e.Controls)
+		_ = json.Unmarshal(b, &values)
+		for _, f := range silo.PrivacyFieldNames() {
+			v, _ := json.Marshal(values[f])
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", f, v, strings.Join(e.Sources[f], ", "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	for _, a := range d.Attachments {
 		fmt.Fprintf(c.Stdout, "attachment %d: %s (%s, %d bytes)\n", a.ID, a.Name, a.ContentType, a.Size)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -14,7 +15,7 @@ import (
 // the command line.
 func TestDatasetsCLI(t *testing.T) {
 	e, _ := newLiveEnv(t)
-	root := filepath.Join(t.TempDir(), "hospital")
+	root := filepath.Join(e.dir, "runners", "hospital")
 	os.MkdirAll(root, 0o700)
 	e.ok("runners", "register", "--provider", "local", "--name", "hospital-a", "--storage-path", "file://"+root)
 	e.ok("runners", "start", "hospital-a")
@@ -48,6 +49,13 @@ func TestDatasetsCLI(t *testing.T) {
 		t.Fatalf("columns = %v", m["columns"])
 	}
 	hasKeys(t, "a column", cols[0].(map[string]any), "name", "type", "nulls")
+	// What binds the data, and who set each control.
+	eff, _ := m["effective_privacy"].(map[string]any)
+	hasKeys(t, "effective_privacy", eff, "controls", "sources")
+	out = e.ok("datasets", "show", "admissions")
+	if !regexp.MustCompile(`(?m)^min_records_per_aggregate\s+5\s+dataset admissions$`).MatchString(out) || !strings.Contains(out, "in effect on this data") {
+		t.Errorf("datasets show does not say what binds the data:\n%s", out)
+	}
 	if strings.Contains(e.ok("datasets", "show", "admissions", "--json"), "IDAa") {
 		t.Fatal("an identifier value reached the command line")
 	}

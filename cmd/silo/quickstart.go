@@ -22,10 +22,10 @@ import (
 const quickstartUsage = `Usage: silo quickstart [--data ./silo-quickstart] [--addr 127.0.0.1:8080] [--rounds 10]
 
 Runs the whole product on this machine, end to end, with nothing to set up:
-a workspace server on an embedded SQLite database; an admin whose
+a workspace server on an embedded SQLite database (in DATA/server); an admin whose
 credentials are printed (and kept in the data directory, so a second run
 prints the same ones); three local task runners, hospital-a, -b and -c, each
-with its own storage; the breast-cancer sample data registered on them as
+with its own storage in DATA/runners; the breast-cancer sample data registered on them as
 three datasets; and a federated logistic regression (glm, binomial) trained
 across them with a live progress bar. It prints the metrics and where the
 model is, and leaves the web UI running until Ctrl-C.
@@ -60,11 +60,18 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
 		return 1
 	}
+	// The server's own files and the runners' storage live apart: runners
+	// the server starts may read only under their folder.
+	if _, err := os.Stat(filepath.Join(*dataDir, "silo.db")); err == nil {
+		fmt.Fprintf(s.Stderr, "silo quickstart: %s was made by an earlier version, which kept the runners' data next to the server's: delete it to start afresh\n", *dataDir)
+		return 1
+	}
 	// The server and its runners log only warnings here: the quickstart
 	// prints its own story.
 	_ = os.Setenv("SILO_LOG_LEVEL", "warn")
 	log := slog.New(slog.NewTextHandler(s.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := serverConfig{Addr: *addr, DataDir: *dataDir, AdminEmail: quickstartAdmin, AdminPassword: password, Logger: log}
+	cfg := serverConfig{Addr: *addr, DataDir: filepath.Join(*dataDir, "server"), LocalRunnersRoot: filepath.Join(*dataDir, "runners"),
+		AdminEmail: quickstartAdmin, AdminPassword: password, Logger: log}
 	rs, err := startServer(ctx, cfg)
 	if err != nil && strings.Contains(err.Error(), "address already in use") {
 		fmt.Fprintf(s.Stdout, "%s is taken; using a free port instead.\n", *addr)
@@ -94,7 +101,7 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 		fmt.Fprintf(s.Stderr, "silo quickstart: read the workspace: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(s.Stdout, "Workspace %q is up at %s (SQLite in %s).\n", ws.Name, rs.URL, *dataDir)
+	fmt.Fprintf(s.Stdout, "Workspace %q is up at %s (SQLite in %s).\n", ws.Name, rs.URL, cfg.DataDir)
 	if err := quickstartRunners(ctx, s, api, *dataDir); err != nil {
 		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
 		return 1

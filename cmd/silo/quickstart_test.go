@@ -96,7 +96,7 @@ func TestQuickstart(t *testing.T) {
 	q := startQuickstart(t, dir)
 	out := q.out.String()
 	for _, re := range []string{
-		`Workspace "\S+" is up at ` + regexp.QuoteMeta(q.url) + ` \(SQLite in ` + regexp.QuoteMeta(dir) + `\)\.`,
+		`Workspace "\S+" is up at ` + regexp.QuoteMeta(q.url) + ` \(SQLite in ` + regexp.QuoteMeta(filepath.Join(dir, "server")) + `\)\.`,
 		`Starting 3 local task runners \.\.\. online\.`,
 		`(?m)^  hospital-a\s+online, storage ` + regexp.QuoteMeta(filepath.Join(dir, "runners", "hospital-a")) + ` checked$`,
 		`(?m)^  hospital-c\s+online, storage \S+ checked$`,

@@ -18,15 +18,27 @@ import (
 )
 
 const runnerUsage = `Usage: silo runner --server URL --token T [--storage-root DIR] [--vcpu N] [--memory SIZE] [--ca-file PEM]
+                   [--policy policy.json] [--state-dir DIR]
 
 Runs a task-runner agent: it connects out to the server (no inbound port;
 HTTPS_PROXY and NO_PROXY are honoured), pulls tasks, runs them next to the
 data within --vcpu and --memory, and sends back only results and logs.
 SIGTERM or Ctrl-C stops it cleanly.
 
+--policy pins the data owner's policy: rules by storage prefix, each a floor
+of privacy controls no server, admin or custodian can loosen (see
+docs/privacy.md). The file is checked at start. Without it the controls the
+server sends are the floor. Either way controls bind the data's location,
+not a dataset's name, and the runner keeps its own privacy ledger.
+
+--state-dir is where the runner keeps that record: the controls bound to
+each location and the epsilon spent on it. It must survive restarts. The
+default is .silo under a local --storage-root, else silo/runner-state in
+the user's configuration directory.
+
 Flags may also come from the environment: SILO_SERVER, SILO_RUNNER_TOKEN,
-SILO_STORAGE_ROOT, SILO_VCPU, SILO_MEMORY, SILO_CA_FILE; SILO_LOG_LEVEL sets
-the log level (debug, info, warn, error).
+SILO_STORAGE_ROOT, SILO_VCPU, SILO_MEMORY, SILO_CA_FILE, SILO_POLICY,
+SILO_STATE_DIR; SILO_LOG_LEVEL sets the log level (debug, info, warn, error).
 `
 
 func cmdRunner(ctx context.Context, args []string, s streams) int {
@@ -39,6 +51,8 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 	vcpu := fs.String("vcpu", envOr("SILO_VCPU", "0"), "vCPUs to use (0: all)")
 	memory := fs.String("memory", envOr("SILO_MEMORY", "1GiB"), "memory to use, e.g. 4GiB or 512MiB")
 	fs.StringVar(&cfg.CAFile, "ca-file", os.Getenv("SILO_CA_FILE"), "PEM bundle of extra CAs to trust")
+	policyFile := fs.String("policy", os.Getenv("SILO_POLICY"), "the data owner's policy file (JSON)")
+	fs.StringVar(&cfg.StateDir, "state-dir", os.Getenv("SILO_STATE_DIR"), "where the runner keeps its privacy record and ledger")
 	logFormat := fs.String("log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
 	if code, done := parseFlags(fs, args, runnerUsage, s); done {
 		return code
@@ -51,6 +65,12 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 	if cfg.MemoryMB, err = parseMemoryMB(*memory); err != nil {
 		fmt.Fprintf(s.Stderr, "silo runner: --memory: %v\n", err)
 		return 2
+	}
+	if *policyFile != "" {
+		if cfg.Policy, err = runner.LoadPolicy(*policyFile); err != nil {
+			fmt.Fprintf(s.Stderr, "silo runner: --policy: %v\n", err)
+			return 2
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(envOr("SILO_LOG_LEVEL", "info"))); err != nil {

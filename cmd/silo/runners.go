@@ -254,6 +254,22 @@ func (c *cmd) printRunner(r *silo.Runner) error {
 	if r.AgentVersion != "" {
 		fmt.Fprintf(tw, "agent:\tversion %s, %d vCPU, %d MB\n", r.AgentVersion, r.AgentVCPU, r.AgentMemoryMB)
 	}
+	if p := r.Policy; p != nil {
+		unmatched := ""
+		if p.RefuseUnmatched {
+			unmatched = "; data outside them refused"
+		}
+		fmt.Fprintf(tw, "policy:\tpinned by the data owner: %d rule(s)%s (%s)\n", len(p.Rules), unmatched, p.Digest)
+		for i := range p.Rules {
+			rule := p.Rules[i]
+			title := rule.Title(i)
+			rule.Name, rule.Prefix = "", ""
+			floor, _ := json.Marshal(rule)
+			fmt.Fprintf(tw, "\t%s: %s\n", title, floor)
+		}
+	} else {
+		fmt.Fprintf(tw, "policy:\tnone pinned: the server's privacy controls are the floor\n")
+	}
 	fmt.Fprintf(tw, "registered:\t%s by %s\n", fmtTime(r.CreatedAt), r.CreatedBy)
 	if r.Token != "" {
 		fmt.Fprintf(tw, "token:\t%s (shown once)\n", r.Token)

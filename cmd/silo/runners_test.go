@@ -42,7 +42,7 @@ func newLiveEnv(t *testing.T) (*env, *runningServer) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	dir := t.TempDir()
 	logs := &syncBuffer{}
-	rs, err := startServer(context.Background(), serverConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"),
+	rs, err := startServer(context.Background(), serverConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), LocalRunnersRoot: filepath.Join(dir, "runners"),
 		AdminEmail: adminEmail, AdminPassword: adminPassword, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +175,8 @@ func TestRunnersRegisterLocal(t *testing.T) {
 	}
 	out = e.ok("runners", "show", "edge-1")
 	for _, re := range []string{`(?m)^name:\s+edge-1$`, `(?m)^provider:\s+local$`, `(?m)^status:\s+registering$`, `(?m)^reason:\s+waiting for the agent`,
-		`(?m)^storage_path:\s+file://` + regexp.QuoteMeta(root) + `$`, `(?m)^vcpu:\s+1$`, `(?m)^memory_gb:\s+1$`, `(?m)^last heartbeat:\s+never$`, `(?m)^registered:\s.* by admin@example\.org$`} {
+		`(?m)^storage_path:\s+file://` + regexp.QuoteMeta(root) + `$`, `(?m)^vcpu:\s+1$`, `(?m)^memory_gb:\s+1$`, `(?m)^last heartbeat:\s+never$`, `(?m)^registered:\s.* by admin@example\.org$`,
+		`(?m)^policy:\s+none pinned: the server's privacy controls are the floor$`} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("runners show does not match %s:\n%s", re, out)
 		}
@@ -418,7 +419,7 @@ func TestRunnersCloud(t *testing.T) {
 // a new token, deregister.
 func TestRunnersLocalLifecycle(t *testing.T) {
 	e, rs := newLiveEnv(t)
-	root := filepath.Join(t.TempDir(), "edge-1") // created by the launcher
+	root := filepath.Join(e.dir, "runners", "edge-1") // created by the launcher
 	e.ok("runners", "register", "--provider", "local", "--name", "edge-1", "--storage-path", "file://"+root, "--vcpu", "2", "--memory-gb", "1")
 
 	check(t, []string{"tasks none"}, e.run("", "runners", "tasks", "edge-1"), 0, []string{"Runner edge-1 has had no tasks yet. Try: silo runners check edge-1"}, nil)
@@ -666,12 +667,21 @@ func TestRunnerProcess(t *testing.T) {
 		t.Fatalf("stopped runner = %s %q, want offline", r.Status, r.StatusReason)
 	}
 
-	// Restarted, it is online again; deregistered, it stops by itself.
-	p = startAgent(t, args...)
+	if r.Policy != nil {
+		t.Errorf("a runner without --policy shows policy %+v", r.Policy)
+	}
+	// Restarted with the data owner's policy, it is online again and the
+	// server shows the policy it pins; deregistered, it stops by itself.
+	policy := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(policy, []byte(`{"rules": [{"name": "all", "prefix": "file://`+dir+`/", "min_records_per_aggregate": 50}]}`), 0o600)
+	p = startAgent(t, append(args, "--policy", policy)...)
 	waitFor(t, 30*time.Second, "edge-1 online again", func() bool {
 		r, _ = a.admin.GetRunner(ctx, "edge-1")
-		return r.Status == silo.RunnerOnline
+		return r.Status == silo.RunnerOnline && r.Policy != nil
 	})
+	if len(r.Policy.Rules) != 1 || r.Policy.Rules[0].MinRecordsPerAggregate != 50 || !strings.HasPrefix(r.Policy.Digest, "sha256:") {
+		t.Errorf("pinned policy = %+v", r.Policy)
+	}
 	if _, err := a.admin.DeregisterRunner(ctx, "edge-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -697,6 +707,8 @@ func TestRunnerFlags(t *testing.T) {
 	t.Setenv("SILO_VCPU", "")
 	t.Setenv("SILO_LOG_LEVEL", "")
 	server := []string{"--server", "http://127.0.0.1:1"}
+	badPolicy := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(badPolicy, []byte(`{"rules": [{"prefix": "file:///srv/a/", "min_record": 5}]}`), 0o600)
 	for _, tc := range []struct {
 		args   []string
 		code   int
@@ -714,6 +726,8 @@ func TestRunnerFlags(t *testing.T) {
 		{append([]string{"--token", "silor_x", "--frob"}, server...), 2, "flag provided but not defined: -frob"},
 		{append([]string{"--token", "silor_x", "extra"}, server...), 2, `unexpected argument "extra"`},
 		{append([]string{"--token", "silor_x", "--ca-file", "/nonexistent/ca.pem"}, server...), 2, "read CA bundle"},
+		{append([]string{"--token", "silor_x", "--policy", "/nonexistent/policy.json"}, server...), 2, "silo runner: --policy: policy /nonexistent/policy.json"},
+		{append([]string{"--token", "silor_x", "--policy", badPolicy}, server...), 2, `--policy: policy ` + badPolicy + `: unknown key "min_record"`},
 		{[]string{"-h"}, 0, ""},
 	} {
 		args := append([]string{"runner"}, tc.args...)
@@ -759,4 +773,26 @@ func zipContents(t *testing.T, path string) []string {
 		t.Fatalf("bundle %s is empty", path)
 	}
 	return texts
+}
+
+// TestServerLocalRunnersRoot: the server refuses, at start, a folder for
+// runners that overlaps its own files, and says why.
+func TestServerLocalRunnersRoot(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	for _, root := range []string{data, filepath.Join(data, "runners"), dir} {
+		var out, errb syncBuffer
+		code := run(context.Background(), []string{"server", "--addr", "127.0.0.1:0", "--data", data, "--local-runners-root", root}, strings.NewReader(""), &out, &errb)
+		if code != 1 || !strings.Contains(errb.String(), "--local-runners-root "+root+" overlaps") || !strings.Contains(errb.String(), "the server's own") {
+			t.Errorf("--local-runners-root %s: exit %d, %s", root, code, errb.String())
+		}
+	}
+	rs, err := startServer(context.Background(), serverConfig{Addr: "127.0.0.1:0", DataDir: data, LocalRunnersRoot: filepath.Join(dir, "runners"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Shutdown()
+	if rs.Server.LocalRunnersRoot != filepath.Join(dir, "runners") {
+		t.Errorf("the server's folder for runners is %q", rs.Server.LocalRunnersRoot)
+	}
 }

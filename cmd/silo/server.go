@@ -24,9 +24,16 @@ import (
 
 const serverUsage = `Usage: silo server [--addr :8080] [--data ./silo-data] [--database sqlite|postgres://…]
                    [--admin-email E --admin-password P] [--public-url URL]
+                   [--local-runners-root DIR]
 
 Runs the workspace server: the API under /api/v1, the web UI, /healthz and
 /metrics. With no flags it keeps its state in an SQLite database in ./silo-data.
+
+With --local-runners-root DIR a Workspace Administrator may start local
+runners as child processes of the server; their storage must be a folder
+inside DIR, which must share nothing with the server's data, key or
+configuration and hold nothing the server did not create for runners.
+Without it the server starts no runners: run 'silo runner' where the data is.
 
 The first admin comes from --admin-email/--admin-password (or
 $SILO_ADMIN_EMAIL/$SILO_ADMIN_PASSWORD) on first start; without them, open
@@ -42,6 +49,9 @@ type serverConfig struct {
 	AdminPassword string
 	PublicURL     string
 	SecretKey     string // base64; empty means the key file in DataDir
+	// LocalRunnersRoot is the folder for the storage of the runners the
+	// server starts; empty means it starts none.
+	LocalRunnersRoot string
 	// Cloud storage the server may create runners' storage in.
 	S3Endpoint            string
 	AzureConnectionString string
@@ -97,6 +107,12 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 		srv.HeartbeatInterval = cfg.HeartbeatInterval
 	}
 	srv.AddRoutes(ui.New(srv)...)
+	if cfg.LocalRunnersRoot != "" {
+		if srv.LocalRunnersRoot, err = server.CheckLocalRunnersRoot(cfg.LocalRunnersRoot, serverOwnPaths(cfg, dsn)); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
 	srv.Logger = log
 	srv.PublicURL = cfg.PublicURL
 	srv.SecretKey = key
@@ -140,6 +156,23 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 	go srv.Run(runCtx)
 	go func() { rs.done <- rs.http.Serve(ln) }()
 	return rs, nil
+}
+
+// serverOwnPaths lists what runners the server starts must never reach:
+// its data directory, key file, database, the CLI's saved login and the
+// binary itself.
+func serverOwnPaths(cfg serverConfig, dsn string) []string {
+	paths := []string{cfg.DataDir, filepath.Join(cfg.DataDir, "server.key")}
+	if !strings.HasPrefix(dsn, "postgres") {
+		paths = append(paths, dsn)
+	}
+	if p, err := configPath(); err == nil {
+		paths = append(paths, p)
+	}
+	if p, err := os.Executable(); err == nil {
+		paths = append(paths, p)
+	}
+	return paths
 }
 
 // cloudStorage configures the server's access to cloud storage from the
@@ -200,6 +233,7 @@ func cmdServer(ctx context.Context, args []string, s streams) int {
 	fs.StringVar(&cfg.AdminPassword, "admin-password", os.Getenv("SILO_ADMIN_PASSWORD"), "first admin's password")
 	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SILO_PUBLIC_URL"), "URL users reach the server at (for links)")
 	fs.StringVar(&cfg.SecretKey, "secret-key", os.Getenv("SILO_SECRET_KEY"), "base64 key sealing secrets at rest (default: a key file in --data)")
+	fs.StringVar(&cfg.LocalRunnersRoot, "local-runners-root", os.Getenv("SILO_LOCAL_RUNNERS_ROOT"), "folder for the storage of local runners the server starts (default: it starts none)")
 	fs.StringVar(&cfg.S3Endpoint, "s3-endpoint", os.Getenv("SILO_S3_ENDPOINT"), "S3-compatible endpoint for runners' buckets (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
 	fs.StringVar(&cfg.AzureConnectionString, "azure-storage", os.Getenv("SILO_AZURE_STORAGE"), "Azure Storage connection string for runners' containers")
 	fs.StringVar(&cfg.SMTPURL, "smtp", os.Getenv("SILO_SMTP"), "SMTP relay for invitation emails: smtp://user:password@host:587 (optional)")

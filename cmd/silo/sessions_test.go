@@ -17,7 +17,7 @@ func TestSessionsCLI(t *testing.T) {
 	e, _ := newLiveEnv(t)
 	privacy := writeJSONFile(t, "privacy.json", map[string]any{"identifier_columns": []string{"patient_id"}})
 	for _, h := range []string{"a", "b"} {
-		root := filepath.Join(t.TempDir(), h)
+		root := filepath.Join(e.dir, "runners", h)
 		os.MkdirAll(root, 0o700)
 		data, _ := os.ReadFile("sampledata/hospital_" + h + ".csv")
 		os.WriteFile(filepath.Join(root, "data.csv"), data, 0o600)

@@ -62,6 +62,10 @@ type Config struct {
 	// FileRoot is a local runner's storage root: file:// URIs must stay
 	// inside it.
 	FileRoot string
+	// FileDeny lists folders under FileRoot that are never data: the
+	// runner's own state. They are neither listed nor opened nor written,
+	// whatever path or link leads to them.
+	FileDeny []string
 	// S3 reaches S3 or an S3-compatible store (Endpoint, UsePathStyle).
 	// Without static credentials or a Credentials provider, Open uses the
 	// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY environment variables, else
@@ -86,6 +90,7 @@ func Open(ctx context.Context, u URI, cfg Config) (Store, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.deny(cfg.FileDeny...)
 		return s, nil
 	case SchemeS3:
 		c := cfg.S3

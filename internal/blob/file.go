@@ -33,8 +33,51 @@ import (
 // relative to the root, and "" is the root. A FileStore holds no open files
 // and needs no Close.
 type FileStore struct {
-	root string // absolute and clean, as configured: keys and messages use it
-	real string // root with symbolic links resolved: confinement is checked against it
+	root   string   // absolute and clean, as configured: keys and messages use it
+	real   string   // root with symbolic links resolved: confinement is checked against it
+	denied []string // resolved folders that are never data (Config.FileDeny)
+}
+
+// deny adds folders the store never lists, opens or writes.
+func (s *FileStore) deny(dirs ...string) {
+	for _, d := range dirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = real
+		}
+		s.denied = append(s.denied, abs)
+	}
+}
+
+// isDenied reports whether rel (relative to the real root, links resolved)
+// is in a denied folder.
+func (s *FileStore) isDenied(rel string) bool {
+	p := filepath.Join(s.real, rel)
+	for _, d := range s.denied {
+		if within(d, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// errDenied is the error for a path in a denied folder.
+func (s *FileStore) errDenied(p string) error {
+	return silo.Errorf(silo.EFORBIDDEN, "%s is the runner's own state, not data: it can never be a dataset or be written by a task", s.uri(p))
+}
+
+// RealPath returns where key leads with every symbolic link resolved: the
+// data's canonical location, which privacy controls bind to. It fails as
+// reads do for a path outside the root, missing or denied.
+func (s *FileStore) RealPath(key string) (string, error) {
+	_, rel, err := s.resolve(key)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(s.real, rel), nil
 }
 
 // NewFileStore returns the store rooted at root, which must be an existing
@@ -118,7 +161,7 @@ func (w *walker) walk(ctx context.Context, rel, key string) error {
 	}
 	for _, e := range entries { // sorted by name
 		name := e.Name()
-		if isHidden(name) {
+		if isHidden(name) || w.s.isDenied(filepath.Join(rel, name)) {
 			w.hidden++
 			continue
 		}
@@ -135,6 +178,10 @@ func (w *walker) walk(ctx context.Context, rel, key string) error {
 				return w.s.escaped(ekey, true)
 			}
 			erel, _ = filepath.Rel(w.s.real, real)
+			if w.s.isDenied(erel) {
+				w.hidden++
+				continue
+			}
 			if fi, err = w.root.Stat(erel); err != nil {
 				return w.s.fail("listing", ekey, err)
 			}
@@ -237,6 +284,9 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader) error {
 		if rel == "." {
 			return silo.Errorf(silo.EINVALID, "cannot write %s: it names a folder; give a file name", s.uri(abs))
 		}
+		if s.isDenied(rel) {
+			return s.errDenied(abs)
+		}
 		relDir, name = filepath.Dir(rel), filepath.Base(rel)
 	} else if fi, lerr := os.Lstat(abs); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		return silo.Errorf(silo.EINVALID, "cannot write %s: it is a symbolic link to nothing: fix or remove it", s.uri(abs))
@@ -244,6 +294,9 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader) error {
 		return err
 	} else {
 		name = filepath.Base(abs)
+	}
+	if s.isDenied(filepath.Join(relDir, name)) {
+		return s.errDenied(abs)
 	}
 	root, err := os.OpenRoot(s.real)
 	if err != nil {
@@ -326,6 +379,9 @@ func (s *FileStore) resolve(key string) (abs, rel string, err error) {
 		return "", "", s.escaped(abs, true)
 	}
 	rel, _ = filepath.Rel(s.real, real)
+	if s.isDenied(rel) {
+		return "", "", s.errDenied(abs)
+	}
 	return abs, rel, nil
 }
 

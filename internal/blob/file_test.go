@@ -446,3 +446,56 @@ func TestFileStoreSwappedLink(t *testing.T) {
 		wantCode(t, err, silo.EFORBIDDEN, "escapes")
 	}
 }
+
+// TestFileStoreDenied: a folder the runner keeps its own state in is never
+// data, whatever path or link leads to it: not listed, opened or written.
+func TestFileStoreDenied(t *testing.T) {
+	ctx := context.Background()
+	_, root := newFileStore(t)
+	state := filepath.Join(root, "state")
+	writeFiles(t, state, map[string]string{"locations/x.json": `{"ledger":{}}`})
+	if err := os.Symlink(state, filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(state, filepath.Join(root, "sales", "inner")); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := ParseURI("file://" + root)
+	st, err := Open(ctx, u, Config{FileRoot: root, FileDeny: []string{state}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := st.(*FileStore)
+	for _, p := range []string{state, state + "/locations/x.json", root + "/link/locations/x.json", root + "/link"} {
+		_, err := fs.List(ctx, p)
+		wantCode(t, err, silo.EFORBIDDEN, "the runner's own state")
+		_, err = fs.Open(ctx, p)
+		wantCode(t, err, silo.EFORBIDDEN, "the runner's own state")
+		if _, err := fs.RealPath(p); silo.ErrorCode(err) != silo.EFORBIDDEN {
+			t.Errorf("RealPath(%s) = %v", p, err)
+		}
+	}
+	wantCode(t, fs.Put(ctx, state+"/locations/x.json", strings.NewReader("x")), silo.EFORBIDDEN, "the runner's own state")
+	wantCode(t, fs.Put(ctx, root+"/link/new.json", strings.NewReader("x")), silo.EFORBIDDEN, "the runner's own state")
+	// Listing the whole root, or a folder holding a link to it, skips it.
+	for _, p := range []string{root, root + "/sales"} {
+		objs, err := fs.List(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if strings.Contains(o.Key, "locations") {
+				t.Errorf("listing %s shows %s", p, o.Key)
+			}
+		}
+	}
+	// RealPath names data by where it is, links resolved.
+	if err := os.Symlink(filepath.Join(root, "one.csv"), filepath.Join(root, "alias.csv")); err != nil {
+		t.Fatal(err)
+	}
+	a, err1 := fs.RealPath(root + "/alias.csv")
+	b, err2 := fs.RealPath(root + "/one.csv")
+	if err1 != nil || err2 != nil || a != b {
+		t.Fatalf("RealPath: %q %v, %q %v", a, err1, b, err2)
+	}
+}

@@ -213,3 +213,32 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 	}
 	return s, false
 }
+
+// Location is the canonical name of the data u names, which privacy
+// controls bind to (rather than to a dataset's name): scheme, bucket and
+// path, without a trailing "/", so that a folder and the same folder written
+// with a slash are one location. A file path is only cleaned here; a runner
+// names local data by its real path (FileStore.RealPath), links resolved.
+func (u URI) Location() string {
+	p := strings.TrimSuffix(u.Path, "/")
+	if u.Scheme == SchemeFile && p == "" {
+		p = "/"
+	}
+	return URI{Scheme: u.Scheme, Bucket: u.Bucket, Path: p}.String()
+}
+
+// LocationWithin reports whether location loc is prefix or lies under it,
+// by whole path segments: file:///srv/a covers file:///srv/a/x.csv, not
+// file:///srv/ab.csv.
+func LocationWithin(loc, prefix string) bool {
+	if loc == prefix {
+		return true
+	}
+	return strings.HasPrefix(loc, strings.TrimSuffix(prefix, "/")+"/")
+}
+
+// LocationsOverlap reports whether reading one location reads data of the
+// other: one is the other or lies under it.
+func LocationsOverlap(a, b string) bool {
+	return LocationWithin(a, b) || LocationWithin(b, a)
+}

@@ -139,3 +139,47 @@ func FuzzParseURI(f *testing.F) {
 		}
 	})
 }
+
+// TestLocations: locations are canonical, and contain one another by whole
+// path segments.
+func TestLocations(t *testing.T) {
+	loc := func(s string) string {
+		u, err := ParseURI(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Location()
+	}
+	for _, tc := range []struct{ a, b string }{
+		{"file:///srv/a/", "file:///srv/a"},
+		{"s3://bank.silo/crm/", "s3://bank.silo/crm"},
+		{"azure://data/x/", "azure://data/x"},
+		{"file:///", "file:///"},
+	} {
+		if loc(tc.a) != loc(tc.b) {
+			t.Errorf("%s and %s are different locations: %q, %q", tc.a, tc.b, loc(tc.a), loc(tc.b))
+		}
+	}
+	for _, tc := range []struct {
+		loc, prefix string
+		within      bool
+	}{
+		{"file:///srv/a/x.csv", "file:///srv/a/", true},
+		{"file:///srv/a", "file:///srv/a/", true},
+		{"file:///srv/ab.csv", "file:///srv/a/", false},
+		{"file:///srv/ab.csv", "file:///srv/a", false},
+		{"file:///srv/a/x.csv", "file:///", true},
+		{"s3://bank.silo/crm/2024/p.parquet", "s3://bank.silo/crm/", true},
+		{"s3://bank.silo/crm2/p.parquet", "s3://bank.silo/crm/", false},
+		{"s3://bank.silo/crm/p", "s3://bank.silo", true},
+		{"s3://other.silo/crm/p", "s3://bank.silo/crm", false},
+		{"azure://data/x/y.csv", "s3://data.silo/x", false},
+	} {
+		if got := LocationWithin(loc(tc.loc), loc(tc.prefix)); got != tc.within {
+			t.Errorf("LocationWithin(%s, %s) = %v", tc.loc, tc.prefix, got)
+		}
+		if !LocationsOverlap(loc(tc.prefix), loc(tc.loc)) && tc.within {
+			t.Errorf("%s and %s do not overlap", tc.prefix, tc.loc)
+		}
+	}
+}

@@ -151,3 +151,38 @@ func Calibrate(epsilon, delta, q float64, steps int) (sigma float64, err error) 
 // ErrUnreachable reports a privacy target no amount of noise can meet within
 // MaxNoiseMultiplier.
 var ErrUnreachable = errors.New("privacy target unreachable")
+
+// Segment is a run of DP-SGD steps at one Poisson sampling rate and noise
+// multiplier. A runner that trains a session over several rounds records
+// one per round: a server may change the noise between rounds.
+type Segment struct {
+	SampleRate      float64 `json:"q"`
+	NoiseMultiplier float64 `json:"sigma"`
+	Steps           int     `json:"steps"`
+}
+
+// EpsilonOf returns the ε at δ of all segments run one after another: their
+// RDP adds up order by order (exact composition), then converts as Epsilon
+// does. A segment with invalid numbers gives +Inf: no guarantee.
+func EpsilonOf(segments []Segment, delta float64) float64 {
+	orders := DefaultOrders()
+	total := make([]float64, len(orders))
+	ran := false
+	for _, s := range segments {
+		if s.Steps < 0 || !(s.SampleRate >= 0 && s.SampleRate <= 1) || !(s.NoiseMultiplier >= 0) || math.IsInf(s.NoiseMultiplier, 0) {
+			return math.Inf(1)
+		}
+		if s.Steps == 0 || s.SampleRate == 0 {
+			continue
+		}
+		ran = true
+		for i, r := range RDP(s.SampleRate, s.NoiseMultiplier, s.Steps, orders) {
+			total[i] += r
+		}
+	}
+	if !ran {
+		return 0
+	}
+	eps, _ := ConvertRDP(orders, total, delta, EpsilonConversion)
+	return eps
+}

@@ -35,6 +35,15 @@ type Config struct {
 	Token     string
 	// StorageRoot is the directory of the runner's data (local runners).
 	StorageRoot string
+	// StateDir is where the runner keeps its own record of the controls
+	// bound to each data location and its privacy ledger. Empty means .silo
+	// under StorageRoot, or the user's configuration directory for a runner
+	// without a local storage root. It must survive restarts.
+	StateDir string
+	// Policy is the data owner's policy (silo runner --policy): a floor no
+	// server, admin or custodian can loosen. Nil means the controls the
+	// server sends are the floor, still bound to each data location.
+	Policy *Policy
 	// VCPU and MemoryMB are the runner's allowance: the agent sizes its
 	// worker pool and Go memory limit from them and refuses tasks that do
 	// not fit. Zero means what the machine has.
@@ -139,10 +148,15 @@ func New(cfg Config) (*Agent, error) {
 	api.UserAgent = "silo-runner/" + silo.Version
 	a := &Agent{cfg: cfg, api: api, log: cfg.Logger, running: map[string]context.CancelFunc{}, hbTick: silo.DefaultHeartbeatInterval, freed: make(chan struct{}, 1),
 		claim: make(chan struct{}, 1), parts: &partCache{},
-		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics, silo.TaskConnect: runConnect,
+		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics, silo.TaskConnect: runConnect, silo.TaskDeregister: runDeregister,
 			silo.TaskStats: runStats, silo.TaskFit: runFit, silo.TaskEvaluate: runEvaluate, silo.TaskPredict: runPredict}}
 	a.cfg.cache = &dataCache{}
 	a.claim <- struct{}{}
+	if a.cfg.StateDir == "" {
+		if a.cfg.StateDir, err = defaultStateDir(cfg.StorageRoot); err != nil {
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
@@ -191,7 +205,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.retry(ctx, "connect", a.heartbeat); err != nil {
 		return a.stopReason(ctx, err)
 	}
-	a.log.Info("runner connected", "runner", a.name, "server", a.cfg.ServerURL, "vcpu", a.cfg.VCPU, "memory_mb", a.cfg.MemoryMB)
+	policy := "none: the server's controls are the floor"
+	if a.cfg.Policy != nil {
+		policy = fmt.Sprintf("%d rule(s), %s", len(a.cfg.Policy.Rules), a.cfg.Policy.Digest)
+	}
+	a.log.Info("runner connected", "runner", a.name, "server", a.cfg.ServerURL, "vcpu", a.cfg.VCPU, "memory_mb", a.cfg.MemoryMB, "state_dir", a.cfg.StateDir, "policy", policy)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -286,8 +304,12 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	slices.Sort(running)
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
-	reply, err := a.api.Heartbeat(ctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: silo.Version, Hostname: host,
-		VCPU: a.cfg.VCPU, MemoryMB: a.cfg.MemoryMB, RunningTasks: running})
+	hb := silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: silo.Version, Hostname: host,
+		VCPU: a.cfg.VCPU, MemoryMB: a.cfg.MemoryMB, RunningTasks: running}
+	if a.cfg.Policy != nil {
+		hb.Policy = &a.cfg.Policy.RunnerPolicy
+	}
+	reply, err := a.api.Heartbeat(ctx, hb)
 	if err != nil {
 		return err
 	}

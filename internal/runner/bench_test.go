@@ -92,6 +92,9 @@ func newBenchTask(b testing.TB) *benchTask {
 		td:    silo.TrainingData{Session: "s", Dataset: "d", URI: "file://" + filepath.Join(root, "d.csv"), Schema: schema, Privacy: silo.DefaultPrivacyControls(), Fraction: 0.2, Seed: 7},
 		feats: feats,
 	}
+	if err := connect(bt.cfg, bt.td.Dataset, bt.td.URI, bt.td.Privacy); err != nil {
+		b.Fatal(err)
+	}
 	prep := model.Preprocessing{Task: "classification", Target: "y", Classes: []string{"0", "1"}, TargetType: "int"}
 	for _, f := range feats[:benchNum] {
 		prep.Features = append(prep.Features, model.Feature{Name: f, Type: "float", Kind: model.Numeric, Mean: 0.01, Std: 1.1})
@@ -160,4 +163,23 @@ func reportCPU(b *testing.B) func() {
 			b.ReportMetric(float64((self1-self0).Milliseconds())/float64(b.N), "cpu-ms/op")
 		}
 	}
+}
+
+// connect is kept here, not in a file of its own, so that bench_test.go
+// runs as is on earlier versions of the package (bench/abtest copies it).
+// connect runs a connect task for dataset on cfg's runner, as the server
+// does when a dataset is registered or its controls change.
+func connect(cfg *Config, dataset, uri string, privacy silo.PrivacyControls) error {
+	_, err := connectOutput(cfg, dataset, uri, privacy)
+	return err
+}
+
+func connectOutput(cfg *Config, dataset, uri string, privacy silo.PrivacyControls) (*silo.ConnectOutput, error) {
+	p, _ := json.Marshal(silo.ConnectPayload{Dataset: dataset, URI: uri, Privacy: privacy})
+	raw, err := runConnect(context.Background(), &Task{Task: &silo.Task{Type: silo.TaskConnect, Payload: p}}, newTaskLog(nil, "t", slog.New(slog.DiscardHandler)), cfg)
+	if err != nil {
+		return nil, err
+	}
+	var out silo.ConnectOutput
+	return &out, json.Unmarshal(raw, &out)
 }

@@ -6,8 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"slices"
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/blob"
@@ -35,9 +34,7 @@ func openDataset(ctx context.Context, cfg *Config, uri string) ([]tabular.Input,
 	if err != nil {
 		return nil, err
 	}
-	storage := cfg.Storage
-	storage.FileRoot = cfg.StorageRoot
-	store, err := blob.Open(ctx, u, storage)
+	store, err := blob.Open(ctx, u, cfg.storage())
 	if err != nil {
 		return nil, err
 	}
@@ -54,51 +51,69 @@ func openDataset(ctx context.Context, cfg *Config, uri string) ([]tabular.Input,
 }
 
 // runConnect opens a dataset and reports its schema, row count, null counts
-// and the summaries its privacy controls allow. Excluded columns are never
-// parsed; identifier columns get no summary; no statistic covers fewer than
-// min_records_per_aggregate values. It reports metadata only, never a row.
+// and the summaries the controls that bind its data allow: the strictest
+// of those the server sent, those of every other dataset on the same data,
+// and the runner's policy. The controls sent are recorded first, so a
+// dataset binds its data from the moment it is registered. Excluded columns
+// are never parsed; identifier columns get no summary; no statistic covers
+// fewer than min_records_per_aggregate values. It reports metadata only,
+// never a row.
 func runConnect(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
 	var p silo.ConnectPayload
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return nil, fmt.Errorf("connect task payload: %w", err)
 	}
-	// The runner checks the controls itself: it does not trust the server
-	// to have done so.
-	if err := p.Privacy.Validate(); err != nil {
-		return nil, fmt.Errorf("refusing: the dataset's privacy controls are invalid: %s", silo.ErrorMessage(err))
+	b, err := cfg.bind(ctx, p.Dataset, p.URI, p.Privacy, true)
+	if err != nil {
+		return nil, err
 	}
+	eff := &b.eff.Controls
 	inputs, err := openDataset(ctx, cfg, p.URI)
 	if err != nil {
 		return nil, userError(err)
 	}
 	log.Info("opening dataset", "dataset", p.Dataset, "files", len(inputs))
-	prof, err := tabular.Scan(ctx, inputs, tabular.ScanOptions{Exclude: p.Privacy.ExcludedColumns, NoSummary: p.Privacy.IdentifierColumns,
-		MinRecordsPerAggregate: p.Privacy.MinRecordsPerAggregate})
+	// The dataset's own columns must exist (a misspelt control must not
+	// let a column through); those of other datasets and of the policy
+	// apply where they exist.
+	prof, err := tabular.Scan(ctx, inputs, tabular.ScanOptions{
+		Exclude: p.Privacy.ExcludedColumns, NoSummary: p.Privacy.IdentifierColumns,
+		AlsoExclude: eff.ExcludedColumns, AlsoNoSummary: eff.IdentifierColumns,
+		MinRecordsPerAggregate: eff.MinRecordsPerAggregate})
 	if err != nil {
 		return nil, userError(err)
 	}
 	out := silo.ConnectOutput{Format: string(prof.Format), Files: prof.Files, Rows: prof.Rows, Columns: make([]silo.Column, len(prof.Columns))}
-	ids := map[string]bool{}
-	for _, c := range p.Privacy.IdentifierColumns {
-		ids[c] = true
-	}
 	for i, c := range prof.Columns {
-		col := silo.Column{Name: c.Name, Type: string(c.Type), Nulls: c.Nulls, Count: c.Count, Identifier: ids[c.Name], Excluded: c.Excluded,
-			Mean: c.Mean, Std: c.Std, Distinct: c.Distinct, Categories: c.Categories}
+		col := silo.Column{Name: c.Name, Type: string(c.Type), Nulls: c.Nulls, Count: c.Count, Identifier: slices.Contains(eff.IdentifierColumns, c.Name), Excluded: c.Excluded,
+			Mean: c.Mean, Std: c.Std, Distinct: c.Distinct, Categories: c.Categories, MostlyUnique: c.MostlyUnique}
 		if c.Excluded {
 			col.Type = "excluded"
 		}
 		if col.Identifier {
 			// Identifier values never leave the runner, not even as categories.
-			col.Mean, col.Std, col.Distinct, col.Categories = nil, nil, nil, nil
+			col.Mean, col.Std, col.Distinct, col.Categories, col.MostlyUnique = nil, nil, nil, nil, false
 		}
 		out.Columns[i] = col
 	}
-	if err := cfg.rememberPrivacy(p.Dataset, p.Privacy); err != nil {
-		log.Warn("could not keep the dataset's privacy controls on the runner", "err", err)
-	}
-	log.Info("dataset connected", "dataset", p.Dataset, "format", out.Format, "files", out.Files, "rows", out.Rows, "columns", len(out.Columns))
+	log.Info("dataset connected", "dataset", p.Dataset, "location", b.location, "format", out.Format, "files", out.Files, "rows", out.Rows, "columns", len(out.Columns),
+		"min_records_per_aggregate", eff.MinRecordsPerAggregate)
 	return json.Marshal(out)
+}
+
+// runDeregister forgets a deregistered dataset's controls: they stop
+// binding its data. The data's privacy ledger stays.
+func runDeregister(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMessage, error) {
+	var p silo.DeregisterPayload
+	if err := json.Unmarshal(t.Payload, &p); err != nil {
+		return nil, fmt.Errorf("deregister task payload: %w", err)
+	}
+	n, err := cfg.state().forget(p.Dataset, p.URI)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("dataset deregistered", "dataset", p.Dataset, "records", n)
+	return json.Marshal(map[string]int{"records": n})
 }
 
 // userError reports a data or storage problem by its message alone (already
@@ -114,41 +129,13 @@ func userError(err error) error {
 	return err
 }
 
-// rememberPrivacy keeps the privacy controls a dataset was connected with in
-// the runner's state directory, so later tasks are checked against what the
-// custodian set, not only against what a task says.
-func (c *Config) rememberPrivacy(dataset string, p silo.PrivacyControls) error {
-	dir := c.stateDir()
-	if dir == "" {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "datasets"), 0o700); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(p, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, "datasets", dataset+".json.tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, "datasets", dataset+".json"))
-}
-
-// stateDir is where the runner keeps its own state: .silo under the storage
-// root (hidden names are skipped when datasets are listed).
+// stateDir is where the runner keeps its own state: StateDir, else .silo
+// under a local storage root (a hidden name, and denied to every dataset
+// and task), else the user's configuration directory.
 func (c *Config) stateDir() string {
-	if c.StorageRoot == "" {
-		return ""
+	if c.StateDir != "" {
+		return c.StateDir
 	}
-	return filepath.Join(c.StorageRoot, ".silo")
-}
-
-// readStateFile reads a file of the runner's state directory.
-func readStateFile(dir string, parts ...string) ([]byte, error) {
-	if dir == "" {
-		return nil, os.ErrNotExist
-	}
-	return os.ReadFile(filepath.Join(append([]string{dir}, parts...)...))
+	dir, _ := defaultStateDir(c.StorageRoot)
+	return dir
 }

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/parquet-go/parquet-go"
 	"gonum.org/v1/gonum/mat"
@@ -42,25 +44,26 @@ func runPredict(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.R
 		return nil, err
 	}
 	prep := &doc.Preprocessing
-	td := &silo.TrainingData{Dataset: p.Dataset, URI: p.URI, Schema: p.Schema, Privacy: p.Privacy}
-	privacy, err := cfg.checkUse(td, prep.Columns(false), "")
+	b, err := cfg.checkUse(ctx, p.Dataset, p.URI, p.Privacy, silo.SessionHFL, prep.Columns(false)...)
 	if err != nil {
 		return nil, err
 	}
+	privacy := &b.eff.Controls
 	if !privacy.AllowPredictions {
-		return nil, fmt.Errorf("refused by the runner: dataset %s does not allow predictions (its custodian's privacy controls)", p.Dataset)
+		return nil, b.refused("allow_predictions", "dataset %s does not allow predictions", p.Dataset)
 	}
 	out, err := blob.ParseURI(p.Output)
 	if err != nil {
+		return nil, err
+	}
+	if err := cfg.checkOutput(out); err != nil {
 		return nil, err
 	}
 	inputs, err := openDataset(ctx, cfg, p.URI)
 	if err != nil {
 		return nil, userError(err)
 	}
-	storage := cfg.Storage
-	storage.FileRoot = cfg.StorageRoot
-	store, err := blob.Open(ctx, out, storage)
+	store, err := blob.Open(ctx, out, cfg.storage())
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +145,25 @@ func runPredict(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.R
 	}
 	log.Info("predictions written", "dataset", p.Dataset, "rows", rows, "path", p.Output)
 	return json.Marshal(silo.PredictOutput{Rows: rows, Path: p.Output})
+}
+
+// predictionsFolder is the folder at the top of a runner's storage (its
+// root, bucket or container) where predictions go.
+const predictionsFolder = "predictions"
+
+// checkOutput refuses to write predictions anywhere but the predictions
+// folder of the runner's storage: a server must not make a runner write
+// over its data or its own state.
+func (c *Config) checkOutput(out blob.URI) error {
+	inside := strings.HasPrefix(out.Path, predictionsFolder+"/")
+	if out.Scheme == blob.SchemeFile {
+		inside = c.StorageRoot != "" && blob.LocationWithin(out.Location(), blob.URI{Scheme: blob.SchemeFile, Path: filepath.Join(c.StorageRoot, predictionsFolder)}.Location()) &&
+			!strings.HasSuffix(out.Path, "/")
+	}
+	if !inside {
+		return fmt.Errorf("refused by the runner: predictions are written only in the %s/ folder of its storage, not to %s", predictionsFolder, out)
+	}
+	return nil
 }
 
 func uniq(s []string) []string {

@@ -95,6 +95,8 @@ func TestHTTPSThroughProxyWithCustomCA(t *testing.T) {
 // TestRunnerEnforcesPrivacy: whatever a task asks, the runner refuses to use
 // an identifier or excluded column, a session type the custodian did not
 // allow, or too few rows — using the controls it kept when it connected.
+// (The server sends the dataset's controls with every task; here each
+// connect sends the custodian's, and the tasks a lenient set.)
 func TestRunnerEnforcesPrivacy(t *testing.T) {
 	root := t.TempDir()
 	var b strings.Builder
@@ -107,7 +109,7 @@ func TestRunnerEnforcesPrivacy(t *testing.T) {
 	log := newTaskLog(nil, "t", slog.New(slog.DiscardHandler))
 	kept := silo.DefaultPrivacyControls()
 	kept.IdentifierColumns, kept.ExcludedColumns, kept.AllowedSessionTypes = []string{"id"}, []string{"ssn"}, []string{"eda"}
-	if err := cfg.rememberPrivacy("d", kept); err != nil {
+	if err := connect(cfg, "d", "file://"+filepath.Join(root, "d.csv"), kept); err != nil {
 		t.Fatal(err)
 	}
 	schema := []silo.ColumnType{{Name: "id", Type: "string"}, {Name: "age", Type: "int"}, {Name: "y", Type: "int"}}
@@ -123,7 +125,7 @@ func TestRunnerEnforcesPrivacy(t *testing.T) {
 		t.Fatalf("disallowed session type: %v", err)
 	}
 	kept.AllowedSessionTypes = []string{"hfl"}
-	cfg.rememberPrivacy("d", kept)
+	connect(cfg, "d", "file://"+filepath.Join(root, "d.csv"), kept)
 	for _, tc := range []struct {
 		features []string
 		target   string
@@ -138,12 +140,12 @@ func TestRunnerEnforcesPrivacy(t *testing.T) {
 		}
 	}
 	kept.MinRecordsPerAggregate = 1000
-	cfg.rememberPrivacy("d", kept)
-	if err := stats([]string{"age"}, "y"); err == nil || !strings.Contains(err.Error(), "fewer than its min_records_per_aggregate") {
+	connect(cfg, "d", "file://"+filepath.Join(root, "d.csv"), kept)
+	if err := stats([]string{"age"}, "y"); err == nil || !strings.Contains(err.Error(), "fewer than min_records_per_aggregate") {
 		t.Fatalf("too few rows: %v", err)
 	}
 	kept.MinRecordsPerAggregate = 5
-	cfg.rememberPrivacy("d", kept)
+	connect(cfg, "d", "file://"+filepath.Join(root, "d.csv"), kept)
 	if err := stats([]string{"age"}, "y"); err != nil {
 		t.Fatalf("an allowed task was refused: %v", err)
 	}

@@ -8,10 +8,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
+	"github.com/silofl/silo/internal/dp"
 	"github.com/silofl/silo/internal/ml"
 	"github.com/silofl/silo/internal/tabular"
 	"github.com/silofl/silo/model"
@@ -19,43 +21,8 @@ import (
 
 // The training executors: federated statistics, local training, evaluation
 // and prediction. They send aggregates and parameters, never rows; every
-// statistic covers at least min_records_per_aggregate rows.
-
-// checkUse is the runner's own check of a training task against the
-// dataset's privacy controls: the runner is the data owner's last line of
-// defence, whatever the server asked. It prefers the controls the dataset
-// was connected with, kept on the runner.
-func (c *Config) checkUse(td *silo.TrainingData, columns []string, target string) (silo.PrivacyControls, error) {
-	p := td.Privacy
-	if kept, ok := c.keptPrivacy(td.Dataset); ok {
-		p = kept
-	}
-	if !p.AllowsSessionType(silo.SessionHFL) {
-		return p, fmt.Errorf("refused by the runner: dataset %s does not allow hfl sessions (its custodian allows: %v)", td.Dataset, p.AllowedSessionTypes)
-	}
-	for _, col := range append(slices.Clone(columns), target) {
-		if col == "" {
-			continue
-		}
-		if slices.Contains(p.ExcludedColumns, col) {
-			return p, fmt.Errorf("refused by the runner: column %s of dataset %s is excluded by its custodian and is never read", col, td.Dataset)
-		}
-		if slices.Contains(p.IdentifierColumns, col) {
-			return p, fmt.Errorf("refused by the runner: column %s of dataset %s is an identifier: it serves record linkage only, never as a feature or target", col, td.Dataset)
-		}
-	}
-	return p, nil
-}
-
-// keptPrivacy reads the controls stored when the dataset was connected.
-func (c *Config) keptPrivacy(dataset string) (silo.PrivacyControls, bool) {
-	var p silo.PrivacyControls
-	b, err := readStateFile(c.stateDir(), "datasets", dataset+".json")
-	if err != nil || json.Unmarshal(b, &p) != nil {
-		return p, false
-	}
-	return p, true
-}
+// statistic covers at least min_records_per_aggregate rows of the controls
+// that bind the data (see guard.go), whatever the task says.
 
 // isTest puts row i in the test split, deterministically for a seed.
 func isTest(seed int64, i int64, fraction float64) bool {
@@ -168,7 +135,7 @@ func runStats(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.Raw
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return nil, fmt.Errorf("stats task payload: %w", err)
 	}
-	privacy, err := cfg.checkUse(&p.TrainingData, p.Features, p.Target)
+	b, err := cfg.checkUse(ctx, p.Dataset, p.URI, p.Privacy, silo.SessionHFL, append(slices.Clone(p.Features), p.Target)...)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +178,9 @@ func runStats(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.Raw
 						counts[c.String(types[f])]++
 					}
 				}
+				if len(counts) > maxCategoricalValues {
+					return fmt.Errorf("refused by the runner: column %s of dataset %s has more than %d distinct values: it cannot be a categorical feature; leave it out of the features", f, p.Dataset, maxCategoricalValues)
+				}
 				continue
 			}
 			s, seen := out.Numeric[f], false
@@ -231,9 +201,14 @@ func runStats(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.Raw
 	if err != nil {
 		return nil, err
 	}
-	min := int64(max(privacy.MinRecordsPerAggregate, 1))
+	min := b.minRecords()
 	if out.NTrain < min {
-		return nil, fmt.Errorf("refused by the runner: dataset %s has %d training rows, fewer than its min_records_per_aggregate (%d): its aggregates would expose individuals", p.Dataset, out.NTrain, min)
+		return nil, b.refused("min_records_per_aggregate", "dataset %s has %d training rows, fewer than min_records_per_aggregate (%d): its aggregates would expose individuals", p.Dataset, out.NTrain, min)
+	}
+	for _, f := range p.Features {
+		if err := identifierInDisguise(b, f, out.Categories[f]); err != nil {
+			return nil, err
+		}
 	}
 	// Rare values describe few people: they are left out, not sent.
 	dropped := 0
@@ -252,6 +227,28 @@ func runStats(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.Raw
 	}
 	log.Info("statistics computed", "dataset", p.Dataset, "train_rows", out.NTrain, "test_rows", out.NTest, "features", len(p.Features), "rare_values_withheld", dropped)
 	return json.Marshal(out)
+}
+
+// maxCategoricalValues bounds the distinct values a categorical feature may
+// have on one runner (and the memory counting them takes).
+const maxCategoricalValues = 100_000
+
+// identifierInDisguise refuses a categorical feature whose values are
+// mostly unique: a column that tells people apart (a name, an email, a
+// record number) rather than describing them. Its rare values would be
+// withheld anyway; refusing says why, rather than training on what is left.
+func identifierInDisguise(b *binding, col string, counts map[string]int64) error {
+	var rows, once int64
+	for _, n := range counts {
+		rows += n
+		if n == 1 {
+			once++
+		}
+	}
+	if rows >= 2 && 2*once > rows {
+		return fmt.Errorf("refused by the runner: column %s of dataset %s cannot be a categorical feature: %d of its %d values occur only once, so it identifies people rather than describing them; declare it an identifier column, or leave it out of the features", col, b.dataset, once, rows)
+	}
+	return nil
 }
 
 func mapValues(m map[string]map[string]int64) []map[string]int64 {
@@ -320,30 +317,31 @@ func roundTask(t *Task) (silo.RoundPayload, *silo.TrainingSetup, []byte, error) 
 
 // load encodes a dataset for the model of a setup, from the cache when it
 // can, and loads the global parameters into the model.
-func load(ctx context.Context, cfg *Config, setup *silo.TrainingSetup, paramBytes []byte) (*ml.Model, *model.Preprocessing, *loaded, error) {
+func load(ctx context.Context, cfg *Config, log *TaskLog, setup *silo.TrainingSetup, paramBytes []byte) (*ml.Model, *model.Preprocessing, *loaded, *binding, error) {
 	td := &setup.TrainingData
 	var spec ml.Spec
 	var prep model.Preprocessing
 	if err := json.Unmarshal(setup.Spec, &spec); err != nil {
-		return nil, nil, nil, fmt.Errorf("model spec: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("model spec: %w", err)
 	}
 	if err := json.Unmarshal(setup.Preprocessing, &prep); err != nil {
-		return nil, nil, nil, fmt.Errorf("preprocessing: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("preprocessing: %w", err)
 	}
 	params, err := ml.ParseParams(paramBytes)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("model parameters: %w", err)
+		return nil, nil, nil, nil, fmt.Errorf("model parameters: %w", err)
 	}
 	m, err := ml.LoadModel(spec, params)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	if _, err := cfg.checkUse(td, prep.Columns(false), prep.Target); err != nil {
-		return nil, nil, nil, err
+	b, err := cfg.checkUse(ctx, td.Dataset, td.URI, td.Privacy, silo.SessionHFL, append(prep.Columns(false), prep.Target)...)
+	if err != nil {
+		return nil, nil, nil, nil, err
 	}
-	key := td.Session + "\x00" + td.Dataset + "\x00" + string(setup.Preprocessing)
+	key := td.Session + "\x00" + td.Dataset + "\x00" + string(setup.Preprocessing) + "\x00" + strconv.FormatInt(b.minRecords(), 10)
 	if l := cfg.cache.get(key); l != nil {
-		return m, &prep, l, nil
+		return m, &prep, l, b, nil
 	}
 	w := prep.Width()
 	var xTrain, xTest rowBlocks
@@ -372,20 +370,64 @@ func load(ctx context.Context, cfg *Config, setup *silo.TrainingSetup, paramByte
 		return nil
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
+	}
+	// #nosec G115 G404 -- a reproducible order: the seed's bits, mixed with the dataset
+	xTr, yTr := xTrain.joinShuffled(rand.New(rand.NewPCG(uint64(td.Seed), uint64(len(td.Dataset))^0x5eed)), yTrain, w)
+	xTe := xTest.join()
+	if withheld := withholdRareCategories(&prep, xTr, xTe, b.minRecords()); withheld > 0 {
+		log.Info("rare categories encoded as unknown", "dataset", td.Dataset, "categories", withheld)
 	}
 	l := &loaded{}
-	// #nosec G115 G404 -- a reproducible order: the seed's bits, mixed with the dataset
-	x, y := xTrain.joinShuffled(rand.New(rand.NewPCG(uint64(td.Seed), uint64(len(td.Dataset))^0x5eed)), yTrain, w)
-	if l.train, err = ml.NewDataset(x, w, y); err != nil {
-		return nil, nil, nil, err
+	if l.train, err = ml.NewDataset(xTr, w, yTr); err != nil {
+		return nil, nil, nil, nil, err
 	}
 	l.train.Shuffled = true
-	if l.test, err = ml.NewDataset(xTest.join(), w, yTest); err != nil {
-		return nil, nil, nil, err
+	if l.test, err = ml.NewDataset(xTe, w, yTest); err != nil {
+		return nil, nil, nil, nil, err
 	}
 	cfg.cache.put(key, l)
-	return m, &prep, l, nil
+	return m, &prep, l, b, nil
+}
+
+// withholdRareCategories encodes as unknown (all zeros) every category of
+// the model that this runner's training rows hold fewer than minRecords
+// times, in the training and test rows: the model then learns nothing from
+// a value that describes few people here, even when a server lists it
+// (another runner's common value, or a guess). It returns how many
+// categories it withheld.
+func withholdRareCategories(prep *model.Preprocessing, xTrain, xTest []float64, minRecords int64) int {
+	w := prep.Width()
+	if w == 0 {
+		return 0
+	}
+	withheld, j := 0, 0
+	for _, f := range prep.Features {
+		if f.Kind != model.Categorical {
+			j++
+			continue
+		}
+		for k := range f.Categories {
+			col := j + k
+			var n int64
+			for r := col; r < len(xTrain); r += w {
+				if xTrain[r] != 0 {
+					n++
+				}
+			}
+			if n == 0 || n >= minRecords {
+				continue
+			}
+			withheld++
+			for _, x := range [][]float64{xTrain, xTest} {
+				for r := col; r < len(x); r += w {
+					x[r] = 0
+				}
+			}
+		}
+		j += len(f.Categories)
+	}
+	return withheld
 }
 
 // encodeRows writes the model inputs of the given rows of a batch into
@@ -484,16 +526,15 @@ func runFit(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	m, _, data, err := load(ctx, cfg, p, params)
+	m, _, data, b, err := load(ctx, cfg, log, p, params)
 	if err != nil {
 		return nil, err
 	}
-	privacy, _ := cfg.checkUse(&p.TrainingData, nil, "")
-	if privacy.RequireDifferentialPrivacy && p.NoiseMultiplier <= 0 {
-		return nil, fmt.Errorf("refused by the runner: dataset %s requires differential privacy and this session has none", p.Dataset)
+	if b.eff.Controls.RequireDifferentialPrivacy && !(p.NoiseMultiplier > 0) {
+		return nil, b.refused("require_differential_privacy", "dataset %s requires differential privacy and this session has none", p.Dataset)
 	}
-	if int64(data.train.Len()) < int64(max(privacy.MinRecordsPerAggregate, 1)) {
-		return nil, fmt.Errorf("refused by the runner: dataset %s has %d usable training rows, fewer than its min_records_per_aggregate (%d)", p.Dataset, data.train.Len(), privacy.MinRecordsPerAggregate)
+	if int64(data.train.Len()) < b.minRecords() {
+		return nil, b.refused("min_records_per_aggregate", "dataset %s has %d usable training rows, fewer than min_records_per_aggregate (%d)", p.Dataset, data.train.Len(), b.minRecords())
 	}
 	opts := ml.TrainOptions{
 		Optimizer: ml.Optimizer{Name: p.Optimizer.Name, LearningRate: p.Optimizer.LearningRate, Momentum: p.Optimizer.Momentum,
@@ -515,10 +556,25 @@ func runFit(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMe
 		_, _ = crand.Read(key[:])                  // never fails (it aborts the program instead)
 		opts.Rand = rand.New(rand.NewChaCha8(key)) // #nosec G404 -- a cryptographic generator, keyed from crypto/rand
 	}
+	settle := func(int) {}
+	if opts.DP != nil {
+		// The runner counts the epsilon itself, from the steps it will run,
+		// and charges its own ledger before any noise is drawn.
+		n, batch := data.train.Len(), p.Optimizer.BatchSize
+		seg := dp.Segment{SampleRate: ml.PoissonSampleRate(n, batch), NoiseMultiplier: p.NoiseMultiplier, Steps: p.Optimizer.LocalEpochs * ml.StepsPerEpoch(n, batch)}
+		eps, s, err := cfg.reserveEpsilon(b, p.Session, seg)
+		if err != nil {
+			return nil, err
+		}
+		settle = s
+		log.Info("epsilon charged to the runner's ledger", "dataset", p.Dataset, "location", b.location, "session_epsilon", eps, "steps", seg.Steps)
+	}
 	res, err := m.Train(ctx, data.train, opts)
 	if err != nil {
+		settle(0)
 		return nil, err
 	}
+	settle(res.Steps)
 	out := silo.FitOutput{NTrain: int64(res.Examples), Steps: res.Steps}
 	if opts.DP == nil {
 		out.TrainLoss = res.Loss // under DP the raw training loss is not released
@@ -533,14 +589,13 @@ func runEvaluate(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.
 	if err != nil {
 		return nil, err
 	}
-	m, prep, data, err := load(ctx, cfg, p, params)
+	m, prep, data, b, err := load(ctx, cfg, log, p, params)
 	if err != nil {
 		return nil, err
 	}
 	out := silo.EvaluateOutput{NTest: int64(data.test.Len())}
-	privacy, _ := cfg.checkUse(&p.TrainingData, nil, "")
-	if out.NTest < int64(max(privacy.MinRecordsPerAggregate, 1)) {
-		return nil, fmt.Errorf("refused by the runner: dataset %s has %d test rows, fewer than its min_records_per_aggregate (%d): raise validation.fraction or leave it out", p.Dataset, out.NTest, privacy.MinRecordsPerAggregate)
+	if out.NTest < b.minRecords() {
+		return nil, b.refused("min_records_per_aggregate", "dataset %s has %d test rows, fewer than min_records_per_aggregate (%d): raise validation.fraction or leave it out", p.Dataset, out.NTest, b.minRecords())
 	}
 	pred, err := m.Predict(data.test.X)
 	if err != nil {

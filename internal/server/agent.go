@@ -70,7 +70,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	if len(hb.AgentVersion) > 64 || len(hb.Hostname) > 255 || len(hb.RunningTasks) > 1024 || hb.VCPU < 0 || hb.MemoryMB < 0 {
+	if len(hb.AgentVersion) > 64 || len(hb.Hostname) > 255 || len(hb.RunningTasks) > 1024 || hb.VCPU < 0 || hb.MemoryMB < 0 || hb.Policy != nil && len(hb.Policy.Rules) > maxPolicyRules {
 		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "heartbeat fields out of range"))
 		return
 	}
@@ -105,6 +105,9 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, reply)
 }
+
+// maxPolicyRules bounds the rules of a runner's policy the server keeps.
+const maxPolicyRules = 1000
 
 // markRunnerFailed records a reason a person must act on.
 func (s *Server) markRunnerFailed(ctx context.Context, name, reason string) {

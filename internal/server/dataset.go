@@ -34,25 +34,40 @@ func (s *Server) datasetRoutes() []Route {
 }
 
 func (s *Server) handleListDatasets(w http.ResponseWriter, r *http.Request) {
-	ds, err := s.db.ListDatasets(r.Context())
+	ctx := r.Context()
+	ds, err := s.db.ListDatasets(ctx)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
 	out := make([]*silo.Dataset, len(ds))
+	onRunner := map[int64][]*sqlstore.StoredDataset{}
 	for i, d := range ds {
-		out[i] = &d.Dataset
+		if _, ok := onRunner[d.RunnerID]; !ok {
+			if onRunner[d.RunnerID], err = s.db.ListRunnerDatasets(ctx, d.RunnerID); err != nil {
+				writeError(w, r, s.Logger, err)
+				return
+			}
+		}
+		if out[i], err = s.datasetView(ctx, d, onRunner[d.RunnerID]); err != nil {
+			writeError(w, r, s.Logger, err)
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleGetDataset(w http.ResponseWriter, r *http.Request) {
 	d, err := s.db.FindDataset(r.Context(), r.PathValue("name"))
+	var v *silo.Dataset
+	if err == nil {
+		v, err = s.datasetView(r.Context(), d, nil)
+	}
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, &d.Dataset)
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) handleRegisterDataset(w http.ResponseWriter, r *http.Request) {
@@ -112,6 +127,9 @@ func CheckDatasetURI(raw string, rn *sqlstore.StoredRunner) error {
 		root := strings.TrimSuffix(LocalRoot(rn.StoragePath), "/")
 		if u.Path != root && !strings.HasPrefix(u.Path, root+"/") {
 			return silo.FieldErrorf("uri", "%s is outside runner %s's storage root %s: local runners read only under their root", raw, rn.Name, root)
+		}
+		if state := (blob.URI{Scheme: blob.SchemeFile, Path: root + "/.silo"}).Location(); blob.LocationWithin(u.Location(), state) {
+			return silo.FieldErrorf("uri", "%s is runner %s's own state (%s), not data: it can never be a dataset", raw, rn.Name, root+"/.silo")
 		}
 	}
 	return nil
@@ -278,7 +296,16 @@ func (s *Server) DeregisterDataset(ctx context.Context, name string) error {
 		err = s.db.DeregisterDataset(ctx, name)
 	}
 	s.auditResult(ctx, "dataset.deregister", name, err)
-	return err
+	if err != nil {
+		return err
+	}
+	// The runner keeps every live dataset's controls bound to its data
+	// until told otherwise: tell it. (Its privacy ledger stays.)
+	payload, _ := json.Marshal(silo.DeregisterPayload{Dataset: d.Name, URI: d.URI})
+	if _, err := s.QueueTask(ctx, d.Runner, &silo.Task{Type: silo.TaskDeregister, Payload: payload, VCPU: 1, MemoryMB: 16, Dataset: d.Name}); err != nil {
+		s.Logger.Warn("tell the runner a dataset is deregistered", "dataset", name, "runner", d.Runner, "err", err)
+	}
+	return nil
 }
 
 func (s *Server) handleConnectDataset(w http.ResponseWriter, r *http.Request) {

@@ -177,6 +177,8 @@ func TestDatasetErrors(t *testing.T) {
 		{"junk", de.write(t, "junk.bin", "\x00\x01\x02\xff\xfe binary junk \x00\x00"), "not CSV or Parquet"},
 		{"empty", de.write(t, "empty.csv", ""), "empty"},
 		{"symlink_out", "file://" + filepath.Join(de.root, "link.csv"), "escapes the runner's storage root"},
+		{"key_file", de.write(t, "server.key", "q3Z9vJr0b1Xk2Lw8YpN4tQe7Hs6Ua5Dc0Fg1Ij2Kl3M=\n"), "one long opaque token"},
+		{"header_only", de.write(t, "header.csv", "age,bmi\n"), "no data rows"},
 	} {
 		if _, err := de.dc.RegisterDataset(ctx, silo.DatasetSpec{Name: "bad_" + tc.name, Runner: "hospital-a", URI: tc.uri}); err != nil {
 			t.Fatalf("%s: register: %v", tc.name, err)
@@ -191,6 +193,8 @@ func TestDatasetErrors(t *testing.T) {
 		{"file://" + filepath.Join(outside, "secret.csv"), "outside runner hospital-a's storage root"},
 		{"file://" + de.root + "/../etc/passwd", ".."},
 		{"s3://data.silo/x.csv", "must be at a file:// URI"},
+		{"file://" + de.root + "/.silo/", "own state"},
+		{"file://" + de.root + "/.silo/locations", "own state"},
 	} {
 		_, err := de.dc.RegisterDataset(ctx, silo.DatasetSpec{Name: "refused", Runner: "hospital-a", URI: tc.uri})
 		if silo.ErrorCode(err) != silo.EINVALID || !strings.Contains(err.Error(), tc.want) {

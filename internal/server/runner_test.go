@@ -29,7 +29,7 @@ func TestRunnerLifecycle(t *testing.T) {
 	names := []string{"hospital-a", "hospital-b", "hospital-c"}
 	tokens := map[string]string{}
 	for _, n := range names {
-		r, err := mb.RegisterRunner(ctx, silo.RunnerSpec{Name: n, Provider: silo.ProviderLocal, StoragePath: "file://" + filepath.Join(t.TempDir(), n), VCPU: 2, MemoryGB: 1})
+		r, err := mb.RegisterRunner(ctx, silo.RunnerSpec{Name: n, Provider: silo.ProviderLocal, StoragePath: "file://" + filepath.Join(e.srv.LocalRunnersRoot, n), VCPU: 2, MemoryGB: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +50,7 @@ func TestRunnerLifecycle(t *testing.T) {
 	// hospital-a is run by hand with its token; b and c by the server.
 	stopA := ag.Start(ctx, "hospital-a", tokens["hospital-a"], "", 2, 1024)
 	for _, n := range names[1:] {
-		if _, err := mb.StartRunner(ctx, n); err != nil {
+		if _, err := admin.StartRunner(ctx, n); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -63,6 +63,12 @@ type Server struct {
 	// are answered as the API's are.
 	PageError    func(w http.ResponseWriter, r *http.Request, err error)
 	PageNotFound http.HandlerFunc
+	// LocalRunnersRoot is the only folder whose subfolders runners the
+	// server starts may have as storage (silo server --local-runners-root):
+	// such a runner reads files on the server's own machine, so it must
+	// never reach the server's data, key or configuration. Empty means the
+	// server starts no runners. Its checks at start are CheckLocalRunnersRoot.
+	LocalRunnersRoot string
 
 	db      *sqlstore.DB
 	limiter *loginLimiter

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/blob"
 	"github.com/silofl/silo/internal/dp"
 	"github.com/silofl/silo/internal/orchestrator/hfl"
 	"github.com/silofl/silo/internal/sqlstore"
@@ -150,6 +152,7 @@ func (s *Server) checkSessionConfig(ctx context.Context, cfg *silo.SessionConfig
 	actor := silo.ActorFromContext(ctx)
 	var clients []sqlstore.SessionClient
 	var datasets []*silo.Dataset
+	var stored []*sqlstore.StoredDataset
 	for _, name := range cfg.Datasets {
 		d, err := s.db.FindDataset(ctx, name)
 		if silo.ErrorCode(err) == silo.ENOTFOUND {
@@ -160,28 +163,50 @@ func (s *Server) checkSessionConfig(ctx context.Context, cfg *silo.SessionConfig
 		if d.Status != silo.DatasetConnected {
 			return nil, silo.FieldErrorf("datasets", "dataset %s is %s, not connected: %s", name, d.Status, cmpOr(d.Error, "wait for its runner to read it"))
 		}
-		p := d.Privacy
+		// What binds the data, not only this dataset's own controls: the
+		// strictest of every live dataset on the same data and the runner's
+		// policy, and one epsilon budget for the data.
+		b, err := s.bindData(ctx, d, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, other := range stored {
+			if other.RunnerID == d.RunnerID && blob.LocationsOverlap(dataLocation(other), dataLocation(d)) {
+				return nil, silo.FieldErrorf("datasets", "datasets %s and %s are the same data on runner %s (%s): use it once", other.Name, name, d.Runner, dataLocation(d))
+			}
+		}
+		stored = append(stored, d)
+		if b.refused != "" {
+			return nil, silo.FieldErrorf("datasets", "dataset %s: %s", name, b.refused)
+		}
+		p := &b.eff.Controls
 		if !p.AllowsSessionType(cfg.Type) {
-			return nil, silo.FieldErrorf("type", "dataset %s does not allow %s sessions (its custodian allows %s)", name, cfg.Type, strings.Join(p.AllowedSessionTypes, ", "))
+			return nil, silo.FieldErrorf("type", "dataset %s does not allow %s sessions (allowed: %s; set by %s)", name, cfg.Type, cmpOr(strings.Join(p.AllowedSessionTypes, ", "), "none"), sourcesOf(b, "allowed_session_types"))
 		}
 		if !p.AllowsUser(actor.User.Email) {
-			return nil, silo.FieldErrorf("datasets", "dataset %s is not open to %s: ask its custodian (%s) to add you to its allowed users", name, actor.User.Email, d.Owner)
+			return nil, silo.FieldErrorf("datasets", "dataset %s is not open to %s (allowed users set by %s): ask its custodian (%s)", name, actor.User.Email, sourcesOf(b, "allowed_users"), d.Owner)
 		}
 		if p.RequireDifferentialPrivacy && cfg.DifferentialPrivacy == nil {
-			return nil, silo.FieldErrorf("differential_privacy", "dataset %s requires differential privacy: add \"differential_privacy\": {\"epsilon\": …, \"delta\": %g}", name, p.Delta)
+			return nil, silo.FieldErrorf("differential_privacy", "dataset %s requires differential privacy (set by %s): add \"differential_privacy\": {\"epsilon\": …, \"delta\": %g}", name, sourcesOf(b, "require_differential_privacy"), p.Delta)
 		}
 		if dpc := cfg.DifferentialPrivacy; dpc != nil {
 			if dpc.Delta > p.Delta {
-				return nil, silo.FieldErrorf("differential_privacy.delta", "dataset %s allows delta at most %g, the session asks for %g", name, p.Delta, dpc.Delta)
+				return nil, silo.FieldErrorf("differential_privacy.delta", "dataset %s allows delta at most %g (set by %s), the session asks for %g", name, p.Delta, sourcesOf(b, "delta"), dpc.Delta)
 			}
-			spent, err := s.db.LedgerSpent(ctx, d.ID, "")
+			spent, err := s.spent(ctx, b, "")
 			if err != nil {
 				return nil, err
 			}
 			if err := dp.CheckBudget(p.EpsilonBudget, p.MaxEpsilonPerSession, spent, dpc.Epsilon); err != nil {
-				return nil, silo.FieldErrorf("differential_privacy.epsilon", "dataset %s: %v", name, err)
+				field := "epsilon_budget"
+				if errors.Is(err, dp.ErrSessionLimit) {
+					field = "max_epsilon_per_session"
+				}
+				return nil, silo.FieldErrorf("differential_privacy.epsilon", "dataset %s: %v (set by %s; the budget is shared by every dataset on the same data)", name, err, sourcesOf(b, field))
 			}
 		}
+		// The session's kind checks columns against the controls in effect.
+		d.Dataset.Effective = &b.eff
 		datasets = append(datasets, &d.Dataset)
 		clients = append(clients, sqlstore.SessionClient{Dataset: d.Name, DatasetID: d.ID, Runner: d.Runner})
 	}
@@ -297,11 +322,15 @@ func (s *Server) predict(ctx context.Context, req PredictionRequest) (*silo.Pred
 	if err != nil {
 		return nil, err
 	}
-	if !d.Privacy.AllowPredictions {
-		return nil, silo.Errorf(silo.EFORBIDDEN, "dataset %s does not allow predictions (its custodian's privacy controls)", d.Name)
+	b, err := s.bindData(ctx, d, nil)
+	if err != nil {
+		return nil, err
 	}
-	if !d.Privacy.AllowsUser(silo.ActorFromContext(ctx).User.Email) {
-		return nil, silo.Errorf(silo.EFORBIDDEN, "dataset %s is not open to you: ask its custodian (%s)", d.Name, d.Owner)
+	if !b.eff.Controls.AllowPredictions {
+		return nil, silo.Errorf(silo.EFORBIDDEN, "dataset %s does not allow predictions (set by %s)", d.Name, sourcesOf(b, "allow_predictions"))
+	}
+	if !b.eff.Controls.AllowsUser(silo.ActorFromContext(ctx).User.Email) {
+		return nil, silo.Errorf(silo.EFORBIDDEN, "dataset %s is not open to you (allowed users set by %s): ask its custodian (%s)", d.Name, sourcesOf(b, "allowed_users"), d.Owner)
 	}
 	if d.Status != silo.DatasetConnected {
 		return nil, silo.Errorf(silo.ECONFLICT, "dataset %s is %s, not connected", d.Name, d.Status)

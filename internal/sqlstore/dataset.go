@@ -1,18 +1,20 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/silofl/silo"
 )
 
 const datasetColumns = `d.id, d.name, r.name, d.uri, d.description, d.owner, d.privacy, d.status, d.error, d.format, d.files, d.row_count, d.columns,
 	d.connect_task, d.created_at, d.updated_at, d.connected_at,
-	(SELECT COALESCE(SUM(l.epsilon), 0) FROM privacy_ledger l WHERE l.dataset_id = d.id)`
+	(SELECT COALESCE(SUM(l.epsilon), 0) FROM privacy_ledger l WHERE l.dataset_id = d.id), d.runner_id`
 
 // StoredDataset is a dataset with what only the server needs: the id of the
 // task connecting it.
@@ -20,6 +22,9 @@ type StoredDataset struct {
 	silo.Dataset
 	RunnerID    int64
 	ConnectTask string
+	// Deregistered is set on the deregistered datasets ListRunnerDatasets
+	// returns.
+	Deregistered bool
 }
 
 func scanDataset(s scanner) (*StoredDataset, error) {
@@ -28,7 +33,7 @@ func scanDataset(s scanner) (*StoredDataset, error) {
 	var created, updated int64
 	var connected sql.NullInt64
 	if err := s.Scan(&d.ID, &d.Name, &d.Runner, &d.URI, &d.Description, &d.Owner, &privacy, &status, &d.Error, &d.Format, &d.Files, &d.RowCount, &columns,
-		&d.ConnectTask, &created, &updated, &connected, &d.EpsilonSpent); err != nil {
+		&d.ConnectTask, &created, &updated, &connected, &d.EpsilonSpent, &d.RunnerID); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(privacy), &d.Privacy); err != nil {
@@ -94,7 +99,31 @@ func (db *DB) FindDatasetByConnectTask(ctx context.Context, taskID string) (*Sto
 
 // ListDatasets returns the live datasets by name.
 func (db *DB) ListDatasets(ctx context.Context) ([]*StoredDataset, error) {
-	rows, err := db.rdb.QueryContext(ctx, `SELECT `+datasetColumns+datasetFrom+` WHERE d.deregistered_at IS NULL ORDER BY d.name`)
+	return db.queryDatasets(ctx, `SELECT `+datasetColumns+datasetFrom+` WHERE d.deregistered_at IS NULL ORDER BY d.name`)
+}
+
+// ListRunnerDatasets returns every dataset ever registered on a runner,
+// live and deregistered (Deregistered set), oldest first: privacy controls
+// and the epsilon budget bind the data, whichever dataset names it.
+func (db *DB) ListRunnerDatasets(ctx context.Context, runnerID int64) ([]*StoredDataset, error) {
+	live, err := db.queryDatasets(ctx, db.q(`SELECT `+datasetColumns+datasetFrom+` WHERE d.runner_id = ? AND d.deregistered_at IS NULL ORDER BY d.id`), runnerID)
+	if err != nil {
+		return nil, err
+	}
+	dead, err := db.queryDatasets(ctx, db.q(`SELECT `+datasetColumns+datasetFrom+` WHERE d.runner_id = ? AND d.deregistered_at IS NOT NULL ORDER BY d.id`), runnerID)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range dead {
+		d.Deregistered = true
+	}
+	out := append(live, dead...)
+	slices.SortFunc(out, func(a, b *StoredDataset) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (db *DB) queryDatasets(ctx context.Context, query string, args ...any) ([]*StoredDataset, error) {
+	rows, err := db.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

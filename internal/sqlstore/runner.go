@@ -19,17 +19,23 @@ type StoredRunner struct {
 	TokenHash     string
 }
 
-const runnerColumns = `id, name, provider, spec, sealed_secrets, status, status_reason, token_hash, created_by, created_at, updated_at, last_heartbeat, agent_version, agent_vcpu, agent_memory_mb`
+const runnerColumns = `id, name, provider, spec, sealed_secrets, status, status_reason, token_hash, created_by, created_at, updated_at, last_heartbeat, agent_version, agent_vcpu, agent_memory_mb, policy`
 
 func scanRunner(s scanner) (*StoredRunner, error) {
 	var r StoredRunner
 	var spec string
 	var created, updated int64
 	var hb sql.NullInt64
-	var provider, status string
+	var provider, status, policy string
 	if err := s.Scan(&r.ID, &r.Name, &provider, &spec, &r.SealedSecrets, &status, &r.StatusReason, &r.TokenHash, &r.CreatedBy,
-		&created, &updated, &hb, &r.AgentVersion, &r.AgentVCPU, &r.AgentMemoryMB); err != nil {
+		&created, &updated, &hb, &r.AgentVersion, &r.AgentVCPU, &r.AgentMemoryMB, &policy); err != nil {
 		return nil, err
+	}
+	if policy != "" {
+		r.Policy = &silo.RunnerPolicy{}
+		if err := json.Unmarshal([]byte(policy), r.Policy); err != nil {
+			return nil, fmt.Errorf("runner %d: decode policy: %w", r.ID, err)
+		}
 	}
 	if err := json.Unmarshal([]byte(spec), &r.RunnerSpec); err != nil {
 		return nil, fmt.Errorf("runner %d: decode spec: %w", r.ID, err)
@@ -150,12 +156,20 @@ func (db *DB) UpdateRunner(ctx context.Context, name string, change func(r *Stor
 // reason a person must act on is not hidden by a reconnecting agent.
 func (db *DB) RecordHeartbeat(ctx context.Context, id int64, hb silo.Heartbeat) (*StoredRunner, error) {
 	now := micros(db.now())
-	_, err := db.wdb.ExecContext(ctx, db.q(`UPDATE runners SET last_heartbeat = ?, agent_version = ?, agent_vcpu = ?, agent_memory_mb = ?,
+	policy := ""
+	if hb.Policy != nil {
+		b, err := json.Marshal(hb.Policy)
+		if err != nil {
+			return nil, err
+		}
+		policy = string(b)
+	}
+	_, err := db.wdb.ExecContext(ctx, db.q(`UPDATE runners SET last_heartbeat = ?, agent_version = ?, agent_vcpu = ?, agent_memory_mb = ?, policy = ?,
 		status = CASE WHEN status IN ('registering', 'provisioning', 'offline', 'online') THEN 'online' ELSE status END,
 		status_reason = CASE WHEN status IN ('registering', 'provisioning', 'offline', 'online') THEN '' ELSE status_reason END,
 		updated_at = CASE WHEN status = 'online' THEN updated_at ELSE ? END
 		WHERE id = ? AND status <> 'deregistered'`),
-		now, hb.AgentVersion, hb.VCPU, hb.MemoryMB, now, id)
+		now, hb.AgentVersion, hb.VCPU, hb.MemoryMB, policy, now, id)
 	if err != nil {
 		return nil, fmt.Errorf("record heartbeat: %w", err)
 	}

@@ -366,5 +366,5 @@ func ExampleScan() {
 	// Output:
 	// id int: 3 values, 0 nulls
 	// age int: 2 values, 1 nulls, mean 42.5
-	// city string: 3 values, 0 nulls
+	// city string: 3 values, 0 nulls, categories ["Lyon"]
 }

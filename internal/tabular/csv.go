@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -505,7 +506,9 @@ func scanCSV(ctx context.Context, inputs []Input, opts ScanOptions) (*Profile, e
 		}
 		if first == nil {
 			first, header = f, f.header
-			stats, err = newCSVStats(header, in.Name(), opts)
+			if err = checkHeader(in.Name(), header); err == nil {
+				stats, err = newCSVStats(header, in.Name(), opts)
+			}
 		} else {
 			err = sameHeader(first.name, header, f.name, f.header)
 		}
@@ -783,6 +786,13 @@ func checkOptionColumns(names []string, file string, opts ScanOptions) (excluded
 	}
 	if noSummary, err = set("identifier", opts.NoSummary); err != nil {
 		return nil, nil, err
+	}
+	for _, n := range names {
+		if slices.Contains(opts.AlsoExclude, n) {
+			excluded[n] = true
+		} else if slices.Contains(opts.AlsoNoSummary, n) {
+			noSummary[n] = true
+		}
 	}
 	return excluded, noSummary, nil
 }

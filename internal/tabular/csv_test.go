@@ -32,12 +32,13 @@ func TestScanCSV(t *testing.T) {
 			opts:  ScanOptions{NoSummary: []string{"id"}, MinRecordsPerAggregate: 2},
 			want: &Profile{Format: CSV, Files: 1, Rows: 5, Columns: []ColumnProfile{
 				{Column: Column{"id", Int}, Count: 5},
-				{Column: Column{"age", Int}, Nulls: 1, Count: 4, Mean: ptr(38.5), Std: ptr(math.Sqrt(269.0 / 3)), Distinct: ptr[int64](4)},
+				// Distinct counts only values seen in at least 2 rows.
+				{Column: Column{"age", Int}, Nulls: 1, Count: 4, Mean: ptr(38.5), Std: ptr(math.Sqrt(269.0 / 3)), Distinct: ptr[int64](0), MostlyUnique: true},
 				{Column: Column{"height", Float}, Nulls: 2, Count: 3, Mean: ptr(5.17 / 3), Std: ptr(0.07505553499465135)},
 				{Column: Column{"smoker", Bool}, Count: 5, Distinct: ptr[int64](2), Categories: []string{"false", "true"}},
 				{Column: Column{"city", String}, Nulls: 1, Count: 4, Distinct: ptr[int64](2), Categories: []string{"Lyon", "Paris"}},
 				{Column: Column{"visit", Timestamp}, Nulls: 1, Count: 4},
-				{Column: Column{"note", String}, Nulls: 1, Count: 4, Distinct: ptr[int64](4)},
+				{Column: Column{"note", String}, Nulls: 1, Count: 4, Distinct: ptr[int64](0), MostlyUnique: true},
 				{Column: Column{"code", String}, Nulls: 1, Count: 4, Distinct: ptr[int64](2), Categories: []string{"007", "012"}},
 			}},
 		},
@@ -46,21 +47,15 @@ func TestScanCSV(t *testing.T) {
 			files: []string{"good.csv"},
 			opts:  ScanOptions{Exclude: []string{"note", "visit"}, MinRecordsPerAggregate: 5},
 			want: &Profile{Format: CSV, Files: 1, Rows: 5, Columns: []ColumnProfile{
-				{Column: Column{"id", Int}, Count: 5, Mean: ptr(3.0), Std: ptr(math.Sqrt(2.5)), Distinct: ptr[int64](5)},
+				{Column: Column{"id", Int}, Count: 5, Mean: ptr(3.0), Std: ptr(math.Sqrt(2.5)), Distinct: ptr[int64](0), MostlyUnique: true},
 				{Column: Column{"age", Int}, Nulls: 1, Count: 4},
 				{Column: Column{"height", Float}, Nulls: 2, Count: 3},
-				{Column: Column{"smoker", Bool}, Count: 5, Distinct: ptr[int64](2)},
+				// true 3 times, false twice: neither in 5 rows, so not counted.
+				{Column: Column{"smoker", Bool}, Count: 5, Distinct: ptr[int64](0)},
 				{Column: Column{"city", String}, Nulls: 1, Count: 4},
 				{Column: Column{Name: "visit"}, Excluded: true},
 				{Column: Column{Name: "note"}, Excluded: true},
 				{Column: Column{"code", String}, Nulls: 1, Count: 4},
-			}},
-		},
-		{
-			name:  "header only",
-			files: []string{"header_only.csv"},
-			want: &Profile{Format: CSV, Files: 1, Rows: 0, Columns: []ColumnProfile{
-				{Column: Column{"a", String}}, {Column: Column{"b", String}}, {Column: Column{"c", String}},
 			}},
 		},
 	}
@@ -226,10 +221,11 @@ func TestDistinctLimits(t *testing.T) {
 		cats[i] = fmt.Sprintf("c%d", i)
 	}
 	want := []ColumnProfile{
-		{Column: Column{"many", String}, Count: 20_000, Distinct: ptr[int64](MaxDistinct), DistinctCapped: true},
+		{Column: Column{"many", String}, Count: 20_000, DistinctCapped: true, MostlyUnique: true},
 		{Column: Column{"fifty", String}, Count: 20_000, Distinct: ptr[int64](50), Categories: sortedStrings(cats)},
 		{Column: Column{"fiftyone", String}, Count: 20_000, Distinct: ptr[int64](51)},
-		{Column: Column{"long", String}, Count: 20_000, Distinct: ptr[int64](2)},
+		// The long value occurs once: rarer than 10 rows, it is not counted.
+		{Column: Column{"long", String}, Count: 20_000, Distinct: ptr[int64](1)},
 		{Column: Column{"few", Int}, Count: 20_000, Mean: ptr(19_999.0 / 20_000), Std: ptr(0.8165), Distinct: ptr[int64](3), Categories: []string{"0", "1", "2"}},
 	}
 	if diff := cmp.Diff(want, p.Columns, cmpopts.EquateApprox(1e-4, 0)); diff != "" {

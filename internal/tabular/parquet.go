@@ -500,6 +500,9 @@ func scanParquet(ctx context.Context, inputs []Input, opts ScanOptions) (*Profil
 	for i, c := range first.cols {
 		names[i] = c.name
 	}
+	if err := checkHeader(first.name, names); err != nil {
+		return nil, err
+	}
 	excluded, noSummary, err := checkOptionColumns(names, first.name, opts)
 	if err != nil {
 		return nil, err

@@ -197,17 +197,24 @@ func expectedProfile(rows []pqRow, format Format, minRecords int) *Profile {
 				cp.Mean, cp.Std = ptr(mean), ptr(math.Sqrt(ss/float64(len(nums)-1)))
 			}
 			if c.typ == Int || c.typ == Bool || c.typ == String {
-				n := int64(len(counts))
-				cp.Distinct = &n
-				if n <= MaxCategories {
-					cp.Categories = []string{}
-					for s, k := range counts {
-						if k < int64(minRecords) {
-							cp.Categories = nil
-							break
-						}
-						cp.Categories = append(cp.Categories, s)
+				// Only values in at least minRecords rows count or show.
+				var common []string
+				for s, k := range counts {
+					if k >= int64(minRecords) {
+						common = append(common, s)
 					}
+				}
+				n := int64(len(common))
+				cp.Distinct = &n
+				var once int64
+				for _, k := range counts {
+					if k == 1 {
+						once++
+					}
+				}
+				cp.MostlyUnique = 2*once > cp.Count
+				if len(counts) <= MaxCategories && len(common) > 0 {
+					cp.Categories = common
 					slices.SortFunc(cp.Categories, func(a, b string) int {
 						if c.typ == Int {
 							x, _ := strconv.Atoi(a)
@@ -286,9 +293,31 @@ func TestScanParquetSummariesNeedEnoughRecords(t *testing.T) {
 	if diff := cmp.Diff(expectedProfile(rows, Parquet, 10), got, approx); diff != "" {
 		t.Errorf("profile (-want +got):\n%s", diff)
 	}
+	// Values in fewer than 10 rows are withheld from the categories and
+	// not counted as distinct.
+	seen := map[string]int{}
+	for _, r := range rows {
+		if r.City != nil {
+			seen[*r.City]++
+		}
+	}
 	for _, c := range got.Columns {
-		if c.Categories != nil && c.Name == "city" {
-			t.Errorf("city has categories %v although some have fewer than 10 rows", c.Categories)
+		if c.Name != "city" {
+			continue
+		}
+		for _, v := range c.Categories {
+			if seen[v] < 10 {
+				t.Errorf("city's categories %v list %q, seen in %d rows", c.Categories, v, seen[v])
+			}
+		}
+		rare := 0
+		for _, n := range seen {
+			if n < 10 {
+				rare++
+			}
+		}
+		if rare == 0 || c.Distinct == nil || int(*c.Distinct) != len(seen)-rare {
+			t.Errorf("city: %d values, %d rare; distinct reported %v", len(seen), rare, c.Distinct)
 		}
 	}
 }
@@ -395,7 +424,7 @@ func TestScanParquetNestedExcluded(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Profile{Format: Parquet, Files: 1, Rows: 2, Columns: []ColumnProfile{
-		{Column: Column{"id", Int}, Count: 2, Mean: ptr(1.5), Std: ptr(math.Sqrt(0.5)), Distinct: ptr[int64](2), Categories: []string{"1", "2"}},
+		{Column: Column{"id", Int}, Count: 2, Mean: ptr(1.5), Std: ptr(math.Sqrt(0.5)), Distinct: ptr[int64](2), MostlyUnique: true, Categories: []string{"1", "2"}},
 		{Column: Column{Name: "addr"}, Excluded: true},
 		{Column: Column{Name: "tags"}, Excluded: true},
 	}}

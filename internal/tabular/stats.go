@@ -88,8 +88,15 @@ func (s *colStats) profile(minRecords int, csv bool) ColumnProfile {
 		} else {
 			counts = s.d.counts()
 		}
-		n, capped := s.d.distinctCount(counts)
-		p.Distinct, p.DistinctCapped = &n, capped
+		// Only values seen in at least minRecords rows count, so neither
+		// the distinct count nor the categories say how many rare values
+		// there are.
+		if n, capped := s.d.distinctCount(counts, int64(minRecords)); capped {
+			p.DistinctCapped, p.MostlyUnique = true, true
+		} else {
+			p.Distinct = &n
+			p.MostlyUnique = 2*s.d.singles(counts) > s.count
+		}
 		p.Categories = categories(counts, typ, int64(minRecords))
 	}
 	return p
@@ -100,11 +107,12 @@ func (s *colStats) profile(minRecords int, csv bool) ColumnProfile {
 // categories); past that it keeps only 64-bit hashes of up to MaxDistinct
 // values, then gives up counting.
 type distinct struct {
-	seed   maphash.Seed
-	strs   map[string]*int64 // value → rows, while few (pointers: counting is a lookup)
-	ints   map[int64]*int64  // the same for Parquet int columns
-	many   bool              // strs/ints abandoned: too many or too long values
-	seen   map[uint64]struct{}
+	seed maphash.Seed
+	strs map[string]*int64 // value → rows, while few (pointers: counting is a lookup)
+	ints map[int64]*int64  // the same for Parquet int columns
+	many bool              // strs/ints abandoned: too many or too long values
+	seen map[uint64]int64  // value hash → rows
+
 	capped bool
 }
 
@@ -169,13 +177,13 @@ func (d *distinct) addInt(v int64) {
 // values seen so far.
 func (d *distinct) giveUpExact() {
 	d.many = true
-	d.seen = make(map[uint64]struct{}, 2*MaxCategories)
-	for s := range d.strs {
-		d.mark(maphash.String(d.seed, s))
+	d.seen = make(map[uint64]int64, 2*MaxCategories)
+	for s, c := range d.strs {
+		d.seen[maphash.String(d.seed, s)] += *c
 	}
-	for v := range d.ints {
+	for v, c := range d.ints {
 		// #nosec G115 -- the value's bits, for a distinct-count sketch
-		d.mark(uint64(v))
+		d.seen[uint64(v)] += *c
 	}
 	d.strs, d.ints = nil, nil
 }
@@ -183,14 +191,15 @@ func (d *distinct) giveUpExact() {
 func ptrTo(n int64) *int64 { return &n }
 
 func (d *distinct) mark(h uint64) {
-	if _, ok := d.seen[h]; ok {
+	if c, ok := d.seen[h]; ok {
+		d.seen[h] = c + 1
 		return
 	}
 	if len(d.seen) == MaxDistinct {
 		d.capped, d.seen = true, nil
 		return
 	}
-	d.seen[h] = struct{}{}
+	d.seen[h] = 1
 }
 
 // counts returns the exact value counts, in their text form, or nil once
@@ -230,28 +239,60 @@ func (d *distinct) canonical(typ Type) map[string]int64 {
 	return m
 }
 
-func (d *distinct) distinctCount(counts map[string]int64) (int64, bool) {
+// distinctCount is the number of distinct values seen in at least
+// minRecords rows, from the exact counts when there are some, else from the
+// hashes; capped when there were too many values to count.
+func (d *distinct) distinctCount(counts map[string]int64, minRecords int64) (n int64, capped bool) {
 	switch {
 	case d.capped:
-		return MaxDistinct, true
+		return 0, true
 	case d.many:
-		return int64(len(d.seen)), false
+		for _, c := range d.seen {
+			if c >= minRecords {
+				n++
+			}
+		}
+		return n, false
 	}
-	return int64(len(counts)), false
+	for _, c := range counts {
+		if c >= minRecords {
+			n++
+		}
+	}
+	return n, false
 }
 
-// categories returns the sorted values of counts if every one of them is
-// common enough to be shown, nil otherwise.
-func categories(counts map[string]int64, typ Type, minRecords int64) []string {
-	if len(counts) == 0 {
-		return nil
+// singles is the number of values seen in exactly one row (not capped).
+func (d *distinct) singles(counts map[string]int64) int64 {
+	var n int64
+	if d.many {
+		for _, c := range d.seen {
+			if c == 1 {
+				n++
+			}
+		}
+		return n
 	}
+	for _, c := range counts {
+		if c == 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// categories returns the sorted values of counts seen in at least
+// minRecords rows (rarer ones describe few people and are withheld), nil if
+// there are none.
+func categories(counts map[string]int64, typ Type, minRecords int64) []string {
 	cats := make([]string, 0, len(counts))
 	for v, c := range counts {
-		if c < minRecords {
-			return nil
+		if c >= minRecords {
+			cats = append(cats, v)
 		}
-		cats = append(cats, v)
+	}
+	if len(cats) == 0 {
+		return nil
 	}
 	if typ == Int {
 		slices.SortFunc(cats, func(a, b string) int {

@@ -163,6 +163,10 @@ type ScanOptions struct {
 	// NoSummary lists columns that get only their name, type and null count:
 	// identifier columns. Each must exist in the data.
 	NoSummary []string
+	// AlsoExclude and AlsoNoSummary are Exclude and NoSummary for columns
+	// that other rules name (another dataset on the same data, a runner
+	// policy): applied where the data has them, not required to exist.
+	AlsoExclude, AlsoNoSummary []string
 	// MinRecordsPerAggregate is the smallest number of values a summary
 	// statistic may be computed over (values below 1 count as 1). Categories
 	// are reported only if every category has at least this many rows.
@@ -188,16 +192,23 @@ type ColumnProfile struct {
 	// columns. Std needs two values. Neither is reported unless finite.
 	Mean *float64 `json:"mean,omitempty"`
 	Std  *float64 `json:"std,omitempty"`
-	// Distinct counts the distinct values of string, bool and int columns,
-	// exactly up to MaxDistinct; past that it is MaxDistinct and
-	// DistinctCapped is set.
+	// Distinct counts the distinct values of string, bool and int columns
+	// that occur in at least MinRecordsPerAggregate rows: rarer values are
+	// not counted, so the report never says how many there are. Past
+	// MaxDistinct distinct values it is nil and DistinctCapped is set.
 	Distinct       *int64 `json:"distinct,omitempty"`
 	DistinctCapped bool   `json:"distinct_capped,omitempty"`
+	// MostlyUnique is set when more than half of the values occur only
+	// once, or there are more than MaxDistinct distinct values: the column
+	// tells rows apart (an identifier in disguise) and cannot be a
+	// categorical feature.
+	MostlyUnique bool `json:"mostly_unique,omitempty"`
 	// Categories lists the values of a string, bool or int column that has
-	// at most MaxCategories distinct values, each occurring in at least
-	// MinRecordsPerAggregate rows and at most MaxCategoryBytes long; nil
-	// otherwise. Strings are sorted bytewise, ints numerically, bools as
-	// "false", "true". One-hot encoding is built from it later.
+	// at most MaxCategories distinct values (each at most MaxCategoryBytes
+	// long) that occur in at least MinRecordsPerAggregate rows; rarer values
+	// are withheld; nil when there are none or too many values. Strings are
+	// sorted bytewise, ints numerically, bools as "false", "true". One-hot
+	// encoding is built from it later.
 	Categories []string `json:"categories,omitempty"`
 }
 
@@ -350,10 +361,18 @@ func Scan(ctx context.Context, inputs []Input, opts ScanOptions) (*Profile, erro
 	if err != nil {
 		return nil, err
 	}
+	var p *Profile
 	if format == Parquet {
-		return scanParquet(ctx, inputs, opts)
+		p, err = scanParquet(ctx, inputs, opts)
+	} else {
+		p, err = scanCSV(ctx, inputs, opts)
 	}
-	return scanCSV(ctx, inputs, opts)
+	if err == nil && p.Rows == 0 {
+		// A header alone is no data, and its names would be all a report
+		// showed of the file.
+		return nil, errorf("", 0, "", "the dataset has a header but no data rows: a dataset needs rows to train or analyse on")
+	}
+	return p, err
 }
 
 // ReadBatches streams the given columns of every input, in file order, to fn

@@ -483,7 +483,11 @@ func TestBrowserDatasetWizard(t *testing.T) {
 	var mu sync.Mutex
 	var stops []func()
 	e.srv.InternalURL = e.ts.URL
+	e.srv.LocalRunnersRoot = t.TempDir()
 	e.srv.Launch = func(ctx context.Context, l server.LocalLaunch) (func(), error) {
+		if err := os.MkdirAll(l.StorageRoot, 0o700); err != nil {
+			return nil, err
+		}
 		ag, err := runner.New(runner.Config{ServerURL: l.ServerURL, Token: l.Token, StorageRoot: l.StorageRoot, VCPU: l.VCPU, MemoryMB: l.MemoryMB,
 			PollWait: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
@@ -505,7 +509,10 @@ func TestBrowserDatasetWizard(t *testing.T) {
 			stop()
 		}
 	})
-	root := t.TempDir()
+	root := filepath.Join(e.srv.LocalRunnersRoot, "hospital-a")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	var csv strings.Builder
 	csv.WriteString("patient_id,age,bmi,smoker,readmitted\n")
 	for i := range 60 {

@@ -460,6 +460,26 @@ type datasetPageData struct {
 	CanManage bool
 	EditOpen  bool
 	Privacy   []runnerSetting
+	// Effective is what binds the data, field by field, and who set it.
+	Effective []effectiveSetting
+}
+
+// effectiveSetting is one field of the controls that bind a dataset's data.
+type effectiveSetting struct {
+	runnerSetting
+	SetBy    string
+	Stricter bool // set by another dataset or the runner's policy
+}
+
+// effectiveSettings lists effective controls with who set each field.
+func effectiveSettings(name string, eff *silo.EffectivePrivacy) []effectiveSetting {
+	var out []effectiveSetting
+	for i, rs := range privacySettings(eff.Controls) {
+		by := eff.Sources[silo.PrivacyFieldNames()[i]]
+		out = append(out, effectiveSetting{runnerSetting: rs, SetBy: strings.Join(by, ", "),
+			Stricter: len(by) != 1 || by[0] != "dataset "+name})
+	}
+	return out
 }
 
 func (ui *UI) handleDatasetPage(w http.ResponseWriter, r *http.Request) {
@@ -486,8 +506,12 @@ func (ui *UI) renderDatasetPage(w http.ResponseWriter, r *http.Request, status i
 		ui.renderError(w, r, err)
 		return
 	}
-	ds := &stored.Dataset
-	d := datasetPageData{Dataset: ds, Privacy: privacySettings(ds.Privacy)}
+	ds, err := ui.srv.DatasetView(ctx, stored)
+	if err != nil {
+		ui.renderError(w, r, err)
+		return
+	}
+	d := datasetPageData{Dataset: ds, Privacy: privacySettings(ds.Privacy), Effective: effectiveSettings(ds.Name, ds.Effective)}
 	if rn, err := ui.db.FindRunner(ctx, ds.Runner); err == nil {
 		d.Runner = ui.srv.RunnerView(rn)
 	}

@@ -547,7 +547,7 @@ type runnerPageData struct {
 	Command     string
 	ServerURL   string
 	StorageRoot string
-	CanLaunch   bool // this server can start local runners
+	CanLaunch   bool // this server can start local runners, and the viewer may
 	Running     bool // started by this server and running
 	Settings    []runnerSetting
 }
@@ -576,7 +576,7 @@ func (ui *UI) renderRunnerPage(w http.ResponseWriter, r *http.Request, status in
 	}
 	rn := ui.srv.RunnerView(stored)
 	d := runnerPageData{Runner: rn, Token: token, ServerURL: ui.srv.BaseURL(r),
-		CanLaunch: ui.srv.CanStartRunners(), Running: ui.srv.LocalRunnerRunning(rn.Name)}
+		CanLaunch: ui.srv.CanStartRunners() && silo.ActorFromContext(ctx).Can(silo.PermRunnersLaunch), Running: ui.srv.LocalRunnerRunning(rn.Name)}
 	if rn.Provider == silo.ProviderLocal {
 		d.StorageRoot = server.LocalRoot(rn.StoragePath)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -780,10 +781,10 @@ func TestUIRunnerRegistrationFormErrors(t *testing.T) {
 func TestUILocalRunnerTokenShownOnce(t *testing.T) {
 	e := newUIEnv(t, false)
 	launcher := &fakeLauncher{}
-	e.srv.Launch, e.srv.InternalURL = launcher.launch, e.ts.URL
+	e.srv.Launch, e.srv.InternalURL, e.srv.LocalRunnersRoot = launcher.launch, e.ts.URL, t.TempDir()
 	b := e.browser()
 	b.signIn(uiAdminEmail, uiAdminPassword)
-	root := t.TempDir()
+	root := filepath.Join(e.srv.LocalRunnersRoot, "lab-1")
 
 	p := b.post("/settings/register-runner/local", url.Values{"name": {"lab-1"}, "storage_path": {"file://" + root}, "vcpu": {"2"}, "memory_gb": {"1"}})
 	wantStatus(t, p, http.StatusCreated)
@@ -813,6 +814,18 @@ func TestUILocalRunnerTokenShownOnce(t *testing.T) {
 		t.Errorf("no Stop button for a runner the server started")
 	}
 	wantText(t, b.follow(b.post("/settings/runners/lab-1/stop", url.Values{})), "Runner lab-1 is stopped")
+
+	// A Model Builder manages runners but starts none on the server's machine.
+	mb := e.join(b.invite("mb@example.org", "168h", "model_builder"), "", "builder password")
+	p = mb.get("/settings/runners/lab-1")
+	wantText(t, p, "lab-1", "None pinned: the server's privacy controls are the floor")
+	if strings.Contains(p.Body, `action="/settings/runners/lab-1/start"`) || strings.Contains(p.Body, `action="/settings/runners/lab-1/stop"`) {
+		t.Error("a Model Builder sees Start or Stop")
+	}
+	wantStatus(t, mb.post("/settings/runners/lab-1/start", url.Values{}), http.StatusForbidden)
+	if len(launcher.started) != 1 {
+		t.Fatalf("launched %d runners, want the admin's one", len(launcher.started))
+	}
 
 	// Replacing the token shows the new one once.
 	p = b.post("/settings/runners/lab-1/token", url.Values{})
@@ -1098,6 +1111,24 @@ func TestUIDatasetWizard(t *testing.T) {
 	form.Set("delta", "1e-6")
 	p = dc.follow(dc.post("/library/readmissions/privacy", form))
 	wantText(t, p, "Privacy controls saved; the runner is reconnecting.", "1e-06")
+
+	// The same file registered again with stricter controls binds this
+	// dataset too: the page shows what is in effect and who set it.
+	rn, _ := e.db.FindRunner(context.Background(), "lab-1")
+	copyPrivacy := d.Privacy
+	copyPrivacy.MinRecordsPerAggregate = 500
+	if err := e.db.CreateDataset(context.Background(), &sqlstore.StoredDataset{Dataset: silo.Dataset{Name: "readmissions_copy", URI: d.URI, Owner: "dc2@example.org", Privacy: copyPrivacy}, RunnerID: rn.ID}); err != nil {
+		t.Fatal(err)
+	}
+	p = dc.get("/library/readmissions")
+	wantText(t, p, "Controls in effect", "Min. records per aggregate", "500", "dataset readmissions_copy (the same data)", "Delta")
+	if !regexp.MustCompile(`Min\. records per aggregate</th><td>500</td><td><strong>dataset readmissions_copy \(the same data\)</strong>`).MatchString(p.Body) {
+		t.Errorf("the effective min_records row does not name who set it:\n%s", p.text())
+	}
+	wantNoInlineCode(t, p)
+	if err := e.db.DeregisterDataset(context.Background(), "readmissions_copy"); err != nil {
+		t.Fatal(err)
+	}
 
 	// Someone else sees the dataset but no controls to change it.
 	other := e.join(b.invite("dc2@example.org", "168h", "data_custodian"), "", "custodian password")

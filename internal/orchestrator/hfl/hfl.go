@@ -205,7 +205,22 @@ func (Kind) finishStats(s *orchestrator.Session, st *state, results []*orchestra
 		return nil, silo.Errorf(silo.ECONFLICT, "statistics: only %d usable answers, min_clients is %d", len(usable), s.Config.MinClients)
 	}
 	first := s.Clients[0].Data
-	prep, _, err := model.Build(s.Config.Task, first.Columns, first.Privacy.IdentifierColumns, fl.MergeStats(usable))
+	merged := fl.MergeStats(usable)
+	// No category seen fewer times than any client's dataset allows, over
+	// all of them, enters the model (each runner withholds its own rare
+	// values; this holds the union to the strictest floor too).
+	minRecords := int64(1)
+	for _, c := range s.Clients {
+		minRecords = max(minRecords, int64(c.Data.Privacy.MinRecordsPerAggregate))
+	}
+	for _, counts := range merged.Categories {
+		for v, n := range counts {
+			if n < minRecords {
+				delete(counts, v)
+			}
+		}
+	}
+	prep, _, err := model.Build(s.Config.Task, first.Columns, first.Privacy.IdentifierColumns, merged)
 	if err != nil {
 		return nil, err
 	}
@@ -411,14 +426,20 @@ func cmpOr(a, b string) string {
 // datasets share that may be one.
 func (Kind) Prepare(ctx context.Context, cfg *silo.SessionConfig, datasets []*silo.Dataset) error {
 	usable := func(d *silo.Dataset, col string) (silo.Column, error) {
+		// The controls in effect on the data when the server computed them
+		// (every dataset on the same data, the runner's policy).
+		p := d.Privacy
+		if d.Effective != nil {
+			p = d.Effective.Controls
+		}
 		for _, c := range d.Columns {
 			if c.Name != col {
 				continue
 			}
 			switch {
-			case c.Excluded:
+			case c.Excluded || slices.Contains(p.ExcludedColumns, col):
 				return c, fmt.Errorf("column %s of dataset %s is excluded by its custodian", col, d.Name)
-			case c.Identifier || slices.Contains(d.Privacy.IdentifierColumns, col):
+			case c.Identifier || slices.Contains(p.IdentifierColumns, col):
 				return c, fmt.Errorf("column %s of dataset %s is an identifier: it serves record linkage only", col, d.Name)
 			}
 			return c, nil
@@ -434,6 +455,9 @@ func (Kind) Prepare(ctx context.Context, cfg *silo.SessionConfig, datasets []*si
 		for _, c := range datasets[0].Columns {
 			if c.Name == cfg.Task.Target || c.Excluded || c.Identifier {
 				continue
+			}
+			if c.Type == "string" && c.MostlyUnique {
+				continue // an identifier in disguise: never picked by default
 			}
 			ok := true
 			for _, d := range datasets {
@@ -465,6 +489,16 @@ func (Kind) Prepare(ctx context.Context, cfg *silo.SessionConfig, datasets []*si
 	for _, c := range cfg.Task.Categorical {
 		if !slices.Contains(cfg.Task.Features, c) {
 			return silo.FieldErrorf("task.categorical", "categorical column %s is not among the features", c)
+		}
+	}
+	// A column whose values mostly occur once tells people apart: as a
+	// categorical feature it would be an identifier in disguise.
+	for _, f := range cfg.Task.Features {
+		for _, d := range datasets {
+			c, _ := usable(d, f)
+			if (c.Type == "string" || slices.Contains(cfg.Task.Categorical, f)) && c.MostlyUnique {
+				return silo.FieldErrorf("task.features", "column %s of dataset %s cannot be a categorical feature: most of its values occur only once, so it identifies people rather than describing them; ask its custodian to declare it an identifier column, or leave it out of the features", f, d.Name)
+			}
 		}
 	}
 	// The model has at least this many parameters (one input per feature,

@@ -30,11 +30,17 @@ type Agents struct {
 	ends map[string]chan error
 }
 
-// NewAgents returns the agents of e's server, and makes them its launcher.
+// NewAgents returns the agents of e's server, and makes them its launcher,
+// with a fresh folder for the storage of the runners it starts.
 func NewAgents(t *testing.T, e *Env) *Agents {
 	a := &Agents{t: t, url: e.TS.URL, ends: map[string]chan error{}}
 	e.Srv.Launch = a.Launch
 	e.Srv.InternalURL = e.TS.URL
+	root, err := server.CheckLocalRunnersRoot(filepath.Join(t.TempDir(), "runners"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Srv.LocalRunnersRoot = root
 	return a
 }
 
