@@ -22,6 +22,10 @@ const (
 )
 
 // checkLBFGS reports why model m cannot be trained with L-BFGS under opt.
+// Check refuses options a model of spec cannot be trained with, before any
+// work (or any privacy budget) is spent on them.
+func (o TrainOptions) Check(s Spec) error { return o.checkLBFGS(s) }
+
 // L-BFGS takes exact full-batch steps on a smooth objective: an L1 penalty
 // is not differentiable at zero, dropout makes the objective random, and
 // DP-SGD privatises per-example minibatch gradients, which L-BFGS does not

@@ -556,6 +556,9 @@ func runFit(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMe
 		_, _ = crand.Read(key[:])                  // never fails (it aborts the program instead)
 		opts.Rand = rand.New(rand.NewChaCha8(key)) // #nosec G404 -- a cryptographic generator, keyed from crypto/rand
 	}
+	if err := opts.Check(m.Spec()); err != nil {
+		return nil, fmt.Errorf("refused by the runner: %w", err)
+	}
 	settle := func(int) {}
 	if opts.DP != nil {
 		// The runner counts the epsilon itself, from the steps it will run,
