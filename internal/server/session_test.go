@@ -528,21 +528,32 @@ func TestRunnerStoppedMidRound(t *testing.T) {
 // live runner holds has ended: the session waits on the stopped runners
 // alone, and only their round timeout can move it on.
 func waitsOnStoppedOnly(db *sqlstore.DB, s *silo.Session, stopped []string) bool {
+	ctx := context.Background()
 	round := s.Round + 1
 	if s.Phase == silo.TaskStats {
 		round = 0
 	}
-	tasks, err := db.ListSessionTasks(context.Background(), s.ID, round, s.Phase)
+	tasks, err := db.ListSessionTasks(ctx, s.ID, round, s.Phase)
 	if err != nil || len(tasks) == 0 {
 		return false
 	}
+	waiting := false
 	for _, task := range tasks {
-		ended := task.Status != silo.TaskQueued && task.Status != silo.TaskRunning
-		if !ended && !slices.Contains(stopped, task.Runner) {
+		if task.Status != silo.TaskQueued && task.Status != silo.TaskRunning {
+			continue
+		}
+		if !slices.Contains(stopped, task.Runner) {
 			return false
 		}
+		waiting = true
 	}
-	return true
+	if !waiting {
+		return false // nothing is left to wait for: the step closes by itself
+	}
+	// The session must not have moved on while its tasks were read: the
+	// tasks listed would be those of a step that has closed.
+	now, err := db.FindSession(ctx, s.ID)
+	return err == nil && now.Phase == s.Phase && now.Round == s.Round && now.UpdatedAt.Equal(s.UpdatedAt)
 }
 
 // waitPastTimeouts moves the server's clock past the round timeout once the
