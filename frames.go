@@ -124,5 +124,8 @@ func ReadFrameHeader(r *bufio.Reader, max int, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("frames header: %w", err)
 	}
+	if dec.InputOffset() != int64(len(bytes.TrimRight(line, " \t\r\n"))) {
+		return errors.New("frames header: data after its JSON")
+	}
 	return nil
 }
