@@ -1058,7 +1058,7 @@ func waitPast(t *testing.T, f *faultFed, id string, stopped []string, done func(
 	t.Helper()
 	ctx := context.Background()
 	last, since := "", time.Now()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		s, err := f.api.GetSession(ctx, id)
 		if err != nil {

@@ -83,10 +83,11 @@ func (a *Agents) Ended(name string) error {
 	}
 }
 
-// Eventually polls cond (bounded) until it holds.
+// Eventually polls cond until it holds, for at most two minutes: a bound
+// for failing, generous enough for the race detector on a busy machine.
 func Eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
