@@ -48,7 +48,10 @@ type testEngine struct {
 	run     *run
 }
 
-func newTestEngine(t *testing.T, k Kind) *testEngine {
+func newTestEngine(t *testing.T, k Kind, runners ...string) *testEngine {
+	if len(runners) == 0 {
+		runners = []string{"r1", "r2"}
+	}
 	ctx := context.Background()
 	e := &testEngine{t: t, now: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), runners: map[string]int64{}}
 	e.db = sqlstore.New(filepath.Join(t.TempDir(), "silo.db"))
@@ -60,8 +63,9 @@ func newTestEngine(t *testing.T, k Kind) *testEngine {
 	e.d = New(e.db)
 	e.d.Clock, e.d.Replica = e.db.Clock, "replica-test"
 	e.d.Register("echo", k)
-	var clients []sqlstore.SessionClient
-	for _, n := range []string{"r1", "r2"} {
+	var datasets []string
+	var sc []sqlstore.SessionClient
+	for _, n := range runners {
 		r := &sqlstore.StoredRunner{Runner: silo.Runner{RunnerSpec: silo.RunnerSpec{Name: n, Provider: silo.ProviderLocal, StoragePath: "file:///srv/" + n, VCPU: 1, MemoryGB: 1},
 			Status: silo.RunnerRegistering, CreatedBy: "a@example.org"}, TokenHash: "tok-" + n}
 		if err := e.db.CreateRunner(ctx, r); err != nil {
@@ -74,10 +78,11 @@ func newTestEngine(t *testing.T, k Kind) *testEngine {
 		if err := e.db.CreateDataset(ctx, ds); err != nil {
 			t.Fatal(err)
 		}
-		clients = append(clients, sqlstore.SessionClient{Dataset: ds.Name, DatasetID: ds.ID, Runner: n})
+		sc = append(sc, sqlstore.SessionClient{Dataset: ds.Name, DatasetID: ds.ID, Runner: n})
+		datasets = append(datasets, ds.Name)
 	}
 	ss := &sqlstore.StoredSession{Session: silo.Session{ID: "sess_t", Name: "t", Status: silo.SessionPending, CreatedBy: "mb@example.org",
-		Config: silo.SessionConfig{Name: "t", Type: "echo", Datasets: []string{"d_r1", "d_r2"}, MinClients: 2, RoundTimeout: "1m"}}, Clients: clients}
+		Config: silo.SessionConfig{Name: "t", Type: "echo", Datasets: datasets, MinClients: 2, RoundTimeout: "1m"}}, Clients: sc}
 	if err := e.db.CreateSession(ctx, ss); err != nil {
 		t.Fatal(err)
 	}
@@ -231,5 +236,31 @@ func TestOfflineRunnerNotWaitedFor(t *testing.T) {
 	e.now = e.now.Add(time.Minute + time.Second)
 	if ss := e.step(); ss.Status != silo.SessionFailed || !strings.Contains(ss.StatusReason, "d_r2: did not answer within round_timeout 1m, its runner r2 (offline)") {
 		t.Fatalf("after round_timeout: %s %q", ss.Status, ss.StatusReason)
+	}
+}
+
+// TestLostTaskRequeuedWhileAnotherIsAway: with two answers needed of three,
+// one runner gone offline and another's task lost in its restart, the lost
+// task is sent again at once rather than the step waiting for the runner
+// that went away.
+func TestLostTaskRequeuedWhileAnotherIsAway(t *testing.T) {
+	e := newTestEngine(t, echo{quorum: 2}, "r1", "r2", "r3")
+	e.step()
+	e.succeed("r1", e.claim("r1"))
+	e.claim("r3")
+	e.claim("r2")
+	e.now = e.now.Add(time.Second)
+	e.heartbeat("r1")
+	e.heartbeat("r2")
+	if _, err := e.db.MarkStaleRunnersOffline(context.Background(), e.now.Add(-time.Millisecond).UnixMicro(), "missed heartbeats"); err != nil {
+		t.Fatal(err)
+	}
+	e.lose("r2")
+	if ss := e.step(); ss.Status != silo.SessionRunning || len(e.tasksOf("d_r2")) != 2 {
+		t.Fatalf("after r2's loss with r3 away: %s %q, %d tasks for d_r2", ss.Status, ss.StatusReason, len(e.tasksOf("d_r2")))
+	}
+	e.succeed("r2", e.claim("r2"))
+	if ss := e.step(); ss.Status != silo.SessionCompleted || ss.StatusReason != "answered: d_r1,d_r2" {
+		t.Fatalf("session %s %q", ss.Status, ss.StatusReason)
 	}
 }

@@ -351,9 +351,10 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 			}
 		}
 	}
-	if done+pending+away < need {
-		// Too few answers are coming: send again the lost tasks of clients
-		// whose runners are back, or wait for them up to round_timeout.
+	if done+pending < need && len(retry) > 0 {
+		// Too few answers are coming from runners that are there: send
+		// again the lost tasks of clients whose runners are back, rather
+		// than wait for those that went away.
 		var s *Session
 		requeued := 0
 		for _, ds := range retry {
@@ -382,6 +383,10 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 		if requeued > 0 {
 			return true, nil
 		}
+	}
+	if done+pending+away < need {
+		// Not enough answers can come: wait up to round_timeout for the
+		// runners of lost tasks to come back, then fail.
 		if len(retry) > 0 && !timedOut {
 			return false, r.waitingFor(ctx, ss, where, retry, states, need)
 		}
