@@ -64,6 +64,10 @@ type Dataset struct {
 	// EpsilonSpent is the sum of the privacy ledger's entries: of every
 	// dataset, live or deregistered, on the same data, which share one budget.
 	EpsilonSpent float64 `json:"epsilon_spent"`
+	// EpsilonReserved is what running sessions reserved on the same data
+	// and have not spent yet: it is not available to new sessions until
+	// they end.
+	EpsilonReserved float64 `json:"epsilon_reserved"`
 	// Effective is what binds the data: the strictest of Privacy, the
 	// controls of every other live dataset on the same data, and the
 	// runner's policy, with who set each field.
