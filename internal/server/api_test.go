@@ -15,7 +15,7 @@ import (
 func TestHealthAndMetrics(t *testing.T) {
 	e := newEnv(t)
 	var h struct{ Status, Database, Version string }
-	if st := e.do("GET", "/healthz", "", nil, &h); st != 200 || h.Status != "ok" || h.Database != "sqlite" || h.Version == "" {
+	if st := e.do("GET", "/healthz", "", nil, &h); st != 200 || h.Status != "ok" || h.Database != e.db.Dialect() || h.Version == "" {
 		t.Fatalf("healthz = %d %+v", st, h)
 	}
 	resp, err := http.Get(e.ts.URL + "/metrics")
