@@ -24,7 +24,10 @@ type Token struct {
 	ExpiresAt  *time.Time   `json:"expires_at,omitempty"`
 	LastUsedAt *time.Time   `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time   `json:"revoked_at,omitempty"`
-	Hash       string       `json:"-"`
+	// ParentID is the scoped token this one was created with, if any: it
+	// expires no later than its parent and is revoked with it.
+	ParentID string `json:"parent_id,omitempty"`
+	Hash     string `json:"-"`
 	// Secret is set only in the response that creates the token.
 	Secret string `json:"token,omitempty"`
 }

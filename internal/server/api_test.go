@@ -296,6 +296,57 @@ func TestTokens(t *testing.T) {
 	e.wantError("GET", "/api/v1/me", scoped.Secret, nil, 401, "unauthorized", "revoked, expired")
 }
 
+// TestScopedTokenChildren: a scoped token that may create tokens cannot
+// mint one that outlives it or survives its revocation. A child's expiry is
+// capped at its parent's, whatever it asks for; revoking the parent revokes
+// its children and theirs; a revoked parent mints nothing.
+func TestScopedTokenChildren(t *testing.T) {
+	e := newEnv(t)
+	mb := e.addUser("mb@example.org", "model_builder")
+	var parent, child, grandchild silo.Token
+	if st := e.do("POST", "/api/v1/tokens", mb, map[string]any{"name": "ci", "scopes": []string{"tokens:own", "sessions:read"}, "expires_in": "48h"}, &parent); st != 201 {
+		t.Fatalf("create the parent: %d", st)
+	}
+	if st := e.do("POST", "/api/v1/tokens", parent.Secret, map[string]any{"name": "escape", "scopes": []string{"tokens:own", "sessions:read"}, "expires_in": "700h"}, &child); st != 201 {
+		t.Fatalf("create a child: %d", st)
+	}
+	capped := parent.ExpiresAt.Truncate(time.Microsecond) // as stored
+	if child.ParentID != parent.ID || child.ExpiresAt == nil || !child.ExpiresAt.Equal(capped) {
+		t.Fatalf("child = parent %q, expires %v; want parent %s, expiry capped at %v", child.ParentID, child.ExpiresAt, parent.ID, parent.ExpiresAt)
+	}
+	if st := e.do("POST", "/api/v1/tokens", child.Secret, map[string]any{"name": "deeper", "scopes": []string{"sessions:read"}}, &grandchild); st != 201 || !grandchild.ExpiresAt.Equal(capped) {
+		t.Fatalf("create a grandchild: %d, expires %v", st, grandchild.ExpiresAt)
+	}
+	// Expiry: all three end together.
+	e.clock.Add(48*time.Hour + time.Second)
+	for _, tok := range []silo.Token{parent, child, grandchild} {
+		e.wantError("GET", "/api/v1/sessions", tok.Secret, nil, 401, "unauthorized", "revoked, expired")
+	}
+	e.clock.Add(-48*time.Hour - time.Second)
+	// Revocation: revoking the parent revokes the lot.
+	if st := e.do("DELETE", "/api/v1/tokens/"+parent.ID, mb, nil, nil); st != 204 {
+		t.Fatalf("revoke the parent: %d", st)
+	}
+	for _, tok := range []silo.Token{parent, child, grandchild} {
+		e.wantError("GET", "/api/v1/sessions", tok.Secret, nil, 401, "unauthorized", "revoked, expired")
+	}
+	var list []silo.Token
+	e.do("GET", "/api/v1/tokens", mb, nil, &list)
+	for _, tok := range list {
+		if tok.ID != parent.ID && tok.ID != child.ID && tok.ID != grandchild.ID {
+			continue
+		}
+		if tok.RevokedAt == nil {
+			t.Errorf("token %s (%s) is not revoked with its parent", tok.ID, tok.Name)
+		}
+	}
+	// A token made with an unscoped token (or a browser) stands on its own.
+	var free silo.Token
+	if e.do("POST", "/api/v1/tokens", mb, map[string]any{"name": "laptop"}, &free); free.ParentID != "" || free.ExpiresAt != nil {
+		t.Fatalf("a token of an unscoped token: %+v", free)
+	}
+}
+
 func TestWorkspace(t *testing.T) {
 	e := newEnv(t)
 	dc := e.addUser("dc@example.org", "data_custodian")
