@@ -167,6 +167,27 @@ func (s *Server) openSecrets(r *sqlstore.StoredRunner) error {
 	return nil
 }
 
+// mayChangeRunner is the object-level rule for changing a runner (editing,
+// deregistering, replacing its token, provisioning, starting or stopping
+// it): its registrant or a Workspace Administrator may; other holders of
+// runners:manage may only read it and queue diagnostics.
+func mayChangeRunner(ctx context.Context, r *sqlstore.StoredRunner) error {
+	a := silo.ActorFromContext(ctx)
+	if a.Can(silo.PermRunnersManage) && (a.User.HasRole(silo.RoleAdmin) || strings.EqualFold(r.CreatedBy, a.User.Email)) {
+		return nil
+	}
+	return silo.Errorf(silo.EFORBIDDEN, "runner %s was registered by %s: only they or a Workspace Administrator may change it", r.Name, r.CreatedBy)
+}
+
+// findRunnerToChange returns the named runner if the caller may change it.
+func (s *Server) findRunnerToChange(ctx context.Context, name string) (*sqlstore.StoredRunner, error) {
+	rn, err := s.db.FindRunner(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return rn, mayChangeRunner(ctx, rn)
+}
+
 func (s *Server) handleEditRunner(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := r.PathValue("name")
@@ -197,6 +218,9 @@ func (s *Server) EditRunner(ctx context.Context, name string, next silo.RunnerSp
 		return nil, err
 	}
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
+		if err := mayChangeRunner(ctx, r); err != nil {
+			return err
+		}
 		if err := s.openSecrets(r); err != nil {
 			return err
 		}
@@ -230,6 +254,9 @@ func (s *Server) handleDeregisterRunner(w http.ResponseWriter, r *http.Request) 
 // queued and running tasks are cancelled, and a child process is stopped.
 func (s *Server) DeregisterRunner(ctx context.Context, name string) (*silo.Runner, error) {
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
+		if err := mayChangeRunner(ctx, r); err != nil {
+			return err
+		}
 		r.Status, r.StatusReason, r.TokenHash = silo.RunnerDeregistered, "deregistered by "+silo.ActorFromContext(ctx).Name(), ""
 		return nil
 	})
@@ -254,6 +281,9 @@ func (s *Server) handleRotateRunnerToken(w http.ResponseWriter, r *http.Request)
 func (s *Server) RotateRunnerToken(ctx context.Context, name string) (*silo.Runner, error) {
 	token := newRunnerToken()
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
+		if err := mayChangeRunner(ctx, r); err != nil {
+			return err
+		}
 		r.TokenHash = hashSecret(token)
 		clearAgentFailure(r)
 		return nil
