@@ -56,6 +56,9 @@ func (r *TokenRequest) Validate(now time.Time, held []Permission) (*time.Time, e
 	if len(r.Name) > 64 {
 		return nil, FieldErrorf("name", "token name must be at most 64 characters")
 	}
+	if err := CheckText("name", r.Name, false); err != nil {
+		return nil, err
+	}
 	for _, s := range r.Scopes {
 		if !ValidPermission(s) {
 			return nil, FieldErrorf("scopes", "unknown scope %q: use permissions such as %s", s, PermRunnersRead)

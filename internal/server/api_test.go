@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -376,4 +377,75 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestControlCharactersRefused: names, labels and descriptions with a NUL,
+// an escape sequence or a bidirectional override are refused with a field
+// error that says so, on every route that takes them; line breaks stay
+// allowed where text may span lines.
+func TestControlCharactersRefused(t *testing.T) {
+	e := newEnv(t)
+	dc := e.addUser("dc@example.org", "data_custodian")
+	mb := e.addUser("mb@example.org", "model_builder")
+	root := "file://" + t.TempDir()
+	if st := e.do("POST", "/api/v1/runners", e.admin, map[string]any{"name": "clinic-a", "provider": "local", "storage_path": root, "vcpu": 1, "memory_gb": 1}, nil); st != 201 {
+		t.Fatalf("register a runner: %d", st)
+	}
+	if st := e.do("POST", "/api/v1/datasets", dc, map[string]any{"name": "visits", "runner": "clinic-a", "uri": root + "/visits.csv"}, nil); st != 201 {
+		t.Fatalf("register a dataset: %d", st)
+	}
+	var inv silo.Invite
+	e.do("POST", "/api/v1/invites", e.admin, map[string]any{"email": "new@example.org", "roles": []string{"model_builder"}}, &inv)
+	secret := inv.Link[strings.LastIndex(inv.Link, "/")+1:]
+
+	for _, bad := range []string{"nul\x00byte", "esc\x1b[31mred", "bidi\u202etxt.exe", "bell\a", "c1\u0085nel"} {
+		for _, c := range []struct {
+			method, path, token string
+			body                map[string]any
+			field               string
+		}{
+			{"POST", "/api/v1/tokens", mb, map[string]any{"name": bad}, "name"},
+			{"PATCH", "/api/v1/workspace", e.admin, map[string]any{"billing_contact": bad}, "billing_contact"},
+			{"PATCH", "/api/v1/workspace", e.admin, map[string]any{"billing_address": bad}, "billing_address"},
+			{"PATCH", "/api/v1/users/mb@example.org", e.admin, map[string]any{"name": bad}, "name"},
+			{"POST", "/api/v1/invites/accept", "", map[string]any{"token": secret, "name": bad, "password": "a long enough password"}, "name"},
+			{"POST", "/api/v1/runners", mb, map[string]any{"name": bad, "provider": "local", "storage_path": "file:///srv/x"}, "name"},
+			{"POST", "/api/v1/datasets", dc, map[string]any{"name": bad, "runner": "clinic-a", "uri": root + "/v.csv"}, "name"},
+			{"POST", "/api/v1/datasets", dc, map[string]any{"name": "visits_b", "runner": "clinic-a", "uri": root + "/v.csv", "description": bad}, "description"},
+			{"POST", "/api/v1/datasets", dc, map[string]any{"name": "visits_b", "runner": "clinic-a", "uri": root + "/" + bad}, "uri"},
+			{"POST", "/api/v1/datasets", dc, map[string]any{"name": "visits_b", "runner": bad, "uri": root + "/v.csv"}, "runner"},
+			{"PATCH", "/api/v1/datasets/visits", dc, map[string]any{"description": bad}, "description"},
+			{"POST", "/api/v1/sessions", mb, map[string]any{"name": bad, "type": "hfl", "datasets": []string{"visits"}}, "name"},
+		} {
+			var got apiError
+			st := e.do(c.method, c.path, c.token, c.body, &got)
+			if st != 400 || got.Error.Field != c.field {
+				t.Errorf("%s %s with %q in %s: %d %+v, want 400 on field %s", c.method, c.path, bad, c.field, st, got.Error, c.field)
+			}
+		}
+	}
+	// An attachment's file name.
+	req, _ := http.NewRequest("POST", e.ts.URL+"/api/v1/datasets/visits/attachments?name="+url.QueryEscape("dict\x00.pdf"), strings.NewReader("x"))
+	req.Header.Set("Authorization", "Bearer "+dc)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("attachment named with a NUL: %d", resp.StatusCode)
+	}
+	// Multi-line text keeps its line breaks; a message names the problem.
+	if st := e.do("PATCH", "/api/v1/workspace", e.admin, map[string]any{"billing_address": "1 Main St\nSpringfield"}, nil); st != 200 {
+		t.Errorf("a two-line billing address: %d", st)
+	}
+	e.wantError("POST", "/api/v1/tokens", mb, map[string]any{"name": "ci\x00"}, 400, "invalid", "must not contain control characters (found U+0000")
+	// Nothing was stored.
+	var w silo.Workspace
+	e.do("GET", "/api/v1/workspace", e.admin, nil, &w)
+	var users []silo.User
+	e.do("GET", "/api/v1/users", e.admin, nil, &users)
+	if raw := mustJSON(t, []any{w, users}); strings.ContainsAny(raw, "\x00\x1b\u202e") || strings.Contains(raw, `\u0000`) {
+		t.Fatalf("control characters were stored: %s", raw)
+	}
 }

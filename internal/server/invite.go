@@ -138,8 +138,8 @@ func (s *Server) AcceptInvite(ctx context.Context, req AcceptRequest) (*silo.Use
 		return nil, err
 	}
 	name := strings.TrimSpace(req.Name)
-	if len(name) > 200 {
-		return nil, silo.FieldErrorf("name", "name must be at most 200 characters")
+	if err := silo.ValidateUserName(name); err != nil {
+		return nil, err
 	}
 	hash, err := hashPassword(req.Password)
 	if err != nil {
