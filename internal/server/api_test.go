@@ -440,6 +440,22 @@ func TestControlCharactersRefused(t *testing.T) {
 	if resp.StatusCode != 400 {
 		t.Errorf("attachment named with a NUL: %d", resp.StatusCode)
 	}
+	// A runner's log lines keep their text, not their control characters
+	// (PostgreSQL could not even store a NUL).
+	var rn silo.Runner
+	e.do("POST", "/api/v1/runners/clinic-a/token", e.admin, nil, &rn)
+	var task silo.Task
+	e.do("POST", "/api/v1/runners/clinic-a/tasks", e.admin, map[string]any{"type": "diagnostics"}, nil)
+	if st := e.do("GET", "/api/v1/runner/tasks?wait=0s", rn.Token, nil, &task); st != 200 {
+		t.Fatalf("claim a task: %d", st)
+	}
+	if st := e.do("POST", "/api/v1/runner/tasks/"+task.ID+"/logs", rn.Token, []map[string]any{{"level": "INFO", "message": "disk\x00 \x1b[2Jfull\tnow"}}, nil); st != 204 {
+		t.Fatalf("log lines with control characters: %d", st)
+	}
+	var lines []silo.LogLine
+	if e.do("GET", "/api/v1/runners/clinic-a/logs?task="+task.ID, e.admin, nil, &lines); len(lines) != 1 || lines[0].Message != "disk? ?[2Jfull\tnow" {
+		t.Fatalf("stored log lines = %+v", lines)
+	}
 	// Multi-line text keeps its line breaks; a message names the problem.
 	if st := e.do("PATCH", "/api/v1/workspace", e.admin, map[string]any{"billing_address": "1 Main St\nSpringfield"}, nil); st != 200 {
 		t.Errorf("a two-line billing address: %d", st)
