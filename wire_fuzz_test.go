@@ -1,6 +1,7 @@
 package silo_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,14 +21,16 @@ import (
 )
 
 // FuzzWireTypes sends any bytes to the server's runner-protocol routes —
-// heartbeat, task logs and task result — as a hostile runner with a valid
-// token would, through the server's own handlers, decoding and checks, on a
-// real store. Every answer is a success or a 4xx error in the API's shape
-// (never a panic or a 5xx: bad input is the sender's fault), and what an
-// accepted request stored is within the protocol's bounds.
+// heartbeat and task logs (JSON), task result (a frames body: a JSON line,
+// then binary parts) — as a hostile runner with a valid token would,
+// through the server's own handlers, decoding and checks, on a real store.
+// Every answer is a success or a 4xx error in the API's shape (never a
+// panic or a 5xx: bad input is the sender's fault), and what an accepted
+// request stored is within the protocol's bounds.
 func FuzzWireTypes(f *testing.F) {
 	f.Add([]byte(`{"protocol_version":1,"agent_version":"x","vcpu":2,"memory_mb":1024,"running_tasks":["t"]}`))
-	f.Add([]byte(`{"status":"succeeded","output":{"params":"U0lMT1cx","n_train":3}}`))
+	f.Add([]byte(`{"status":"succeeded","output":{"n_train":3},"parts":[{"name":"params","size":4}]}` + "\nSILO"))
+	f.Add([]byte(`{"status":"failed","error":"disk full","logs":[{"level":"ERROR","message":"no \u001b[2J space"}]}` + "\n"))
 	f.Add([]byte(`[{"task_id":"t","time":"2026-01-02T03:04:05Z","level":"WARN","message":"disk \u0000 almost full"}]`))
 	f.Add([]byte(`{"status":"failed","error":"` + strings.Repeat("é", 3000) + `"}`))
 	f.Add([]byte(`[{"level":"EVIL","message":"` + strings.Repeat("\xff", 5000) + `"}]`))
@@ -49,6 +52,9 @@ func FuzzWireTypes(f *testing.F) {
 	call := func(t testing.TB, method, path, token string, body []byte) (int, []byte) {
 		req := httptest.NewRequest(method, path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		if strings.HasSuffix(path, "/result") {
+			req.Header.Set("Content-Type", silo.FramesContentType)
+		}
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -71,7 +77,8 @@ func FuzzWireTypes(f *testing.F) {
 			t.Fatalf("queue a task: %d %s", st, b)
 		}
 		var task silo.Task
-		if st, b := call(t, "GET", "/api/v1/runner/tasks?wait=0s", rn.Token, nil); st != 200 || json.Unmarshal(b, &task) != nil {
+		st, b := call(t, "GET", "/api/v1/runner/tasks?wait=0s", rn.Token, nil)
+		if st != 200 || silo.ReadFrameHeader(bufio.NewReader(bytes.NewReader(b)), 1<<20, &task) != nil {
 			t.Fatalf("claim a task: %d %s", st, b)
 		}
 		return task.ID
@@ -118,9 +125,18 @@ func FuzzWireTypes(f *testing.F) {
 		}
 
 		if st, body := call(t, "POST", "/api/v1/runner/tasks/"+resultTask+"/result", rn.Token, b); answered("result", st, body) {
-			var res silo.TaskResult
-			if json.Unmarshal(b, &res) != nil || !slices.Contains([]string{silo.TaskSucceeded, silo.TaskFailed, silo.TaskRefused}, res.Status) {
-				t.Fatalf("a result with status %q was accepted: %q", res.Status, b)
+			_, got := call(t, "GET", "/api/v1/runners/fuzz-runner/tasks", admin, nil)
+			var tasks []silo.Task
+			if err := json.Unmarshal(got, &tasks); err != nil {
+				t.Fatalf("read tasks back: %v: %s", err, got)
+			}
+			for _, task := range tasks {
+				if task.ID != resultTask {
+					continue
+				}
+				if !slices.Contains([]string{silo.TaskSucceeded, silo.TaskFailed, silo.TaskRefused}, task.Status) || len(task.Error) > 4096 || !utf8.ValidString(task.Error) {
+					t.Fatalf("an accepted result left task %+v", task)
+				}
 			}
 			resultTask = runningTask(t) // that one is finished
 		}
