@@ -169,9 +169,10 @@ func (s *Server) openSecrets(r *sqlstore.StoredRunner) error {
 }
 
 // mayChangeRunner is the object-level rule for changing a runner (editing,
-// deregistering, replacing its token, provisioning, starting or stopping
-// it): its registrant or a Workspace Administrator may; other holders of
-// runners:manage may only read it and queue diagnostics.
+// deregistering, replacing its token, provisioning; starting and stopping,
+// which runners:launch also guards): its registrant or a Workspace
+// Administrator may; other holders of runners:manage may only read it and
+// queue diagnostics.
 func mayChangeRunner(ctx context.Context, r *sqlstore.StoredRunner) error {
 	a := silo.ActorFromContext(ctx)
 	if a.Can(silo.PermRunnersManage) && (a.User.HasRole(silo.RoleAdmin) || strings.EqualFold(r.CreatedBy, a.User.Email)) {
