@@ -22,8 +22,9 @@ import (
 // test of this package built on servertest's environment (newEnv or a
 // federation, directly or through helpers), found by reading the test
 // files, so a new API test is included without being listed. Left out:
-// browser tests, which test pages, not the store, and the TestFault… tests,
-// which choose their stores themselves. The tests run in a child test
+// browser tests, which test pages, not the store; the TestFault… tests,
+// which choose their stores themselves; and tests that work on the SQLite
+// file itself (their body names dbPath). The tests run in a child test
 // process with SILO_TEST_STORE=postgres, on this process's PostgreSQL
 // server; to run one of them on PostgreSQL by hand:
 //
@@ -72,14 +73,15 @@ func TestAPIOnPostgres(t *testing.T) {
 
 // apiTests returns the names of this package's tests that reach newEnv or
 // servertest.NewFederation through any chain of calls, leaving out those
-// that drive a browser and the fault tests.
+// that drive a browser, the fault tests and those that open the SQLite file.
 func apiTests(t *testing.T) []string {
 	t.Helper()
 	files, err := filepath.Glob("*_test.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls := map[string][]string{} // function (or method) name -> names it calls
+	calls := map[string][]string{}  // function (or method) name -> names it calls
+	sqliteFile := map[string]bool{} // functions whose body names the SQLite file
 	fset := token.NewFileSet()
 	for _, name := range files {
 		f, err := parser.ParseFile(fset, name, nil, 0)
@@ -92,6 +94,9 @@ func apiTests(t *testing.T) []string {
 				continue
 			}
 			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				if sel, ok := n.(*ast.SelectorExpr); ok && (sel.Sel.Name == "dbPath" || sel.Sel.Name == "DBPath") {
+					sqliteFile[fn.Name.Name] = true
+				}
 				if c, ok := n.(*ast.CallExpr); ok {
 					switch f := c.Fun.(type) {
 					case *ast.Ident:
@@ -121,7 +126,7 @@ func apiTests(t *testing.T) []string {
 	}
 	var out []string
 	for name := range calls {
-		if strings.HasPrefix(name, "Test") && !strings.HasPrefix(name, "TestFault") && name != "TestAPIOnPostgres" &&
+		if strings.HasPrefix(name, "Test") && !strings.HasPrefix(name, "TestFault") && name != "TestAPIOnPostgres" && !sqliteFile[name] &&
 			reaches(name, "newEnv", "NewFederation") && !reaches(name, "newChromium", "NewChromium") {
 			out = append(out, name)
 		}
