@@ -64,6 +64,10 @@ type Dataset struct {
 	// EpsilonSpent is the sum of the privacy ledger's entries: of every
 	// dataset, live or deregistered, on the same data, which share one budget.
 	EpsilonSpent float64 `json:"epsilon_spent"`
+	// EpsilonReserved is what running sessions reserved on the same data
+	// and have not spent yet: it is not available to new sessions until
+	// they end.
+	EpsilonReserved float64 `json:"epsilon_reserved"`
 	// Effective is what binds the data: the strictest of Privacy, the
 	// controls of every other live dataset on the same data, and the
 	// runner's policy, with who set each field.
@@ -99,6 +103,14 @@ func ValidateDatasetName(name string) error {
 	return nil
 }
 
+// ValidateDatasetDescription checks a dataset's description.
+func ValidateDatasetDescription(d string) error {
+	if len(d) > 4000 {
+		return FieldErrorf("description", "description must be at most 4000 characters")
+	}
+	return CheckText("description", d, true)
+}
+
 // Validate checks the spec's own fields (the URI's scheme against the runner
 // and the privacy controls); the runner checks the data itself.
 func (s *DatasetSpec) Validate() error {
@@ -113,8 +125,13 @@ func (s *DatasetSpec) Validate() error {
 	if s.URI == "" {
 		return FieldErrorf("uri", "uri is required: s3://bucket.silo/path (AWS runners), azure://container/path (Azure runners) or file:///path (local runners)")
 	}
-	if len(s.Description) > 4000 {
-		return FieldErrorf("description", "description must be at most 4000 characters")
+	if err := ValidateDatasetDescription(s.Description); err != nil {
+		return err
+	}
+	for field, v := range map[string]string{"runner": s.Runner, "uri": s.URI} {
+		if err := CheckText(field, v, false); err != nil {
+			return err
+		}
 	}
 	if s.Privacy == nil {
 		p := DefaultPrivacyControls()

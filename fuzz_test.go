@@ -51,21 +51,3 @@ func FuzzPrivacyControls(f *testing.F) {
 		}
 	})
 }
-
-// FuzzWireTypes: the runner↔server messages decode or fail cleanly.
-func FuzzWireTypes(f *testing.F) {
-	f.Add([]byte(`{"protocol_version":1,"agent_version":"x","vcpu":2,"memory_mb":1024,"running_tasks":["t"]}`))
-	f.Add([]byte(`{"status":"succeeded","output":{"params":"U0lMT1cx","n_train":3}}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var hb Heartbeat
-		_ = json.Unmarshal(b, &hb)
-		var r TaskResult
-		_ = json.Unmarshal(b, &r)
-		var fo FitOutput
-		_ = json.Unmarshal(b, &fo)
-		var so StatsOutput
-		_ = json.Unmarshal(b, &so)
-		var lines []LogLine
-		_ = json.Unmarshal(b, &lines)
-	})
-}

@@ -20,7 +20,7 @@ var allowedImports = map[string][]string{
 	"cmd/silo":                   {".", "client", "model", "internal/blob", "internal/runner", "internal/seal", "internal/server", "internal/sqlstore", "internal/tabular", "internal/ui"},
 	"internal/ui":                {".", "internal/server", "internal/sqlstore"},
 	"internal/server":            {".", "internal/blob", "internal/dp", "internal/orchestrator", "internal/orchestrator/hfl", "internal/provision", "internal/seal", "internal/sqlstore"},
-	"internal/server/servertest": {".", "client", "internal/runner", "internal/server", "internal/sqlstore", "internal/ui"},
+	"internal/server/servertest": {".", "client", "internal/runner", "internal/server", "internal/sqlstore", "internal/testsvc", "internal/ui"},
 	"internal/orchestrator":      {".", "internal/sqlstore"},
 	"internal/orchestrator/hfl":  {".", "internal/dp", "internal/fl", "internal/ml", "internal/orchestrator", "internal/sqlstore", "model"},
 	"internal/runner":            {".", "client", "internal/blob", "internal/dp", "internal/ml", "internal/tabular", "model"},

@@ -24,7 +24,10 @@ type Token struct {
 	ExpiresAt  *time.Time   `json:"expires_at,omitempty"`
 	LastUsedAt *time.Time   `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time   `json:"revoked_at,omitempty"`
-	Hash       string       `json:"-"`
+	// ParentID is the scoped token this one was created with, if any: it
+	// expires no later than its parent and is revoked with it.
+	ParentID string `json:"parent_id,omitempty"`
+	Hash     string `json:"-"`
 	// Secret is set only in the response that creates the token.
 	Secret string `json:"token,omitempty"`
 }
@@ -52,6 +55,9 @@ func (r *TokenRequest) Validate(now time.Time, held []Permission) (*time.Time, e
 	}
 	if len(r.Name) > 64 {
 		return nil, FieldErrorf("name", "token name must be at most 64 characters")
+	}
+	if err := CheckText("name", r.Name, false); err != nil {
+		return nil, err
 	}
 	for _, s := range r.Scopes {
 		if !ValidPermission(s) {

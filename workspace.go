@@ -34,6 +34,9 @@ func (w *Workspace) Validate() error {
 	if len(w.BillingContact) > 200 {
 		return FieldErrorf("billing_contact", "billing contact must be at most 200 characters")
 	}
+	if err := CheckText("billing_contact", w.BillingContact, false); err != nil {
+		return err
+	}
 	if w.BillingEmail = strings.TrimSpace(w.BillingEmail); w.BillingEmail != "" {
 		e, err := NormalizeEmail(w.BillingEmail)
 		if err != nil {
@@ -44,6 +47,9 @@ func (w *Workspace) Validate() error {
 	w.BillingAddress = strings.TrimSpace(w.BillingAddress)
 	if len(w.BillingAddress) > 1000 {
 		return FieldErrorf("billing_address", "billing address must be at most 1000 characters")
+	}
+	if err := CheckText("billing_address", w.BillingAddress, true); err != nil {
+		return err
 	}
 	if w.Plan == "" {
 		w.Plan = Plans[0]

@@ -24,7 +24,7 @@ import (
 
 const serverUsage = `Usage: silo server [--addr :8080] [--data ./silo-data] [--database sqlite|postgres://…]
                    [--admin-email E --admin-password P] [--public-url URL]
-                   [--local-runners-root DIR]
+                   [--local-runners-root DIR] [--trusted-proxies CIDR,...]
 
 Runs the workspace server: the API under /api/v1, the web UI, /healthz and
 /metrics. With no flags it keeps its state in an SQLite database in ./silo-data.
@@ -38,6 +38,10 @@ Without it the server starts no runners: run 'silo runner' where the data is.
 The first admin comes from --admin-email/--admin-password (or
 $SILO_ADMIN_EMAIL/$SILO_ADMIN_PASSWORD) on first start; without them, open
 the printed /setup page to create one.
+
+Behind a reverse proxy, set --public-url (invitation links are built from it)
+and --trusted-proxies to the proxies' addresses: only their X-Forwarded-For
+header is believed when sign-in attempts are counted per client address.
 `
 
 // serverConfig is what 'silo server' is started with.
@@ -48,7 +52,10 @@ type serverConfig struct {
 	AdminEmail    string
 	AdminPassword string
 	PublicURL     string
-	SecretKey     string // base64; empty means the key file in DataDir
+	// TrustedProxies lists the reverse proxies (addresses and CIDR blocks,
+	// comma-separated) whose X-Forwarded-For header is believed.
+	TrustedProxies string
+	SecretKey      string // base64; empty means the key file in DataDir
 	// LocalRunnersRoot is the folder for the storage of the runners the
 	// server starts; empty means it starts none.
 	LocalRunnersRoot string
@@ -83,6 +90,10 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 	if log == nil {
 		log = slog.Default()
 	}
+	proxies, err := server.ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
 	dsn := cfg.Database
 	if dsn == "" || dsn == "sqlite" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -115,6 +126,7 @@ func startServer(ctx context.Context, cfg serverConfig) (*runningServer, error) 
 	}
 	srv.Logger = log
 	srv.PublicURL = cfg.PublicURL
+	srv.TrustedProxies = proxies
 	srv.SecretKey = key
 	srv.Launch = launchChild
 	srv.Cloud = cloudStorage(cfg)
@@ -232,6 +244,7 @@ func cmdServer(ctx context.Context, args []string, s streams) int {
 	fs.StringVar(&cfg.AdminEmail, "admin-email", os.Getenv("SILO_ADMIN_EMAIL"), "first admin's email")
 	fs.StringVar(&cfg.AdminPassword, "admin-password", os.Getenv("SILO_ADMIN_PASSWORD"), "first admin's password")
 	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SILO_PUBLIC_URL"), "URL users reach the server at (for links)")
+	fs.StringVar(&cfg.TrustedProxies, "trusted-proxies", os.Getenv("SILO_TRUSTED_PROXIES"), "reverse proxies whose X-Forwarded-For is believed: addresses or CIDR blocks, comma-separated")
 	fs.StringVar(&cfg.SecretKey, "secret-key", os.Getenv("SILO_SECRET_KEY"), "base64 key sealing secrets at rest (default: a key file in --data)")
 	fs.StringVar(&cfg.LocalRunnersRoot, "local-runners-root", os.Getenv("SILO_LOCAL_RUNNERS_ROOT"), "folder for the storage of local runners the server starts (default: it starts none)")
 	fs.StringVar(&cfg.S3Endpoint, "s3-endpoint", os.Getenv("SILO_S3_ENDPOINT"), "S3-compatible endpoint for runners' buckets (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/silofl/silo"
@@ -424,6 +425,7 @@ func (s *Server) cleanLogLines(taskID string, lines []silo.LogLine) {
 		if !utf8.ValidString(l.Message) {
 			l.Message = strings.ToValidUTF8(l.Message, "?")
 		}
+		l.Message = strings.Map(printable, l.Message)
 		switch l.Level {
 		case "DEBUG", "INFO", "WARN", "ERROR":
 		default:
@@ -433,6 +435,16 @@ func (s *Server) cleanLogLines(taskID string, lines []silo.LogLine) {
 			l.Time = now
 		}
 	}
+}
+
+// printable replaces control characters (tabs aside) in a runner's log
+// line with "?", as invalid UTF-8 is: they would garble terminals and
+// pages, and PostgreSQL cannot store a NUL. The line never grows.
+func printable(r rune) rune {
+	if r != '\t' && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)) {
+		return '?'
+	}
+	return r
 }
 
 // waker wakes long-polls when a task is queued for their runner.

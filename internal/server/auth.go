@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -245,13 +244,20 @@ func scopeNote(a *silo.Actor) string {
 // checkCSRF protects cookie-authenticated requests: the form field
 // csrf_token or header X-CSRF-Token must match the sign-in's token. Requests
 // without a sign-in (bearer tokens, the sign-in form itself) carry no ambient
-// credential, but a cross-site Origin is still refused.
+// credential, but a cross-site Origin is still refused, so another site
+// cannot sign a browser in to an account of its choosing. "Origin: null"
+// is refused too: browsers send it from sandboxed frames, data: and file:
+// pages and after cross-site redirects, never from this site's own pages
+// (their Referrer-Policy is same-origin). Without an Origin, a browser's
+// Sec-Fetch-Site saying cross-site is refused.
 func (s *Server) checkCSRF(r *http.Request, l *silo.Login) error {
-	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
+	if origin := r.Header.Get("Origin"); origin != "" {
 		u, err := url.Parse(origin)
-		if err != nil || u.Host != r.Host {
-			return silo.Errorf(silo.EFORBIDDEN, "cross-site request refused")
+		if origin == "null" || err != nil || u.Host != r.Host {
+			return silo.Errorf(silo.EFORBIDDEN, "cross-site request refused: this site's forms and API accept requests only from its own pages")
 		}
+	} else if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return silo.Errorf(silo.EFORBIDDEN, "cross-site request refused: this site's forms and API accept requests only from its own pages")
 	}
 	if l == nil {
 		return nil
@@ -290,14 +296,16 @@ func (s *Server) EndLogin(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", HttpOnly: true, Secure: s.SecureCookies(r), SameSite: http.SameSiteLaxMode, MaxAge: -1})
 }
 
-// CheckCredentials verifies an email and password, rate-limited per email and
-// per client address.
+// CheckCredentials verifies an email and password, throttled per account
+// and client address (see signInThrottle).
 func (s *Server) CheckCredentials(ctx context.Context, r *http.Request, email, password string) (*silo.User, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
-	keys := []string{"email:" + email, "ip:" + clientIP(r)}
-	if wait := s.limiter.blocked(keys, s.now()); wait > 0 {
-		s.auditAs(ctx, email, "auth.login", email, silo.OutcomeDenied, "rate limited")
-		return nil, silo.Errorf(silo.ETOOMANY, "too many failed sign-in attempts: try again in %s", wait.Round(time.Second))
+	keys := throttleKeys(email, s.clientAddr(r))
+	now := s.now()
+	wait, correctMayPass := s.throttle.wait(keys, now)
+	if wait > 0 && !correctMayPass {
+		s.auditAs(ctx, email, "auth.login", email, silo.OutcomeDenied, "throttled: too many failed sign-ins")
+		return nil, errThrottled(wait)
 	}
 	u, err := s.db.FindUserByEmail(ctx, email)
 	if err != nil && silo.ErrorCode(err) != silo.ENOTFOUND {
@@ -308,86 +316,14 @@ func (s *Server) CheckCredentials(ctx context.Context, r *http.Request, email, p
 		hash = u.PasswordHash
 	}
 	if !checkPassword(hash, password) || u == nil || u.Disabled {
-		s.limiter.fail(keys, s.now())
+		s.throttle.fail(keys, now)
 		s.auditAs(ctx, email, "auth.login", email, silo.OutcomeFailed, "wrong email or password")
+		if wait > 0 { // checked only because the pair signed in before: say no more than to anyone throttled
+			return nil, errThrottled(wait)
+		}
 		return nil, silo.Errorf(silo.EUNAUTHORIZED, "wrong email or password")
 	}
-	s.limiter.reset(keys[:1])
+	s.throttle.succeed(keys, now)
 	s.auditAs(ctx, u.Email, "auth.login", u.Email, silo.OutcomeSuccess, "")
 	return u, nil
-}
-
-func clientIP(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
-	}
-	return host
-}
-
-// loginLimiter counts failed sign-ins per key in a sliding window.
-type loginLimiter struct {
-	mu       sync.Mutex
-	failures map[string][]time.Time
-	// Max failures per Window before a key is blocked until the oldest
-	// failure leaves the window.
-	Max    int
-	Window time.Duration
-}
-
-func newLoginLimiter() *loginLimiter {
-	return &loginLimiter{failures: map[string][]time.Time{}, Max: 5, Window: 15 * time.Minute}
-}
-
-func (l *loginLimiter) prune(key string, now time.Time) []time.Time {
-	f := l.failures[key]
-	for len(f) > 0 && now.Sub(f[0]) >= l.Window {
-		f = f[1:]
-	}
-	if len(f) == 0 {
-		delete(l.failures, key)
-	} else {
-		l.failures[key] = f
-	}
-	return f
-}
-
-// blocked returns how long the longest-blocked key must still wait.
-func (l *loginLimiter) blocked(keys []string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var wait time.Duration
-	for _, k := range keys {
-		max := l.Max
-		if strings.HasPrefix(k, "ip:") {
-			max = l.Max * 4 // many users may share an address
-		}
-		if f := l.prune(k, now); len(f) >= max {
-			wait = maxDuration(wait, f[0].Add(l.Window).Sub(now))
-		}
-	}
-	return wait
-}
-
-func (l *loginLimiter) fail(keys []string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, k := range keys {
-		l.failures[k] = append(l.prune(k, now), now)
-	}
-}
-
-func (l *loginLimiter) reset(keys []string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, k := range keys {
-		delete(l.failures, k)
-	}
-}
-
-func maxDuration(a, b time.Duration) time.Duration {
-	if a > b {
-		return a
-	}
-	return b
 }

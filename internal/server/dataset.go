@@ -237,8 +237,10 @@ func (s *Server) PatchDataset(ctx context.Context, name string, p DatasetPatch) 
 			return nil, err
 		}
 	}
-	if p.Description != nil && len(strings.TrimSpace(*p.Description)) > 4000 {
-		return nil, silo.FieldErrorf("description", "description must be at most 4000 characters")
+	if p.Description != nil {
+		if err := silo.ValidateDatasetDescription(strings.TrimSpace(*p.Description)); err != nil {
+			return nil, err
+		}
 	}
 	var before silo.PrivacyControls
 	d, err := s.db.UpdateDataset(ctx, name, func(d *sqlstore.StoredDataset) error {
@@ -351,6 +353,9 @@ func (s *Server) AddAttachment(ctx context.Context, dataset, name, contentType s
 	name = path.Base(strings.ReplaceAll(strings.TrimSpace(name), "\\", "/"))
 	if err == nil && (name == "" || name == "." || name == "/" || len(name) > 200) {
 		err = silo.FieldErrorf("name", "give the attachment a file name (?name=dictionary.pdf), at most 200 characters")
+	}
+	if err == nil {
+		err = silo.CheckText("name", name, false)
 	}
 	var data []byte
 	if err == nil {

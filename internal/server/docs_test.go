@@ -53,7 +53,10 @@ func permissionsDoc(routes []server.RouteRule) string {
 	}
 	b.WriteString("\nEvery signed-in user holds `" + strings.Join(everyonePerms(), "`, `") + "`.\n" +
 		"A Data Custodian's `datasets:manage` covers only datasets they own, and `sessions:read` only sessions that use them.\n" +
-		"A scoped access token carries a subset of its owner's permissions and lives at most 30 days.\n" +
+		"A Model Builder's `sessions:read`, `models:download` and `predictions:run` cover only sessions all of whose datasets are open to them (`allowed_users`); admins see every session.\n" +
+		"`runners:manage` changes (edits, deregisters, re-tokens, provisions) only runners the user registered, or any runner for admins; diagnostics may be queued on any.\n" +
+		"A runner's task list shows every reader the tasks' metadata; outputs and logs only to those who may see what a task serves (its session, its dataset); payloads and one client's statistics, updates and evaluations to no one.\n" +
+		"A scoped access token carries a subset of its owner's permissions and lives at most 30 days; tokens it creates expire no later than it and are revoked with it.\n" +
 		"There is always at least one active admin: removing, demoting or disabling the last one is refused.\n\n" +
 		"## Routes\n\n`public`: no sign-in; `signed_in`: any signed-in user; otherwise the permission needed.\n\n| method | path | access | kind |\n|---|---|---|---|\n")
 	sorted := slices.Clone(routes)

@@ -74,6 +74,11 @@ func (s *Server) CreateInvite(ctx context.Context, r *http.Request, req InviteRe
 			return nil, silo.FieldErrorf("expires_in", "expiry %q must be a duration between 1m and 2160h (90 days), such as 168h", req.ExpiresIn)
 		}
 	}
+	base, err := s.linkBase(r)
+	if err != nil {
+		s.auditResult(ctx, "user.invite", email, err)
+		return nil, err
+	}
 	secret := randomSecret(24)
 	inv := &silo.Invite{Email: email, Roles: roles, CreatedBy: silo.ActorFromContext(ctx).Name(), ExpiresAt: s.now().Add(ttl), TokenHash: hashSecret(secret)}
 	err = s.db.CreateInvite(ctx, inv)
@@ -82,7 +87,7 @@ func (s *Server) CreateInvite(ctx context.Context, r *http.Request, req InviteRe
 		return nil, err
 	}
 	inv.Status = silo.InvitePending
-	inv.Link = s.BaseURL(r) + "/invite/" + secret
+	inv.Link = base + "/invite/" + secret
 	s.mailInvite(ctx, inv)
 	return inv, nil
 }
@@ -138,8 +143,8 @@ func (s *Server) AcceptInvite(ctx context.Context, req AcceptRequest) (*silo.Use
 		return nil, err
 	}
 	name := strings.TrimSpace(req.Name)
-	if len(name) > 200 {
-		return nil, silo.FieldErrorf("name", "name must be at most 200 characters")
+	if err := silo.ValidateUserName(name); err != nil {
+		return nil, err
 	}
 	hash, err := hashPassword(req.Password)
 	if err != nil {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
@@ -213,21 +214,66 @@ func TestNoSecretLeaks(t *testing.T) {
 
 	// At rest: passwords and tokens are stored only as hashes, and
 	// service-principal secrets only sealed.
-	files, _ := filepath.Glob(e.dbPath + "*")
-	if len(files) == 0 {
-		t.Fatal("no database files found")
-	}
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for where, b := range e.storedBytes() {
 		for what, secret := range secrets {
-			if strings.Contains(string(b), secret) {
-				t.Errorf("the %s is stored in the clear in %s", what, filepath.Base(name))
+			if strings.Contains(b, secret) {
+				t.Errorf("the %s is stored in the clear in %s", what, where)
 			}
 		}
 	}
+}
+
+// storedBytes returns what the store holds, by where it holds it: the
+// SQLite database files (with the WAL), or every row of every PostgreSQL
+// table as text.
+func (e *env) storedBytes() map[string]string {
+	e.t.Helper()
+	out := map[string]string{}
+	if e.dbPath != "" {
+		files, _ := filepath.Glob(e.dbPath + "*")
+		for _, name := range files {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			out[filepath.Base(name)] = string(b)
+		}
+	} else {
+		conn, err := sql.Open("pgx", e.db.DSN)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		defer conn.Close()
+		rows, err := conn.Query(`SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'public'`)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		type column struct{ table, name, typ string }
+		var columns []column
+		for rows.Next() {
+			var c column
+			if err := rows.Scan(&c.table, &c.name, &c.typ); err != nil {
+				e.t.Fatal(err)
+			}
+			columns = append(columns, c)
+		}
+		rows.Close()
+		for _, c := range columns {
+			value := `"` + c.name + `"::text`
+			if c.typ == "bytea" {
+				value = `encode("` + c.name + `", 'escape')` // the bytes, not their hex
+			}
+			var text sql.NullString
+			if err := conn.QueryRow(`SELECT string_agg(` + value + `, E'\n') FROM "` + c.table + `"`).Scan(&text); err != nil {
+				e.t.Fatalf("read %s.%s: %v", c.table, c.name, err)
+			}
+			out[c.table+"."+c.name] += text.String
+		}
+	}
+	if len(out) == 0 {
+		e.t.Fatal("found nothing the store holds")
+	}
+	return out
 }
 
 // TestSecurityHeaders: UI pages, errors and API answers carry headers that

@@ -96,8 +96,9 @@ func (s *Server) StartLocalRunner(ctx context.Context, name string) (*silo.Runne
 		s.auditResult(ctx, "runner.start", name, err)
 		return nil, err
 	}
-	rn, err := s.db.FindRunner(ctx, name)
+	rn, err := s.findRunnerToChange(ctx, name)
 	if err != nil {
+		s.auditResult(ctx, "runner.start", name, err)
 		return nil, err
 	}
 	if rn.Provider != silo.ProviderLocal {
@@ -145,7 +146,7 @@ func (s *Server) handleStopRunner(w http.ResponseWriter, r *http.Request) {
 // StopLocalRunner stops a local runner this server started. Its agent's
 // heartbeats stop, so it turns offline after three missed ones.
 func (s *Server) StopLocalRunner(ctx context.Context, name string) (*silo.Runner, error) {
-	rn, err := s.db.FindRunner(ctx, name)
+	rn, err := s.findRunnerToChange(ctx, name)
 	if err == nil && !s.local.stop(name) {
 		err = silo.Errorf(silo.ECONFLICT, "runner %s is not running under this server", name)
 	}

@@ -113,7 +113,8 @@ func (s *Server) spent(ctx context.Context, b *dataBinding, exceptSession string
 }
 
 // DatasetView is the API's view of a dataset: with what binds its data and
-// the epsilon spent on that data by any dataset naming it. The UI shows it.
+// the epsilon spent on that data by any dataset naming it, and reserved by
+// running sessions. The UI shows it.
 func (s *Server) DatasetView(ctx context.Context, d *sqlstore.StoredDataset) (*silo.Dataset, error) {
 	return s.datasetView(ctx, d, nil)
 }
@@ -132,6 +133,13 @@ func (s *Server) datasetView(ctx context.Context, d *sqlstore.StoredDataset, onR
 	v.EpsilonSpent = 0
 	for _, e := range spent {
 		v.EpsilonSpent += e
+	}
+	for _, o := range b.sameData {
+		r, err := s.db.LedgerReserved(ctx, o.ID)
+		if err != nil {
+			return nil, err
+		}
+		v.EpsilonReserved += r
 	}
 	return &v, nil
 }

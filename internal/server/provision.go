@@ -37,7 +37,7 @@ func (s *Server) handleProvisionRunner(w http.ResponseWriter, r *http.Request) {
 // credentials to try with) leaves it provisioning until its agent connects;
 // a storage error marks it failed with the reason.
 func (s *Server) Provision(ctx context.Context, name string) (*sqlstore.StoredRunner, error) {
-	rn, err := s.db.FindRunner(ctx, name)
+	rn, err := s.findRunnerToChange(ctx, name)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -167,6 +168,28 @@ func (s *Server) openSecrets(r *sqlstore.StoredRunner) error {
 	return nil
 }
 
+// mayChangeRunner is the object-level rule for changing a runner (editing,
+// deregistering, replacing its token, provisioning; starting and stopping,
+// which runners:launch also guards): its registrant or a Workspace
+// Administrator may; other holders of runners:manage may only read it and
+// queue diagnostics.
+func mayChangeRunner(ctx context.Context, r *sqlstore.StoredRunner) error {
+	a := silo.ActorFromContext(ctx)
+	if a.Can(silo.PermRunnersManage) && (a.User.HasRole(silo.RoleAdmin) || strings.EqualFold(r.CreatedBy, a.User.Email)) {
+		return nil
+	}
+	return silo.Errorf(silo.EFORBIDDEN, "runner %s was registered by %s: only they or a Workspace Administrator may change it", r.Name, r.CreatedBy)
+}
+
+// findRunnerToChange returns the named runner if the caller may change it.
+func (s *Server) findRunnerToChange(ctx context.Context, name string) (*sqlstore.StoredRunner, error) {
+	rn, err := s.db.FindRunner(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return rn, mayChangeRunner(ctx, rn)
+}
+
 func (s *Server) handleEditRunner(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := r.PathValue("name")
@@ -197,6 +220,9 @@ func (s *Server) EditRunner(ctx context.Context, name string, next silo.RunnerSp
 		return nil, err
 	}
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
+		if err := mayChangeRunner(ctx, r); err != nil {
+			return err
+		}
 		if err := s.openSecrets(r); err != nil {
 			return err
 		}
@@ -230,6 +256,9 @@ func (s *Server) handleDeregisterRunner(w http.ResponseWriter, r *http.Request) 
 // queued and running tasks are cancelled, and a child process is stopped.
 func (s *Server) DeregisterRunner(ctx context.Context, name string) (*silo.Runner, error) {
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
+		if err := mayChangeRunner(ctx, r); err != nil {
+			return err
+		}
 		r.Status, r.StatusReason, r.TokenHash = silo.RunnerDeregistered, "deregistered by "+silo.ActorFromContext(ctx).Name(), ""
 		return nil
 	})
@@ -254,6 +283,9 @@ func (s *Server) handleRotateRunnerToken(w http.ResponseWriter, r *http.Request)
 func (s *Server) RotateRunnerToken(ctx context.Context, name string) (*silo.Runner, error) {
 	token := newRunnerToken()
 	updated, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
+		if err := mayChangeRunner(ctx, r); err != nil {
+			return err
+		}
 		r.TokenHash = hashSecret(token)
 		clearAgentFailure(r)
 		return nil
@@ -315,17 +347,82 @@ func (s *Server) QueueTask(ctx context.Context, runner string, t *silo.Task) (*s
 }
 
 func (s *Server) handleListRunnerTasks(w http.ResponseWriter, r *http.Request) {
-	rn, err := s.db.FindRunner(r.Context(), r.PathValue("name"))
+	ctx := r.Context()
+	rn, err := s.db.FindRunner(ctx, r.PathValue("name"))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	tasks, err := s.db.ListTasks(r.Context(), rn.ID, 100)
+	tasks, err := s.db.ListTasks(ctx, rn.ID, 100)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(tasks))
+	writeJSON(w, http.StatusOK, nonNil(s.TaskAccess(ctx).Views(tasks)))
+}
+
+// TaskAccess decides what the caller may see of tasks, remembering which
+// sessions they may see. Every caller sees a task's metadata (id, type,
+// status, error, timings, resources, session, round, dataset). Its details
+// — output and log lines — go only to those who may see what the task
+// serves: its session (the rule for sessions), the dataset it connects (as
+// dataset metadata), or the runner it checks (diagnostics). Never shown:
+// payloads and their parts (the server's instructions to the runner:
+// models, privacy controls, storage locations) and the outputs of
+// statistics, fit and evaluate tasks (one client's category counts, model
+// update or score histograms; sessions publish only what is merged).
+type TaskAccess struct {
+	s        *Server
+	ctx      context.Context
+	sessions map[string]bool
+}
+
+// TaskAccess returns the rule for what the caller in ctx may see of tasks;
+// the API and the UI share it.
+func (s *Server) TaskAccess(ctx context.Context) *TaskAccess {
+	return &TaskAccess{s: s, ctx: ctx, sessions: map[string]bool{}}
+}
+
+// Details reports whether the caller may see t's output and logs.
+func (a *TaskAccess) Details(t *silo.Task) bool {
+	actor := silo.ActorFromContext(a.ctx)
+	switch {
+	case t.Session != "":
+		if !actor.Can(silo.PermSessionsRead) { // a token scoped to runners:read, say
+			return false
+		}
+		seen, ok := a.sessions[t.Session]
+		if !ok {
+			ss, err := a.s.db.FindSession(a.ctx, t.Session)
+			seen = err == nil && a.s.CanSeeSession(a.ctx, ss)
+			a.sessions[t.Session] = seen
+		}
+		return seen
+	case t.Type == silo.TaskConnect:
+		return actor.Can(silo.PermDatasetsRead)
+	case t.Type == silo.TaskDiagnostics:
+		return actor.Can(silo.PermRunnersRead)
+	}
+	return false
+}
+
+// View returns what the caller may see of t.
+func (a *TaskAccess) View(t *silo.Task) *silo.Task {
+	v := *t
+	v.Payload, v.Parts = nil, nil
+	if slices.Contains([]string{silo.TaskStats, silo.TaskFit, silo.TaskEvaluate}, t.Type) || !a.Details(t) {
+		v.Output = nil
+	}
+	return &v
+}
+
+// Views is View of each task.
+func (a *TaskAccess) Views(tasks []*silo.Task) []*silo.Task {
+	out := make([]*silo.Task, len(tasks))
+	for i, t := range tasks {
+		out[i] = a.View(t)
+	}
+	return out
 }
 
 func (s *Server) handleRunnerLogs(w http.ResponseWriter, r *http.Request) {
@@ -335,6 +432,7 @@ func (s *Server) handleRunnerLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
+	access := s.TaskAccess(ctx)
 	q := r.URL.Query()
 	after, _ := strconv.ParseInt(q.Get("after"), 10, 64)
 	var ids []string
@@ -342,6 +440,10 @@ func (s *Server) handleRunnerLogs(w http.ResponseWriter, r *http.Request) {
 		t, err := s.db.FindTask(ctx, id)
 		if err != nil || t.Runner != rn.Name {
 			writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "runner %s has no task %s", rn.Name, id))
+			return
+		}
+		if !access.Details(t) {
+			writeError(w, r, s.Logger, silo.Errorf(silo.EFORBIDDEN, "the logs of task %s belong to session %s, which you may not see", id, t.Session))
 			return
 		}
 		ids = []string{id}
@@ -352,7 +454,9 @@ func (s *Server) handleRunnerLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, t := range tasks {
-			ids = append(ids, t.ID)
+			if access.Details(t) {
+				ids = append(ids, t.ID)
+			}
 		}
 	}
 	lines, err := s.db.ListTaskLogs(ctx, ids, after, 1000)

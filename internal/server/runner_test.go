@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -184,5 +187,83 @@ func TestRunnerProtocolRefusals(t *testing.T) {
 	}
 	if err := rc.SendTaskLogs(ctx, task.ID, make([]silo.LogLine, silo.MaxLogLinesPerPost+1)); silo.ErrorCode(err) != silo.EINVALID {
 		t.Fatalf("too many log lines: %v", err)
+	}
+}
+
+// TestRunnerChangesNeedRegistrant: a Model Builder may read any runner and
+// queue diagnostics on it, but only its registrant or an admin may edit it,
+// replace its token, deregister or provision it — through the API or the
+// UI. (Starting and stopping runners under the server is for admins only.)
+func TestRunnerChangesNeedRegistrant(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ownerToken := e.addUser("mb@example.org", "model_builder")
+	owner := client.New(e.ts.URL, ownerToken)
+	otherToken := e.addUser("mb2@example.org", "model_builder")
+	other := client.New(e.ts.URL, otherToken)
+	admin := client.New(e.ts.URL, e.admin)
+	for _, spec := range []silo.RunnerSpec{
+		{Name: "hospital-a", Provider: silo.ProviderLocal, StoragePath: "file://" + t.TempDir(), VCPU: 1, MemoryGB: 1},
+		{Name: "bank-aws", Provider: silo.ProviderAWS, Region: "eu-west-1", ProvisionerRoleARN: "arn:aws:iam::123456789012:role/p", RuntimeRoleARN: "arn:aws:iam::123456789012:role/r"},
+	} {
+		if _, err := owner.RegisterRunner(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	refused := func(what string, err error) {
+		t.Helper()
+		if silo.ErrorCode(err) != silo.EFORBIDDEN || !strings.Contains(err.Error(), "registered by mb@example.org") {
+			t.Errorf("another builder could %s: %v", what, err)
+		}
+	}
+	_, err := other.RotateRunnerToken(ctx, "hospital-a")
+	refused("replace the token", err)
+	_, err = other.DeregisterRunner(ctx, "hospital-a")
+	refused("deregister", err)
+	_, err = other.EditRunner(ctx, "hospital-a", map[string]any{"vcpu": 2})
+	refused("edit", err)
+	_, err = other.ProvisionRunner(ctx, "bank-aws")
+	refused("provision", err)
+	// The UI's forms (a bearer token needs no CSRF token) say why.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	for _, path := range []string{"hospital-a/deregister", "hospital-a/token", "hospital-a/edit", "bank-aws/provision"} {
+		req, _ := http.NewRequest("POST", e.ts.URL+"/settings/runners/"+path, strings.NewReader("vcpu=2"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+otherToken)
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "only they or a Workspace Administrator may change it") {
+			t.Errorf("UI %s by another builder: %d without the reason", path, resp.StatusCode)
+		}
+	}
+	// Nothing changed: the runner is still the owner's, with its settings.
+	if r, err := other.GetRunner(ctx, "hospital-a"); err != nil || r.Status == silo.RunnerDeregistered || r.VCPU != 1 {
+		t.Fatalf("after refused changes: %+v, %v", r, err)
+	}
+	// Reading and diagnostics stay open to every builder.
+	if _, err := other.RunnerTasks(ctx, "hospital-a"); err != nil {
+		t.Error(err)
+	}
+	if _, err := other.QueueDiagnostics(ctx, "hospital-a", 1, 16); err != nil {
+		t.Error(err)
+	}
+	// The registrant and an admin may.
+	if _, err := owner.EditRunner(ctx, "hospital-a", map[string]any{"vcpu": 2}); err != nil {
+		t.Error(err)
+	}
+	if _, err := admin.RotateRunnerToken(ctx, "hospital-a"); err != nil {
+		t.Error(err)
+	}
+	if _, err := admin.DeregisterRunner(ctx, "bank-aws"); err != nil {
+		t.Error(err)
+	}
+	if _, err := owner.DeregisterRunner(ctx, "hospital-a"); err != nil {
+		t.Error(err)
 	}
 }

@@ -10,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -70,13 +73,18 @@ type Server struct {
 	// server starts no runners. Its checks at start are CheckLocalRunnersRoot.
 	LocalRunnersRoot string
 
-	db      *sqlstore.DB
-	limiter *loginLimiter
-	metrics *metrics
-	routes  []Route
-	served  bool // Handler was called: the routes are fixed
-	wake    waker
-	local   localRunners
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For header
+	// names the client (for sign-in throttling); from any other peer the
+	// header is ignored, since a client can send anything in it.
+	TrustedProxies []netip.Prefix
+
+	db       *sqlstore.DB
+	throttle *signInThrottle
+	metrics  *metrics
+	routes   []Route
+	served   bool // Handler was called: the routes are fixed
+	wake     waker
+	local    localRunners
 	// engine drives sessions; each session type is a kind registered in New.
 	engine *orchestrator.Driver
 	// Replica names this server in session leases: a restarted server with
@@ -96,7 +104,7 @@ func (s *Server) backgroundContext() context.Context {
 
 // New returns a Server backed by db.
 func New(db *sqlstore.DB) *Server {
-	s := &Server{Logger: slog.Default(), db: db, limiter: newLoginLimiter(), metrics: newMetrics(), SecretKey: seal.NewRandomKey(),
+	s := &Server{Logger: slog.Default(), db: db, throttle: newSignInThrottle(), metrics: newMetrics(), SecretKey: seal.NewRandomKey(),
 		HeartbeatInterval: silo.DefaultHeartbeatInterval, runCtx: context.Background(), Replica: "replica_" + randomSecret(8)}
 	s.engine = orchestrator.New(db)
 	s.engine.Register(silo.SessionHFL, hfl.Kind{})
@@ -206,6 +214,28 @@ func (s *Server) BaseURL(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
+}
+
+// linkBase is the base URL of links the server hands to other people
+// (invitations, which carry a secret): PublicURL. Without one, the request's
+// Host is trusted only when it names the loopback (a server used on its own
+// machine, as the quickstart's) or the address the server listens on, since
+// anyone can put any Host in a request, and a link built from it would send
+// the invited person, and the secret, to another site.
+func (s *Server) linkBase(r *http.Request) (string, error) {
+	if s.PublicURL != "" {
+		return strings.TrimRight(s.PublicURL, "/"), nil
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		host = h
+	}
+	ip := net.ParseIP(host)
+	listen, _ := url.Parse(s.InternalURL)
+	if host == "localhost" || (ip != nil && ip.IsLoopback()) || (listen != nil && listen.Host != "" && listen.Host == r.Host) {
+		return s.BaseURL(r), nil
+	}
+	return "", silo.Errorf(silo.ECONFLICT, "invitation links need the address users reach this server at, and it cannot take it from this request (for %q): start the server with --public-url https://… (or SILO_PUBLIC_URL)", r.Host)
 }
 
 // SecureCookies reports whether cookies must carry the Secure flag.

@@ -36,7 +36,7 @@ type env struct {
 	*servertest.Env
 	t      *testing.T
 	db     *sqlstore.DB
-	dbPath string // the SQLite file
+	dbPath string // the SQLite file; empty on PostgreSQL
 	srv    *server.Server
 	ts     *httptest.Server
 	clock  *fakeClock
@@ -48,7 +48,8 @@ func envOf(e *servertest.Env) *env {
 	return &env{Env: e, t: e.T, db: e.DB, dbPath: e.DBPath, srv: e.Srv, ts: e.TS, clock: e.Clock, admin: e.Admin, logs: e.Logs}
 }
 
-// newEnv starts a server on a fresh SQLite store with a bootstrapped admin.
+// newEnv starts a server on a fresh store (SQLite, or PostgreSQL: see
+// servertest.StoreEnv) with a bootstrapped admin.
 func newEnv(t *testing.T) *env { return envOf(servertest.New(t)) }
 
 func newAgents(t *testing.T, e *env) *agents { return servertest.NewAgents(t, e.Env) }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,19 +31,41 @@ func (s *Server) sessionRoutes() []Route {
 	}
 }
 
-// CanSeeSession is the object-level rule for reading sessions: builders and
-// admins see all; a Data Custodian sees those that use a dataset they own.
+// CanSeeSession is the object-level rule for reading a session (and its
+// metrics, model and predictions): admins see every session; a Model
+// Builder sees a session only if every one of its datasets is open to them
+// (allowed_users), so a dataset's custodian can keep its sessions' models
+// and metrics from other builders; a Data Custodian sees the sessions that
+// use a dataset they own. Datasets are looked up by id, deregistered ones
+// included: a later dataset of the same name changes nothing. A store
+// error hides the session (and is logged): the rule fails closed.
 func (s *Server) CanSeeSession(ctx context.Context, ss *sqlstore.StoredSession) bool {
 	a := silo.ActorFromContext(ctx)
-	if a.User.HasRole(silo.RoleAdmin) || a.User.HasRole(silo.RoleModelBuilder) {
+	if a == nil || a.User == nil {
+		return false
+	}
+	if a.User.HasRole(silo.RoleAdmin) {
 		return true
 	}
-	for _, name := range ss.Config.Datasets {
-		if d, err := s.db.FindDataset(ctx, name); err == nil && strings.EqualFold(d.Owner, a.User.Email) {
-			return true
+	var ids []int64
+	for _, c := range ss.Clients {
+		if !slices.Contains(ids, c.DatasetID) {
+			ids = append(ids, c.DatasetID)
 		}
 	}
-	return false
+	datasets, err := s.db.DatasetsByID(ctx, ids)
+	if err != nil {
+		s.Logger.Error("read a session's datasets to authorise it", "session", ss.ID, "err", err)
+		return false
+	}
+	builder := a.User.HasRole(silo.RoleModelBuilder) && len(datasets) == len(ids) && len(ids) > 0
+	for _, d := range datasets {
+		if a.User.HasRole(silo.RoleDataCustodian) && strings.EqualFold(d.Owner, a.User.Email) {
+			return true
+		}
+		builder = builder && d.Privacy.AllowsUser(a.User.Email)
+	}
+	return builder
 }
 
 // sessionByPath finds the session in the path that the caller may see.
@@ -124,8 +147,9 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 func (s *Server) CreateSession(ctx context.Context, raw []byte) (*silo.Session, error) {
 	cfg, err := silo.ParseSessionConfig(raw)
 	var clients []sqlstore.SessionClient
+	var reserve []sqlstore.Reservation
 	if err == nil {
-		clients, err = s.checkSessionConfig(ctx, cfg)
+		clients, reserve, err = s.checkSessionConfig(ctx, cfg)
 	}
 	if err != nil {
 		name := "session"
@@ -137,7 +161,7 @@ func (s *Server) CreateSession(ctx context.Context, raw []byte) (*silo.Session, 
 	}
 	ss := &sqlstore.StoredSession{Session: silo.Session{ID: "sess_" + randomSecret(8), Name: cfg.Name, Status: silo.SessionPending,
 		StatusReason: "waiting for the runners", Config: *cfg, Rounds: cfg.Rounds, CreatedBy: silo.ActorFromContext(ctx).Name()}, Clients: clients}
-	err = s.db.CreateSession(ctx, ss)
+	err = s.db.CreateSessionReserving(ctx, ss, reserve)
 	s.auditResult(ctx, "session.create", ss.ID+" ("+cfg.Name+")", err)
 	if err != nil {
 		return nil, err
@@ -147,63 +171,76 @@ func (s *Server) CreateSession(ctx context.Context, raw []byte) (*silo.Session, 
 }
 
 // checkSessionConfig applies the datasets' privacy controls to a config,
-// then lets the session's kind check it against their schemas.
-func (s *Server) checkSessionConfig(ctx context.Context, cfg *silo.SessionConfig) ([]sqlstore.SessionClient, error) {
+// then lets the session's kind check it against their schemas. It returns
+// the session's clients and, for a differentially private session, the
+// epsilon to reserve on each dataset (checked when the session is stored).
+func (s *Server) checkSessionConfig(ctx context.Context, cfg *silo.SessionConfig) ([]sqlstore.SessionClient, []sqlstore.Reservation, error) {
 	actor := silo.ActorFromContext(ctx)
 	var clients []sqlstore.SessionClient
+	var reserve []sqlstore.Reservation
 	var datasets []*silo.Dataset
 	var stored []*sqlstore.StoredDataset
 	for _, name := range cfg.Datasets {
 		d, err := s.db.FindDataset(ctx, name)
 		if silo.ErrorCode(err) == silo.ENOTFOUND {
-			return nil, silo.FieldErrorf("datasets", "no dataset named %q: see 'silo datasets list'", name)
+			return nil, nil, silo.FieldErrorf("datasets", "no dataset named %q: see 'silo datasets list'", name)
 		} else if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if d.Status != silo.DatasetConnected {
-			return nil, silo.FieldErrorf("datasets", "dataset %s is %s, not connected: %s", name, d.Status, cmpOr(d.Error, "wait for its runner to read it"))
+			return nil, nil, silo.FieldErrorf("datasets", "dataset %s is %s, not connected: %s", name, d.Status, cmpOr(d.Error, "wait for its runner to read it"))
 		}
 		// What binds the data, not only this dataset's own controls: the
 		// strictest of every live dataset on the same data and the runner's
 		// policy, and one epsilon budget for the data.
 		b, err := s.bindData(ctx, d, nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, other := range stored {
 			if other.RunnerID == d.RunnerID && blob.LocationsOverlap(dataLocation(other), dataLocation(d)) {
-				return nil, silo.FieldErrorf("datasets", "datasets %s and %s are the same data on runner %s (%s): use it once", other.Name, name, d.Runner, dataLocation(d))
+				return nil, nil, silo.FieldErrorf("datasets", "datasets %s and %s are the same data on runner %s (%s): use it once", other.Name, name, d.Runner, dataLocation(d))
 			}
 		}
 		stored = append(stored, d)
 		if b.refused != "" {
-			return nil, silo.FieldErrorf("datasets", "dataset %s: %s", name, b.refused)
+			return nil, nil, silo.FieldErrorf("datasets", "dataset %s: %s", name, b.refused)
 		}
 		p := &b.eff.Controls
 		if !p.AllowsSessionType(cfg.Type) {
-			return nil, silo.FieldErrorf("type", "dataset %s does not allow %s sessions (allowed: %s; set by %s)", name, cfg.Type, cmpOr(strings.Join(p.AllowedSessionTypes, ", "), "none"), sourcesOf(b, "allowed_session_types"))
+			return nil, nil, silo.FieldErrorf("type", "dataset %s does not allow %s sessions (allowed: %s; set by %s)", name, cfg.Type, cmpOr(strings.Join(p.AllowedSessionTypes, ", "), "none"), sourcesOf(b, "allowed_session_types"))
 		}
 		if !p.AllowsUser(actor.User.Email) {
-			return nil, silo.FieldErrorf("datasets", "dataset %s is not open to %s (allowed users set by %s): ask its custodian (%s)", name, actor.User.Email, sourcesOf(b, "allowed_users"), d.Owner)
+			return nil, nil, silo.FieldErrorf("datasets", "dataset %s is not open to %s (allowed users set by %s): ask its custodian (%s)", name, actor.User.Email, sourcesOf(b, "allowed_users"), d.Owner)
 		}
 		if p.RequireDifferentialPrivacy && cfg.DifferentialPrivacy == nil {
-			return nil, silo.FieldErrorf("differential_privacy", "dataset %s requires differential privacy (set by %s): add \"differential_privacy\": {\"epsilon\": …, \"delta\": %g}", name, sourcesOf(b, "require_differential_privacy"), p.Delta)
+			return nil, nil, silo.FieldErrorf("differential_privacy", "dataset %s requires differential privacy (set by %s): add \"differential_privacy\": {\"epsilon\": …, \"delta\": %g}", name, sourcesOf(b, "require_differential_privacy"), p.Delta)
 		}
 		if dpc := cfg.DifferentialPrivacy; dpc != nil {
 			if dpc.Delta > p.Delta {
-				return nil, silo.FieldErrorf("differential_privacy.delta", "dataset %s allows delta at most %g (set by %s), the session asks for %g", name, p.Delta, sourcesOf(b, "delta"), dpc.Delta)
+				return nil, nil, silo.FieldErrorf("differential_privacy.delta", "dataset %s allows delta at most %g (set by %s), the session asks for %g", name, p.Delta, sourcesOf(b, "delta"), dpc.Delta)
 			}
-			spent, err := s.spent(ctx, b, "")
-			if err != nil {
-				return nil, err
+			// The budget is checked, and the epsilon reserved, by the store
+			// in the transaction that creates the session, with every
+			// dataset on the same data locked: checked here, it could
+			// race another session's.
+			var shared []int64
+			for _, o := range b.sameData {
+				shared = append(shared, o.ID)
 			}
-			if err := dp.CheckBudget(p.EpsilonBudget, p.MaxEpsilonPerSession, spent, dpc.Epsilon); err != nil {
-				field := "epsilon_budget"
-				if errors.Is(err, dp.ErrSessionLimit) {
-					field = "max_epsilon_per_session"
-				}
-				return nil, silo.FieldErrorf("differential_privacy.epsilon", "dataset %s: %v (set by %s; the budget is shared by every dataset on the same data)", name, err, sourcesOf(b, field))
-			}
+			budget, perSession := p.EpsilonBudget, p.MaxEpsilonPerSession
+			reserve = append(reserve, sqlstore.Reservation{Dataset: name, DatasetID: d.ID, Shared: shared, Epsilon: dpc.Epsilon, Delta: dpc.Delta,
+				Check: func(charges []float64) error {
+					err := dp.CheckBudget(budget, perSession, charges, dpc.Epsilon)
+					if err == nil {
+						return nil
+					}
+					field := "epsilon_budget"
+					if errors.Is(err, dp.ErrSessionLimit) {
+						field = "max_epsilon_per_session"
+					}
+					return silo.FieldErrorf("differential_privacy.epsilon", "dataset %s: %v (set by %s; the budget is shared by every dataset on the same data)", name, err, sourcesOf(b, field))
+				}})
 		}
 		// The session's kind checks columns against the controls in effect.
 		d.Dataset.Effective = &b.eff
@@ -211,9 +248,9 @@ func (s *Server) checkSessionConfig(ctx context.Context, cfg *silo.SessionConfig
 		clients = append(clients, sqlstore.SessionClient{Dataset: d.Name, DatasetID: d.ID, Runner: d.Runner})
 	}
 	if err := s.engine.Prepare(ctx, cfg, datasets); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return clients, nil
+	return clients, reserve, nil
 }
 
 func cmpOr(a, b string) string {
@@ -314,7 +351,7 @@ func (s *Server) predict(ctx context.Context, req PredictionRequest) (*silo.Pred
 	if req.Format != "csv" && req.Format != "parquet" {
 		return nil, silo.FieldErrorf("format", "format must be csv or parquet, not %q", req.Format)
 	}
-	ss, err := s.db.FindSession(ctx, req.Session)
+	ss, err := s.SessionByID(ctx, req.Session)
 	if err != nil {
 		return nil, err
 	}

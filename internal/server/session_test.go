@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -636,5 +637,74 @@ func TestHostileRunner(t *testing.T) {
 		if c.Dataset == "hospital_c" {
 			t.Fatalf("the hostile client's metrics were recorded: %+v", c)
 		}
+	}
+}
+
+// TestEpsilonBudgetRace: differentially private sessions created at once
+// against a small budget. Exactly as many as it affords are accepted (each
+// reserves its epsilon on the dataset as it is created), the ledger never
+// promises more than the budget, and once they end — one cancelled, the
+// others completed — the ledger holds what they spent and the rest of each
+// reservation is free again. TestAPIOnPostgres runs it on PostgreSQL.
+func TestEpsilonBudgetRace(t *testing.T) {
+	f := newFederation(t)
+	ctx := context.Background()
+	p := silo.DefaultPrivacyControls()
+	p.IdentifierColumns = []string{"patient_id"}
+	p.EpsilonBudget, p.MaxEpsilonPerSession = 5, 5
+	if _, err := f.dc.UpdateDataset(ctx, "hospital_a", client.DatasetUpdate{Privacy: &p}); err != nil {
+		t.Fatal(err)
+	}
+	waitDataset(t, f.dc, "hospital_a")
+	dpConfig := func(name string, epsilon float64) json.RawMessage {
+		return sessionConfig(name, func(m map[string]any) {
+			m["rounds"] = 1
+			m["differential_privacy"] = map[string]any{"epsilon": epsilon, "delta": 1e-5, "max_grad_norm": 1.0}
+		})
+	}
+	const n = 6
+	created := make([]*silo.Session, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created[i], errs[i] = f.api.CreateSession(ctx, dpConfig(fmt.Sprintf("race-%d", i), 2))
+		}()
+	}
+	wg.Wait()
+	var accepted []*silo.Session
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			accepted = append(accepted, created[i])
+		case silo.ErrorCode(err) != silo.EINVALID || !strings.Contains(err.Error(), "hospital_a: would exceed the budget"):
+			t.Fatalf("session %d: %v", i, err)
+		}
+	}
+	if len(accepted) != 2 {
+		t.Fatalf("%d of %d sessions asking 2 of a budget of 5 were accepted, want 2", len(accepted), n)
+	}
+	if d, _ := f.dc.GetDataset(ctx, "hospital_a"); d.EpsilonSpent+d.EpsilonReserved > 5+1e-9 {
+		t.Fatalf("hospital_a promises %g spent + %g reserved of a budget of 5", d.EpsilonSpent, d.EpsilonReserved)
+	}
+	f.api.CancelSession(ctx, accepted[0].ID) // it may have completed already
+	spent := 0.0
+	for _, s := range accepted {
+		s = waitSession(t, f.api, s.ID)
+		spent += s.EpsilonSpent["hospital_a"]
+	}
+	d, _ := f.dc.GetDataset(ctx, "hospital_a")
+	if d.EpsilonReserved != 0 || math.Abs(d.EpsilonSpent-spent) > 1e-9 || spent > 4+1e-9 {
+		t.Fatalf("after the sessions ended hospital_a has %g spent and %g reserved; the sessions spent %g", d.EpsilonSpent, d.EpsilonReserved, spent)
+	}
+	// What they did not spend is free again, to the last bit.
+	rest := 5 - spent - 0.01
+	if _, err := f.api.CreateSession(ctx, dpConfig("the-rest", rest)); err != nil {
+		t.Fatalf("a session asking for the %g left: %v", rest, err)
+	}
+	if _, err := f.api.CreateSession(ctx, dpConfig("one-more", 0.1)); silo.ErrorCode(err) != silo.EINVALID {
+		t.Fatalf("a session beyond the budget once the rest is reserved: %v", err)
 	}
 }

@@ -41,7 +41,11 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // CreateToken makes an access token for u. A request made with a scoped token
-// can only create tokens within that scope.
+// can only create tokens within that scope, and they are its children: they
+// expire no later than it and are revoked with it, so a leaked scoped token
+// that is revoked leaves nothing behind. (An unscoped token holds all of its
+// user's permissions, as a browser sign-in does; tokens it creates stand on
+// their own.)
 func (s *Server) CreateToken(ctx context.Context, u *silo.User, req silo.TokenRequest) (*silo.Token, error) {
 	a := silo.ActorFromContext(ctx)
 	var held []silo.Permission
@@ -59,6 +63,9 @@ func (s *Server) CreateToken(ctx context.Context, u *silo.User, req silo.TokenRe
 	}
 	secret := silo.TokenPrefix + randomSecret(30)
 	t := &silo.Token{ID: "tok_" + randomSecret(8), UserID: u.ID, UserEmail: u.Email, Name: req.Name, Scopes: req.Scopes, Hash: hashSecret(secret), ExpiresAt: expires}
+	if a.Scopes != nil {
+		t.ParentID = a.TokenID
+	}
 	err = s.db.CreateToken(ctx, t)
 	s.auditResult(ctx, "token.create", t.ID+" ("+t.Name+")", err)
 	if err != nil {

@@ -136,8 +136,9 @@ func (s *Server) UpdateUser(ctx context.Context, r *http.Request, p UserPatch) (
 	}
 	var name string
 	if p.Name != nil {
-		if name = strings.TrimSpace(*p.Name); len(name) > 200 {
-			return nil, silo.FieldErrorf("name", "name must be at most 200 characters")
+		name = strings.TrimSpace(*p.Name)
+		if err := silo.ValidateUserName(name); err != nil {
+			return nil, err
 		}
 		changes = append(changes, "user.rename")
 	}

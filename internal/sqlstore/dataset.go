@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/silofl/silo"
 )
@@ -95,6 +96,33 @@ func (db *DB) FindDatasetByConnectTask(ctx context.Context, taskID string) (*Sto
 		return nil, silo.Errorf(silo.ENOTFOUND, "no dataset is connecting with task %s", taskID)
 	}
 	return d, err
+}
+
+// DatasetsByID returns the datasets with the given ids, deregistered ones
+// included (a session keeps its datasets' ids), without attachments. Ids
+// with no dataset are left out.
+func (db *DB) DatasetsByID(ctx context.Context, ids []int64) ([]*StoredDataset, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT `+datasetColumns+datasetFrom+` WHERE d.id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`) ORDER BY d.id`), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*StoredDataset
+	for rows.Next() {
+		d, err := scanDataset(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // ListDatasets returns the live datasets by name.

@@ -272,7 +272,10 @@ func (db *DB) tx(ctx context.Context, lockKey int64, fn func(*sql.Tx) error) err
 }
 
 // Advisory lock keys.
-const lockUsers int64 = 727100
+const (
+	lockUsers  int64 = 727100
+	lockTokens int64 = 727101
+)
 
 // isUniqueViolation reports whether err is a unique-constraint failure in
 // either database.

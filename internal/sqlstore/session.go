@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/silofl/silo"
@@ -77,8 +78,32 @@ func scanSession(s scanner) (*StoredSession, error) {
 	return &ss, nil
 }
 
-// CreateSession stores a new session.
+// CreateSession stores a new session that reserves no epsilon.
 func (db *DB) CreateSession(ctx context.Context, s *StoredSession) error {
+	return db.CreateSessionReserving(ctx, s, nil)
+}
+
+// Reservation is the epsilon a differentially private session reserves on
+// one of its datasets: Epsilon (with Delta) entered in DatasetID's ledger,
+// if Check accepts it given what the ledger entries of every dataset in
+// Shared already take from the budget (the datasets on the same data, which
+// share one budget; DatasetID among them). Check sees them read under lock.
+type Reservation struct {
+	Dataset        string
+	DatasetID      int64
+	Shared         []int64
+	Epsilon, Delta float64
+	Check          func(charges []float64) error
+}
+
+// CreateSessionReserving stores a new session and enters its reservations
+// in one transaction, each checked against the ledger as it stands with
+// the datasets' rows locked (PostgreSQL; SQLite's writers run one at a
+// time), so sessions created at once can never together take more than a
+// budget holds: a check cannot be split from its reservation by another
+// session's. A refused check's error is returned and nothing is stored.
+// The reservations are settled when the session ends (see SettleSession).
+func (db *DB) CreateSessionReserving(ctx context.Context, s *StoredSession, reserve []Reservation) error {
 	config, err := json.Marshal(s.Config)
 	if err != nil {
 		return err
@@ -87,12 +112,147 @@ func (db *DB) CreateSession(ctx context.Context, s *StoredSession) error {
 	if err != nil {
 		return err
 	}
-	now := db.now()
-	s.CreatedAt, s.UpdatedAt = now, now
-	_, err = db.wdb.ExecContext(ctx, db.q(`INSERT INTO sessions (id, name, status, status_reason, config, created_by, created_at, updated_at, clients) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		s.ID, s.Name, string(s.Status), s.StatusReason, string(config), s.CreatedBy, micros(now), micros(now), string(clients))
+	return db.tx(ctx, 0, func(tx *sql.Tx) error {
+		now := db.now()
+		if err := db.lockDatasets(ctx, tx, reserve); err != nil {
+			return err
+		}
+		for _, r := range reserve {
+			charges, err := db.ledgerCharges(ctx, tx, r.Shared)
+			if err != nil {
+				return err
+			}
+			if err := r.Check(charges); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO privacy_ledger (dataset_id, session_id, epsilon, reserved, delta, recorded_at) VALUES (?, ?, 0, ?, ?, ?)`),
+				r.DatasetID, s.ID, r.Epsilon, r.Delta, micros(now)); err != nil {
+				return fmt.Errorf("reserve epsilon on %s: %w", r.Dataset, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO sessions (id, name, status, status_reason, config, created_by, created_at, updated_at, clients) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			s.ID, s.Name, string(s.Status), s.StatusReason, string(config), s.CreatedBy, micros(now), micros(now), string(clients)); err != nil {
+			return fmt.Errorf("insert session: %w", err)
+		}
+		s.CreatedAt, s.UpdatedAt = now, now
+		return nil
+	})
+}
+
+// lockDatasets locks, on PostgreSQL, the rows of every dataset whose budget
+// the reservations read, in id order so that two sessions cannot deadlock;
+// a reservation's own dataset must still be registered.
+func (db *DB) lockDatasets(ctx context.Context, tx *sql.Tx, reserve []Reservation) error {
+	var ids []int64
+	for _, r := range reserve {
+		ids = append(ids, r.DatasetID)
+		ids = append(ids, r.Shared...)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if db.dialect == postgresDialect {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, db.q(`SELECT id FROM datasets WHERE id = ? FOR UPDATE`), id); err != nil {
+				return fmt.Errorf("lock dataset %d: %w", id, err)
+			}
+		}
+	}
+	for _, r := range reserve {
+		var live int
+		if err := tx.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM datasets WHERE id = ? AND deregistered_at IS NULL`), r.DatasetID).Scan(&live); err != nil {
+			return err
+		}
+		if live == 0 {
+			return silo.FieldErrorf("datasets", "dataset %s was deregistered: see 'silo datasets list'", r.Dataset)
+		}
+	}
+	return nil
+}
+
+// ledgerCharge is what a ledger entry takes from a budget: what its session
+// reserved while it runs, or what it spent if that is more (an ended
+// session's reservation is zero).
+const ledgerCharge = `CASE WHEN reserved > epsilon THEN reserved ELSE epsilon END`
+
+// ledgerCharges returns what each ledger entry of the datasets takes from
+// their budget.
+func (db *DB) ledgerCharges(ctx context.Context, tx *sql.Tx, datasetIDs []int64) ([]float64, error) {
+	var out []float64
+	for _, id := range datasetIDs {
+		rows, err := tx.QueryContext(ctx, db.q(`SELECT `+ledgerCharge+` FROM privacy_ledger WHERE dataset_id = ? ORDER BY id`), id)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var e float64
+			if err := rows.Scan(&e); err != nil {
+				_ = rows.Close()
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// LedgerSpent returns the epsilon each other session has spent on a dataset.
+func (db *DB) LedgerSpent(ctx context.Context, datasetID int64, exceptSession string) ([]float64, error) {
+	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT epsilon FROM privacy_ledger WHERE dataset_id = ? AND session_id <> ? ORDER BY id`), datasetID, exceptSession)
 	if err != nil {
-		return fmt.Errorf("insert session: %w", err)
+		return nil, err
+	}
+	defer rows.Close()
+	var out []float64
+	for rows.Next() {
+		var e float64
+		if err := rows.Scan(&e); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// LedgerReserved returns the epsilon running sessions have reserved on a
+// dataset and not spent yet.
+func (db *DB) LedgerReserved(ctx context.Context, datasetID int64) (float64, error) {
+	var r float64
+	err := db.rdb.QueryRowContext(ctx, db.q(`SELECT COALESCE(SUM(CASE WHEN reserved > epsilon THEN reserved - epsilon ELSE 0 END), 0) FROM privacy_ledger WHERE dataset_id = ?`), datasetID).Scan(&r)
+	return r, err
+}
+
+// SettleSession turns an ended session's reservations into what it spent:
+// the epsilon it did not spend goes back to its datasets' budgets, and a
+// dataset it spent nothing on keeps no entry. AdvanceSession (UpdateSession)
+// settles every session it ends (completed, failed or cancelled) in the same
+// transaction, so a crash cannot leave an ended session holding budget;
+// anything that ends a session another way must call this. It refuses a
+// session that has not ended, and settling twice changes nothing.
+func (db *DB) SettleSession(ctx context.Context, id string) error {
+	return db.tx(ctx, 0, func(tx *sql.Tx) error {
+		var status string
+		err := tx.QueryRowContext(ctx, db.q(`SELECT status FROM sessions WHERE id = ?`), id).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return silo.Errorf(silo.ENOTFOUND, "no session %s", id)
+		} else if err != nil {
+			return err
+		}
+		if !silo.SessionStatus(status).Done() {
+			return silo.Errorf(silo.ECONFLICT, "session %s is %s: its epsilon is settled when it ends", id, status)
+		}
+		return db.settle(ctx, tx, id)
+	})
+}
+
+func (db *DB) settle(ctx context.Context, tx *sql.Tx, id string) error {
+	if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM privacy_ledger WHERE session_id = ? AND epsilon = 0`), id); err != nil {
+		return fmt.Errorf("settle session %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, db.q(`UPDATE privacy_ledger SET reserved = 0 WHERE session_id = ?`), id); err != nil {
+		return fmt.Errorf("settle session %s: %w", id, err)
 	}
 	return nil
 }
@@ -218,6 +378,11 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 		if err := db.recordLedger(ctx, tx, s); err != nil {
 			return err
 		}
+		if s.Status.Done() {
+			if err := db.settle(ctx, tx, id); err != nil {
+				return err
+			}
+		}
 		for _, name := range adv.DropBlobs {
 			if err := db.dropBlobs(ctx, tx, id, name); err != nil {
 				return err
@@ -266,8 +431,8 @@ func (db *DB) recordRound(ctx context.Context, tx *sql.Tx, id string, round *Ses
 // the rounds that spent it.
 func (db *DB) recordLedger(ctx context.Context, tx *sql.Tx, s *StoredSession) error {
 	delta := 0.0
-	if dp := s.Config.DifferentialPrivacy; dp != nil {
-		delta = dp.Delta
+	if dpc := s.Config.DifferentialPrivacy; dpc != nil {
+		delta = dpc.Delta
 	}
 	for _, c := range s.Clients {
 		if c.Epsilon <= 0 {
@@ -328,24 +493,6 @@ func (db *DB) SessionMetrics(ctx context.Context, id string) (*silo.SessionMetri
 			return nil, err
 		}
 		out.Clients = append(out.Clients, c)
-	}
-	return out, rows.Err()
-}
-
-// LedgerSpent returns the epsilon each other session has spent on a dataset.
-func (db *DB) LedgerSpent(ctx context.Context, datasetID int64, exceptSession string) ([]float64, error) {
-	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT epsilon FROM privacy_ledger WHERE dataset_id = ? AND session_id <> ? ORDER BY id`), datasetID, exceptSession)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []float64
-	for rows.Next() {
-		var e float64
-		if err := rows.Scan(&e); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
 	}
 	return out, rows.Err()
 }

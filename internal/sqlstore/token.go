@@ -12,14 +12,14 @@ import (
 )
 
 // #nosec G101 -- column names, not a credential
-const tokenColumns = `t.id, t.user_id, u.email, t.name, t.scopes, t.hash, t.created_at, t.expires_at, t.last_used_at, t.revoked_at`
+const tokenColumns = `t.id, t.user_id, u.email, t.name, t.scopes, t.hash, t.created_at, t.expires_at, t.last_used_at, t.revoked_at, t.parent_id`
 
 func scanToken(s scanner) (*silo.Token, error) {
 	var t silo.Token
 	var scopes string
 	var created int64
 	var expires, used, revoked sql.NullInt64
-	if err := s.Scan(&t.ID, &t.UserID, &t.UserEmail, &t.Name, &scopes, &t.Hash, &created, &expires, &used, &revoked); err != nil {
+	if err := s.Scan(&t.ID, &t.UserID, &t.UserEmail, &t.Name, &scopes, &t.Hash, &created, &expires, &used, &revoked, &t.ParentID); err != nil {
 		return nil, err
 	}
 	for _, p := range strings.Split(scopes, ",") {
@@ -31,19 +31,38 @@ func scanToken(s scanner) (*silo.Token, error) {
 	return &t, nil
 }
 
-// CreateToken stores t (ID, UserID, Name, Scopes, Hash, ExpiresAt set by the caller).
+// CreateToken stores t (ID, UserID, Name, Scopes, Hash, ExpiresAt and
+// ParentID set by the caller). A token with a parent never outlives it: its
+// expiry is capped at the parent's (t.ExpiresAt is updated), and a parent
+// that is no longer active cannot have children. The check and the insert
+// share a transaction with RevokeToken's cascade, so a child cannot slip in
+// beside a revocation.
 func (db *DB) CreateToken(ctx context.Context, t *silo.Token) error {
 	t.CreatedAt = db.now()
 	scopes := make([]string, len(t.Scopes))
 	for i, s := range t.Scopes {
 		scopes[i] = string(s)
 	}
-	_, err := db.wdb.ExecContext(ctx, db.q(`INSERT INTO tokens (id, user_id, name, scopes, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		t.ID, t.UserID, t.Name, strings.Join(scopes, ","), t.Hash, micros(t.CreatedAt), nullMicros(t.ExpiresAt))
-	if err != nil {
-		return fmt.Errorf("insert token: %w", err)
-	}
-	return nil
+	return db.tx(ctx, lockTokens, func(tx *sql.Tx) error {
+		if t.ParentID != "" {
+			parent, err := scanToken(tx.QueryRowContext(ctx, db.q(`SELECT `+tokenColumns+` FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?`), t.ParentID))
+			if errors.Is(err, sql.ErrNoRows) || (err == nil && !parent.Active(t.CreatedAt)) {
+				return silo.Errorf(silo.EUNAUTHORIZED, "the token this request came with is no longer valid: it cannot create tokens")
+			} else if err != nil {
+				return err
+			}
+			if parent.ExpiresAt != nil && (t.ExpiresAt == nil || t.ExpiresAt.After(*parent.ExpiresAt)) {
+				capped := *parent.ExpiresAt
+				t.ExpiresAt = &capped
+			}
+		}
+		_, err := tx.ExecContext(ctx, db.q(`INSERT INTO tokens (id, user_id, name, scopes, hash, created_at, expires_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+			t.ID, t.UserID, t.Name, strings.Join(scopes, ","), t.Hash, micros(t.CreatedAt), nullMicros(t.ExpiresAt), t.ParentID)
+		if err != nil {
+			return fmt.Errorf("insert token: %w", err)
+		}
+		return nil
+	})
 }
 
 // FindTokenByHash returns the token whose secret hashes to hash, active or not.
@@ -89,19 +108,27 @@ func (db *DB) ListTokens(ctx context.Context, userID int64) ([]*silo.Token, erro
 	return out, rows.Err()
 }
 
-// RevokeToken revokes a token; it stops working at once.
+// RevokeToken revokes a token and every token minted from it (children,
+// their children…); they all stop working at once.
 func (db *DB) RevokeToken(ctx context.Context, id string) error {
-	res, err := db.wdb.ExecContext(ctx, db.q(`UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`), micros(db.now()), id)
-	if err != nil {
-		return fmt.Errorf("revoke token: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		if _, err := db.FindToken(ctx, id); err != nil {
+	return db.tx(ctx, lockTokens, func(tx *sql.Tx) error {
+		var revoked sql.NullInt64
+		err := tx.QueryRowContext(ctx, db.q(`SELECT revoked_at FROM tokens WHERE id = ?`), id).Scan(&revoked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return silo.Errorf(silo.ENOTFOUND, "no token with id %s", id)
+		} else if err != nil {
 			return err
 		}
-		return silo.Errorf(silo.ECONFLICT, "token %s is already revoked", id)
-	}
-	return nil
+		if revoked.Valid {
+			return silo.Errorf(silo.ECONFLICT, "token %s is already revoked", id)
+		}
+		_, err = tx.ExecContext(ctx, db.q(`WITH RECURSIVE tree (id) AS (SELECT id FROM tokens WHERE id = ? UNION SELECT t.id FROM tokens t JOIN tree ON t.parent_id = tree.id)
+			UPDATE tokens SET revoked_at = ? WHERE id IN (SELECT id FROM tree) AND revoked_at IS NULL`), id, micros(db.now()))
+		if err != nil {
+			return fmt.Errorf("revoke token: %w", err)
+		}
+		return nil
+	})
 }
 
 // TouchToken records that a token was used at at. Callers may skip it when

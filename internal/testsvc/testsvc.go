@@ -72,18 +72,7 @@ const pgBin = "/usr/lib/postgresql/15/bin"
 // stays in os.TempDir() until the next private cluster sweeps it away.
 func Postgres(t testing.TB) string {
 	t.Helper()
-	admin := os.Getenv("SILO_TEST_POSTGRES")
-	if admin == "" {
-		if _, err := os.Stat(filepath.Join(pgBin, "postgres")); err != nil {
-			Require(t, "PostgreSQL: set SILO_TEST_POSTGRES or install Debian postgresql (15)")
-			return ""
-		}
-		priv.once.Do(func() { priv.dsn, priv.err = startCluster() })
-		if priv.err != nil {
-			t.Fatalf("start private PostgreSQL cluster: %v", priv.err)
-		}
-		admin = priv.dsn
-	}
+	admin := PostgresServer(t)
 	u, err := url.Parse(admin)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("admin DSN %q must be a postgres:// URL", admin)
@@ -102,6 +91,26 @@ func Postgres(t testing.TB) string {
 	})
 	u.Path = "/" + name
 	return u.String()
+}
+
+// PostgresServer returns the admin URL of the PostgreSQL server tests use:
+// $SILO_TEST_POSTGRES, or this process's private cluster (started on first
+// use), or it skips (see Require). Tests that start another test process
+// pass it on as SILO_TEST_POSTGRES, so both share one cluster.
+func PostgresServer(t testing.TB) string {
+	t.Helper()
+	if admin := os.Getenv("SILO_TEST_POSTGRES"); admin != "" {
+		return admin
+	}
+	if _, err := os.Stat(filepath.Join(pgBin, "postgres")); err != nil {
+		Require(t, "PostgreSQL: set SILO_TEST_POSTGRES or install Debian postgresql (15)")
+		return ""
+	}
+	priv.once.Do(func() { priv.dsn, priv.err = startCluster() })
+	if priv.err != nil {
+		t.Fatalf("start private PostgreSQL cluster: %v", priv.err)
+	}
+	return priv.dsn
 }
 
 // Main runs the tests and then stops the private PostgreSQL cluster, if one

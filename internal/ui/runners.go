@@ -591,10 +591,15 @@ func (ui *UI) renderRunnerPage(w http.ResponseWriter, r *http.Request, status in
 		ui.renderError(w, r, err)
 		return
 	}
+	access := ui.srv.TaskAccess(ctx)
+	tasks = access.Views(tasks)
 	for _, t := range tasks {
 		d.Tasks = append(d.Tasks, taskRow{Task: t, Summary: taskSummary(t)})
 	}
 	for _, t := range tasks[:min(len(tasks), 5)] {
+		if !access.Details(t) {
+			continue
+		}
 		lines, err := ui.db.ListTaskLogs(ctx, []string{t.ID}, 0, 5000)
 		if err != nil {
 			ui.renderError(w, r, err)

@@ -198,7 +198,7 @@ func (ui *UI) connectedDatasets(ctx context.Context) ([]datasetRef, error) {
 			continue
 		}
 		p := d.Privacy
-		ref := datasetRef{Dataset: d, Remaining: math.Max(0, p.EpsilonBudget-d.EpsilonSpent)}
+		ref := datasetRef{Dataset: d, Remaining: math.Max(0, p.EpsilonBudget-d.EpsilonSpent-d.EpsilonReserved)}
 		ref.Usable = p.AllowsSessionType(silo.SessionHFL) && p.AllowsUser(email)
 		switch {
 		case !p.AllowsSessionType(silo.SessionHFL):

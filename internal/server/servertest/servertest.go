@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
+	"github.com/silofl/silo/internal/testsvc"
 	"github.com/silofl/silo/internal/ui"
 )
 
@@ -71,7 +73,7 @@ func (b *LogBuffer) String() string {
 type Env struct {
 	T      *testing.T
 	DB     *sqlstore.DB
-	DBPath string // the SQLite file
+	DBPath string // the SQLite file; empty on PostgreSQL
 	Srv    *server.Server
 	TS     *httptest.Server
 	Clock  *Clock
@@ -79,7 +81,7 @@ type Env struct {
 	Logs   *LogBuffer // everything the server logged, at debug level
 }
 
-// New starts a server on a fresh SQLite store with a bootstrapped admin,
+// New starts a server on a fresh store with a bootstrapped admin,
 // signed in through the API (Admin is their token).
 func New(t *testing.T) *Env {
 	t.Helper()
@@ -88,15 +90,41 @@ func New(t *testing.T) *Env {
 	return e
 }
 
-// Start starts a server on a fresh SQLite store; with bootstrap the first
-// admin exists (not signed in), else the workspace has no users, as on a
-// first start.
+// StoreEnv names the environment variable that chooses every Env's store:
+// unset or "sqlite" (a file in the test's temporary directory), or
+// "postgres" (a fresh database on the tests' PostgreSQL server, see
+// testsvc.Postgres). internal/server's TestAPIOnPostgres sets it to run the
+// API tests again; set it by hand to run any of them on PostgreSQL:
+//
+//	SILO_TEST_STORE=postgres go test ./internal/server -run TestTokens
+const StoreEnv = "SILO_TEST_STORE"
+
+// Store returns the store tests run on: "sqlite" or "postgres".
+func Store() string {
+	if s := os.Getenv(StoreEnv); s != "" {
+		return s
+	}
+	return "sqlite"
+}
+
+// Start starts a server on a fresh store (see StoreEnv); with bootstrap the
+// first admin exists (not signed in), else the workspace has no users, as
+// on a first start.
 func Start(t *testing.T, bootstrap bool) *Env {
 	t.Helper()
 	ctx := context.Background()
 	clock := NewClock(time.Now().UTC())
-	dbPath := filepath.Join(t.TempDir(), "silo.db")
-	db := sqlstore.New(dbPath)
+	var dsn, dbPath string
+	switch Store() {
+	case "sqlite":
+		dbPath = filepath.Join(t.TempDir(), "silo.db")
+		dsn = dbPath
+	case "postgres":
+		dsn = testsvc.Postgres(t)
+	default:
+		t.Fatalf("%s=%s: use sqlite or postgres", StoreEnv, Store())
+	}
+	db := sqlstore.New(dsn)
 	db.Clock = clock.Now
 	if err := db.Open(ctx); err != nil {
 		t.Fatal(err)
