@@ -314,6 +314,9 @@ func (Kind) finishFit(ctx context.Context, s *orchestrator.Session, st *state, s
 			continue
 		}
 		p, err := r.Part(ctx, silo.PartParams)
+		if err != nil && silo.ErrorCode(err) != silo.ENOTFOUND {
+			return nil, err // the store failed, not the client: the step is taken again
+		}
 		var out silo.FitOutput
 		var update []float64
 		if err == nil {
