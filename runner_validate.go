@@ -101,42 +101,14 @@ func runnerNameSuggestion(name string) string {
 	return fmt.Sprintf(" (e.g. %q)", fixed)
 }
 
-// fieldErrors collects at most one error per field, in the order found.
-type fieldErrors struct {
-	errs []error
-	seen map[string]bool
-}
-
-func (v *fieldErrors) add(field, format string, args ...any) {
-	v.addErr(FieldErrorf(field, format, args...))
-}
-
-func (v *fieldErrors) addErr(err error) {
-	e, ok := err.(*Error)
-	if !ok || e.Field == "" {
-		panic("silo: runner validation error without a field: " + err.Error())
-	}
-	if v.seen[e.Field] {
-		return
-	}
-	if v.seen == nil {
-		v.seen = map[string]bool{}
-	}
-	v.seen[e.Field] = true
-	v.errs = append(v.errs, e)
-}
-
-func (v *fieldErrors) has(field string) bool { return v.seen[field] }
 
 // Validate normalises s (trims spaces; lowercases what is case-insensitive),
 // fills in the provider's defaults (SPEC §2) and checks every rule, returning
-// the first problem as an EINVALID *Error naming its field. workspace is the
-// workspace's name, used in the default AWS bucket.
+// every problem as one EINVALID *Error whose Fields name them (see
+// FieldErrors). workspace is the workspace's name, used in the default AWS
+// bucket.
 func (s *RunnerSpec) Validate(workspace string) error {
-	if errs := s.ValidateAll(workspace); len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
+	return FieldErrors(s.ValidateAll(workspace))
 }
 
 // ValidateAll is Validate reporting every problem, at most one per field,

@@ -190,7 +190,7 @@ func (c *cmd) exit(err error) int {
 		e := &silo.Error{Code: silo.ErrorCode(err), Message: err.Error()}
 		var serr *silo.Error
 		if errors.As(err, &serr) {
-			e.Field = serr.Field
+			e.Field, e.Fields = serr.Field, serr.Fields
 		} else if uerr != nil {
 			e.Code = silo.EINVALID
 			e.Message = "silo " + c.name + ": " + uerr.msg
@@ -201,6 +201,14 @@ func (c *cmd) exit(err error) int {
 	}
 	if uerr != nil {
 		fmt.Fprintf(c.Stderr, "silo %s: %s\n\n%s", c.name, uerr.msg, c.fullUsage())
+		return status
+	}
+	if fields := silo.ErrorFields(err); len(fields) > 1 {
+		// Every problem at once, one a line, so one attempt fixes them all.
+		fmt.Fprintf(c.Stderr, "silo: %d problems:\n", len(fields))
+		for _, f := range fields {
+			fmt.Fprintf(c.Stderr, "  %s: %s\n", f.Field, f.Message)
+		}
 		return status
 	}
 	fmt.Fprintf(c.Stderr, "silo: %s\n", err)

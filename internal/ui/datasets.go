@@ -140,18 +140,26 @@ func privacyFromForm(vals url.Values, f *form) silo.PrivacyControls {
 	return p
 }
 
-// placeDatasetError records err next to its field (privacy.X is shown at
-// X), or on the form as a whole.
+// placeDatasetError records each of err's problems next to its field
+// (privacy.X is shown at X), or on the form as a whole.
 func placeDatasetError(f *form, err error) {
-	var field string
-	if e, ok := err.(*silo.Error); ok {
-		field = strings.TrimPrefix(e.Field, "privacy.")
-	}
-	if field == "" || !slices.Contains(wizardCarried, field) {
+	fields := silo.ErrorFields(err)
+	if len(fields) == 0 {
 		f.Error = silo.ErrorMessage(err)
 		return
 	}
-	f.Errors[field] = silo.ErrorMessage(err)
+	for _, fe := range fields {
+		field := strings.TrimPrefix(fe.Field, "privacy.")
+		switch {
+		case slices.Contains(wizardCarried, field) && f.Errors[field] == "":
+			f.Errors[field] = fe.Message
+		case slices.Contains(wizardCarried, field):
+		case f.Error == "":
+			f.Error = fe.Message
+		default:
+			f.Error += "; " + fe.Message
+		}
+	}
 }
 
 // datasetStepOf returns the wizard step that shows field.

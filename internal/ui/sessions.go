@@ -167,7 +167,10 @@ type sessionNewData struct {
 	ErrorField   string
 	ErrorLine    int
 	ErrorExcerpt string
-	From         string // the session duplicated, if any
+	// MoreErrors are the config's other problems, each with its field:
+	// every one is shown at once.
+	MoreErrors []silo.FieldError
+	From       string // the session duplicated, if any
 	Rows         int    // the editor's height, to show the whole config
 }
 
@@ -313,6 +316,9 @@ func (ui *UI) renderSessionNew(w http.ResponseWriter, r *http.Request, status in
 	d.Rows = min(max(strings.Count(f.Get("config"), "\n")+3, 24), 120)
 	if cause != nil {
 		d.ErrorField, d.ErrorLine, d.ErrorExcerpt = locateConfigError(f.Get("config"), cause)
+		if fields := silo.ErrorFields(cause); len(fields) > 1 {
+			f.Error, d.MoreErrors = fields[0].Message, fields[1:]
+		}
 	}
 	v := ui.newView(r, "New session · Sessions")
 	v.Section = "sessions"
