@@ -54,7 +54,9 @@ func cmdDatasets(ctx context.Context, args []string, s streams) int {
 }
 
 // readPrivacy reads privacy controls from a JSON file, refusing unknown
-// fields so a typo is not silently ignored.
+// fields so a typo is not silently ignored. Keys left out keep their
+// defaults; allowed_session_types left out is sent as null, which the
+// server reads as every session type it runs.
 func readPrivacy(path string) (*silo.PrivacyControls, error) {
 	// #nosec G304 G703 -- a file the user named
 	b, err := os.ReadFile(path)
@@ -62,6 +64,7 @@ func readPrivacy(path string) (*silo.PrivacyControls, error) {
 		return nil, err
 	}
 	p := silo.DefaultPrivacyControls()
+	p.AllowedSessionTypes = nil
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {

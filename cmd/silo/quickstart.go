@@ -247,6 +247,7 @@ func quickstartDatasets(ctx context.Context, s streams, api *client.Client, dir 
 		return nil, err
 	}
 	privacy := silo.DefaultPrivacyControls()
+	privacy.AllowedSessionTypes = nil // every session type the server runs
 	privacy.IdentifierColumns = []string{"patient_id"}
 	var names []string
 	for _, runner := range quickstartRunnerNames {

@@ -328,7 +328,7 @@ func (ui *UI) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
 	switch step {
 	case 1:
 		if f.Get("privacy_set") == "" {
-			for k, v := range privacyValues(silo.DefaultPrivacyControls()) {
+			for k, v := range privacyValues(ui.srv.DefaultPrivacy()) {
 				f.Values[k] = v
 			}
 		}

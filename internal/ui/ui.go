@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -158,6 +159,20 @@ type view struct {
 
 	actor *silo.Actor
 	now   time.Time
+	kinds []string // the session types this server runs
+}
+
+// SessionTypeOptions are the session types a privacy form offers: those the
+// server runs, plus any the controls shown already allow (so saving the
+// form never drops them).
+func (v *view) SessionTypeOptions() []option {
+	var out []option
+	for _, o := range sessionTypeOptions {
+		if slices.Contains(v.kinds, o.Value) || v.Form.Has("allowed_session_types", o.Value) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Can reports whether the signed-in user may do p, for hiding controls.
@@ -329,7 +344,6 @@ var funcs = template.FuncMap{
 	"plans":         func() []string { return silo.Plans },
 	"providerTitle": providerTitle,
 	"permTitle":     permTitle,
-	"sessionTypes":  func() []option { return sessionTypeOptions },
 	"bytes":         humanBytes,
 	"formatTitle":   formatTitle,
 	"add1":          func(i int) int { return i + 1 },
@@ -503,7 +517,7 @@ func (ui *UI) now() time.Time { return ui.srv.Clock.Now() }
 
 // newView returns a view for the request's signed-in user (if any).
 func (ui *UI) newView(r *http.Request, title string) *view {
-	v := &view{Title: title, Form: newForm(nil), Assets: assets, now: ui.now(), Workspace: "silo"}
+	v := &view{Title: title, Form: newForm(nil), Assets: assets, now: ui.now(), Workspace: "silo", kinds: ui.srv.SessionKinds()}
 	v.actor = silo.ActorFromContext(r.Context())
 	if v.actor != nil && v.actor.User != nil {
 		v.User = v.actor.User
