@@ -320,3 +320,22 @@ func Strictest(sources ...PrivacySource) EffectivePrivacy {
 	}
 	return eff
 }
+
+// privacyFieldHelp is each PrivacyControls field in a line; 'silo datasets
+// register -h' shows it, docs/privacy.md has the whole story.
+// TestPrivacyFieldHelp keeps it complete.
+var privacyFieldHelp = map[string]string{
+	"allowed_session_types":        "session types that may use the dataset, of " + strings.Join(SessionTypes, ", "),
+	"allowed_users":                "emails of the Model Builders who may use it; empty: every Model Builder",
+	"require_differential_privacy": "true: sessions must train with differential privacy",
+	"max_epsilon_per_session":      "the most epsilon one session may spend on it",
+	"epsilon_budget":               "the most epsilon all sessions together may spend on it",
+	"delta":                        "the delta of differential privacy; above 0 and below 0.01",
+	"min_records_per_aggregate":    "the fewest records any statistic or model update may cover (1–1000000)",
+	"identifier_columns":           "columns used only for record linkage: never features, targets or outputs",
+	"excluded_columns":             "columns the runner never reads",
+	"allow_predictions":            "true: trained models may predict on it (results stay on the runner)",
+}
+
+// PrivacyFieldHelp describes a PrivacyControls field (by its JSON name).
+func PrivacyFieldHelp(field string) string { return privacyFieldHelp[field] }

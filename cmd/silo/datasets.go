@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"reflect"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/silofl/silo"
@@ -73,13 +75,38 @@ func readPrivacy(path string) (*silo.PrivacyControls, error) {
 	return &p, nil
 }
 
+// privacyKeysHelp lists the keys of a privacy controls file with their
+// defaults, for -h.
+func privacyKeysHelp() string {
+	var b strings.Builder
+	b.WriteString("\nKeys of the privacy controls file (a JSON object; docs/privacy.md explains each):\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	def := silo.DefaultPrivacyControls()
+	vals := map[string]any{}
+	raw, _ := json.Marshal(def)
+	_ = json.Unmarshal(raw, &vals)
+	t := reflect.TypeOf(def)
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		d, _ := json.Marshal(vals[name])
+		shown := string(d)
+		if name == "allowed_session_types" {
+			shown = "every session type the server runs"
+		}
+		fmt.Fprintf(tw, "  %s\t%s (default %s)\n", name, silo.PrivacyFieldHelp(name), shown)
+	}
+	_ = tw.Flush()
+	return b.String()
+}
+
 func datasetsRegister(ctx context.Context, c *cmd, args []string) error {
 	var spec silo.DatasetSpec
 	c.flags.StringVar(&spec.Runner, "runner", "", "task runner next to the data")
 	c.flags.StringVar(&spec.Name, "name", "", "dataset name")
 	c.flags.StringVar(&spec.URI, "uri", "", "where the data is")
 	c.flags.StringVar(&spec.Description, "description", "", "what the data is")
-	privacy := c.flags.String("privacy", "", "privacy controls JSON file (default: SPEC defaults)")
+	privacy := c.flags.String("privacy", "", "privacy controls JSON file; keys left out keep their defaults (below)")
+	c.help = privacyKeysHelp()
 	var attach listFlag
 	c.flags.Var(&attach, "attach", "metadata file to attach (repeatable)")
 	noWait := c.flags.Bool("no-wait", false, "return once registered, without waiting for the runner")
@@ -261,7 +288,8 @@ func fmtInt(v *int64) string {
 }
 
 func datasetsPrivacy(ctx context.Context, c *cmd, args []string) error {
-	file := c.flags.String("f", "", "privacy controls JSON file")
+	file := c.flags.String("f", "", "privacy controls JSON file; keys left out take their defaults (below), not the dataset's current values")
+	c.help = privacyKeysHelp()
 	pos, err := c.parse(args, "NAME")
 	if err != nil {
 		return err
