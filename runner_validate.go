@@ -101,7 +101,6 @@ func runnerNameSuggestion(name string) string {
 	return fmt.Sprintf(" (e.g. %q)", fixed)
 }
 
-
 // Validate normalises s (trims spaces; lowercases what is case-insensitive),
 // fills in the provider's defaults (SPEC §2) and checks every rule, returning
 // every problem as one EINVALID *Error whose Fields name them (see

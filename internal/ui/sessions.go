@@ -171,7 +171,7 @@ type sessionNewData struct {
 	// every one is shown at once.
 	MoreErrors []silo.FieldError
 	From       string // the session duplicated, if any
-	Rows         int    // the editor's height, to show the whole config
+	Rows       int    // the editor's height, to show the whole config
 }
 
 // strategyParams lists each aggregation strategy's parameters for the
