@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"mime"
 	"os"
@@ -30,6 +31,9 @@ Silo keeps only the metadata the runner reports.
   list                    list datasets
   show NAME               schema, row count, null counts, allowed summaries, and
                           the controls in effect on its data and who set them
+  edit NAME [--uri U] [--description D]
+                          correct where the data is or its description (owner
+                          or admin); a new URI is connected again
   privacy NAME -f privacy.json
                           replace the privacy controls (owner or admin)
   connect NAME            have the runner read the data again
@@ -48,6 +52,7 @@ func cmdDatasets(ctx context.Context, args []string, s streams) int {
 		"list":       datasetsList,
 		"show":       datasetsShow,
 		"privacy":    datasetsPrivacy,
+		"edit":       datasetsEdit,
 		"connect":    datasetsConnect,
 		"attach":     datasetsAttach,
 		"attachment": datasetsAttachment,
@@ -136,12 +141,26 @@ func datasetsRegister(ctx context.Context, c *cmd, args []string) error {
 			return err
 		}
 	}
-	if !*noWait {
-		if d, err = waitConnected(ctx, c, cl, d.Name); err != nil {
-			return err
-		}
+	if *noWait {
+		return c.printDataset(d)
 	}
-	return c.printDataset(d)
+	if d, err = waitConnected(ctx, c, cl, d.Name); err != nil {
+		return err
+	}
+	return c.printConnected(d)
+}
+
+// printConnected shows a dataset its runner has just read, and fails when
+// the runner could not: the command then exits non-zero, saying how to fix
+// it, so a script never takes a dataset in error for a registered one.
+func (c *cmd) printConnected(d *silo.Dataset) error {
+	if err := c.printDataset(d); err != nil {
+		return err
+	}
+	if d.Status == silo.DatasetError {
+		return silo.Errorf(silo.EINVALID, "runner %s could not read dataset %s: %s. Fix the data, or point the dataset at the right place with 'silo datasets edit %s --uri URI' (it connects again)", d.Runner, d.Name, d.Error, d.Name)
+	}
+	return nil
 }
 
 // waitConnected waits (up to 5 minutes) for the runner to connect a dataset.
@@ -312,6 +331,42 @@ func datasetsPrivacy(ctx context.Context, c *cmd, args []string) error {
 	if d, err = waitConnected(ctx, c, cl, d.Name); err != nil {
 		return err
 	}
+	return c.printConnected(d)
+}
+
+func datasetsEdit(ctx context.Context, c *cmd, args []string) error {
+	uri := c.flags.String("uri", "", "where the data is, on the same runner (it connects again)")
+	desc := c.flags.String("description", "", "what the data is")
+	pos, err := c.parse(args, "NAME")
+	if err != nil {
+		return err
+	}
+	var u client.DatasetUpdate
+	c.flags.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "uri":
+			u.URI = uri
+		case "description":
+			u.Description = desc
+		}
+	})
+	if u.URI == nil && u.Description == nil {
+		return usagef("nothing to change: give --uri or --description")
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	d, err := cl.UpdateDataset(ctx, pos[0], u)
+	if err != nil {
+		return err
+	}
+	if d.Status == silo.DatasetConnecting {
+		if d, err = waitConnected(ctx, c, cl, d.Name); err != nil {
+			return err
+		}
+		return c.printConnected(d)
+	}
 	return c.printDataset(d)
 }
 
@@ -327,7 +382,7 @@ func datasetsConnect(ctx context.Context, c *cmd, args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.printDataset(d)
+	return c.printConnected(d)
 }
 
 func datasetsAttach(ctx context.Context, c *cmd, args []string) error {

@@ -382,6 +382,15 @@ func runnersCheck(ctx context.Context, c *cmd, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A runner that is not online cannot answer: say so now rather than
+	// wait and leave a task in its queue.
+	r, err := cl.GetRunner(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if r.Status != silo.RunnerOnline {
+		return silo.Errorf(silo.ECONFLICT, "runner %s is not online (%s%s), so it cannot run diagnostics: %s", r.Name, r.Status, reasonSuffix(r.StatusReason), startHint(r))
+	}
 	t, err := cl.QueueDiagnostics(ctx, pos[0], 1, 64)
 	if err != nil {
 		return err
@@ -389,10 +398,16 @@ func runnersCheck(ctx context.Context, c *cmd, args []string) error {
 	deadline := time.Now().Add(*wait)
 	for t.Status == silo.TaskQueued || t.Status == silo.TaskRunning {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no result from runner %s after %s (task %s is %s): is it online? see 'silo runners show %s'", pos[0], *wait, t.ID, t.Status, pos[0])
+			// Leave nothing behind: the task would run whenever the
+			// runner next asks for work, long after anyone looks.
+			if _, cerr := cl.CancelRunnerTask(context.WithoutCancel(ctx), pos[0], t.ID); cerr != nil {
+				return fmt.Errorf("no result from runner %s after %s (task %s is %s, and cancelling it failed: %v): see 'silo runners show %s'", pos[0], *wait, t.ID, t.Status, cerr, pos[0])
+			}
+			return fmt.Errorf("no result from runner %s after %s: task %s is cancelled; see 'silo runners show %s' and 'silo runners logs %s'", pos[0], *wait, t.ID, pos[0], pos[0])
 		}
 		select {
 		case <-ctx.Done():
+			_, _ = cl.CancelRunnerTask(context.WithoutCancel(ctx), pos[0], t.ID)
 			return ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
@@ -416,6 +431,24 @@ func runnersCheck(ctx context.Context, c *cmd, args []string) error {
 	_ = json.Indent(&out, t.Output, "", "  ")
 	fmt.Fprintf(c.Stdout, "Runner %s is healthy:\n%s\n", pos[0], out.String())
 	return nil
+}
+
+func reasonSuffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return ": " + reason
+}
+
+// startHint says how to bring a runner online.
+func startHint(r *silo.Runner) string {
+	switch {
+	case r.Status == silo.RunnerDeregistered:
+		return "it is deregistered; register a new one"
+	case r.Provider == silo.ProviderLocal:
+		return fmt.Sprintf("start it with 'silo runners start %s', or run 'silo runner --server URL --token TOKEN' where the data is", r.Name)
+	}
+	return fmt.Sprintf("deploy its bundle ('silo runners bundle %s -o %s.zip') and check it with 'silo runners show %s'", r.Name, r.Name, r.Name)
 }
 
 func runnersTasks(ctx context.Context, c *cmd, args []string) error {

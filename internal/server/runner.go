@@ -30,6 +30,7 @@ func (s *Server) runnerRoutes() []Route {
 		{Method: "POST", Path: "/api/v1/runners/{name}/stop", Access: Perm(silo.PermRunnersLaunch), Summary: "Stop a local runner the server started", Out: silo.Runner{}, Handler: s.handleStopRunner},
 		{Method: "GET", Path: "/api/v1/runners/{name}/tasks", Access: read, Summary: "The runner's recent tasks", Out: []silo.Task{}, Handler: s.handleListRunnerTasks},
 		{Method: "POST", Path: "/api/v1/runners/{name}/tasks", Access: manage, Summary: "Queue a diagnostics task (checks storage and resources; reads no data)", In: taskRequest{}, Out: silo.Task{}, Handler: s.handleCreateRunnerTask},
+		{Method: "POST", Path: "/api/v1/runners/{name}/tasks/{id}/cancel", Access: manage, Summary: "Cancel a queued or running diagnostics task (session and connect tasks end with their session or dataset)", Out: silo.Task{}, Handler: s.handleCancelRunnerTask},
 		{Method: "GET", Path: "/api/v1/runners/{name}/logs", Access: read, Summary: "Task logs (?task=ID&after=LINE_ID)", Out: []silo.LogLine{}, Handler: s.handleRunnerLogs},
 	}
 }
@@ -343,6 +344,34 @@ func (s *Server) QueueTask(ctx context.Context, runner string, t *silo.Task) (*s
 	}
 	s.wake.notify(rn.ID)
 	return t, nil
+}
+
+func (s *Server) handleCancelRunnerTask(w http.ResponseWriter, r *http.Request) {
+	t, err := s.CancelRunnerTask(r.Context(), r.PathValue("name"), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// CancelRunnerTask cancels a diagnostics task that has not finished, so one
+// whose runner never answered does not wait in its queue for ever. A task
+// that already ended is returned as it is.
+func (s *Server) CancelRunnerTask(ctx context.Context, runner, id string) (*silo.Task, error) {
+	t, err := s.db.FindTask(ctx, id)
+	if err != nil || t.Runner != runner {
+		return nil, silo.Errorf(silo.ENOTFOUND, "runner %s has no task %s", runner, id)
+	}
+	if t.Type != silo.TaskDiagnostics {
+		return nil, silo.Errorf(silo.ECONFLICT, "task %s is a %s task: only diagnostics tasks are cancelled by hand (a session's tasks end when it is cancelled)", id, t.Type)
+	}
+	_, err = s.db.CancelTask(ctx, id, "cancelled by "+silo.ActorFromContext(ctx).Name())
+	s.auditResult(ctx, "task.cancel", runner+": "+id, err)
+	if err != nil {
+		return nil, err
+	}
+	return s.db.FindTask(ctx, id)
 }
 
 func (s *Server) handleListRunnerTasks(w http.ResponseWriter, r *http.Request) {

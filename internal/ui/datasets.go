@@ -530,6 +530,7 @@ func (ui *UI) renderDatasetPage(w http.ResponseWriter, r *http.Request, status i
 	if f == nil {
 		vals := privacyValues(ds.Privacy)
 		vals.Set("description", ds.Description)
+		vals.Set("uri", ds.URI)
 		f = newForm(vals)
 		d.EditOpen = r.URL.Query().Get("edit") == "privacy"
 	} else {
@@ -578,7 +579,7 @@ func (ui *UI) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := newForm(url.Values{})
-	for _, k := range append([]string{"description"}, privacyFields...) {
+	for _, k := range append([]string{"description", "uri"}, privacyFields...) {
 		if v, ok := r.PostForm[k]; ok {
 			f.Values[k] = v
 		}
@@ -592,10 +593,15 @@ func (ui *UI) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
 		ui.renderDatasetPage(w, r, http.StatusBadRequest, name, f)
 		return
 	}
-	_, err := ui.srv.PatchDataset(ctx, name, server.DatasetPatch{Description: &desc, Privacy: &p})
+	patch := server.DatasetPatch{Description: &desc, Privacy: &p}
+	if _, ok := f.Values["uri"]; ok {
+		uri := strings.TrimSpace(f.Get("uri"))
+		patch.URI = &uri
+	}
+	_, err := ui.srv.PatchDataset(ctx, name, patch)
 	switch code := silo.ErrorCode(err); {
 	case err == nil:
-		ui.redirectFlash(w, r, datasetPath(name), "success", "Privacy controls saved; the runner is reconnecting.")
+		ui.redirectFlash(w, r, datasetPath(name), "success", "Dataset "+name+" saved; the runner is reading the data again.")
 	case code == silo.EINVALID:
 		placeDatasetError(f, err)
 		ui.renderDatasetPage(w, r, http.StatusBadRequest, name, f)

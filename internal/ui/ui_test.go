@@ -1110,7 +1110,7 @@ func TestUIDatasetWizard(t *testing.T) {
 	}
 	form.Set("delta", "1e-6")
 	p = dc.follow(dc.post("/library/readmissions/privacy", form))
-	wantText(t, p, "Privacy controls saved; the runner is reconnecting.", "1e-06")
+	wantText(t, p, "saved; the runner is reading the data again.", "1e-06")
 
 	// The same file registered again with stricter controls binds this
 	// dataset too: the page shows what is in effect and who set it.
