@@ -111,15 +111,15 @@ type sessionsData struct {
 	Sessions []sessionRow
 }
 
-func (ui *UI) handleSessionsPage(w http.ResponseWriter, r *http.Request) {
+// sessionRows lists the sessions the signed-in user may see, as the
+// sessions page and the dashboard show them.
+func (ui *UI) sessionRows(r *http.Request) ([]sessionRow, error) {
 	ctx := r.Context()
 	list, err := ui.db.ListSessions(ctx, false)
 	if err != nil {
-		ui.renderError(w, r, err)
-		return
+		return nil, err
 	}
-	var d sessionsData
-	active := false
+	var rows []sessionRow
 	for _, ss := range list {
 		if !ui.srv.CanSeeSession(ctx, ss) {
 			continue
@@ -128,9 +128,21 @@ func (ui *UI) handleSessionsPage(w http.ResponseWriter, r *http.Request) {
 		if len(ss.Latest) > 0 {
 			m = mainMetric(ss.Config.Task.Type, ss.Latest)
 		}
-		row := sessionRow{Session: &ss.Session, Active: !ss.Status.Done(), MetricTitle: metricTitle(m), Loss: lookup(ss.Latest, "loss"), Metric: lookup(ss.Latest, m)}
+		rows = append(rows, sessionRow{Session: &ss.Session, Active: !ss.Status.Done(), MetricTitle: metricTitle(m), Loss: lookup(ss.Latest, "loss"), Metric: lookup(ss.Latest, m)})
+	}
+	return rows, nil
+}
+
+func (ui *UI) handleSessionsPage(w http.ResponseWriter, r *http.Request) {
+	rows, err := ui.sessionRows(r)
+	if err != nil {
+		ui.renderError(w, r, err)
+		return
+	}
+	d := sessionsData{Sessions: rows}
+	active := false
+	for _, row := range rows {
 		active = active || row.Active
-		d.Sessions = append(d.Sessions, row)
 	}
 	v := ui.newView(r, "Sessions")
 	v.Section = "sessions"
