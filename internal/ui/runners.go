@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/provision"
 	"github.com/silofl/silo/internal/server"
 )
 
@@ -138,11 +139,11 @@ func runnerFieldsFor(p silo.Provider, workspace, name string, edit bool) (main, 
 				{Name: "client_security_group", Label: "Client security group", Kind: "text", Optional: true, Placeholder: "sg-0a1b2c3d4e5f67890"},
 				{Name: "server_security_group", Label: "Server security group", Kind: "text", Optional: true, Placeholder: "sg-1a2b3c4d5e6f78901"},
 			}},
-			{ID: "new-vpc", Title: "Create a new VPC", Text: "Silo's template creates a VPC with these blocks. Give all four, or leave them all empty for the default network.", Fields: []runnerField{
-				{Name: "vpc_cidr", Label: "VPC CIDR", Kind: "text", Optional: true, Placeholder: "10.0.0.0/16", Hint: "Between /16 and /28."},
-				{Name: "private_subnet_cidr", Label: "Private subnet CIDR", Kind: "text", Optional: true, Placeholder: "10.0.0.0/17", Hint: "Inside the VPC block."},
-				{Name: "public_subnet_cidr", Label: "Public subnet CIDR", Kind: "text", Optional: true, Placeholder: "10.0.128.0/17", Hint: "Inside the VPC block, not overlapping the private one."},
-				{Name: "cidr_newbits", Label: "CIDR newbits", Kind: "number", Optional: true, Placeholder: "2", Hint: "Bits each subnet block is split by, one subnet per availability zone (2 gives 4)."},
+			{ID: "new-vpc", Title: "Create a new VPC", Text: "Silo's template creates a VPC with these blocks. Give all four, or leave them all empty for the defaults shown.", Fields: []runnerField{
+				{Name: "vpc_cidr", Label: "VPC CIDR", Kind: "text", Optional: true, Placeholder: provision.DefaultVPCCIDR, Hint: "Between /16 and /28. Default " + provision.DefaultVPCCIDR + "."},
+				{Name: "private_subnet_cidr", Label: "Private subnet CIDR", Kind: "text", Optional: true, Placeholder: provision.DefaultPrivateSubnetCIDR, Hint: "Inside the VPC block. Default " + provision.DefaultPrivateSubnetCIDR + "."},
+				{Name: "public_subnet_cidr", Label: "Public subnet CIDR", Kind: "text", Optional: true, Placeholder: provision.DefaultPublicSubnetCIDR, Hint: "Inside the VPC block, not overlapping the private one. Default " + provision.DefaultPublicSubnetCIDR + "."},
+				{Name: "cidr_newbits", Label: "CIDR newbits", Kind: "number", Optional: true, Placeholder: strconv.Itoa(provision.DefaultCIDRNewbits), Hint: fmt.Sprintf("Bits each subnet block is split by, one subnet per availability zone (1 gives 2, 2 gives 4). Default %d.", provision.DefaultCIDRNewbits)},
 			}},
 			{ID: "kms", Title: "Encryption keys (KMS)", Fields: []runnerField{
 				{Name: "kms_data_key_id", Label: "Data key", Kind: "text", Optional: true, Placeholder: "alias/silo-data", Hint: "Key ARN, key ID or alias/…; encrypts the bucket."},
