@@ -272,7 +272,8 @@ func (c *cmd) printDataset(d *silo.Dataset) error {
 	if e := d.Effective; e != nil {
 		// What binds the data: the strictest of this dataset's controls,
 		// every other dataset on the same data and the runner's policy.
-		fmt.Fprintf(c.Stdout, "\nin effect on this data (epsilon spent on it: %g):\n", d.EpsilonSpent)
+		// Epsilon spent is rounded for people; --json has it exactly.
+		fmt.Fprintf(c.Stdout, "\nin effect on this data (epsilon spent on it: %.4g):\n", d.EpsilonSpent)
 		tw := c.table()
 		fmt.Fprintln(tw, "CONTROL\tVALUE\tSET BY")
 		var values map[string]any

@@ -321,7 +321,7 @@ func (ui *UI) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
 	rn, err := ui.db.FindRunner(ctx, name)
 	if err != nil {
 		ui.logInternal(r, err)
-		f.Errors["runner"] = silo.ErrorMessage(err)
+		f.Errors["runner"] = forWeb(silo.ErrorMessage(err))
 		fail(1)
 		return
 	}

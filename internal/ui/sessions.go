@@ -503,6 +503,9 @@ type sessionPageData struct {
 	// Predictions.
 	PredictDatasets []string
 	PredictNote     string
+	// PredictResult is the outcome of the prediction just run, shown in
+	// the Predict card, where the user is looking.
+	PredictResult *flash
 }
 
 // maxRoundRows bounds the metrics table; the API and CLI return every round.
@@ -573,6 +576,9 @@ func (ui *UI) handleSessionPage(w http.ResponseWriter, r *http.Request) {
 
 	v := ui.newView(r, sess.Name+" · Sessions")
 	v.Section = "sessions"
+	if r.URL.Query().Has("predicted") {
+		d.PredictResult, v.flashTaken = ui.takeFlash(w, r), true
+	}
 	v.Data = d
 	if d.Active {
 		v.Refresh = 2
@@ -853,5 +859,6 @@ func (ui *UI) handleSessionPredict(w http.ResponseWriter, r *http.Request) {
 		msg = fmt.Sprintf("Predicted %s of %s with the %s model of %s: written to %s on its runner's storage.",
 			plural(int(out.Rows), "row"), req.Dataset, which, ss.Name, out.Path)
 	}
-	ui.redirectResult(w, r, sessionPath(id)+"#predict", msg, err)
+	// Back to the Predict card, where the result is shown.
+	ui.redirectResult(w, r, sessionPath(id)+"?predicted=1#predict-result", msg, err)
 }

@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -160,6 +161,8 @@ type view struct {
 	actor *silo.Actor
 	now   time.Time
 	kinds []string // the session types this server runs
+	// flashTaken says the page showed the flash itself, in place.
+	flashTaken bool
 }
 
 // SessionTypeOptions are the session types a privacy form offers: those the
@@ -268,11 +271,11 @@ func (f *form) fail(err error, fields ...string) {
 	}
 	for _, k := range fields {
 		if k == field {
-			f.Errors[k] = silo.ErrorMessage(err)
+			f.Errors[k] = forWeb(silo.ErrorMessage(err))
 			return
 		}
 	}
-	f.Error = silo.ErrorMessage(err)
+	f.Error = forWeb(silo.ErrorMessage(err))
 }
 
 // flash is a one-time message shown on the next page.
@@ -325,7 +328,7 @@ func (ui *UI) redirectFlash(w http.ResponseWriter, r *http.Request, to, kind, ms
 func (ui *UI) redirectResult(w http.ResponseWriter, r *http.Request, to, success string, err error) {
 	if err != nil {
 		ui.logInternal(r, err)
-		ui.redirectFlash(w, r, to, "error", silo.ErrorMessage(err))
+		ui.redirectFlash(w, r, to, "error", forWeb(silo.ErrorMessage(err)))
 		return
 	}
 	ui.redirectFlash(w, r, to, "success", success)
@@ -543,7 +546,7 @@ func (ui *UI) render(w http.ResponseWriter, r *http.Request, status int, name st
 	if ws, err := ui.db.Workspace(r.Context()); err == nil {
 		v.Workspace = ws.Name
 	}
-	if v.Flash == nil {
+	if v.Flash == nil && !v.flashTaken {
 		v.Flash = ui.takeFlash(w, r)
 	}
 	switch name {
@@ -569,6 +572,34 @@ type errorData struct {
 	Status  int
 	Heading string
 	Message string
+	// Back links to the list the missing page belongs to.
+	Back *navTab
+}
+
+// listPages are the pages that list what a URL names, for an error page's
+// way back.
+var listPages = []navTab{
+	{"library", "Go to the Library", "/library"},
+	{"sessions", "Go to Sessions", "/sessions"},
+	{"runners", "Go to Task Runners", "/settings/runners"},
+	{"users", "Go to Users", "/settings/users"},
+	{"tokens", "Go to Tokens", "/settings/tokens"},
+}
+
+// cliHints are the command-line pointers in messages the API and the UI
+// share, and webHints what a web page says in their place.
+var (
+	cliHints = regexp.MustCompile(`(: see|\(see|from) 'silo (runners|datasets|sessions) list'`)
+	webHints = map[string]string{"runners": "Settings → Task Runners", "datasets": "the Library", "sessions": "Sessions"}
+)
+
+// forWeb rewrites a message for a web page: where it tells the reader to
+// run a listing command, it names the page that lists the same instead.
+func forWeb(msg string) string {
+	return cliHints.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := cliHints.FindStringSubmatch(m)
+		return sub[1] + " " + webHints[sub[2]]
+	})
 }
 
 // renderError shows err as a page in the site's layout. An anonymous visitor
@@ -585,7 +616,12 @@ func (ui *UI) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	ui.logInternal(r, err)
 	status := server.ErrorStatus(err)
-	d := errorData{Status: status, Message: silo.ErrorMessage(err)}
+	d := errorData{Status: status, Message: forWeb(silo.ErrorMessage(err))}
+	for _, l := range listPages {
+		if strings.HasPrefix(r.URL.Path, l.Path) && r.URL.Path != l.Path {
+			d.Back = &l
+		}
+	}
 	switch code {
 	case silo.EFORBIDDEN:
 		d.Heading = "You can't do this"
