@@ -3,9 +3,13 @@ package blob
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
 	"github.com/silofl/silo"
 )
@@ -24,9 +28,18 @@ func withDefaultAWSConfig(ctx context.Context, c S3Config) (S3Config, error) {
 	if !needCreds && (c.Region != "" || c.Endpoint != "") {
 		return c, nil
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithEC2IMDSRegion())
+	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return c, silo.Errorf(silo.EINVALID, "the runner's AWS configuration could not be read: %v; fix it (AWS_PROFILE, ~/.aws/config) or %s", err, noCredsHelp)
+	}
+	if cfg.Region == "" && c.Region == "" && c.Endpoint == "" && !strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true") {
+		// On EC2 without AWS_REGION: the instance's own region. Off EC2
+		// this fails fast, and the caller says a region is missing.
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if out, err := imds.NewFromConfig(cfg).GetRegion(rctx, nil); err == nil {
+			cfg.Region = out.Region
+		}
+		cancel()
 	}
 	if needCreds {
 		c.Credentials = explainedCredentials{cfg.Credentials}

@@ -130,7 +130,7 @@ func NewAzureClient(cfg AzureConfig) (*azblob.Client, error) {
 	default:
 		// The standard chain: managed identity (Silo's Azure bundle gives
 		// the runner one), workload identity, or the AZURE_* environment.
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		cred, err := defaultAzureCredential()
 		if err != nil {
 			return nil, silo.Errorf(silo.EINVALID, "Azure storage %s: no account key, and no Azure identity (managed identity, workload identity, or AZURE_CLIENT_ID with AZURE_TENANT_ID and AZURE_CLIENT_SECRET): %v", url, err)
 		}
@@ -143,4 +143,12 @@ func NewAzureClient(cfg AzureConfig) (*azblob.Client, error) {
 func hasSAS(serviceURL string) bool {
 	u, err := neturl.Parse(serviceURL)
 	return err == nil && serviceURL != "" && u.Query().Get("sig") != ""
+}
+
+// defaultAzureCredential is azidentity's default chain: the AZURE_*
+// environment (a service principal), workload identity (AKS) and managed
+// identity (Azure VMs, Container Instances, App Service), the ways an Azure
+// deployment gives a program an identity without a secret in its config.
+func defaultAzureCredential() (azcore.TokenCredential, error) {
+	return azidentity.NewDefaultAzureCredential(nil)
 }

@@ -183,7 +183,9 @@ func CheckServerURL(p silo.Provider, raw string) error {
 	case raw == "":
 		return silo.FieldErrorf("server_url", "the bundle needs this server's URL: %s", how)
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
-		return silo.FieldErrorf("server_url", "server URL %q must be an http:// or https:// URL with a host and no credentials, query or fragment, such as https://silo.example.org", raw)
+		// The URL is not quoted: whatever follows the host may be a secret
+		// pasted by mistake.
+		return silo.FieldErrorf("server_url", "the server URL must be an http:// or https:// URL with a host and nothing after its path (no credentials, query or fragment), such as https://silo.example.org")
 	}
 	if p == silo.ProviderLocal {
 		return nil
@@ -194,7 +196,7 @@ func CheckServerURL(p silo.Provider, raw string) error {
 		local = ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast()
 	}
 	if local {
-		return silo.FieldErrorf("server_url", "a %s runner cannot reach this server at %s: that address means the runner's own machine. Give the URL its network reaches the server at: %s", p, raw, how)
+		return silo.FieldErrorf("server_url", "a %s runner cannot reach this server at %s://%s: that address means the runner's own machine. Give the URL its network reaches the server at: %s", p, u.Scheme, u.Host, how)
 	}
 	return nil
 }
