@@ -330,7 +330,7 @@ func (ui *UI) handleAuditPage(w http.ResponseWriter, r *http.Request) {
 	v.Data = &d
 	f, err := ui.srv.AuditFilter(q)
 	if err != nil {
-		v.Form.fail(err, "since", "before", "actor", "action", "target", "outcome")
+		v.Form.fail(err, "since", "before")
 		ui.render(w, r, server.ErrorStatus(err), "audit", v)
 		return
 	}

@@ -219,7 +219,7 @@ func TestBrowserFirstHour(t *testing.T) {
 		clickText("Register dataset"),
 		see("Which task runner holds the data?"),
 		clickText("hospital-a"),
-		clickText("Next"),
+		clickText("Continue"),
 		see("Details and privacy controls"),
 		fill("Name", "hospital_a"),
 		fill("Identifier columns", "patient_id"),
@@ -228,10 +228,10 @@ func TestBrowserFirstHour(t *testing.T) {
   if (!fs) return 'no Allowed session types';
   const offered = [...fs.querySelectorAll('input[type=checkbox]')].map(i => i.value + (i.checked ? '+' : ''));
   return offered.join(' ') === 'hfl+' ? '' : 'offered (+ ticked): ' + offered.join(' ');`),
-		clickText("Next"),
+		clickText("Continue"),
 		see("Where is the data?"),
 		fill("Location", "file://"+root+"/patient.csv"),
-		clickText("Next"),
+		clickText("Continue"),
 		see("Attachments"),
 		clickText("Connect"),
 		reloadUntil("The runner could not read the data"),
@@ -259,7 +259,7 @@ func TestBrowserFirstHour(t *testing.T) {
 		chromedp.SetValue("textarea", broken, chromedp.ByQuery),
 		clickText("Create session"),
 		see("The session was not created"),
-		see("rounds must be between 1 and 10000"),
+		see("Rounds must be between 1 and 10000"),
 		see("learning_rate must be above 0 and at most 10"),
 	)
 	fixed := strings.NewReplacer(`"<column to predict>"`, `"diagnosis"`, `"rounds": 10`, `"rounds": 3`).Replace(config)
