@@ -146,7 +146,12 @@ func checkJS(what, js string) chromedp.Action { return retry(what, "(() => { "+p
 func TestBrowserFirstHour(t *testing.T) {
 	e := newUIEnv(t, true)
 	launchInProcess(t, e)
-	root := t.TempDir()
+	// Storage paths as long as real ones (a home directory, a project, a
+	// data folder): the pages must still fit them.
+	root := filepath.Join(t.TempDir(), "organisations", "hospital-a-north-wing", "clinical-data-warehouse", "exports")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	data, err := os.ReadFile(filepath.Join(servertest.SampleData, "hospital_a.csv"))
 	if err != nil {
 		t.Fatal(err)
@@ -206,12 +211,23 @@ func TestBrowserFirstHour(t *testing.T) {
 		see("is starting under the server"),
 		reloadUntil("Online: the agent is connected"),
 	)
+	s.step(ctx, "they register a second runner, to start later",
+		clickText("Task runners"),
+		clickText("Register"),
+		clickText("Local or self-managed"),
+		fill("Name", "hospital-b"),
+		fill("Storage path", "file://"+strings.Replace(root, "hospital-a", "hospital-b", 1)),
+		clickText("Register runner"),
+		see("shown only once"),
+	)
 	s.step(ctx, "the runners table fits a 1400 px window",
 		clickText("Task runners"),
 		see("Registered runners"),
+		see("Waiting for the agent to connect"),
 		checkJS("the table's width", `
   const w = document.querySelector('table').closest('.table-wrap');
   return w.scrollWidth <= w.clientWidth ? '' : 'the table is ' + w.scrollWidth + ' px wide in a ' + w.clientWidth + ' px card';`),
+		shot("first-hour-runners"),
 	)
 
 	s.step(ctx, "they register a dataset, mistyping its file",
@@ -278,6 +294,7 @@ func TestBrowserFirstHour(t *testing.T) {
   if (!el) return 'no result';
   const r = el.getBoundingClientRect();
   return r.top >= 0 && r.bottom <= window.innerHeight ? '' : 'the result is out of view (top ' + r.top + ', window ' + window.innerHeight + ')';`),
+		shot("first-hour-predicted"),
 		see("predictions"),
 	)
 	s.step(ctx, "the dashboard lists the session",
@@ -285,6 +302,7 @@ func TestBrowserFirstHour(t *testing.T) {
 		see("Recent sessions"),
 		see("my-session"),
 		see("Completed"),
+		shot("first-hour-dashboard"),
 	)
 	s.step(ctx, "a missing page points at web pages, not commands",
 		chromedp.Navigate(base+"/library/no_such_data"),
