@@ -1,9 +1,9 @@
 package sqlstore
 
 import (
-	"strings"
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/silofl/silo"
 )

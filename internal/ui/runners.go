@@ -551,6 +551,12 @@ type runnerPageData struct {
 	CanLaunch   bool // this server can start local runners, and the viewer may
 	Running     bool // started by this server and running
 	Settings    []runnerSetting
+	// BundleURL is the server URL the Deploy section's download offers:
+	// what was typed, else this server's address when a runner's network
+	// can reach it, else "" (the page then asks for it, saying why).
+	BundleURL string
+	// BundleError says why the bundle was refused, next to the field.
+	BundleError string
 }
 
 // runnerSetting is one row of a runner's settings.
@@ -578,6 +584,11 @@ func (ui *UI) renderRunnerPage(w http.ResponseWriter, r *http.Request, status in
 	rn := ui.srv.RunnerView(stored)
 	d := runnerPageData{Runner: rn, Token: token, ServerURL: ui.srv.BaseURL(r),
 		CanLaunch: ui.srv.CanStartRunners() && silo.ActorFromContext(ctx).Can(silo.PermRunnersLaunch), Running: ui.srv.LocalRunnerRunning(rn.Name)}
+	if bundleErr, ok := r.Context().Value(bundleErrorKey{}).(bundleError); ok {
+		d.BundleURL, d.BundleError = bundleErr.url, bundleErr.msg
+	} else if provision.CheckServerURL(rn.Provider, d.ServerURL) == nil {
+		d.BundleURL = d.ServerURL
+	}
 	if rn.Provider == silo.ProviderLocal {
 		d.StorageRoot = server.LocalRoot(rn.StoragePath)
 	}
@@ -730,6 +741,34 @@ func providerTitle(p silo.Provider) string {
 }
 
 // ---- Runner actions ----
+
+// bundleError carries a refused bundle's URL and reason to the runner page
+// shown in its place.
+type (
+	bundleError    struct{ url, msg string }
+	bundleErrorKey struct{}
+)
+
+// handleRunnerBundle serves the deployment bundle for the server URL typed
+// in the Deploy section, or shows the runner's page again with the reason
+// next to the field: a browser must not save an error as the zip.
+func (ui *UI) handleRunnerBundle(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	asked := strings.TrimSpace(r.URL.Query().Get("server_url"))
+	b, err := ui.srv.RunnerBundle(r.Context(), name, ui.srv.BundleServerURL(r, asked))
+	if err != nil {
+		if silo.ErrorCode(err) != silo.EINVALID {
+			ui.renderError(w, r, err)
+			return
+		}
+		ctx := context.WithValue(r.Context(), bundleErrorKey{}, bundleError{asked, silo.ErrorMessage(err)})
+		ui.renderRunnerPage(w, r.WithContext(ctx), http.StatusBadRequest, name, nil, "")
+		return
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`-deployment.zip"`)
+	_, _ = w.Write(b)
+}
 
 func (ui *UI) handleRunnerDiagnostics(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")

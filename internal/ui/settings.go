@@ -285,9 +285,9 @@ type auditData struct {
 	// The narrowing filters as typed, carried by the pager's links.
 	Actor, Action, Target, Outcome string
 	Filtered                       bool
-	Options []option
-	Older   string // link to the next (older) page, "" when there is none
-	Paged   bool   // this is not the newest page
+	Options                        []option
+	Older                          string // link to the next (older) page, "" when there is none
+	Paged                          bool   // this is not the newest page
 }
 
 // query is the page's filters as a query string, without paging.

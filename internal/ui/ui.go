@@ -111,6 +111,7 @@ func (ui *UI) routes() []server.Route {
 		{Method: "GET", Path: "/settings/runners/{name}", Access: server.Perm(silo.PermRunnersRead), Page: true, Summary: "A task runner: settings, status, recent tasks and logs", Handler: ui.handleRunnerPage},
 		{Method: "GET", Path: "/settings/runners/{name}/edit", Access: manageRunners, Page: true, Summary: "Edit a task runner", Handler: ui.handleRunnerEdit},
 		{Method: "POST", Path: "/settings/runners/{name}/edit", Access: manageRunners, Page: true, Summary: "Save a task runner's settings", Handler: ui.handleRunnerUpdate},
+		{Method: "GET", Path: "/settings/runners/{name}/bundle", Access: manageRunners, Page: true, Summary: "Download a runner's deployment bundle for the server URL given (?server_url=); a URL its network cannot reach is refused on the runner's page", Handler: ui.handleRunnerBundle},
 		{Method: "POST", Path: "/settings/runners/{name}/diagnostics", Access: manageRunners, Page: true, Summary: "Queue a diagnostics task on a runner", Handler: ui.handleRunnerDiagnostics},
 		{Method: "POST", Path: "/settings/runners/{name}/start", Access: server.Perm(silo.PermRunnersLaunch), Page: true, Summary: "Start a local runner under the server", Handler: ui.handleRunnerStart},
 		{Method: "POST", Path: "/settings/runners/{name}/stop", Access: server.Perm(silo.PermRunnersLaunch), Page: true, Summary: "Stop a local runner the server started", Handler: ui.handleRunnerStop},
