@@ -41,6 +41,17 @@ const (
 	DefaultLocalMemoryGB = 4
 )
 
+// The network an AWS runner's template creates when the spec gives none:
+// a /16 whose first and second /20 are the public and private subnet
+// blocks, each split with DefaultAWSCIDRNewbits into one subnet per
+// availability zone. Forms show them as the defaults they are.
+const (
+	DefaultAWSVPCCIDR           = "10.20.0.0/16"
+	DefaultAWSPublicSubnetCIDR  = "10.20.0.0/20"
+	DefaultAWSPrivateSubnetCIDR = "10.20.16.0/20"
+	DefaultAWSCIDRNewbits       = 1
+)
+
 // RunnerSpec is everything a user gives when registering or editing a task
 // runner. Fields are flat, named as in SPEC §2, so the CLI's flags
 // (--provisioner-role-arn) and its -f JSON files map onto them one to one.

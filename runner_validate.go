@@ -1079,6 +1079,36 @@ func (s *RunnerSpec) validateAzure(v *fieldErrors) {
 	}
 }
 
+// CheckRunnerServerURL checks the server URL a runner of provider p is given: an
+// http(s) URL with a host and nothing after its path. A cloud runner dials
+// it from another network, so a loopback, unspecified or link-local address
+// (127.0.0.1, localhost, 0.0.0.0, ::1, 169.254.x.x) — which would point the
+// runner at itself — is refused, saying how to give the real one.
+func CheckRunnerServerURL(p Provider, raw string) error {
+	const how = "start the server with --public-url https://example.org (the address users and runners reach it at), or give the URL with 'silo runners bundle NAME --server-url URL' (the web UI: the Server URL field of the runner's Deploy section)"
+	u, err := url.Parse(strings.TrimSpace(raw))
+	switch {
+	case raw == "":
+		return FieldErrorf("server_url", "the bundle needs this server's URL: %s", how)
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		// The URL is not quoted: whatever follows the host may be a secret
+		// pasted by mistake.
+		return FieldErrorf("server_url", "the server URL must be an http:// or https:// URL with a host and nothing after its path (no credentials, query or fragment), such as https://example.org")
+	}
+	if p == ProviderLocal {
+		return nil
+	}
+	host := strings.ToLower(u.Hostname())
+	local := host == "localhost" || strings.HasSuffix(host, ".localhost")
+	if ip, err := netip.ParseAddr(host); err == nil {
+		local = ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast()
+	}
+	if local {
+		return FieldErrorf("server_url", "a %s runner cannot reach this server at %s://%s: that address means the runner's own machine. Give the URL its network reaches the server at: %s", p, u.Scheme, u.Host, how)
+	}
+	return nil
+}
+
 // ---- Local ----
 
 func (s *RunnerSpec) validateLocal(v *fieldErrors) {

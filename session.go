@@ -291,7 +291,7 @@ func (o *OptimizerConfig) validate(v *fieldErrors) {
 		o.Name = "sgd"
 	}
 	if !slices.Contains(Optimizers, o.Name) {
-		v.add("optimizer.name", "optimizer must be %s, not %q", strings.Join(Optimizers, ", "), o.Name)
+		v.add("optimizer.name", "optimizer must be sgd, adam or lbfgs, not %q", o.Name)
 	}
 	if o.LearningRate == 0 {
 		o.LearningRate = map[string]float64{"sgd": 0.1, "adam": 0.001, "lbfgs": 1}[o.Name]

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -137,7 +136,7 @@ func Bundle(spec *silo.RunnerSpec, cfg BootstrapConfig) (*DeploymentBundle, erro
 	if spec == nil {
 		return nil, silo.Errorf(silo.EINVALID, "no runner spec")
 	}
-	if err := CheckServerURL(spec.Provider, cfg.ServerURL); err != nil {
+	if err := silo.CheckRunnerServerURL(spec.Provider, cfg.ServerURL); err != nil {
 		return nil, err
 	}
 	if cfg.ProtocolVersion == 0 {
@@ -169,36 +168,6 @@ func Bundle(spec *silo.RunnerSpec, cfg BootstrapConfig) (*DeploymentBundle, erro
 		return nil, err
 	}
 	return b, nil
-}
-
-// CheckServerURL checks the server URL a runner of provider p is given: an
-// http(s) URL with a host and nothing after its path. A cloud runner dials
-// it from another network, so a loopback, unspecified or link-local address
-// (127.0.0.1, localhost, 0.0.0.0, ::1, 169.254.x.x) — which would point the
-// runner at itself — is refused, saying how to give the real one.
-func CheckServerURL(p silo.Provider, raw string) error {
-	const how = "start the server with --public-url https://silo.example.org (the address users and runners reach it at), or give the URL with 'silo runners bundle NAME --server-url URL' (the web UI: the Server URL field of the runner's Deploy section)"
-	u, err := url.Parse(strings.TrimSpace(raw))
-	switch {
-	case raw == "":
-		return silo.FieldErrorf("server_url", "the bundle needs this server's URL: %s", how)
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
-		// The URL is not quoted: whatever follows the host may be a secret
-		// pasted by mistake.
-		return silo.FieldErrorf("server_url", "the server URL must be an http:// or https:// URL with a host and nothing after its path (no credentials, query or fragment), such as https://silo.example.org")
-	}
-	if p == silo.ProviderLocal {
-		return nil
-	}
-	host := strings.ToLower(u.Hostname())
-	local := host == "localhost" || strings.HasSuffix(host, ".localhost")
-	if ip, err := netip.ParseAddr(host); err == nil {
-		local = ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast()
-	}
-	if local {
-		return silo.FieldErrorf("server_url", "a %s runner cannot reach this server at %s://%s: that address means the runner's own machine. Give the URL its network reaches the server at: %s", p, u.Scheme, u.Host, how)
-	}
-	return nil
 }
 
 // checkNoSecrets is the last line of defence: a bundle is handed to people

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/silofl/silo"
-	"github.com/silofl/silo/internal/provision"
 )
 
 // TestUIFirstHourPages: what a newcomer read on the pages, without a
@@ -44,7 +43,7 @@ func TestUIFirstHourPages(t *testing.T) {
 
 	// The new-VPC fields show the template's real defaults.
 	p = b.get("/settings/register-runner/aws")
-	for _, want := range []string{provision.DefaultVPCCIDR, provision.DefaultPrivateSubnetCIDR, provision.DefaultPublicSubnetCIDR} {
+	for _, want := range []string{silo.DefaultAWSVPCCIDR, silo.DefaultAWSPrivateSubnetCIDR, silo.DefaultAWSPublicSubnetCIDR} {
 		if !strings.Contains(p.Body, `placeholder="`+want+`"`) {
 			t.Errorf("the AWS form does not show the default %s as a placeholder", want)
 		}

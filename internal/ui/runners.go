@@ -19,7 +19,6 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
-	"github.com/silofl/silo/internal/provision"
 	"github.com/silofl/silo/internal/server"
 )
 
@@ -140,10 +139,10 @@ func runnerFieldsFor(p silo.Provider, workspace, name string, edit bool) (main, 
 				{Name: "server_security_group", Label: "Server security group", Kind: "text", Optional: true, Placeholder: "sg-1a2b3c4d5e6f78901"},
 			}},
 			{ID: "new-vpc", Title: "Create a new VPC", Text: "Silo's template creates a VPC with these blocks. Give all four, or leave them all empty for the defaults shown.", Fields: []runnerField{
-				{Name: "vpc_cidr", Label: "VPC CIDR", Kind: "text", Optional: true, Placeholder: provision.DefaultVPCCIDR, Hint: "Between /16 and /28. Default " + provision.DefaultVPCCIDR + "."},
-				{Name: "private_subnet_cidr", Label: "Private subnet CIDR", Kind: "text", Optional: true, Placeholder: provision.DefaultPrivateSubnetCIDR, Hint: "Inside the VPC block. Default " + provision.DefaultPrivateSubnetCIDR + "."},
-				{Name: "public_subnet_cidr", Label: "Public subnet CIDR", Kind: "text", Optional: true, Placeholder: provision.DefaultPublicSubnetCIDR, Hint: "Inside the VPC block, not overlapping the private one. Default " + provision.DefaultPublicSubnetCIDR + "."},
-				{Name: "cidr_newbits", Label: "CIDR newbits", Kind: "number", Optional: true, Placeholder: strconv.Itoa(provision.DefaultCIDRNewbits), Hint: fmt.Sprintf("Bits each subnet block is split by, one subnet per availability zone (1 gives 2, 2 gives 4). Default %d.", provision.DefaultCIDRNewbits)},
+				{Name: "vpc_cidr", Label: "VPC CIDR", Kind: "text", Optional: true, Placeholder: silo.DefaultAWSVPCCIDR, Hint: "Between /16 and /28. Default " + silo.DefaultAWSVPCCIDR + "."},
+				{Name: "private_subnet_cidr", Label: "Private subnet CIDR", Kind: "text", Optional: true, Placeholder: silo.DefaultAWSPrivateSubnetCIDR, Hint: "Inside the VPC block. Default " + silo.DefaultAWSPrivateSubnetCIDR + "."},
+				{Name: "public_subnet_cidr", Label: "Public subnet CIDR", Kind: "text", Optional: true, Placeholder: silo.DefaultAWSPublicSubnetCIDR, Hint: "Inside the VPC block, not overlapping the private one. Default " + silo.DefaultAWSPublicSubnetCIDR + "."},
+				{Name: "cidr_newbits", Label: "CIDR newbits", Kind: "number", Optional: true, Placeholder: strconv.Itoa(silo.DefaultAWSCIDRNewbits), Hint: fmt.Sprintf("Bits each subnet block is split by, one subnet per availability zone (1 gives 2, 2 gives 4). Default %d.", silo.DefaultAWSCIDRNewbits)},
 			}},
 			{ID: "kms", Title: "Encryption keys (KMS)", Fields: []runnerField{
 				{Name: "kms_data_key_id", Label: "Data key", Kind: "text", Optional: true, Placeholder: "alias/silo-data", Hint: "Key ARN, key ID or alias/…; encrypts the bucket."},
@@ -586,7 +585,7 @@ func (ui *UI) renderRunnerPage(w http.ResponseWriter, r *http.Request, status in
 		CanLaunch: ui.srv.CanStartRunners() && silo.ActorFromContext(ctx).Can(silo.PermRunnersLaunch), Running: ui.srv.LocalRunnerRunning(rn.Name)}
 	if bundleErr, ok := r.Context().Value(bundleErrorKey{}).(bundleError); ok {
 		d.BundleURL, d.BundleError = bundleErr.url, bundleErr.msg
-	} else if provision.CheckServerURL(rn.Provider, d.ServerURL) == nil {
+	} else if silo.CheckRunnerServerURL(rn.Provider, d.ServerURL) == nil {
 		d.BundleURL = d.ServerURL
 	}
 	if rn.Provider == silo.ProviderLocal {
