@@ -127,3 +127,23 @@ func TestDatasetsCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestEpsilonRoundedForPeople: the epsilon a dataset's data has spent is
+// shown rounded in text (3.999785142041193 reads 4), exactly with --json.
+func TestEpsilonRoundedForPeople(t *testing.T) {
+	var out, errOut strings.Builder
+	c := newCmd(streams{Stdout: &out, Stderr: &errOut}, "datasets show", datasetsUsage)
+	d := &silo.Dataset{Name: "hospital_a", Runner: "hospital-a", Status: silo.DatasetConnected, Privacy: silo.DefaultPrivacyControls(), EpsilonSpent: 3.999785142041193,
+		Effective: &silo.EffectivePrivacy{Controls: silo.DefaultPrivacyControls(), Sources: map[string][]string{}}}
+	if err := c.printDataset(d); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "3.9997") || !strings.Contains(out.String(), "epsilon spent on it: 4)") {
+		t.Errorf("text output:\n%s", out.String())
+	}
+	out.Reset()
+	c.json = true
+	if err := c.printDataset(d); err != nil || !strings.Contains(out.String(), `"epsilon_spent": 3.999785142041193`) {
+		t.Errorf("--json output (%v):\n%s", err, out.String())
+	}
+}
