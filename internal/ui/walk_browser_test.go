@@ -19,11 +19,13 @@ import (
 )
 
 // launchInProcess makes the server start local runners as in-process agents
-// (the way it runs child processes), stopped when the test ends.
+// (the way it runs child processes), stopped when the test ends, with their
+// storage under a folder for runners.
 func launchInProcess(t *testing.T, e *uiEnv) {
 	var mu sync.Mutex
 	var stops []func()
 	e.srv.InternalURL = e.ts.URL
+	e.srv.LocalRunnersRoot = t.TempDir()
 	e.srv.Launch = func(ctx context.Context, l server.LocalLaunch) (func(), error) {
 		ag, err := runner.New(runner.Config{ServerURL: l.ServerURL, Token: l.Token, StorageRoot: l.StorageRoot, VCPU: l.VCPU, MemoryMB: l.MemoryMB,
 			PollWait: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
@@ -148,7 +150,7 @@ func TestBrowserFirstHour(t *testing.T) {
 	launchInProcess(t, e)
 	// Storage paths as long as real ones (a home directory, a project, a
 	// data folder): the pages must still fit them.
-	root := filepath.Join(t.TempDir(), "organisations", "hospital-a-north-wing", "clinical-data-warehouse", "exports")
+	root := filepath.Join(e.srv.LocalRunnersRoot, "organisations", "hospital-a-north-wing", "clinical-data-warehouse", "exports")
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
