@@ -109,7 +109,7 @@ func TestQuickstart(t *testing.T) {
 		`round 10/10\s+loss \d\.\d+\s+completed 10 rounds`,
 		`Federated test metrics after round 10: accuracy 0\.9\d+, log_loss \S+, loss \S+, roc_auc (0\.9\d+|1)`,
 		`(?m)^  hospital_b\s+n_train \d+, n_test \d+, test ROC AUC 0?\.?\d`,
-		`Saved two models of sess_\w+:\n  final \(round 10\):  ` + regexp.QuoteMeta(filepath.Join(dir, "models")) + `/sess_\w+\.json\n  best \(round \d+, roc_auc 0\.\d{4}\):  \S+-best\.json\n`,
+		`Saved two models of sess_\w+:\n  final \(round 10\):  ` + regexp.QuoteMeta(filepath.Join(dir, "models")) + `/sess_\w+\.json\n  best \(round \d+, roc_auc [01]\.\d{4}\):  \S+-best\.json\n`,
 		`--best -o FILE' gets the best one again; without --best, the final one\.`,
 		`the silo command is not on your PATH: install it with 'go install \./cmd/silo'.*or build it here with 'go build -o silo \./cmd/silo'`,
 	} {
