@@ -96,7 +96,9 @@ func (s *Server) RegisterDataset(ctx context.Context, spec silo.DatasetSpec) (*s
 		errs = append(errs, err)
 	}
 	var rn *sqlstore.StoredRunner
-	if spec.Runner != "" {
+	// The runner is looked up only by a name that passed its own checks: a
+	// name with a NUL byte, say, must be refused, not sent to the database.
+	if spec.Runner != "" && !hasField(errs, "runner") {
 		var err error
 		rn, err = s.db.FindRunner(ctx, spec.Runner)
 		switch {
