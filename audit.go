@@ -26,4 +26,8 @@ type AuditFilter struct {
 	Since  time.Time
 	Before int64 // entries with ID below this, for paging; 0 for none
 	Limit  int
+	// Narrowing, each ignored when empty: the actor exactly (an email,
+	// runner:NAME or system), actions starting with Action ("dataset."
+	// or "dataset.register"), targets containing Target, and the outcome.
+	Actor, Action, Target, Outcome string
 }

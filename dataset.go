@@ -112,32 +112,31 @@ func ValidateDatasetDescription(d string) error {
 }
 
 // Validate checks the spec's own fields (the URI's scheme against the runner
-// and the privacy controls); the runner checks the data itself.
+// and the privacy controls), reporting every problem at once (see
+// FieldErrors); the runner checks the data itself.
 func (s *DatasetSpec) Validate() error {
+	var v fieldErrors
 	s.Name, s.Runner, s.URI = strings.TrimSpace(s.Name), strings.TrimSpace(s.Runner), strings.TrimSpace(s.URI)
 	s.Description = strings.TrimSpace(s.Description)
-	if err := ValidateDatasetName(s.Name); err != nil {
-		return err
-	}
+	v.addErr(ValidateDatasetName(s.Name))
 	if s.Runner == "" {
-		return FieldErrorf("runner", "choose the task runner next to the data; if there is none, ask a Workspace Administrator or a Model Builder to register one")
+		v.add("runner", "choose the task runner next to the data; if there is none, ask a Workspace Administrator or a Model Builder to register one")
 	}
 	if s.URI == "" {
-		return FieldErrorf("uri", "uri is required: s3://bucket.silo/path (AWS runners), azure://container/path (Azure runners) or file:///path (local runners)")
+		v.add("uri", "uri is required: s3://bucket.silo/path (AWS runners), azure://container/path (Azure runners) or file:///path (local runners)")
 	}
-	if err := ValidateDatasetDescription(s.Description); err != nil {
-		return err
-	}
-	for field, v := range map[string]string{"runner": s.Runner, "uri": s.URI} {
-		if err := CheckText(field, v, false); err != nil {
-			return err
+	v.addErr(ValidateDatasetDescription(s.Description))
+	for field, val := range map[string]string{"runner": s.Runner, "uri": s.URI} {
+		if !v.has(field) {
+			v.addErr(CheckText(field, val, false))
 		}
 	}
 	if s.Privacy == nil {
 		p := DefaultPrivacyControls()
 		s.Privacy = &p
 	}
-	return s.Privacy.Validate()
+	v.addErr(s.Privacy.Validate())
+	return v.err()
 }
 
 // URISchemeFor is the URI scheme a runner of provider p reads.

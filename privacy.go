@@ -38,11 +38,20 @@ type PrivacyControls struct {
 	AllowPredictions bool     `json:"allow_predictions"`
 }
 
-// DefaultPrivacyControls are SPEC §3's example, the starting point of every
-// dataset.
+// DefaultPrivacyControls are the defaults every dataset starts from, allowing
+// every session type there is. A server offers only the types it runs:
+// it starts datasets from DefaultPrivacyControlsFor(its session types).
 func DefaultPrivacyControls() PrivacyControls {
+	return DefaultPrivacyControlsFor(SessionTypes)
+}
+
+// DefaultPrivacyControlsFor are the default controls allowing sessionTypes:
+// no user restriction, no DP requirement, at most ε 10 per session out of a
+// budget of 50, δ 1e-5, aggregates over at least 10 records, no identifier
+// or excluded columns, predictions allowed.
+func DefaultPrivacyControlsFor(sessionTypes []string) PrivacyControls {
 	return PrivacyControls{
-		AllowedSessionTypes:    slices.Clone(SessionTypes),
+		AllowedSessionTypes:    slices.Clone(sessionTypes),
 		AllowedUsers:           []string{},
 		MaxEpsilonPerSession:   10,
 		EpsilonBudget:          50,
@@ -55,19 +64,19 @@ func DefaultPrivacyControls() PrivacyControls {
 }
 
 // Validate checks p and normalises its lists (trimmed, de-duplicated, emails
-// lower-cased).
+// lower-cased), reporting every problem at once (see FieldErrors).
 func (p *PrivacyControls) Validate() error {
+	var v fieldErrors
 	var err error
 	if p.AllowedSessionTypes, err = cleanList(p.AllowedSessionTypes, "allowed_session_types", func(s string) error {
 		if !slices.Contains(SessionTypes, s) {
-			return fmt.Errorf("unknown session type %q: use hfl, eda, prl or vfl", s)
+			return fmt.Errorf("unknown session type %q: use %s", s, strings.Join(SessionTypes, ", "))
 		}
 		return nil
 	}); err != nil {
-		return err
-	}
-	if len(p.AllowedSessionTypes) == 0 {
-		return FieldErrorf("privacy.allowed_session_types", "allow at least one session type (hfl, eda, prl, vfl); to stop all use of a dataset, deregister it")
+		v.addErr(err)
+	} else if len(p.AllowedSessionTypes) == 0 {
+		v.add("privacy.allowed_session_types", "allow at least one session type (%s); to stop all use of a dataset, deregister it", strings.Join(SessionTypes, ", "))
 	}
 	for i, u := range p.AllowedUsers {
 		if strings.TrimSpace(u) == "" || u == AllowNobody {
@@ -75,41 +84,45 @@ func (p *PrivacyControls) Validate() error {
 		}
 		e, err := NormalizeEmail(u)
 		if err != nil {
-			return FieldErrorf("privacy.allowed_users", "allowed_users: %s", ErrorMessage(err))
+			v.add("privacy.allowed_users", "allowed_users: %s", ErrorMessage(err))
+			break
 		}
 		p.AllowedUsers[i] = e
 	}
-	if p.AllowedUsers, err = cleanList(p.AllowedUsers, "allowed_users", nil); err != nil {
-		return err
+	if !v.has("privacy.allowed_users") {
+		if p.AllowedUsers, err = cleanList(p.AllowedUsers, "allowed_users", nil); err != nil {
+			v.addErr(err)
+		}
 	}
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	if !finite(p.MaxEpsilonPerSession) || p.MaxEpsilonPerSession <= 0 {
-		return FieldErrorf("privacy.max_epsilon_per_session", "max_epsilon_per_session must be a positive number (e.g. 10)")
+		v.add("privacy.max_epsilon_per_session", "max_epsilon_per_session must be a positive number (e.g. 10)")
 	}
 	if !finite(p.EpsilonBudget) || p.EpsilonBudget <= 0 {
-		return FieldErrorf("privacy.epsilon_budget", "epsilon_budget must be a positive number (e.g. 50)")
+		v.add("privacy.epsilon_budget", "epsilon_budget must be a positive number (e.g. 50)")
 	}
-	if p.MaxEpsilonPerSession > p.EpsilonBudget {
-		return FieldErrorf("privacy.max_epsilon_per_session", "max_epsilon_per_session (%g) cannot exceed the dataset's epsilon_budget (%g)", p.MaxEpsilonPerSession, p.EpsilonBudget)
+	if !v.has("privacy.max_epsilon_per_session") && !v.has("privacy.epsilon_budget") && p.MaxEpsilonPerSession > p.EpsilonBudget {
+		v.add("privacy.max_epsilon_per_session", "max_epsilon_per_session (%g) cannot exceed the dataset's epsilon_budget (%g)", p.MaxEpsilonPerSession, p.EpsilonBudget)
 	}
 	if !finite(p.Delta) || p.Delta <= 0 || p.Delta >= 1e-2 {
-		return FieldErrorf("privacy.delta", "delta must be above 0 and below 0.01 (typically 1e-5, well under 1/number of records)")
+		v.add("privacy.delta", "delta must be above 0 and below 0.01 (typically 1e-5, well under 1/number of records)")
 	}
 	if p.MinRecordsPerAggregate < 1 || p.MinRecordsPerAggregate > 1_000_000 {
-		return FieldErrorf("privacy.min_records_per_aggregate", "min_records_per_aggregate must be between 1 and 1000000 (e.g. 10)")
+		v.add("privacy.min_records_per_aggregate", "min_records_per_aggregate must be between 1 and 1000000 (e.g. 10)")
 	}
 	if p.IdentifierColumns, err = cleanList(p.IdentifierColumns, "identifier_columns", nonEmptyColumn); err != nil {
-		return err
+		v.addErr(err)
 	}
 	if p.ExcludedColumns, err = cleanList(p.ExcludedColumns, "excluded_columns", nonEmptyColumn); err != nil {
-		return err
+		v.addErr(err)
 	}
 	for _, c := range p.IdentifierColumns {
 		if slices.Contains(p.ExcludedColumns, c) {
-			return FieldErrorf("privacy.identifier_columns", "column %q is both an identifier and excluded: excluded columns are never read, so it cannot serve record linkage; choose one", c)
+			v.add("privacy.identifier_columns", "column %q is both an identifier and excluded: excluded columns are never read, so it cannot serve record linkage; choose one", c)
+			break
 		}
 	}
-	return nil
+	return v.err()
 }
 
 func nonEmptyColumn(s string) error {
@@ -307,3 +320,22 @@ func Strictest(sources ...PrivacySource) EffectivePrivacy {
 	}
 	return eff
 }
+
+// privacyFieldHelp is each PrivacyControls field in a line; 'silo datasets
+// register -h' shows it, docs/privacy.md has the whole story.
+// TestPrivacyFieldHelp keeps it complete.
+var privacyFieldHelp = map[string]string{
+	"allowed_session_types":        "session types that may use the dataset, of " + strings.Join(SessionTypes, ", "),
+	"allowed_users":                "emails of the Model Builders who may use it; empty: every Model Builder",
+	"require_differential_privacy": "true: sessions must train with differential privacy",
+	"max_epsilon_per_session":      "the most epsilon one session may spend on it",
+	"epsilon_budget":               "the most epsilon all sessions together may spend on it",
+	"delta":                        "the delta of differential privacy; above 0 and below 0.01",
+	"min_records_per_aggregate":    "the fewest records any statistic or model update may cover (1–1000000)",
+	"identifier_columns":           "columns used only for record linkage: never features, targets or outputs",
+	"excluded_columns":             "columns the runner never reads",
+	"allow_predictions":            "true: trained models may predict on it (results stay on the runner)",
+}
+
+// PrivacyFieldHelp describes a PrivacyControls field (by its JSON name).
+func PrivacyFieldHelp(field string) string { return privacyFieldHelp[field] }

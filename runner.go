@@ -41,6 +41,17 @@ const (
 	DefaultLocalMemoryGB = 4
 )
 
+// The network an AWS runner's template creates when the spec gives none:
+// a /16 whose first and second /20 are the public and private subnet
+// blocks, each split with DefaultAWSCIDRNewbits into one subnet per
+// availability zone. Forms show them as the defaults they are.
+const (
+	DefaultAWSVPCCIDR           = "10.20.0.0/16"
+	DefaultAWSPublicSubnetCIDR  = "10.20.0.0/20"
+	DefaultAWSPrivateSubnetCIDR = "10.20.16.0/20"
+	DefaultAWSCIDRNewbits       = 1
+)
+
 // RunnerSpec is everything a user gives when registering or editing a task
 // runner. Fields are flat, named as in SPEC §2, so the CLI's flags
 // (--provisioner-role-arn) and its -f JSON files map onto them one to one.
@@ -147,3 +158,44 @@ func (r *Runner) Redact() {
 	}
 	slices.Sort(r.SecretsSet)
 }
+
+// runnerFieldHelp is each RunnerSpec field in a line: which providers take
+// it, its form and its default. 'silo runners register -h' shows it;
+// docs/runners.md has the whole rule. TestRunnerFieldHelp keeps it complete.
+var runnerFieldHelp = map[string]string{
+	"name":                             "3–32 lowercase letters, digits and single dashes, starting with a letter; unique; used in storage names",
+	"provider":                         "local, aws or azure",
+	"storage_path":                     "local: file:///<data root> (required); aws: s3://<bucket>.silo[/prefix] (default s3://<workspace>-<name>.silo); azure: derived, leave empty",
+	"vcpu":                             "vCPUs the runner may use (default: local 2, aws 8, azure 4)",
+	"memory_gb":                        "local, aws: memory in GB (default: local 4, aws 32)",
+	"memory_mb":                        "azure: memory in MB (default 16384; after registration it may only go down)",
+	"region":                           "aws: region code such as eu-west-1; azure: region name such as westeurope",
+	"container_registry_url":           "aws, azure (advanced): the runner's image, s3://<bucket>/<image> (aws) or <registry>.azurecr.io/<image> (azure)",
+	"provisioner_role_arn":             "aws (required): arn:aws:iam::<12 digits>:role/<name>, the role that deploys the runner",
+	"runtime_role_arn":                 "aws (required): arn:aws:iam::<12 digits>:role/<name>, the role the runner runs as",
+	"vpc_id":                           "aws, existing VPC: vpc- and hex digits",
+	"public_subnets":                   "aws, existing VPC: subnet IDs (subnet- and hex digits), comma-separated",
+	"private_subnets":                  "aws, existing VPC: subnet IDs (subnet- and hex digits), comma-separated",
+	"client_security_group":            "aws, existing VPC: security group ID (sg- and hex digits)",
+	"server_security_group":            "aws, existing VPC: security group ID (sg- and hex digits)",
+	"vpc_cidr":                         "aws, new VPC: an IPv4 block from /16 to /28, such as 10.0.0.0/16",
+	"private_subnet_cidr":              "aws, new VPC: an IPv4 block inside vpc_cidr, such as 10.0.0.0/17",
+	"public_subnet_cidr":               "aws, new VPC: an IPv4 block inside vpc_cidr, not overlapping the private one",
+	"cidr_newbits":                     "aws, new VPC: 1–12, the bits each subnet block is split by (one subnet per availability zone)",
+	"kms_data_key_id":                  "aws (advanced): KMS key for the bucket and disks: key ARN, key ID or alias/<name>",
+	"kms_secret_key_id":                "aws (advanced): KMS key for the token secret: key ARN, key ID or alias/<name>",
+	"golden_ami_id":                    "aws (advanced): the instance's image, ami- and hex digits",
+	"egress_proxy_url":                 "aws (advanced): http(s)://host:port of the proxy the runner goes out through",
+	"egress_allowed_cidrs":             "aws (advanced): extra IPv4 blocks the runner may reach, comma-separated",
+	"resource_group":                   "azure (required): the resource group to deploy into",
+	"service_principal_id":             "azure (required): GUID of the service principal that deploys the runner",
+	"runtime_service_principal_id":     "azure (required): GUID of the service principal the runner runs as",
+	"subscription_id":                  "azure (required): GUID of the subscription",
+	"tenant_id":                        "azure (required): GUID of the Microsoft Entra tenant",
+	"subnet_id":                        "azure (advanced): full resource ID of the subnet the runner joins",
+	"service_principal_secret":         "azure (required): client secret of service_principal_id; stored encrypted, never shown again",
+	"runtime_service_principal_secret": "azure (required): client secret of runtime_service_principal_id; stored encrypted, never shown again",
+}
+
+// RunnerFieldHelp describes a RunnerSpec field (by its JSON name) in a line.
+func RunnerFieldHelp(field string) string { return runnerFieldHelp[field] }

@@ -101,42 +101,13 @@ func runnerNameSuggestion(name string) string {
 	return fmt.Sprintf(" (e.g. %q)", fixed)
 }
 
-// fieldErrors collects at most one error per field, in the order found.
-type fieldErrors struct {
-	errs []error
-	seen map[string]bool
-}
-
-func (v *fieldErrors) add(field, format string, args ...any) {
-	v.addErr(FieldErrorf(field, format, args...))
-}
-
-func (v *fieldErrors) addErr(err error) {
-	e, ok := err.(*Error)
-	if !ok || e.Field == "" {
-		panic("silo: runner validation error without a field: " + err.Error())
-	}
-	if v.seen[e.Field] {
-		return
-	}
-	if v.seen == nil {
-		v.seen = map[string]bool{}
-	}
-	v.seen[e.Field] = true
-	v.errs = append(v.errs, e)
-}
-
-func (v *fieldErrors) has(field string) bool { return v.seen[field] }
-
 // Validate normalises s (trims spaces; lowercases what is case-insensitive),
 // fills in the provider's defaults (SPEC §2) and checks every rule, returning
-// the first problem as an EINVALID *Error naming its field. workspace is the
-// workspace's name, used in the default AWS bucket.
+// every problem as one EINVALID *Error whose Fields name them (see
+// FieldErrors). workspace is the workspace's name, used in the default AWS
+// bucket.
 func (s *RunnerSpec) Validate(workspace string) error {
-	if errs := s.ValidateAll(workspace); len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
+	return FieldErrors(s.ValidateAll(workspace))
 }
 
 // ValidateAll is Validate reporting every problem, at most one per field,
@@ -1106,6 +1077,36 @@ func (s *RunnerSpec) validateAzure(v *fieldErrors) {
 			v.add("subnet_id", "subnet_id %q: subnet name %q is not valid: it must be 1–80 letters, digits, _ . -, starting with a letter or digit and ending with a letter, digit or _", id, m[4])
 		}
 	}
+}
+
+// CheckRunnerServerURL checks the server URL a runner of provider p is given: an
+// http(s) URL with a host and nothing after its path. A cloud runner dials
+// it from another network, so a loopback, unspecified or link-local address
+// (127.0.0.1, localhost, 0.0.0.0, ::1, 169.254.x.x) — which would point the
+// runner at itself — is refused, saying how to give the real one.
+func CheckRunnerServerURL(p Provider, raw string) error {
+	const how = "start the server with --public-url https://example.org (the address users and runners reach it at), or give the URL with 'silo runners bundle NAME --server-url URL' (the web UI: the Server URL field of the runner's Deploy section)"
+	u, err := url.Parse(strings.TrimSpace(raw))
+	switch {
+	case raw == "":
+		return FieldErrorf("server_url", "the bundle needs this server's URL: %s", how)
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		// The URL is not quoted: whatever follows the host may be a secret
+		// pasted by mistake.
+		return FieldErrorf("server_url", "the server URL must be an http:// or https:// URL with a host and nothing after its path (no credentials, query or fragment), such as https://example.org")
+	}
+	if p == ProviderLocal {
+		return nil
+	}
+	host := strings.ToLower(u.Hostname())
+	local := host == "localhost" || strings.HasSuffix(host, ".localhost")
+	if ip, err := netip.ParseAddr(host); err == nil {
+		local = ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast()
+	}
+	if local {
+		return FieldErrorf("server_url", "a %s runner cannot reach this server at %s://%s: that address means the runner's own machine. Give the URL its network reaches the server at: %s", p, u.Scheme, u.Host, how)
+	}
+	return nil
 }
 
 // ---- Local ----

@@ -3,6 +3,7 @@ package silo
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -110,86 +111,83 @@ var (
 var sessionName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$`)
 
 // Validate checks the config on its own and fills defaults; checks against
-// datasets (schemas, privacy controls) happen on the server.
+// datasets (schemas, privacy controls) happen on the server. It reports
+// every problem at once, as one *Error whose Fields name them.
 func (c *SessionConfig) Validate() error {
+	var v fieldErrors
 	c.Name = strings.TrimSpace(c.Name)
 	if !sessionName.MatchString(c.Name) {
-		return FieldErrorf("name", "session name %q must be 1–100 letters, digits, '.', '_' or '-'", c.Name)
+		v.add("name", "session name %q must be 1–100 letters, digits, '.', '_' or '-'", c.Name)
 	}
 	if c.Type == "" {
 		c.Type = SessionHFL
 	}
 	if !slices.Contains(SessionTypes, c.Type) {
-		return FieldErrorf("type", "unknown session type %q: use one of %s", c.Type, strings.Join(SessionTypes, ", "))
+		v.add("type", "unknown session type %q: use one of %s", c.Type, strings.Join(SessionTypes, ", "))
+		return v.err()
 	}
 	if len(c.Datasets) == 0 {
-		return FieldErrorf("datasets", "list the datasets to use, by name (see 'silo datasets list')")
+		v.add("datasets", "list the datasets to use, by name (see 'silo datasets list')")
 	}
 	seen := map[string]bool{}
 	for _, d := range c.Datasets {
 		if seen[d] {
-			return FieldErrorf("datasets", "dataset %q is listed twice", d)
+			v.add("datasets", "dataset %q is listed twice", d)
 		}
 		seen[d] = true
 	}
 	switch c.Type {
 	case SessionHFL:
-		return c.validateHFL()
+		v.addErr(c.validateHFL())
+		return v.err()
 	}
-	return FieldErrorf("type", "session type %q is not built yet: only hfl (horizontal federated learning) runs today", c.Type)
+	v.add("type", "session type %q is not built yet: only hfl (horizontal federated learning) runs today", c.Type)
+	return v.err()
 }
 
-// validateHFL checks and completes an hfl session's config.
+// validateHFL checks and completes an hfl session's config, reporting every
+// problem.
 func (c *SessionConfig) validateHFL() error {
+	var v fieldErrors
 	if c.MinClients == 0 {
 		c.MinClients = len(c.Datasets)
 	}
-	if c.MinClients < 1 || c.MinClients > len(c.Datasets) {
-		return FieldErrorf("min_clients", "min_clients must be between 1 and the number of datasets (%d)", len(c.Datasets))
+	if c.MinClients < 1 || c.MinClients > max(len(c.Datasets), 1) {
+		v.add("min_clients", "min_clients must be between 1 and the number of datasets (%d)", len(c.Datasets))
 	}
 	if c.Rounds < 1 || c.Rounds > 10000 {
-		return FieldErrorf("rounds", "rounds must be between 1 and 10000")
+		v.add("rounds", "rounds must be between 1 and 10000")
 	}
 	if c.RoundTimeout == "" {
 		c.RoundTimeout = "5m"
 	}
 	if d, err := time.ParseDuration(c.RoundTimeout); err != nil || d < time.Second || d > 24*time.Hour {
-		return FieldErrorf("round_timeout", "round_timeout %q must be a duration between 1s and 24h, such as 5m", c.RoundTimeout)
+		v.add("round_timeout", "round_timeout %q must be a duration between 1s and 24h, such as 5m", c.RoundTimeout)
 	}
-	if err := c.Task.validate(); err != nil {
-		return err
-	}
-	if err := c.Model.validate(c.Task.Type); err != nil {
-		return err
-	}
-	if err := c.Optimizer.validate(); err != nil {
-		return err
-	}
-	if err := c.Strategy.validate(); err != nil {
-		return err
-	}
-	if err := c.checkLBFGS(); err != nil {
-		return err
-	}
+	c.Task.validate(&v)
+	c.Model.validate(&v, c.Task.Type)
+	c.Optimizer.validate(&v)
+	c.Strategy.validate(&v)
+	c.checkLBFGS(&v)
 	if dp := c.DifferentialPrivacy; dp != nil {
 		if !(dp.Epsilon > 0) || math.IsInf(dp.Epsilon, 0) {
-			return FieldErrorf("differential_privacy.epsilon", "epsilon must be a positive number (e.g. 4.0)")
+			v.add("differential_privacy.epsilon", "epsilon must be a positive number (e.g. 4.0)")
 		}
 		if !(dp.Delta > 0 && dp.Delta < 0.01) {
-			return FieldErrorf("differential_privacy.delta", "delta must be above 0 and below 0.01 (e.g. 1e-5)")
+			v.add("differential_privacy.delta", "delta must be above 0 and below 0.01 (e.g. 1e-5)")
 		}
 		if dp.MaxGradNorm == 0 {
 			dp.MaxGradNorm = 1
 		}
 		if !(dp.MaxGradNorm > 0) || math.IsInf(dp.MaxGradNorm, 0) {
-			return FieldErrorf("differential_privacy.max_grad_norm", "max_grad_norm must be a positive number (e.g. 1.0)")
+			v.add("differential_privacy.max_grad_norm", "max_grad_norm must be a positive number (e.g. 1.0)")
 		}
 	}
 	if c.Validation.Fraction == 0 {
 		c.Validation.Fraction = 0.2
 	}
 	if !(c.Validation.Fraction > 0 && c.Validation.Fraction < 1) {
-		return FieldErrorf("validation.fraction", "validation.fraction must be between 0 and 1 (e.g. 0.2)")
+		v.add("validation.fraction", "validation.fraction must be between 0 and 1 (e.g. 0.2)")
 	}
 	if c.SaveBestModel.Metric == "" {
 		c.SaveBestModel.Metric = "loss"
@@ -200,13 +198,13 @@ func (c *SessionConfig) validateHFL() error {
 			c.SaveBestModel.Mode = "max"
 		}
 	}
-	if !slices.Contains(MetricsFor(c.Task.Type), c.SaveBestModel.Metric) {
-		return FieldErrorf("save_best_model.metric", "save_best_model.metric %q is not reported for %s: use one of %s", c.SaveBestModel.Metric, c.Task.Type, strings.Join(MetricsFor(c.Task.Type), ", "))
+	if !v.has("task.type") && !slices.Contains(MetricsFor(c.Task.Type), c.SaveBestModel.Metric) {
+		v.add("save_best_model.metric", "save_best_model.metric %q is not reported for %s: use one of %s", c.SaveBestModel.Metric, c.Task.Type, strings.Join(MetricsFor(c.Task.Type), ", "))
 	}
 	if c.SaveBestModel.Mode != "min" && c.SaveBestModel.Mode != "max" {
-		return FieldErrorf("save_best_model.mode", "save_best_model.mode must be min or max")
+		v.add("save_best_model.mode", "save_best_model.mode must be min or max")
 	}
-	return nil
+	return v.err()
 }
 
 // MetricsFor lists the federated metrics of a task type.
@@ -217,44 +215,44 @@ func MetricsFor(task string) []string {
 	return []string{"loss", "accuracy", "roc_auc", "log_loss"}
 }
 
-func (t *TaskConfig) validate() error {
+func (t *TaskConfig) validate(v *fieldErrors) {
 	if t.Type != "classification" && t.Type != "regression" {
-		return FieldErrorf("task.type", "task.type must be classification or regression, not %q", t.Type)
+		v.add("task.type", "task.type must be classification or regression, not %q", t.Type)
 	}
 	if strings.TrimSpace(t.Target) == "" {
-		return FieldErrorf("task.target", "task.target is required: the column to predict")
+		v.add("task.target", "task.target is required: the column to predict")
 	}
-	if slices.Contains(t.Features, t.Target) {
-		return FieldErrorf("task.features", "the target %q cannot also be a feature", t.Target)
+	if t.Target != "" && slices.Contains(t.Features, t.Target) {
+		v.add("task.features", "the target %q cannot also be a feature", t.Target)
 	}
-	return nil
 }
 
-func (m *ModelConfig) validate(task string) error {
+func (m *ModelConfig) validate(v *fieldErrors, task string) {
 	switch m.Package {
 	case "glm":
 		if m.Family == "" {
 			m.Family = map[string]string{"classification": "binomial", "regression": "gaussian"}[task]
 		}
-		if !slices.Contains(GLMFamilies, m.Family) {
-			return FieldErrorf("model.family", "unknown glm family %q: use one of %s", m.Family, strings.Join(GLMFamilies, ", "))
-		}
-		if task == "classification" && m.Family != "binomial" {
-			return FieldErrorf("model.family", "a classification glm uses family binomial (multinomial for more than two classes), not %s", m.Family)
-		}
-		if task == "regression" && m.Family == "binomial" {
-			return FieldErrorf("model.family", "family binomial is for classification; for regression use gaussian, poisson, gamma or tweedie")
+		switch {
+		case m.Family == "" && task != "classification" && task != "regression":
+			// task.type is wrong, and reported: no family to infer.
+		case !slices.Contains(GLMFamilies, m.Family):
+			v.add("model.family", "unknown glm family %q: use one of %s", m.Family, strings.Join(GLMFamilies, ", "))
+		case task == "classification" && m.Family != "binomial":
+			v.add("model.family", "a classification glm uses family binomial (multinomial for more than two classes), not %s", m.Family)
+		case task == "regression" && m.Family == "binomial":
+			v.add("model.family", "family binomial is for classification; for regression use gaussian, poisson, gamma or tweedie")
 		}
 		if m.Family == "tweedie" {
 			if m.TweediePower == 0 {
 				m.TweediePower = 1.5
 			}
 			if !(m.TweediePower > 1 && m.TweediePower < 2) {
-				return FieldErrorf("model.tweedie_power", "tweedie_power must be between 1 and 2 (exclusive)")
+				v.add("model.tweedie_power", "tweedie_power must be between 1 and 2 (exclusive)")
 			}
 		}
 		if len(m.HiddenLayers) > 0 || m.Activation != "" || m.Dropout != 0 {
-			return FieldErrorf("model.hidden_layers", "hidden_layers, activation and dropout belong to package ffnet, not glm")
+			v.add("model.hidden_layers", "hidden_layers, activation and dropout belong to package ffnet, not glm")
 		}
 	case "ffnet":
 		if len(m.HiddenLayers) == 0 {
@@ -262,124 +260,125 @@ func (m *ModelConfig) validate(task string) error {
 		}
 		for _, h := range m.HiddenLayers {
 			if h < 1 || h > 4096 {
-				return FieldErrorf("model.hidden_layers", "each hidden layer needs 1–4096 units")
+				v.add("model.hidden_layers", "each hidden layer needs 1–4096 units")
 			}
 		}
 		if len(m.HiddenLayers) > 8 {
-			return FieldErrorf("model.hidden_layers", "at most 8 hidden layers")
+			v.add("model.hidden_layers", "at most 8 hidden layers")
 		}
 		if m.Activation == "" {
 			m.Activation = "relu"
 		}
 		if !slices.Contains(Activations, m.Activation) {
-			return FieldErrorf("model.activation", "activation must be relu or tanh, not %q", m.Activation)
+			v.add("model.activation", "activation must be relu or tanh, not %q", m.Activation)
 		}
 		if !(m.Dropout >= 0 && m.Dropout < 1) {
-			return FieldErrorf("model.dropout", "dropout must be at least 0 and below 1")
+			v.add("model.dropout", "dropout must be at least 0 and below 1")
 		}
 		if m.Family != "" {
-			return FieldErrorf("model.family", "family belongs to package glm, not ffnet")
+			v.add("model.family", "family belongs to package glm, not ffnet")
 		}
 	default:
-		return FieldErrorf("model.package", "unknown model package %q: use glm or ffnet", m.Package)
+		v.add("model.package", "unknown model package %q: use glm or ffnet", m.Package)
 	}
 	if !(m.L1 >= 0) || !(m.L2 >= 0) || math.IsInf(m.L1+m.L2, 0) {
-		return FieldErrorf("model.l1", "l1 and l2 must be zero or positive")
+		v.add("model.l1", "l1 and l2 must be zero or positive")
 	}
-	return nil
 }
 
-func (o *OptimizerConfig) validate() error {
+func (o *OptimizerConfig) validate(v *fieldErrors) {
 	if o.Name == "" {
 		o.Name = "sgd"
 	}
 	if !slices.Contains(Optimizers, o.Name) {
-		return FieldErrorf("optimizer.name", "optimizer must be sgd, adam or lbfgs, not %q", o.Name)
+		v.add("optimizer.name", "optimizer must be sgd, adam or lbfgs, not %q", o.Name)
 	}
 	if o.LearningRate == 0 {
 		o.LearningRate = map[string]float64{"sgd": 0.1, "adam": 0.001, "lbfgs": 1}[o.Name]
 	}
 	if !(o.LearningRate > 0 && o.LearningRate <= 10) {
-		return FieldErrorf("optimizer.learning_rate", "learning_rate must be above 0 and at most 10")
+		v.add("optimizer.learning_rate", "learning_rate must be above 0 and at most 10")
 	}
 	if !(o.Momentum >= 0 && o.Momentum < 1) {
-		return FieldErrorf("optimizer.momentum", "momentum must be at least 0 and below 1")
+		v.add("optimizer.momentum", "momentum must be at least 0 and below 1")
 	}
 	if o.Name == "lbfgs" {
 		// L-BFGS takes full-batch steps: every iteration uses all of a
 		// runner's training rows, and local_epochs caps the iterations.
 		if o.Momentum != 0 {
-			return FieldErrorf("optimizer.momentum", "momentum is for sgd; lbfgs estimates the curvature itself, so leave momentum out")
+			v.add("optimizer.momentum", "momentum is for sgd; lbfgs estimates the curvature itself, so leave momentum out")
 		}
 		if o.BatchSize != 0 {
-			return FieldErrorf("optimizer.batch_size", "lbfgs uses all of a runner's training rows in every iteration; leave batch_size out")
+			v.add("optimizer.batch_size", "lbfgs uses all of a runner's training rows in every iteration; leave batch_size out")
 		}
 		if o.LocalEpochs == 0 {
 			o.LocalEpochs = 100
 		}
 		if o.LocalEpochs < 1 || o.LocalEpochs > 1000 {
-			return FieldErrorf("optimizer.local_epochs", "local_epochs (for lbfgs, the most iterations per round) must be between 1 and 1000")
+			v.add("optimizer.local_epochs", "local_epochs (for lbfgs, the most iterations per round) must be between 1 and 1000")
 		}
-		return nil
+		return
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = 64
 	}
 	if o.BatchSize < 1 || o.BatchSize > 1<<20 {
-		return FieldErrorf("optimizer.batch_size", "batch_size must be between 1 and 1048576")
+		v.add("optimizer.batch_size", "batch_size must be between 1 and 1048576")
 	}
 	if o.LocalEpochs == 0 {
 		o.LocalEpochs = 1
 	}
 	if o.LocalEpochs < 1 || o.LocalEpochs > 1000 {
-		return FieldErrorf("optimizer.local_epochs", "local_epochs must be between 1 and 1000")
+		v.add("optimizer.local_epochs", "local_epochs must be between 1 and 1000")
 	}
-	return nil
 }
 
 // checkLBFGS refuses the combinations L-BFGS cannot honour: it solves a
 // smooth, deterministic full-batch objective, which DP-SGD's noisy
 // per-example minibatch steps, an L1 penalty and dropout are not; and it is
 // offered for glm, whose local problem is convex.
-func (c *SessionConfig) checkLBFGS() error {
+func (c *SessionConfig) checkLBFGS(v *fieldErrors) {
 	if c.Optimizer.Name != "lbfgs" {
-		return nil
+		return
 	}
 	switch {
 	case c.Model.Package != "glm":
-		return FieldErrorf("optimizer.name", "optimizer lbfgs is for package glm; train %s with sgd or adam", c.Model.Package)
+		v.add("optimizer.name", "optimizer lbfgs is for package glm; train %s with sgd or adam", c.Model.Package)
 	case c.DifferentialPrivacy != nil:
-		return FieldErrorf("optimizer.name", "differential privacy trains with DP-SGD, which needs optimizer sgd or adam: lbfgs takes exact full-batch steps that DP-SGD cannot privatise")
+		v.add("optimizer.name", "differential privacy trains with DP-SGD, which needs optimizer sgd or adam: lbfgs takes exact full-batch steps that DP-SGD cannot privatise")
 	case c.Model.L1 > 0:
-		return FieldErrorf("model.l1", "optimizer lbfgs cannot apply an l1 penalty (it is not differentiable at zero); use l2 with lbfgs, or sgd or adam for l1")
+		v.add("model.l1", "optimizer lbfgs cannot apply an l1 penalty (it is not differentiable at zero); use l2 with lbfgs, or sgd or adam for l1")
 	}
-	return nil
 }
 
-func (s *StrategyConfig) validate() error {
+// StrategyParams lists the parameters each strategy takes.
+var StrategyParams = map[string][]string{
+	"fedavg": {}, "fedprox": {"mu"},
+	"fedadam": {"server_learning_rate", "beta1", "beta2", "tau"}, "fedyogi": {"server_learning_rate", "beta1", "beta2", "tau"},
+	"fedadagrad": {"server_learning_rate", "beta1", "tau"},
+}
+
+func (s *StrategyConfig) validate(v *fieldErrors) {
 	if s.Name == "" {
 		s.Name = "fedavg"
 	}
 	if !slices.Contains(Strategies, s.Name) {
-		return FieldErrorf("strategy.name", "unknown strategy %q: use one of %s", s.Name, strings.Join(Strategies, ", "))
+		v.add("strategy.name", "unknown strategy %q: use one of %s", s.Name, strings.Join(Strategies, ", "))
+		return
 	}
-	allowed := map[string][]string{
-		"fedavg": {}, "fedprox": {"mu"},
-		"fedadam": {"server_learning_rate", "beta1", "beta2", "tau"}, "fedyogi": {"server_learning_rate", "beta1", "beta2", "tau"},
-		"fedadagrad": {"server_learning_rate", "beta1", "tau"},
-	}[s.Name]
-	for k, v := range s.Params {
+	allowed := StrategyParams[s.Name]
+	keys := slices.Sorted(maps.Keys(s.Params))
+	for _, k := range keys {
+		val := s.Params[k]
 		if !slices.Contains(allowed, k) {
-			return FieldErrorf("strategy.params", "strategy %s takes no parameter %q (it takes: %s)", s.Name, k, strings.Join(allowed, ", "))
-		}
-		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-			return FieldErrorf("strategy.params", "strategy parameter %s must be a finite number ≥ 0", k)
+			v.add("strategy.params", "strategy %s takes no parameter %q (it takes: %s)", s.Name, k, strings.Join(allowed, ", "))
+		} else if math.IsNaN(val) || math.IsInf(val, 0) || val < 0 {
+			v.add("strategy.params", "strategy parameter %s must be a finite number ≥ 0", k)
 		}
 	}
 	if s.Name == "fedprox" && s.Params["mu"] == 0 {
-		return FieldErrorf("strategy.params", "fedprox needs params.mu > 0 (e.g. 0.01)")
+		v.add("strategy.params", "fedprox needs params.mu > 0 (e.g. 0.01)")
 	}
-	return nil
 }
 
 // ParseSessionConfig decodes a config strictly: unknown fields are errors

@@ -61,10 +61,10 @@ func (r *TokenRequest) Validate(now time.Time, held []Permission) (*time.Time, e
 	}
 	for _, s := range r.Scopes {
 		if !ValidPermission(s) {
-			return nil, FieldErrorf("scopes", "unknown scope %q: use permissions such as %s", s, PermRunnersRead)
+			return nil, FieldErrorf("scopes", "unknown scope %q: a scope is a permission, one of %s", s, permList(AllPermissions()))
 		}
 		if !containsPerm(held, s) {
-			return nil, FieldErrorf("scopes", "scope %q is not one of your own permissions; a token can only carry permissions you hold", s)
+			return nil, FieldErrorf("scopes", "scope %q is not one of your own permissions; a token can only carry permissions you hold: %s", s, permList(held))
 		}
 	}
 	var ttl time.Duration
@@ -97,4 +97,13 @@ func containsPerm(ps []Permission, p Permission) bool {
 		}
 	}
 	return false
+}
+
+// permList writes permissions for a message, comma-separated.
+func permList(ps []Permission) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = string(p)
+	}
+	return strings.Join(out, ", ")
 }

@@ -19,6 +19,9 @@ type AuditQuery struct {
 	Before int64
 	// Limit caps the number of entries; 0 means the server's default.
 	Limit int
+	// Actor (exact), Action (a prefix), Target (a substring) and Outcome
+	// narrow the entries; empty ones do not.
+	Actor, Action, Target, Outcome string
 }
 
 // ListAudit returns audit entries, newest first. It needs the audit:read
@@ -33,6 +36,11 @@ func (c *Client) ListAudit(ctx context.Context, q AuditQuery) ([]*silo.AuditEntr
 	}
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	for k, val := range map[string]string{"actor": q.Actor, "action": q.Action, "target": q.Target, "outcome": q.Outcome} {
+		if val != "" {
+			v.Set(k, val)
+		}
 	}
 	return list[silo.AuditEntry](ctx, c, "/api/v1/audit", v)
 }

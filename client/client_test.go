@@ -299,6 +299,19 @@ func TestErrors(t *testing.T) {
 	_, err = client.New(proxy.URL, "").Health(ctx)
 	wantError(t, err, silo.EINTERNAL, "server returned 502 Bad Gateway")
 
+	// A registration with several mistakes: every field's problem in one
+	// *silo.Error, as the API's "fields" list.
+	admin := signIn(t, base, adminEmail, adminPassword)
+	_, err = admin.RegisterRunner(ctx, silo.RunnerSpec{Name: "X", Provider: silo.ProviderLocal, StoragePath: "/srv/data", VCPU: 999})
+	e := wantError(t, err, silo.EINVALID, "runner name")
+	var fields []string
+	for _, f := range e.Fields {
+		fields = append(fields, f.Field)
+	}
+	if strings.Join(fields, ",") != "name,storage_path,vcpu" || e.Field != "name" {
+		t.Errorf("fields = %v (field %q), want name, storage_path and vcpu", fields, e.Field)
+	}
+
 	// A cancelled context is reported as such.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()

@@ -31,6 +31,8 @@ func (c *Client) GetDataset(ctx context.Context, name string) (*silo.Dataset, er
 
 // DatasetUpdate changes a dataset; nil fields are left as they are.
 type DatasetUpdate struct {
+	// URI moves the dataset to other data on its runner; it connects again.
+	URI         *string               `json:"uri,omitempty"`
 	Description *string               `json:"description,omitempty"`
 	Privacy     *silo.PrivacyControls `json:"privacy,omitempty"`
 }

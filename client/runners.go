@@ -87,9 +87,22 @@ func (c *Client) RunnerLogs(ctx context.Context, name, taskID string, after int6
 	return list[silo.LogLine](ctx, c, runnerPath(name)+"/logs", q)
 }
 
-// DownloadRunnerBundle writes a cloud runner's deployment bundle (a zip) to w.
-func (c *Client) DownloadRunnerBundle(ctx context.Context, name string, w io.Writer) error {
-	return c.download(ctx, runnerPath(name)+"/bundle", w)
+// CancelRunnerTask cancels a queued or running diagnostics task.
+func (c *Client) CancelRunnerTask(ctx context.Context, runner, taskID string) (*silo.Task, error) {
+	var t silo.Task
+	err := c.do(ctx, http.MethodPost, runnerPath(runner)+"/tasks/"+url.PathEscape(taskID)+"/cancel", nil, nil, &t)
+	return &t, err
+}
+
+// DownloadRunnerBundle writes a runner's deployment bundle (a zip) to w.
+// serverURL is the URL the deployed runner dials; "" uses the server's
+// --public-url, which a cloud runner needs to be reachable from its network.
+func (c *Client) DownloadRunnerBundle(ctx context.Context, name, serverURL string, w io.Writer) error {
+	path := runnerPath(name) + "/bundle"
+	if serverURL != "" {
+		path += "?" + url.Values{"server_url": {serverURL}}.Encode()
+	}
+	return c.download(ctx, path, w)
 }
 
 // download streams a non-JSON response body (a file) to w.

@@ -30,6 +30,10 @@ type cmd struct {
 	json          bool     // --json
 	args          []string // as given, to find --json when parsing them fails
 
+	// help is what -h adds after the subcommand's flags: the keys of a
+	// JSON file it reads, say.
+	help string
+
 	// cfg is the saved login, once client has loaded it; fromConfig says
 	// whether the token in use came from it.
 	cfg        *config
@@ -177,7 +181,7 @@ func (c *cmd) exit(err error) int {
 	}
 	var uerr *usageError
 	if errors.Is(err, errHelp) {
-		fmt.Fprint(c.Stdout, c.fullUsage())
+		fmt.Fprint(c.Stdout, c.helpText())
 		return 0
 	}
 	status := 1
@@ -190,7 +194,7 @@ func (c *cmd) exit(err error) int {
 		e := &silo.Error{Code: silo.ErrorCode(err), Message: err.Error()}
 		var serr *silo.Error
 		if errors.As(err, &serr) {
-			e.Field = serr.Field
+			e.Field, e.Fields = serr.Field, serr.Fields
 		} else if uerr != nil {
 			e.Code = silo.EINVALID
 			e.Message = "silo " + c.name + ": " + uerr.msg
@@ -201,6 +205,17 @@ func (c *cmd) exit(err error) int {
 	}
 	if uerr != nil {
 		fmt.Fprintf(c.Stderr, "silo %s: %s\n\n%s", c.name, uerr.msg, c.fullUsage())
+		if strings.Contains(c.name, " ") {
+			fmt.Fprintf(c.Stderr, "Run 'silo %s -h' for its flags.\n", c.name)
+		}
+		return status
+	}
+	if fields := silo.ErrorFields(err); len(fields) > 1 {
+		// Every problem at once, one a line, so one attempt fixes them all.
+		fmt.Fprintf(c.Stderr, "silo: %d problems:\n", len(fields))
+		for _, f := range fields {
+			fmt.Fprintf(c.Stderr, "  %s: %s\n", f.Field, f.Message)
+		}
 		return status
 	}
 	fmt.Fprintf(c.Stderr, "silo: %s\n", err)
@@ -209,6 +224,54 @@ func (c *cmd) exit(err error) int {
 
 func (c *cmd) fullUsage() string {
 	return strings.TrimLeft(c.usage, "\n") + connectionHelp
+}
+
+// helpText is what -h prints: the group's usage and, for a subcommand, its
+// own flags (the shared --server, --token and --json are explained in the
+// usage's last paragraph) and what it adds in c.help.
+func (c *cmd) helpText() string {
+	var b strings.Builder
+	b.WriteString(c.fullUsage())
+	if !strings.Contains(c.name, " ") {
+		return b.String()
+	}
+	var lines [][2]string
+	c.flags.VisitAll(func(f *flag.Flag) {
+		switch f.Name {
+		case "server", "token", "json":
+			return
+		}
+		kind, usage := flag.UnquoteUsage(f)
+		left := "--" + f.Name
+		if len(f.Name) == 1 {
+			left = "-" + f.Name
+		}
+		switch kind {
+		case "":
+		case "string":
+			left += " VALUE"
+		case "int":
+			left += " N"
+		case "value":
+			left += " A,B"
+		default:
+			left += " " + strings.ToUpper(kind)
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
+			usage += " (default " + f.DefValue + ")"
+		}
+		lines = append(lines, [2]string{left, usage})
+	})
+	if len(lines) > 0 {
+		fmt.Fprintf(&b, "\nFlags of 'silo %s':\n", c.name)
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		for _, l := range lines {
+			fmt.Fprintf(tw, "  %s\t%s\n", l[0], l[1])
+		}
+		_ = tw.Flush()
+	}
+	b.WriteString(c.help)
+	return b.String()
 }
 
 // client returns an SDK client for the server and token chosen by the

@@ -147,7 +147,16 @@ func TestUsage(t *testing.T) {
 		{[]string{"-h"}, 0, []string{"Commands:"}, nil},
 		{[]string{"help", "users"}, 0, []string{"Usage: silo users SUBCOMMAND", "set-roles EMAIL"}, nil},
 		{[]string{"users", "-h"}, 0, []string{"Usage: silo users SUBCOMMAND"}, nil},
-		{[]string{"users", "invite", "-h"}, 0, []string{"invite EMAIL --role"}, nil},
+		{[]string{"users", "invite", "-h"}, 0, []string{"invite EMAIL --role", "Flags of 'silo users invite':", "--role A,B", "--expires VALUE"}, nil},
+		// Each subcommand's -h lists its own flags: every runner field with
+		// the providers that take it, the scopes a token may carry, the
+		// audit filters.
+		{[]string{"runners", "register", "-h"}, 0, []string{"Flags of 'silo runners register':", "--vpc-id VALUE", "aws, existing VPC", "--memory-mb N", "azure: memory in MB (default 16384",
+			"--service-principal-secret VALUE", "-f VALUE", "docs/runners.md"}, nil},
+		{[]string{"runners", "bundle", "-h"}, 0, []string{"--server-url VALUE", "URL the deployed runner dials"}, nil},
+		{[]string{"tokens", "create", "-h"}, 0, []string{"--scope A,B", "Scopes (permissions", "  runners:read\n", "  predictions:run\n"}, nil},
+		{[]string{"audit", "list", "-h"}, 0, []string{"--actor VALUE", "--action VALUE", "--before", "--outcome VALUE"}, nil},
+		{[]string{"sessions", "-h"}, 0, []string{"docs/sessions.md", "examples/session-"}, nil},
 		{[]string{"version"}, 0, []string{"silo " + silo.Version}, nil},
 		{[]string{"frobnicate"}, 2, nil, []string{`silo: unknown command "frobnicate"`, "Commands:"}},
 		{[]string{"users"}, 2, nil, []string{"silo users: missing subcommand", "Usage: silo users"}},
@@ -358,6 +367,9 @@ func TestTokens(t *testing.T) {
 	if created.ID == "" || !strings.HasPrefix(created.Secret, silo.TokenPrefix) || created.Name != "ci" {
 		t.Fatalf("tokens create --json = %+v", created)
 	}
+	// A mistyped scope: the error lists the valid ones.
+	check(t, []string{"tokens create bad scope"}, e.run("", "tokens", "create", "--scope", "runner:read"), 1, nil,
+		[]string{`unknown scope "runner:read": a scope is a permission, one of audit:read, datasets:manage, datasets:read`, "runners:read", "workspace:read"})
 	var raw map[string]any
 	json.Unmarshal([]byte(e.ok("tokens", "create", "--json")), &raw)
 	if raw["id"] == nil || raw["token"] == nil {
@@ -465,7 +477,7 @@ func TestAudit(t *testing.T) {
 
 	out := e.ok("audit", "list", "--since", "1h")
 	for _, re := range []string{
-		`(?m)^TIME\s+ACTOR\s+ACTION\s+TARGET\s+OUTCOME\s+DETAIL$`,
+		`(?m)^ID\s+TIME\s+ACTOR\s+ACTION\s+TARGET\s+OUTCOME\s+DETAIL$`,
 		`admin@example\.org\s+user\.invite\s+eve@example\.org as data_custodian\s+success`,
 		`admin@example\.org\s+token\.create\s+tok_\S+ \(audit-me\)\s+success`,
 		`admin@example\.org\s+auth\.login\s+admin@example\.org\s+success`,
@@ -484,7 +496,28 @@ func TestAudit(t *testing.T) {
 	if r := e.run("", "audit", "list", "--since", "2999-01-01T00:00:00Z", "--json"); r.code != 0 || strings.TrimSpace(r.out) != "[]" {
 		t.Fatalf("empty audit --json = %d %q", r.code, r.out)
 	}
-	check(t, []string{"audit", "future"}, e.run("", "audit", "list", "--since", "2999-01-01T00:00:00Z"), 0, []string{"No audit entries since 2999-01-01T00:00:00Z."}, nil)
+	check(t, []string{"audit", "future"}, e.run("", "audit", "list", "--since", "2999-01-01T00:00:00Z"), 0, []string{"No audit entries match"}, nil)
+
+	// Filters narrow the log; --before pages back, and a full page says how.
+	var filtered []silo.AuditEntry
+	e.json(&filtered, "audit", "list", "--action", "user.", "--outcome", "failed")
+	if len(filtered) != 1 || filtered[0].Action != "user.remove" {
+		t.Errorf("audit list --action user. --outcome failed = %+v", filtered)
+	}
+	e.json(&filtered, "audit", "list", "--actor", adminEmail, "--target", "audit-me")
+	if len(filtered) != 1 || filtered[0].Action != "token.create" {
+		t.Errorf("audit list --actor --target = %+v", filtered)
+	}
+	e.json(&filtered, "audit", "list", "--action", "user%")
+	if len(filtered) != 0 {
+		t.Errorf("a filter's %% is matched literally: %+v", filtered)
+	}
+	e.json(&filtered, "audit", "list", "--before", strconv.FormatInt(entries[0].ID, 10), "--limit", "1")
+	if len(filtered) != 1 || filtered[0].ID != entries[1].ID {
+		t.Errorf("audit list --before: %+v, want entry %d", filtered, entries[1].ID)
+	}
+	check(t, []string{"audit", "page"}, e.run("", "audit", "list", "--limit", "1"), 0, []string{"Older entries: add --before "}, nil)
+	check(t, []string{"audit", "bad outcome"}, e.run("", "audit", "list", "--outcome", "ok"), 1, nil, []string{`outcome "ok": use success, failed or denied`})
 	check(t, []string{"audit", "bad since"}, e.run("", "audit", "list", "--since", "yesterday"), 1, nil, []string{`silo: since "yesterday" is neither a duration`})
 
 	// Audit is for admins.

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"mime"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/silofl/silo"
@@ -28,6 +31,9 @@ Silo keeps only the metadata the runner reports.
   list                    list datasets
   show NAME               schema, row count, null counts, allowed summaries, and
                           the controls in effect on its data and who set them
+  edit NAME [--uri U] [--description D]
+                          correct where the data is or its description (owner
+                          or admin); a new URI is connected again
   privacy NAME -f privacy.json
                           replace the privacy controls (owner or admin)
   connect NAME            have the runner read the data again
@@ -46,6 +52,7 @@ func cmdDatasets(ctx context.Context, args []string, s streams) int {
 		"list":       datasetsList,
 		"show":       datasetsShow,
 		"privacy":    datasetsPrivacy,
+		"edit":       datasetsEdit,
 		"connect":    datasetsConnect,
 		"attach":     datasetsAttach,
 		"attachment": datasetsAttachment,
@@ -54,7 +61,9 @@ func cmdDatasets(ctx context.Context, args []string, s streams) int {
 }
 
 // readPrivacy reads privacy controls from a JSON file, refusing unknown
-// fields so a typo is not silently ignored.
+// fields so a typo is not silently ignored. Keys left out keep their
+// defaults; allowed_session_types left out is sent as null, which the
+// server reads as every session type it runs.
 func readPrivacy(path string) (*silo.PrivacyControls, error) {
 	// #nosec G304 G703 -- a file the user named
 	b, err := os.ReadFile(path)
@@ -62,6 +71,7 @@ func readPrivacy(path string) (*silo.PrivacyControls, error) {
 		return nil, err
 	}
 	p := silo.DefaultPrivacyControls()
+	p.AllowedSessionTypes = nil
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
@@ -70,13 +80,38 @@ func readPrivacy(path string) (*silo.PrivacyControls, error) {
 	return &p, nil
 }
 
+// privacyKeysHelp lists the keys of a privacy controls file with their
+// defaults, for -h.
+func privacyKeysHelp() string {
+	var b strings.Builder
+	b.WriteString("\nKeys of the privacy controls file (a JSON object; docs/privacy.md explains each):\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	def := silo.DefaultPrivacyControls()
+	vals := map[string]any{}
+	raw, _ := json.Marshal(def)
+	_ = json.Unmarshal(raw, &vals)
+	t := reflect.TypeOf(def)
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		d, _ := json.Marshal(vals[name])
+		shown := string(d)
+		if name == "allowed_session_types" {
+			shown = "every session type the server runs"
+		}
+		fmt.Fprintf(tw, "  %s\t%s (default %s)\n", name, silo.PrivacyFieldHelp(name), shown)
+	}
+	_ = tw.Flush()
+	return b.String()
+}
+
 func datasetsRegister(ctx context.Context, c *cmd, args []string) error {
 	var spec silo.DatasetSpec
 	c.flags.StringVar(&spec.Runner, "runner", "", "task runner next to the data")
 	c.flags.StringVar(&spec.Name, "name", "", "dataset name")
 	c.flags.StringVar(&spec.URI, "uri", "", "where the data is")
 	c.flags.StringVar(&spec.Description, "description", "", "what the data is")
-	privacy := c.flags.String("privacy", "", "privacy controls JSON file (default: SPEC defaults)")
+	privacy := c.flags.String("privacy", "", "privacy controls JSON file; keys left out keep their defaults (below)")
+	c.help = privacyKeysHelp()
 	var attach listFlag
 	c.flags.Var(&attach, "attach", "metadata file to attach (repeatable)")
 	noWait := c.flags.Bool("no-wait", false, "return once registered, without waiting for the runner")
@@ -106,12 +141,26 @@ func datasetsRegister(ctx context.Context, c *cmd, args []string) error {
 			return err
 		}
 	}
-	if !*noWait {
-		if d, err = waitConnected(ctx, c, cl, d.Name); err != nil {
-			return err
-		}
+	if *noWait {
+		return c.printDataset(d)
 	}
-	return c.printDataset(d)
+	if d, err = waitConnected(ctx, c, cl, d.Name); err != nil {
+		return err
+	}
+	return c.printConnected(d)
+}
+
+// printConnected shows a dataset its runner has just read, and fails when
+// the runner could not: the command then exits non-zero, saying how to fix
+// it, so a script never takes a dataset in error for a registered one.
+func (c *cmd) printConnected(d *silo.Dataset) error {
+	if err := c.printDataset(d); err != nil {
+		return err
+	}
+	if d.Status == silo.DatasetError {
+		return silo.Errorf(silo.EINVALID, "runner %s could not read dataset %s: %s. Fix the data, or point the dataset at the right place with 'silo datasets edit %s --uri URI' (it connects again)", d.Runner, d.Name, d.Error, d.Name)
+	}
+	return nil
 }
 
 // waitConnected waits (up to 5 minutes) for the runner to connect a dataset.
@@ -223,7 +272,8 @@ func (c *cmd) printDataset(d *silo.Dataset) error {
 	if e := d.Effective; e != nil {
 		// What binds the data: the strictest of this dataset's controls,
 		// every other dataset on the same data and the runner's policy.
-		fmt.Fprintf(c.Stdout, "\nin effect on this data (epsilon spent on it: %g):\n", d.EpsilonSpent)
+		// Epsilon spent is rounded for people; --json has it exactly.
+		fmt.Fprintf(c.Stdout, "\nin effect on this data (epsilon spent on it: %.4g):\n", d.EpsilonSpent)
 		tw := c.table()
 		fmt.Fprintln(tw, "CONTROL\tVALUE\tSET BY")
 		var values map[string]any
@@ -258,7 +308,8 @@ func fmtInt(v *int64) string {
 }
 
 func datasetsPrivacy(ctx context.Context, c *cmd, args []string) error {
-	file := c.flags.String("f", "", "privacy controls JSON file")
+	file := c.flags.String("f", "", "privacy controls JSON file; keys left out take their defaults (below), not the dataset's current values")
+	c.help = privacyKeysHelp()
 	pos, err := c.parse(args, "NAME")
 	if err != nil {
 		return err
@@ -281,6 +332,42 @@ func datasetsPrivacy(ctx context.Context, c *cmd, args []string) error {
 	if d, err = waitConnected(ctx, c, cl, d.Name); err != nil {
 		return err
 	}
+	return c.printConnected(d)
+}
+
+func datasetsEdit(ctx context.Context, c *cmd, args []string) error {
+	uri := c.flags.String("uri", "", "where the data is, on the same runner (it connects again)")
+	desc := c.flags.String("description", "", "what the data is")
+	pos, err := c.parse(args, "NAME")
+	if err != nil {
+		return err
+	}
+	var u client.DatasetUpdate
+	c.flags.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "uri":
+			u.URI = uri
+		case "description":
+			u.Description = desc
+		}
+	})
+	if u.URI == nil && u.Description == nil {
+		return usagef("nothing to change: give --uri or --description")
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	d, err := cl.UpdateDataset(ctx, pos[0], u)
+	if err != nil {
+		return err
+	}
+	if d.Status == silo.DatasetConnecting {
+		if d, err = waitConnected(ctx, c, cl, d.Name); err != nil {
+			return err
+		}
+		return c.printConnected(d)
+	}
 	return c.printDataset(d)
 }
 
@@ -296,7 +383,7 @@ func datasetsConnect(ctx context.Context, c *cmd, args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.printDataset(d)
+	return c.printConnected(d)
 }
 
 func datasetsAttach(ctx context.Context, c *cmd, args []string) error {

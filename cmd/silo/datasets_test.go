@@ -83,4 +83,67 @@ func TestDatasetsCLI(t *testing.T) {
 	}
 	e.ok("datasets", "deregister", "admissions")
 	check(t, nil, e.run("", "datasets", "show", "admissions"), 1, nil, []string{"no dataset named"})
+
+	// A file that is not there: the register command fails (exit 1), says
+	// why and how to fix it; the URI is then corrected in place and the
+	// dataset connects.
+	r = e.run("", "datasets", "register", "--runner", "hospital-a", "--name", "admissions", "--uri", "file://"+filepath.Join(root, "admision.csv"), "--privacy", privacy)
+	check(t, []string{"register a missing file"}, r, 1, []string{"admissions on runner hospital-a: error"}, []string{"could not read dataset admissions", "silo datasets edit admissions --uri URI"})
+	out = e.ok("datasets", "edit", "admissions", "--uri", "file://"+data)
+	if !strings.Contains(out, "admissions on runner hospital-a: connected") || !strings.Contains(out, "40 rows") {
+		t.Errorf("after correcting the URI:\n%s", out)
+	}
+	r = e.run("", "datasets", "edit", "admissions", "--uri", "file:///etc/passwd")
+	check(t, []string{"edit to outside the root"}, r, 1, nil, []string{"outside runner hospital-a's storage root"})
+	check(t, []string{"edit nothing"}, e.run("", "datasets", "edit", "admissions"), 2, nil, []string{"give --uri or --description"})
+	// --no-wait returns at once, whatever the runner finds later.
+	r = e.run("", "datasets", "register", "--runner", "hospital-a", "--name", "later", "--uri", "file://"+filepath.Join(root, "nope.csv"), "--no-wait")
+	check(t, []string{"--no-wait"}, r, 0, []string{"later on runner hospital-a: connecting"}, nil)
+
+	// Every problem of a registration at once, one line each, and in the
+	// API's shape with --json.
+	bad2 := writeJSONFile(t, "bad2.json", map[string]any{"delta": 0.5, "max_epsilon_per_session": -1, "allowed_session_types": []string{"hfl", "bogus"}})
+	args := []string{"datasets", "register", "--runner", "hospital-a", "--name", "Bad Name", "--uri", "s3://x.silo/y.csv", "--privacy", bad2}
+	r = e.run("", args...)
+	check(t, args, r, 1, nil, []string{"silo: 5 problems:", "  name: dataset name", "  uri: runner hospital-a is a local runner", "  privacy.delta: delta must be", "  privacy.max_epsilon_per_session:", "  privacy.allowed_session_types: allowed_session_types: unknown session type \"bogus\""})
+	jerr := jsonError(t, e.run("", append(args, "--json")...).err)
+	if jerr.Code != silo.EINVALID || len(jerr.Fields) != 5 || jerr.Fields[0].Field != "name" {
+		t.Errorf("--json error = %+v, want every field", jerr)
+	}
+
+	// A privacy file that leaves allowed_session_types out allows what the
+	// server runs, nothing it does not.
+	var ds silo.Dataset
+	e.json(&ds, "datasets", "show", "admissions")
+	if strings.Join(ds.Privacy.AllowedSessionTypes, ",") != "hfl" {
+		t.Errorf("default allowed_session_types = %v, want the session types the server runs (hfl)", ds.Privacy.AllowedSessionTypes)
+	}
+
+	// -h lists the subcommand's own flags and the privacy file's keys.
+	out = e.ok("datasets", "register", "-h")
+	for _, want := range []string{"Flags of 'silo datasets register':", "--no-wait", "--privacy VALUE", "Keys of the privacy controls file", "min_records_per_aggregate", "(default 10)", "every session type the server runs"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("datasets register -h lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestEpsilonRoundedForPeople: the epsilon a dataset's data has spent is
+// shown rounded in text (3.999785142041193 reads 4), exactly with --json.
+func TestEpsilonRoundedForPeople(t *testing.T) {
+	var out, errOut strings.Builder
+	c := newCmd(streams{Stdout: &out, Stderr: &errOut}, "datasets show", datasetsUsage)
+	d := &silo.Dataset{Name: "hospital_a", Runner: "hospital-a", Status: silo.DatasetConnected, Privacy: silo.DefaultPrivacyControls(), EpsilonSpent: 3.999785142041193,
+		Effective: &silo.EffectivePrivacy{Controls: silo.DefaultPrivacyControls(), Sources: map[string][]string{}}}
+	if err := c.printDataset(d); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "3.9997") || !strings.Contains(out.String(), "epsilon spent on it: 4)") {
+		t.Errorf("text output:\n%s", out.String())
+	}
+	out.Reset()
+	c.json = true
+	if err := c.printDataset(d); err != nil || !strings.Contains(out.String(), `"epsilon_spent": 3.999785142041193`) {
+		t.Errorf("--json output (%v):\n%s", err, out.String())
+	}
 }

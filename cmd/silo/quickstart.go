@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,8 +29,10 @@ credentials are printed (and kept in the data directory, so a second run
 prints the same ones); three local task runners, hospital-a, -b and -c, each
 with its own storage in DATA/runners; the breast-cancer sample data registered on them as
 three datasets; and a federated logistic regression (glm, binomial) trained
-across them with a live progress bar. It prints the metrics and where the
-model is, and leaves the web UI running until Ctrl-C.
+across them with a live progress bar. It prints the metrics, saves the final
+and the best model (by ROC AUC) and says where each is, and leaves the web UI
+running until Ctrl-C. A second run reuses the workspace (and its address,
+when free; a saved login follows it if the port changes).
 
   --rounds 0     set everything up but train nothing (for scripts and
                  tests that run their own sessions)
@@ -73,10 +77,21 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 	cfg := serverConfig{Addr: *addr, DataDir: filepath.Join(*dataDir, "server"), LocalRunnersRoot: filepath.Join(*dataDir, "runners"),
 		AdminEmail: quickstartAdmin, AdminPassword: password, Logger: log}
 	rs, err := startServer(ctx, cfg)
+	previous := quickstartLastURL(*dataDir)
 	if err != nil && strings.Contains(err.Error(), "address already in use") {
-		fmt.Fprintf(s.Stdout, "%s is taken; using a free port instead.\n", *addr)
-		cfg.Addr = "127.0.0.1:0"
-		rs, err = startServer(ctx, cfg)
+		// The address of the last run first, so a saved login and open
+		// browser tabs keep working; then any free port.
+		if u, perr := url.Parse(previous); perr == nil && u.Host != "" && u.Host != *addr {
+			cfg.Addr = u.Host
+			rs, err = startServer(ctx, cfg)
+		}
+		if err != nil && strings.Contains(err.Error(), "address already in use") {
+			cfg.Addr = "127.0.0.1:0"
+			rs, err = startServer(ctx, cfg)
+		}
+		if err == nil {
+			fmt.Fprintf(s.Stdout, "%s is taken; using %s instead.\n", *addr, strings.TrimPrefix(rs.URL, "http://"))
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
@@ -102,6 +117,12 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 		return 1
 	}
 	fmt.Fprintf(s.Stdout, "Workspace %q is up at %s (SQLite in %s).\n", ws.Name, rs.URL, cfg.DataDir)
+	if moved, err := quickstartFollowLogin(*dataDir, previous, rs.URL); err != nil {
+		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
+		return 1
+	} else if moved != "" {
+		fmt.Fprintf(s.Stdout, "The saved login (%s) pointed at this workspace's last address, %s; it now points at %s.\n", moved, previous, rs.URL)
+	}
 	if err := quickstartRunners(ctx, s, api, *dataDir); err != nil {
 		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
 		return 1
@@ -113,12 +134,10 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 	}
 	trained := "No model was trained (--rounds 0)."
 	if *rounds > 0 {
-		modelPath, err := quickstartTrain(ctx, s, api, *dataDir, datasets, *rounds)
-		if err != nil {
+		if trained, err = quickstartTrain(ctx, s, api, *dataDir, datasets, *rounds); err != nil {
 			fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
 			return 1
 		}
-		trained = "The trained model is in " + modelPath + "."
 	}
 	signIn := fmt.Sprintf("silo login --server %s --email %s", rs.URL, quickstartAdmin)
 	if *saveLogin {
@@ -131,6 +150,10 @@ func cmdQuickstart(ctx context.Context, args []string, s streams) int {
 		}
 		signIn = "# signed in already: the login is saved in " + path
 	}
+	if err := os.WriteFile(filepath.Join(*dataDir, quickstartURLFile), []byte(rs.URL+"\n"), 0o600); err != nil {
+		fmt.Fprintf(s.Stderr, "silo quickstart: %v\n", err)
+		return 1
+	}
 	fmt.Fprintf(s.Stdout, `
 Silo is running.
 
@@ -140,13 +163,13 @@ Silo is running.
 
 %s
 
-Use the command line against it:
+Use the command line against it%s:
   %s
   silo sessions list
   silo predict --session ID --dataset hospital_a
 
 Press Ctrl-C to stop.
-`, rs.URL, quickstartAdmin, password, trained, signIn)
+`, rs.URL, quickstartAdmin, password, trained, onPath(), signIn)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(s.Stdout, "\nStopping.")
@@ -247,6 +270,7 @@ func quickstartDatasets(ctx context.Context, s streams, api *client.Client, dir 
 		return nil, err
 	}
 	privacy := silo.DefaultPrivacyControls()
+	privacy.AllowedSessionTypes = nil // every session type the server runs
 	privacy.IdentifierColumns = []string{"patient_id"}
 	var names []string
 	for _, runner := range quickstartRunnerNames {
@@ -294,8 +318,8 @@ func quickstartDatasets(ctx context.Context, s streams, api *client.Client, dir 
 }
 
 // quickstartTrain trains a federated logistic regression on the datasets
-// with a progress bar, prints the metrics and saves the model; it returns
-// the model's path.
+// with a progress bar, prints the metrics and saves the final and the best
+// model; it returns what it saved, for the summary.
 func quickstartTrain(ctx context.Context, s streams, api *client.Client, dir string, names []string, rounds int) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -332,20 +356,91 @@ func quickstartTrain(ctx context.Context, s streams, api *client.Client, dir str
 			fmt.Fprintf(s.Stdout, "  %-11s n_train %.0f, n_test %.0f, test ROC AUC %.4f, test accuracy %.4f\n", c.Dataset, c.Values["n_train"], c.Values["n_test"], c.Values["test_roc_auc"], c.Values["test_accuracy"])
 		}
 	}
-	path := filepath.Join(abs, "models", sess.ID+".json")
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	// The session keeps two models: the last round's, and the best round's
+	// by save_best_model. Save both, and say which is which.
+	best := fmt.Sprintf("round %d by %s", sess.BestRound, sess.Config.SaveBestModel.Metric)
+	if v, ok := bestValue(m, sess.BestRound, sess.Config.SaveBestModel.Metric); ok {
+		best = fmt.Sprintf("round %d, %s %.4f", sess.BestRound, sess.Config.SaveBestModel.Metric, v)
+	}
+	finalPath := filepath.Join(abs, "models", sess.ID+".json")
+	bestPath := filepath.Join(abs, "models", sess.ID+"-best.json")
+	if err := saveModel(ctx, api, sess.ID, false, finalPath); err != nil {
 		return "", err
+	}
+	if err := saveModel(ctx, api, sess.ID, true, bestPath); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Saved two models of %s:\n  final (round %d):  %s\n  best (%s):  %s\n'silo models download %s --best -o FILE' gets the best one again; without --best, the final one.",
+		sess.ID, sess.Round, finalPath, best, bestPath, sess.ID), nil
+}
+
+// bestValue returns the metric's value in the given round.
+func bestValue(m *silo.SessionMetrics, round int, metric string) (float64, bool) {
+	for _, r := range m.Federated {
+		if int(r["round"]) == round {
+			v, ok := r[metric]
+			return v, ok
+		}
+	}
+	return 0, false
+}
+
+// saveModel downloads a session's final or best model to path.
+func saveModel(ctx context.Context, api *client.Client, id string, best bool, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
 	}
 	// #nosec G304 -- inside the quickstart's own data directory
 	f, err := os.Create(path)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer f.Close()
-	if err := api.DownloadModel(ctx, sess.ID, false, f); err != nil {
-		return "", err
+	if err := api.DownloadModel(ctx, id, best, f); err != nil {
+		return err
 	}
-	return path, f.Close()
+	return f.Close()
+}
+
+// quickstartURLFile, in the data directory, keeps the address of the last
+// run, so the next one can take it again or move the saved login along.
+const quickstartURLFile = "quickstart-url"
+
+// quickstartLastURL returns the address of the data directory's last run,
+// or "".
+func quickstartLastURL(dir string) string {
+	// #nosec G304 -- inside the quickstart's own data directory
+	b, err := os.ReadFile(filepath.Join(dir, quickstartURLFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// quickstartFollowLogin moves the saved login to now when it points at the
+// workspace's previous address (its token, issued by the same database,
+// still works), so a port change does not break 'silo' commands. It
+// returns the login file it changed, or "".
+func quickstartFollowLogin(dir, previous, now string) (string, error) {
+	if previous == "" || previous == now {
+		return "", nil
+	}
+	cfg, err := loadConfig()
+	if err != nil || cfg.Server != previous || cfg.Token == "" {
+		return "", nil // no login of ours to move; a broken one is not ours to fix
+	}
+	cfg.Server = now
+	return cfg.save()
+}
+
+// onPath says how to get the silo command when it is not on PATH: 'go run'
+// builds it in a temporary directory, so the commands below would not be
+// found.
+func onPath() string {
+	if _, err := exec.LookPath("silo"); err == nil {
+		return ""
+	}
+	return " (the silo command is not on your PATH: install it with 'go install ./cmd/silo', which puts it in $(go env GOPATH)/bin, or build it here with 'go build -o silo ./cmd/silo' and run ./silo)"
 }
 
 // quickstartPassword returns the quickstart admin's password, made once and

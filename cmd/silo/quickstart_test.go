@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +92,9 @@ func TestQuickstart(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "qs")
 	names := []string{"hospital-a", "hospital-b", "hospital-c"}
+	// As after 'go run': no silo command on PATH (runners start from the
+	// running binary itself).
+	t.Setenv("PATH", t.TempDir())
 
 	first := time.Now()
 	q := startQuickstart(t, dir)
@@ -105,7 +109,9 @@ func TestQuickstart(t *testing.T) {
 		`round 10/10\s+loss \d\.\d+\s+completed 10 rounds`,
 		`Federated test metrics after round 10: accuracy 0\.9\d+, log_loss \S+, loss \S+, roc_auc (0\.9\d+|1)`,
 		`(?m)^  hospital_b\s+n_train \d+, n_test \d+, test ROC AUC 0?\.?\d`,
-		`The trained model is in ` + regexp.QuoteMeta(filepath.Join(dir, "models")) + `/sess_\w+\.json\.`,
+		`Saved two models of sess_\w+:\n  final \(round 10\):  ` + regexp.QuoteMeta(filepath.Join(dir, "models")) + `/sess_\w+\.json\n  best \(round \d+, roc_auc [01]\.\d{4}\):  \S+-best\.json\n`,
+		`--best -o FILE' gets the best one again; without --best, the final one\.`,
+		`the silo command is not on your PATH: install it with 'go install \./cmd/silo'.*or build it here with 'go build -o silo \./cmd/silo'`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("quickstart output does not match %s:\n%s", re, out)
@@ -121,22 +127,30 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("password file: %v %v", fi, err)
 	}
 
-	// The model it saved loads and predicts.
-	mpath := regexp.MustCompile(`The trained model is in (\S+)\.\n`).FindStringSubmatch(out)
-	if mpath == nil {
-		t.Fatalf("no model path in:\n%s", out)
+	// The models it saved load, and are what they are said to be: the
+	// final one of round 10, the best one of the round printed.
+	m := regexp.MustCompile(`final \(round 10\):  (\S+)\n  best \(round (\d+), `).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no model paths in:\n%s", out)
 	}
-	mf, err := os.Open(mpath[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := model.Load(mf)
-	mf.Close()
-	if err != nil || doc.Metadata.Round != 10 || len(doc.Preprocessing.Features) != 30 {
-		t.Fatalf("saved model: %v %+v", err, doc)
-	}
-	if slices.Contains(doc.Preprocessing.Columns(false), "patient_id") {
-		t.Fatal("the identifier column became a feature")
+	bestRound, _ := strconv.Atoi(m[2])
+	for _, want := range []struct {
+		path  string
+		best  bool
+		round int
+	}{{m[1], false, 10}, {strings.TrimSuffix(m[1], ".json") + "-best.json", true, bestRound}} {
+		mf, err := os.Open(want.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := model.Load(mf)
+		mf.Close()
+		if err != nil || doc.Metadata.Round != want.round || doc.Metadata.Best != want.best || len(doc.Preprocessing.Features) != 30 {
+			t.Fatalf("saved model %s: %v %+v", want.path, err, doc.Metadata)
+		}
+		if slices.Contains(doc.Preprocessing.Columns(false), "patient_id") {
+			t.Fatal("the identifier column became a feature")
+		}
 	}
 
 	// Sign in as a user would, with what was printed.
@@ -269,7 +283,8 @@ func TestQuickstartSaveLogin(t *testing.T) {
 	cfgPath := filepath.Join(t.TempDir(), "cli", "config.json")
 	t.Setenv("SILO_CONFIG", cfgPath)
 
-	q := startQuickstart(t, filepath.Join(t.TempDir(), "qs"), "--rounds", "0", "--save-login")
+	qsDir := filepath.Join(t.TempDir(), "qs")
+	q := startQuickstart(t, qsDir, "--rounds", "0", "--save-login")
 	if out := q.out.String(); !strings.Contains(out, "signed in already: the login is saved in "+cfgPath) || strings.Contains(out, "silo login --server") {
 		t.Fatalf("quickstart --save-login printed:\n%s", out)
 	}
@@ -290,4 +305,26 @@ func TestQuickstartSaveLogin(t *testing.T) {
 		t.Fatalf("exit %d\nstderr:\n%s", code, q.err)
 	}
 	waitNoProcesses(t, childMarker(q.url))
+
+	// Run again on another port (as when 8080 is taken): the saved login
+	// follows the workspace, and the command line still works.
+	q2 := startQuickstart(t, qsDir, "--rounds", "0")
+	if q2.url == q.url {
+		t.Fatalf("the second run took the same address %s: the test needs another", q.url)
+	}
+	if out := q2.out.String(); !strings.Contains(out, "The saved login ("+cfgPath+") pointed at this workspace's last address, "+q.url+"; it now points at "+q2.url) {
+		t.Errorf("second run does not say the login moved:\n%s", out)
+	}
+	if cfg, err := loadConfig(); err != nil || cfg.Server != q2.url {
+		t.Fatalf("saved login after the port changed = %+v, %v; want server %s", cfg, err, q2.url)
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"datasets", "list", "--json"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(out.String(), `"hospital_c"`) {
+		t.Fatalf("datasets list after the port changed: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if code := q2.stop(t); code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", code, q2.err)
+	}
+	waitNoProcesses(t, childMarker(q2.url))
 }

@@ -83,6 +83,10 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 	} else {
 		cfg.Logger = slog.New(slog.NewTextHandler(s.Stderr, opts))
 	}
+	if err := cloudStorageRoot(&cfg); err != nil {
+		fmt.Fprintf(s.Stderr, "silo runner: --storage-root: %v\n", err)
+		return 2
+	}
 	agent, err := runner.New(cfg)
 	if err != nil {
 		fmt.Fprintf(s.Stderr, "silo runner: %v\n", err)
@@ -93,6 +97,30 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 		return 1
 	}
 	return 0
+}
+
+// cloudStorageRoot reads a cloud runner's storage root, which its bundle
+// gives as the runner's storage path: s3://<bucket>[/prefix] (the runner
+// reads S3 with the AWS default credential chain, so nothing else is
+// needed) or azure://<storage account>/<container> (the runner reads that
+// account, whose containers hold its datasets, with azidentity's default
+// credential). A plain directory is a local runner's root and stays as it is.
+func cloudStorageRoot(cfg *runner.Config) error {
+	root := cfg.StorageRoot
+	switch {
+	case strings.HasPrefix(root, "s3://"):
+		cfg.StorageRoot = ""
+	case strings.HasPrefix(root, "azure://"):
+		account, _, _ := strings.Cut(strings.TrimPrefix(root, "azure://"), "/")
+		if account == "" {
+			return fmt.Errorf("%s names no storage account: use azure://<storage account>/<container>", root)
+		}
+		cfg.StorageRoot = ""
+		cfg.Storage.Azure.AccountName = account
+	case strings.HasPrefix(root, "file://"):
+		cfg.StorageRoot = strings.TrimPrefix(root, "file://")
+	}
+	return nil
 }
 
 // parseMemoryMB reads sizes such as 4GiB, 4G, 512MiB, 512M or a plain number

@@ -23,7 +23,7 @@ Usage: silo runners SUBCOMMAND
 Manages task runners: the compute next to each organisation's data.
 
   register --provider local|aws|azure --name N [FIELD FLAGS] [-f runner.json]
-                          register a runner; a local runner's token is printed once
+                          register a runner; its token is printed once
   list [--all]            list runners (--all: deregistered ones too)
   show NAME               show a runner
   edit NAME [FIELD FLAGS] [-f runner.json]
@@ -32,15 +32,19 @@ Manages task runners: the compute next to each organisation's data.
   token NAME              replace the runner's token and print the new one once
   start NAME | stop NAME  run a local runner as a child of the server
   provision NAME          create or verify a cloud runner's storage again
-  bundle NAME -o FILE     download a cloud runner's deployment bundle (zip)
+  bundle NAME -o FILE [--server-url URL]
+                          download a runner's deployment bundle (zip); URL is
+                          where the runner reaches this server (default: the
+                          server's --public-url; a cloud runner needs one)
   check NAME              run a diagnostics task (storage, resources) and show it
   tasks NAME              the runner's recent tasks
   logs NAME [--task ID]   task logs
 
 Field flags are the fields of the runner with dashes: --storage-path,
 --vcpu, --memory-gb, --region, --provisioner-role-arn, --vpc-id,
---public-subnets a,b, --service-principal-secret … (see docs). -f takes the
-same fields as a JSON object; flags given win over the file.
+--public-subnets a,b, --service-principal-secret … 'silo runners register -h'
+lists them all, and docs/runners.md gives each one's rule and default. -f
+takes the same fields as a JSON object; flags given win over the file.
 `
 
 func cmdRunners(ctx context.Context, args []string, s streams) int {
@@ -74,14 +78,14 @@ func specFlags(fs *flag.FlagSet) func() (map[string]any, error) {
 		flagName := strings.ReplaceAll(name, "_", "-")
 		switch f.Type.Kind() {
 		case reflect.String:
-			v := fs.String(flagName, "", name)
+			v := fs.String(flagName, "", silo.RunnerFieldHelp(name))
 			set[flagName] = func() any { return *v }
 		case reflect.Int:
-			v := fs.Int(flagName, 0, name)
+			v := fs.Int(flagName, 0, silo.RunnerFieldHelp(name))
 			set[flagName] = func() any { return *v }
 		case reflect.Slice:
 			v := new(listFlag)
-			fs.Var(v, flagName, name+" (comma-separated)")
+			fs.Var(v, flagName, silo.RunnerFieldHelp(name))
 			set[flagName] = func() any { return []string(*v) }
 		}
 	}
@@ -174,10 +178,14 @@ func runnersRegister(ctx context.Context, c *cmd, args []string) error {
 	if r.StatusReason != "" {
 		fmt.Fprintf(c.Stdout, "%s\n", r.StatusReason)
 	}
-	if r.Token != "" {
+	switch {
+	case r.Token != "" && r.Provider == silo.ProviderLocal:
 		fmt.Fprintf(c.Stdout, "\nIts token (shown once; 'silo runners token %s' makes a new one):\n\n  %s\n\nRun it next to the data with:\n\n  silo runner --server %s --token %s --storage-root %s\n\nor let the server run it: silo runners start %s\n",
 			r.Name, r.Token, cl.BaseURL(), r.Token, strings.TrimPrefix(r.StoragePath, "file://"), r.Name)
-	} else {
+	case r.Token != "":
+		fmt.Fprintf(c.Stdout, "\nIts token (shown once; keep it for the deployment, or make a new one later with 'silo runners token %s'):\n\n  %s\n\n", r.Name, r.Token)
+		fmt.Fprintf(c.Stdout, "Next: download its deployment bundle with\n\n  silo runners bundle %s -o %s.zip --server-url URL\n\n(URL: where the runner's network reaches this server; not needed when the server runs with --public-url), then follow its README, pasting the token above when it asks.\n", r.Name, r.Name)
+	default:
 		fmt.Fprintf(c.Stdout, "Next: download its deployment bundle with 'silo runners bundle %s -o %s.zip' and follow its README.\n", r.Name, r.Name)
 	}
 	return nil
@@ -344,6 +352,7 @@ func runnersProvision(ctx context.Context, c *cmd, args []string) error {
 
 func runnersBundle(ctx context.Context, c *cmd, args []string) error {
 	out := c.flags.String("o", "", "file to write the zip to")
+	serverURL := c.flags.String("server-url", "", "URL the deployed runner dials to reach the server (default: the server's --public-url)")
 	pos, err := c.parse(args, "NAME")
 	if err != nil {
 		return err
@@ -356,7 +365,7 @@ func runnersBundle(ctx context.Context, c *cmd, args []string) error {
 		return err
 	}
 	var buf bytes.Buffer
-	if err := cl.DownloadRunnerBundle(ctx, pos[0], &buf); err != nil {
+	if err := cl.DownloadRunnerBundle(ctx, pos[0], *serverURL, &buf); err != nil {
 		return err
 	}
 	// #nosec G703 -- the --out path the user gave
@@ -373,6 +382,15 @@ func runnersCheck(ctx context.Context, c *cmd, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A runner that is not online cannot answer: say so now rather than
+	// wait and leave a task in its queue.
+	r, err := cl.GetRunner(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if r.Status != silo.RunnerOnline {
+		return silo.Errorf(silo.ECONFLICT, "runner %s is not online (%s%s), so it cannot run diagnostics: %s", r.Name, r.Status, reasonSuffix(r.StatusReason), startHint(r))
+	}
 	t, err := cl.QueueDiagnostics(ctx, pos[0], 1, 64)
 	if err != nil {
 		return err
@@ -380,10 +398,16 @@ func runnersCheck(ctx context.Context, c *cmd, args []string) error {
 	deadline := time.Now().Add(*wait)
 	for t.Status == silo.TaskQueued || t.Status == silo.TaskRunning {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no result from runner %s after %s (task %s is %s): is it online? see 'silo runners show %s'", pos[0], *wait, t.ID, t.Status, pos[0])
+			// Leave nothing behind: the task would run whenever the
+			// runner next asks for work, long after anyone looks.
+			if _, cerr := cl.CancelRunnerTask(context.WithoutCancel(ctx), pos[0], t.ID); cerr != nil {
+				return fmt.Errorf("no result from runner %s after %s (task %s is %s, and cancelling it failed: %v): see 'silo runners show %s'", pos[0], *wait, t.ID, t.Status, cerr, pos[0])
+			}
+			return fmt.Errorf("no result from runner %s after %s: task %s is cancelled; see 'silo runners show %s' and 'silo runners logs %s'", pos[0], *wait, t.ID, pos[0], pos[0])
 		}
 		select {
 		case <-ctx.Done():
+			_, _ = cl.CancelRunnerTask(context.WithoutCancel(ctx), pos[0], t.ID)
 			return ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
@@ -407,6 +431,24 @@ func runnersCheck(ctx context.Context, c *cmd, args []string) error {
 	_ = json.Indent(&out, t.Output, "", "  ")
 	fmt.Fprintf(c.Stdout, "Runner %s is healthy:\n%s\n", pos[0], out.String())
 	return nil
+}
+
+func reasonSuffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return ": " + reason
+}
+
+// startHint says how to bring a runner online.
+func startHint(r *silo.Runner) string {
+	switch {
+	case r.Status == silo.RunnerDeregistered:
+		return "it is deregistered; register a new one"
+	case r.Provider == silo.ProviderLocal:
+		return fmt.Sprintf("start it with 'silo runners start %s', or run 'silo runner --server URL --token TOKEN' where the data is", r.Name)
+	}
+	return fmt.Sprintf("deploy its bundle ('silo runners bundle %s -o %s.zip') and check it with 'silo runners show %s'", r.Name, r.Name, r.Name)
 }
 
 func runnersTasks(ctx context.Context, c *cmd, args []string) error {

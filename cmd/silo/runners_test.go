@@ -303,14 +303,15 @@ func TestRunnersCloud(t *testing.T) {
 		"private_subnets":      []string{"subnet-1a2b3c4d"}, "public_subnets": []string{"subnet-0a1b2c3d"},
 		"vpc_id": "vpc-0a1b2c3d4e5f67890", "client_security_group": "sg-0a1b2c3d", "server_security_group": "sg-1a2b3c4d",
 	})
+	// The token is printed this once: the deployment takes it.
 	r := e.run("", "runners", "register", "-f", file, "--region", "eu-central-1", "--json")
 	if r.code == 0 {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(r.out), &m); err != nil {
 			t.Fatalf("register aws --json: %v\n%s", err, r.out)
 		}
-		if _, ok := m["token"]; ok {
-			t.Errorf("register of an aws runner printed a token: %v", m)
+		if tok, _ := m["token"].(string); !strings.HasPrefix(tok, silo.RunnerTokenPrefix) {
+			t.Errorf("register of an aws runner printed no token: %v", m)
 		}
 	} else if strings.Count(r.err, "\n") != 1 {
 		t.Errorf("register aws failed with more than one line: %s", r.err)
@@ -340,7 +341,13 @@ func TestRunnersCloud(t *testing.T) {
 		"--service-principal-secret", spSecret, "--runtime-service-principal-secret", rtSecret}
 	outputs := []string{}
 	r = e.run("", append([]string{"runners", "register"}, azure...)...)
-	outputs = append(outputs, r.out, r.err)
+	outputs = append(outputs, r.err)
+	check(t, []string{"register azure"}, r, 0, []string{"Its token (shown once", silo.RunnerTokenPrefix, "silo runners bundle azure-eu -o azure-eu.zip --server-url URL"}, nil)
+	for _, secret := range []string{spSecret, rtSecret} {
+		if strings.Contains(r.out, secret) {
+			t.Fatalf("register shows a secret:\n%s", r.out)
+		}
+	}
 	m = e.runnerFields("show", "azure-eu", "--json")
 	hasKeys(t, "azure runners show --json", m, "name", "provider", "status", "storage_path", "vcpu", "memory_mb", "status_reason")
 	if m["region"] != "westeurope" || m["storage_path"] != "azureeustorage" || m["vcpu"] != float64(silo.DefaultAzureVCPU) || m["memory_mb"] != float64(silo.DefaultAzureMemoryMB) {
@@ -389,10 +396,22 @@ func TestRunnersCloud(t *testing.T) {
 	r = e.run("", "runners", "edit", "azure-eu", "--memory-mb", "1024", "--service-principal-secret", "x", "--region", "mars")
 	check(t, []string{"edit bad region"}, r, 1, nil, []string{"mars"})
 	outputs = append(outputs, r.out, r.err)
-	// The deployment bundle holds no secret either.
+	// A cloud runner's bundle needs the URL its network reaches the server
+	// at: this test server is on loopback, so without one it is refused.
 	zipPath := filepath.Join(t.TempDir(), "azure-eu.zip")
-	outputs = append(outputs, e.ok("runners", "bundle", "azure-eu", "-o", zipPath))
-	outputs = append(outputs, zipContents(t, zipPath)...)
+	r = e.run("", "runners", "bundle", "azure-eu", "-o", zipPath)
+	check(t, []string{"bundle of a loopback server"}, r, 1, nil, []string{"cannot reach this server at http://127.0.0.1:", "--public-url", "--server-url URL"})
+	if _, err := os.Stat(zipPath); err == nil {
+		t.Errorf("a refused bundle was written")
+	}
+	// The deployment bundle holds no secret either, and its README says
+	// where the token came from.
+	outputs = append(outputs, e.ok("runners", "bundle", "azure-eu", "-o", zipPath, "--server-url", "https://silo.example.org"))
+	contents := zipContents(t, zipPath)
+	outputs = append(outputs, contents...)
+	if all := strings.Join(contents, "\n"); !strings.Contains(all, "over HTTPS, to\nhttps://silo.example.org") || !strings.Contains(all, "printed once, when the runner was registered") {
+		t.Errorf("the bundle does not carry the server URL given, or its README misstates the token:\n%.1500s", all)
+	}
 	check(t, []string{"bundle without -o"}, e.run("", "runners", "bundle", "azure-eu"), 2, nil, []string{"-o FILE is required"})
 	for _, args := range [][]string{
 		{"runners", "provision", "azure-eu"}, {"runners", "provision", "azure-eu", "--json"},
@@ -425,6 +444,11 @@ func TestRunnersLocalLifecycle(t *testing.T) {
 	check(t, []string{"tasks none"}, e.run("", "runners", "tasks", "edge-1"), 0, []string{"Runner edge-1 has had no tasks yet. Try: silo runners check edge-1"}, nil)
 	check(t, []string{"logs none"}, e.run("", "runners", "logs", "edge-1"), 0, []string{"No task logs from edge-1 yet."}, nil)
 	check(t, []string{"stop not started"}, e.run("", "runners", "stop", "edge-1"), 1, nil, []string{"silo: runner edge-1 is not running under this server"})
+	// A runner that never connected cannot run diagnostics: said at once,
+	// with how to start it, and no task is left in its queue.
+	check(t, []string{"check never connected"}, e.run("", "runners", "check", "edge-1"), 1, nil,
+		[]string{"silo: runner edge-1 is not online (registering: waiting for the agent to connect", "silo runners start edge-1"})
+	check(t, []string{"tasks after check"}, e.run("", "runners", "tasks", "edge-1"), 0, []string{"has had no tasks yet"}, nil)
 
 	check(t, []string{"start"}, e.run("", "runners", "start", "edge-1"), 0, []string{"Runner edge-1 is starting under the server"}, nil)
 	check(t, []string{"start twice"}, e.run("", "runners", "start", "edge-1"), 1, nil, []string{"silo: runner edge-1 is already running under this server"})
@@ -485,6 +509,16 @@ func TestRunnersLocalLifecycle(t *testing.T) {
 		t.Errorf("child runner processes %v still run after stop", pids)
 	}
 	check(t, []string{"stop again"}, e.run("", "runners", "stop", "edge-1"), 1, nil, []string{"is not running under this server"})
+	// Stopped but not yet noticed (still online): a check that gets no
+	// answer gives up after --wait and cancels its task.
+	r = e.waitStatus("edge-1", silo.RunnerOnline)
+	res := e.run("", "runners", "check", "edge-1", "--wait", "1s")
+	check(t, []string{"check unanswered"}, res, 1, nil, []string{"no result from runner edge-1 after 1s: task task_", "is cancelled"})
+	var tasks []silo.Task
+	e.json(&tasks, "runners", "tasks", "edge-1")
+	if len(tasks) == 0 || tasks[0].Type != silo.TaskDiagnostics || tasks[0].Status != silo.TaskCancelled {
+		t.Errorf("the unanswered check's task = %+v, want a cancelled diagnostics task", tasks[:min(len(tasks), 1)])
+	}
 
 	// A new token, shown once; the old one stops working.
 	out = e.ok("runners", "token", "edge-1")

@@ -16,7 +16,8 @@ import (
 const sessionsUsage = `
 Usage: silo sessions SUBCOMMAND
 
-Federated training sessions (SPEC §4).
+Federated training sessions. The JSON config is explained key by key in
+docs/sessions.md; examples/session-*.json are ready to run on the quickstart.
 
   create -f session.json [--wait]   create a session from its JSON config
   list                              list sessions

@@ -37,6 +37,10 @@ func tokensCreate(ctx context.Context, c *cmd, args []string) error {
 	var scopes listFlag
 	c.flags.Var(&scopes, "scope", "permissions, comma-separated or repeated")
 	expires := c.flags.String("expires", "", "lifetime such as 720h; default none (30 days for scoped tokens)")
+	c.help = "\nScopes (permissions; a token may carry only those its owner holds):\n"
+	for _, p := range silo.AllPermissions() {
+		c.help += "  " + string(p) + "\n"
+	}
 	_, cl, err := c.connect(args)
 	if err != nil {
 		return err

@@ -2,130 +2,77 @@ package blob
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
 	"github.com/silofl/silo"
 )
 
-// defaultAWSCredentials returns the credentials of a runner whose config
-// gives none: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (with
-// AWS_SESSION_TOKEN) if set, else the EC2 instance profile's, through
-// IMDSv2 — where Silo's AWS bundle runs the runner. This is the part of the
-// SDK's default chain runners need; the whole chain (shared config files,
-// SSO, web identity) is in github.com/aws/aws-sdk-go-v2/config, which is
-// not a dependency. Callers with other needs set S3Config.Credentials.
-func defaultAWSCredentials() aws.CredentialsProvider {
-	client := &http.Client{
-		Timeout: 5 * time.Second,
-		// The metadata service is link-local: never through HTTPS_PROXY,
-		// and off EC2 fail fast.
-		Transport: &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext},
+// #nosec G101 -- help text, not a credential
+const noCredsHelp = "give the runner AWS credentials the standard way: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in ~/.aws (AWS_PROFILE, SSO included), a web identity token (AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE), a container role, or an EC2 instance profile (as Silo's AWS bundle does)"
+
+// withDefaultAWSConfig completes c from the AWS SDK's default chain where
+// it gives no credentials or region: environment variables, the shared
+// config and credentials files (profiles, SSO), web identity, ECS/EKS
+// container credentials and the EC2 instance role, and the region from the
+// environment, the profile or the instance's metadata. It is the chain every
+// AWS tool follows, so a runner is configured like any of them.
+func withDefaultAWSConfig(ctx context.Context, c S3Config) (S3Config, error) {
+	needCreds := c.Credentials == nil && c.AccessKeyID == "" && c.SecretAccessKey == ""
+	if !needCreds && (c.Region != "" || c.Endpoint != "") {
+		return c, nil
 	}
-	return aws.NewCredentialsCache(envOrInstanceProfile{client: client},
-		func(o *aws.CredentialsCacheOptions) { o.ExpiryWindow = 5 * time.Minute })
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return c, silo.Errorf(silo.EINVALID, "the runner's AWS configuration could not be read: %v; fix it (AWS_PROFILE, ~/.aws/config) or %s", err, noCredsHelp)
+	}
+	if cfg.Region == "" && c.Region == "" && c.Endpoint == "" && !strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true") {
+		// On EC2 without AWS_REGION: the instance's own region. Off EC2
+		// this fails fast, and the caller says a region is missing.
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if out, err := imds.NewFromConfig(cfg).GetRegion(rctx, nil); err == nil {
+			cfg.Region = out.Region
+		}
+		cancel()
+	}
+	if needCreds {
+		c.Credentials = explainedCredentials{cfg.Credentials}
+	}
+	if c.Region == "" {
+		c.Region = cfg.Region
+	}
+	return c, nil
 }
 
-type envOrInstanceProfile struct{ client *http.Client }
+// explainedCredentials says, when no source in the chain has credentials,
+// where the runner looked and how to give it some.
+type explainedCredentials struct{ p aws.CredentialsProvider }
 
-// #nosec G101 -- help text, not a credential
-const noCredsHelp = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the runner, give it static credentials in its configuration, or run it on EC2 with an instance profile (as Silo's AWS bundle does)"
-
-func (p envOrInstanceProfile) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	id, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-	if id != "" && secret != "" {
-		return aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, SessionToken: os.Getenv("AWS_SESSION_TOKEN"), Source: "EnvConfigCredentials"}, nil
+func (e explainedCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if e.p == nil {
+		return aws.Credentials{}, silo.Errorf(silo.EINVALID, "the runner has no AWS credentials: %s", noCredsHelp)
 	}
-	if strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true") {
-		return aws.Credentials{}, silo.Errorf(silo.EINVALID, "the runner has no AWS credentials (and the instance metadata service is disabled): %s", noCredsHelp)
-	}
-	creds, err := p.instanceProfile(ctx)
+	creds, err := e.p.Retrieve(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return aws.Credentials{}, ctx.Err()
 		}
-		return aws.Credentials{}, silo.Errorf(silo.EINVALID, "the runner has no AWS credentials: none in its environment, and no EC2 instance profile (%v): %s", err, noCredsHelp)
+		return aws.Credentials{}, silo.Errorf(silo.EINVALID, "the runner has no AWS credentials (%s): %s", shorten(err), noCredsHelp)
 	}
 	return creds, nil
 }
 
-// instanceProfile gets the instance role's credentials from the EC2
-// instance metadata service, version 2 (session tokens).
-func (p envOrInstanceProfile) instanceProfile(ctx context.Context) (aws.Credentials, error) {
-	base := strings.TrimSuffix(os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT"), "/")
-	if base == "" {
-		base = "http://169.254.169.254"
+// shorten keeps an SDK error readable in one line.
+func shorten(err error) string {
+	s := fmt.Sprint(err)
+	if len(s) > 300 {
+		s = s[:300] + "…"
 	}
-	token, err := p.imds(ctx, http.MethodPut, base+"/latest/api/token", "")
-	if err != nil {
-		return aws.Credentials{}, err
-	}
-	// #nosec G101 -- a metadata path, not a credential
-	const credsPath = "/latest/meta-data/iam/security-credentials/"
-	roles, err := p.imds(ctx, http.MethodGet, base+credsPath, token)
-	if err != nil {
-		return aws.Credentials{}, err
-	}
-	role, _, _ := strings.Cut(strings.TrimSpace(roles), "\n")
-	if role == "" {
-		return aws.Credentials{}, fmt.Errorf("the instance has no IAM role")
-	}
-	body, err := p.imds(ctx, http.MethodGet, base+credsPath+role, token)
-	if err != nil {
-		return aws.Credentials{}, err
-	}
-	var c struct {
-		Code            string
-		Message         string
-		AccessKeyID     string `json:"AccessKeyId"`
-		SecretAccessKey string
-		Token           string
-		Expiration      time.Time
-	}
-	if err := json.Unmarshal([]byte(body), &c); err != nil {
-		return aws.Credentials{}, fmt.Errorf("instance role %s: %v", role, err)
-	}
-	if c.Code != "Success" || c.AccessKeyID == "" {
-		return aws.Credentials{}, fmt.Errorf("instance role %s: %s %s", role, c.Code, c.Message)
-	}
-	return aws.Credentials{
-		AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.Token,
-		Source: "EC2RoleProvider", CanExpire: true, Expires: c.Expiration,
-	}, nil
-}
-
-// imds makes one metadata request: PUT for a session token, GET with one.
-func (p envOrInstanceProfile) imds(ctx context.Context, method, url, token string) (string, error) {
-	// #nosec G704 -- only the EC2 instance-metadata address
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
-	if err != nil {
-		return "", err
-	}
-	if token == "" {
-		req.Header.Set("X-aws-ec2-metadata-token-ttl-seconds", "21600")
-	} else {
-		req.Header.Set("X-aws-ec2-metadata-token", token)
-	}
-	// #nosec G704 -- as above
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("instance metadata service: %s %s: %s", method, req.URL.Path, resp.Status)
-	}
-	return string(b), nil
+	return s
 }

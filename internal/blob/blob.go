@@ -12,10 +12,8 @@
 package blob
 
 import (
-	"cmp"
 	"context"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
@@ -67,14 +65,14 @@ type Config struct {
 	// whatever path or link leads to them.
 	FileDeny []string
 	// S3 reaches S3 or an S3-compatible store (Endpoint, UsePathStyle).
-	// Without static credentials or a Credentials provider, Open uses the
-	// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY environment variables, else
-	// the EC2 instance profile (IMDSv2); without a Region, AWS_REGION or
-	// AWS_DEFAULT_REGION.
+	// Without static credentials or a Credentials provider, or without a
+	// Region, Open takes them from the AWS SDK's default chain (see
+	// withDefaultAWSConfig).
 	S3 S3Config
 	// Azure reaches the runner's storage account: a connection string, an
-	// account name and key, a token credential, or a service URL alone
-	// (with a SAS token in it).
+	// account name and key, a token credential, a service URL with a SAS
+	// token in it, or an account name alone, with azidentity's default
+	// credential (managed identity, workload identity, environment).
 	Azure AzureConfig
 }
 
@@ -93,15 +91,12 @@ func Open(ctx context.Context, u URI, cfg Config) (Store, error) {
 		s.deny(cfg.FileDeny...)
 		return s, nil
 	case SchemeS3:
-		c := cfg.S3
-		if c.Credentials == nil && c.AccessKeyID == "" && c.SecretAccessKey == "" {
-			c.Credentials = defaultAWSCredentials()
-		}
-		if c.Region == "" {
-			c.Region = cmp.Or(os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"))
+		c, err := withDefaultAWSConfig(ctx, cfg.S3)
+		if err != nil {
+			return nil, err
 		}
 		if c.Region == "" && c.Endpoint == "" {
-			return nil, silo.Errorf(silo.EINVALID, "cannot read %s: the runner has no AWS region: configure it, or set AWS_REGION", u)
+			return nil, silo.Errorf(silo.EINVALID, "cannot read %s: the runner has no AWS region: set AWS_REGION, give its profile a region, or run it on EC2", u)
 		}
 		client, err := NewS3Client(c)
 		if err != nil {
@@ -122,7 +117,7 @@ func Open(ctx context.Context, u URI, cfg Config) (Store, error) {
 // whose SAS token authorises the runner (provision always has a key or
 // credential, a runner may have only a SAS).
 func newAzureClient(cfg AzureConfig) (*azblob.Client, error) {
-	if cfg.ConnectionString == "" && cfg.AccountKey == "" && cfg.Credential == nil && cfg.ServiceURL != "" {
+	if cfg.ConnectionString == "" && cfg.AccountKey == "" && cfg.Credential == nil && hasSAS(cfg.ServiceURL) {
 		c, err := azblob.NewClientWithNoCredential(cfg.ServiceURL, nil)
 		if err != nil {
 			return nil, silo.Errorf(silo.EINVALID, "Azure storage service URL: %v", err)

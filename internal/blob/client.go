@@ -7,8 +7,10 @@ package blob
 import (
 	"errors"
 	"fmt"
+	neturl "net/url"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -126,6 +128,27 @@ func NewAzureClient(cfg AzureConfig) (*azblob.Client, error) {
 		}
 		return azblob.NewClientWithSharedKeyCredential(url, cred, nil)
 	default:
-		return nil, silo.Errorf(silo.EINVALID, "Azure storage: no account key or credential")
+		// The standard chain: managed identity (Silo's Azure bundle gives
+		// the runner one), workload identity, or the AZURE_* environment.
+		cred, err := defaultAzureCredential()
+		if err != nil {
+			return nil, silo.Errorf(silo.EINVALID, "Azure storage %s: no account key, and no Azure identity (managed identity, workload identity, or AZURE_CLIENT_ID with AZURE_TENANT_ID and AZURE_CLIENT_SECRET): %v", url, err)
+		}
+		return azblob.NewClient(url, cred, nil)
 	}
+}
+
+// hasSAS reports whether a blob service URL carries a SAS token, which
+// authorises requests by itself.
+func hasSAS(serviceURL string) bool {
+	u, err := neturl.Parse(serviceURL)
+	return err == nil && serviceURL != "" && u.Query().Get("sig") != ""
+}
+
+// defaultAzureCredential is azidentity's default chain: the AZURE_*
+// environment (a service principal), workload identity (AKS) and managed
+// identity (Azure VMs, Container Instances, App Service), the ways an Azure
+// deployment gives a program an identity without a secret in its config.
+func defaultAzureCredential() (azcore.TokenCredential, error) {
+	return azidentity.NewDefaultAzureCredential(nil)
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -265,6 +267,7 @@ func fakeIMDS(t *testing.T) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token" && r.Header.Get("X-aws-ec2-metadata-token-ttl-seconds") != "":
+			w.Header().Set("X-aws-ec2-metadata-token-ttl-seconds", r.Header.Get("X-aws-ec2-metadata-token-ttl-seconds"))
 			io.WriteString(w, "TOKEN")
 		case r.Header.Get("X-aws-ec2-metadata-token") != "TOKEN":
 			http.Error(w, "no token", http.StatusUnauthorized)
@@ -331,6 +334,25 @@ func TestOpenS3(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	_, err = list(cfg)
 	wantCode(t, err, silo.EINVALID, "the runner has no AWS credentials", "AWS_ACCESS_KEY_ID")
+
+	// The rest of the standard chain: a named profile in the shared
+	// files, as 'aws configure' writes them.
+	dir := t.TempDir()
+	creds, conf := filepath.Join(dir, "credentials"), filepath.Join(dir, "config")
+	os.WriteFile(creds, []byte("[analytics]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = s\n"), 0o600)
+	os.WriteFile(conf, []byte("[profile analytics]\nregion = eu-west-3\n"), 0o600)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", creds)
+	t.Setenv("AWS_CONFIG_FILE", conf)
+	t.Setenv("AWS_PROFILE", "analytics")
+	if _, err := list(cfg); err != nil || lastKey() != "AKIAPROFILE" {
+		t.Errorf("shared profile credentials: %v, signed with %s", err, lastKey())
+	}
+	if c, err := withDefaultAWSConfig(ctx, S3Config{}); err != nil || c.Region != "eu-west-3" {
+		t.Errorf("region from the profile = %q, %v; want eu-west-3", c.Region, err)
+	}
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "none"))
 
 	t.Setenv("AWS_REGION", "")
 	t.Setenv("AWS_DEFAULT_REGION", "")

@@ -69,6 +69,18 @@ func (d *Driver) Kind(typ string) (Kind, bool) {
 	return k, ok
 }
 
+// Kinds lists the registered session types, in the order of
+// silo.SessionTypes: what this server runs, and so what datasets may allow.
+func (d *Driver) Kinds() []string {
+	var out []string
+	for _, t := range silo.SessionTypes {
+		if _, ok := d.kinds[t]; ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // Prepare checks a new session's config with its kind.
 func (d *Driver) Prepare(ctx context.Context, cfg *silo.SessionConfig, datasets []*silo.Dataset) error {
 	k, ok := d.kinds[cfg.Type]

@@ -15,10 +15,10 @@ import (
 // default elsewhere, with a /20 block of subnets for each tier. Each block is
 // split with DefaultCIDRNewbits into one subnet per availability zone.
 const (
-	DefaultVPCCIDR           = "10.20.0.0/16"
-	DefaultPublicSubnetCIDR  = "10.20.0.0/20"
-	DefaultPrivateSubnetCIDR = "10.20.16.0/20"
-	DefaultCIDRNewbits       = 1
+	DefaultVPCCIDR           = silo.DefaultAWSVPCCIDR
+	DefaultPublicSubnetCIDR  = silo.DefaultAWSPublicSubnetCIDR
+	DefaultPrivateSubnetCIDR = silo.DefaultAWSPrivateSubnetCIDR
+	DefaultCIDRNewbits       = silo.DefaultAWSCIDRNewbits
 )
 
 // awsZones is how many availability zones a new VPC spans: two keeps the

@@ -484,3 +484,43 @@ func TestStorageReadyReferencesBucket(t *testing.T) {
 		t.Error("README does not show CreateBucket's default as false")
 	}
 }
+
+// TestBundleServerURL: a cloud runner deployed from a bundle dials the URL
+// in it from another network, so a loopback address (what a server without
+// --public-url sees when fetched on its own machine) is refused with a way
+// out; a local runner may use one. The README calls the connection HTTPS
+// only when it is.
+func TestBundleServerURL(t *testing.T) {
+	aws := bundleCases[0].spec
+	local := silo.RunnerSpec{Name: "laptop", Provider: silo.ProviderLocal, StoragePath: "file:///srv/data"}
+	for _, u := range []string{"http://127.0.0.1:8080", "http://localhost:8080", "https://[::1]:8443", "http://0.0.0.0:8080", "http://169.254.10.1", "", "ftp://silo.example.org", "https://silo.example.org/?x=1"} {
+		cfg := testConfig(false)
+		cfg.ServerURL = u
+		_, err := Bundle(&aws, cfg)
+		if silo.ErrorCode(err) != silo.EINVALID || !strings.Contains(err.Error(), "--public-url") && !strings.Contains(err.Error(), "http:// or https://") {
+			t.Errorf("aws bundle with server URL %q: %v, want a refusal that says how to give the server's URL", u, err)
+		}
+		if e, ok := err.(*silo.Error); ok && e.Field != "server_url" {
+			t.Errorf("server URL %q: field %q, want server_url", u, e.Field)
+		}
+	}
+	cfg := testConfig(false)
+	cfg.ServerURL = "http://127.0.0.1:8080"
+	if _, err := Bundle(&local, cfg); err != nil {
+		t.Errorf("a local runner on this machine may dial loopback: %v", err)
+	}
+	cfg.ServerURL = "http://silo.internal.example:8080"
+	b, err := Bundle(&aws, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b.File(ReadmeFile))
+	if !strings.Contains(readme, "over plain HTTP (not encrypted") || strings.Contains(readme, "over HTTPS") {
+		t.Errorf("an http:// server URL is not HTTPS, and the README must not say it is:\n%s", readme[:min(len(readme), 600)])
+	}
+	cfg.ServerURL = "https://silo.example.org"
+	b, _ = Bundle(&aws, cfg)
+	if !strings.Contains(string(b.File(ReadmeFile)), "dials out, over HTTPS, to https://silo.example.org") {
+		t.Errorf("an https:// server URL: README does not say so")
+	}
+}

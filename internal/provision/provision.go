@@ -136,6 +136,9 @@ func Bundle(spec *silo.RunnerSpec, cfg BootstrapConfig) (*DeploymentBundle, erro
 	if spec == nil {
 		return nil, silo.Errorf(silo.EINVALID, "no runner spec")
 	}
+	if err := silo.CheckRunnerServerURL(spec.Provider, cfg.ServerURL); err != nil {
+		return nil, err
+	}
 	if cfg.ProtocolVersion == 0 {
 		cfg.ProtocolVersion = silo.ProtocolVersion
 	}

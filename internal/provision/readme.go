@@ -26,6 +26,9 @@ type readmeInfo struct {
 	Account      string // azure storage account
 	Registry     string // azure container registry name
 	StorageRoot  string // local data directory
+	// Transport says how the connection to the server is protected, as
+	// the README's sentences put it.
+	Transport string
 }
 
 func readmeData(spec *silo.RunnerSpec, cfg BootstrapConfig, rc RunnerConfig) readmeInfo {
@@ -40,7 +43,17 @@ func readmeData(spec *silo.RunnerSpec, cfg BootstrapConfig, rc RunnerConfig) rea
 		Memory:       memorySize(rc.MemoryMB),
 		CreateBucket: strconv.FormatBool(!cfg.StorageReady),
 		Stack:        "silo-runner-" + spec.Name,
+		Transport:    transport(cfg.ServerURL),
 	}
+}
+
+// transport says in words how the runner's connection is protected: only
+// an https:// server URL is encrypted, and the README must not claim more.
+func transport(serverURL string) string {
+	if strings.HasPrefix(strings.ToLower(serverURL), "https://") {
+		return "over HTTPS"
+	}
+	return "over plain HTTP (not encrypted: the runner's token and model updates cross the network in the clear, so serve Silo behind HTTPS before real data is used)"
 }
 
 var readmeFuncs = template.FuncMap{"shq": shellQuote}
@@ -72,15 +85,17 @@ Dockerfile runs it). It takes flags or these environment variables:
 `
 
 // tokenHelp tells the administrator where the token comes from.
-const tokenHelp = `The runner's token was shown once, when the runner was registered. If it is
-   lost, replace it in Silo (Settings → Workspace → Task Runners, or
-   ` + "`silo runners token {{.Spec.Name}}`" + `) and use the new one.`
+const tokenHelp = `The runner's token was printed once, when the runner was registered (by
+   ` + "`silo runners register`" + `, or on the runner's page in the web UI). If you do not
+   have it, issue a new one — ` + "`silo runners token {{.Spec.Name}}`" + `, or **Issue token** in
+   the Deploy section of the runner's page (Settings → Task Runners) — and use that;
+   the previous one stops working.`
 
 var awsReadme = template.Must(template.New("aws").Funcs(readmeFuncs).Parse(`# Silo task runner {{.Spec.Name}} on AWS
 
 This bundle deploys the task runner **{{.Spec.Name}}** of the Silo workspace
 **{{.Workspace}}** into your AWS account{{with .Spec.Region}}, in **{{.}}**{{end}}. The runner only
-dials out, over HTTPS, to {{.ServerURL}}; nothing connects to it.
+dials out, {{.Transport}}, to {{.ServerURL}}; nothing connects to it.
 
 | file | what |
 |---|---|
@@ -186,7 +201,7 @@ var azureReadme = template.Must(template.New("azure").Funcs(readmeFuncs).Parse(`
 
 This bundle deploys the task runner **{{.Spec.Name}}** of the Silo workspace
 **{{.Workspace}}** into your Azure subscription{{with .Spec.SubscriptionID}} {{.}}{{end}}{{with .Spec.ResourceGroup}}, resource group
-**{{.}}**{{end}}{{with .Spec.Region}}, in **{{.}}**{{end}}. The runner only dials out, over HTTPS, to
+**{{.}}**{{end}}{{with .Spec.Region}}, in **{{.}}**{{end}}. The runner only dials out, {{.Transport}}, to
 {{.ServerURL}}; nothing connects to it.
 
 | file | what |
@@ -274,7 +289,7 @@ The container gets SILO_SERVER={{.ServerURL}}, SILO_STORAGE_ROOT={{.Config.Stora
 var localReadme = template.Must(template.New("local").Funcs(readmeFuncs).Parse(`# Silo task runner {{.Spec.Name}} (self-managed)
 
 This bundle configures the task runner **{{.Spec.Name}}** of the Silo workspace **{{.Workspace}}**
-on a machine you manage. The runner only dials out, over HTTPS, to {{.ServerURL}};
+on a machine you manage. The runner only dials out, {{.Transport}}, to {{.ServerURL}};
 nothing connects to it.
 
 | file | what |

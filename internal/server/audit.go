@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/silofl/silo"
@@ -49,6 +50,20 @@ func (s *Server) AuditFilter(q url.Values) (silo.AuditFilter, error) {
 			return f, silo.FieldErrorf("before", "before %q must be an audit entry id", v)
 		}
 		f.Before = n
+	}
+	f.Actor = strings.TrimSpace(q.Get("actor"))
+	f.Action = strings.TrimSpace(q.Get("action"))
+	f.Target = strings.TrimSpace(q.Get("target"))
+	f.Outcome = strings.TrimSpace(q.Get("outcome"))
+	for _, v := range []struct{ name, val string }{{"actor", f.Actor}, {"action", f.Action}, {"target", f.Target}} {
+		if len(v.val) > 256 {
+			return f, silo.FieldErrorf(v.name, "%s filter is longer than 256 characters", v.name)
+		}
+	}
+	switch f.Outcome {
+	case "", silo.OutcomeSuccess, silo.OutcomeFailed, silo.OutcomeDenied:
+	default:
+		return f, silo.FieldErrorf("outcome", "outcome %q: use %s, %s or %s", f.Outcome, silo.OutcomeSuccess, silo.OutcomeFailed, silo.OutcomeDenied)
 	}
 	return f, nil
 }

@@ -25,7 +25,7 @@ func (s *Server) datasetRoutes() []Route {
 		{Method: "GET", Path: "/api/v1/datasets", Access: read, Summary: "List datasets (metadata only: rows never leave their runner)", Out: []silo.Dataset{}, Handler: s.handleListDatasets},
 		{Method: "POST", Path: "/api/v1/datasets", Access: manage, Summary: "Register a dataset; its runner then connects to it", In: silo.DatasetSpec{}, Out: silo.Dataset{}, Handler: s.handleRegisterDataset},
 		{Method: "GET", Path: "/api/v1/datasets/{name}", Access: read, Summary: "Show a dataset: schema, row count, null counts, allowed summaries", Out: silo.Dataset{}, Handler: s.handleGetDataset},
-		{Method: "PATCH", Path: "/api/v1/datasets/{name}", Access: manage, Summary: "Edit a dataset's description or privacy controls (its owner or an admin)", In: DatasetPatch{}, Out: silo.Dataset{}, Handler: s.handlePatchDataset},
+		{Method: "PATCH", Path: "/api/v1/datasets/{name}", Access: manage, Summary: "Edit a dataset's URI, description or privacy controls (its owner or an admin); a new URI or new controls make its runner connect again", In: DatasetPatch{}, Out: silo.Dataset{}, Handler: s.handlePatchDataset},
 		{Method: "DELETE", Path: "/api/v1/datasets/{name}", Access: manage, Summary: "Deregister a dataset (its owner or an admin)", Handler: s.handleDeregisterDataset},
 		{Method: "POST", Path: "/api/v1/datasets/{name}/connect", Access: manage, Summary: "Connect again: the runner re-reads the data's schema", Out: silo.Dataset{}, Handler: s.handleConnectDataset},
 		{Method: "POST", Path: "/api/v1/datasets/{name}/attachments", Access: manage, Summary: "Attach a metadata file (?name=FILE; body is the file, at most 10 MiB)", Out: silo.Attachment{}, Handler: s.handleAddAttachment},
@@ -85,31 +85,68 @@ func (s *Server) handleRegisterDataset(w http.ResponseWriter, r *http.Request) {
 }
 
 // RegisterDataset validates spec against its runner, stores the dataset and
-// asks the runner to connect. The API, UI and quickstart share it.
+// asks the runner to connect. The API, UI and quickstart share it. Controls
+// left out start from the server's defaults (DefaultPrivacy), and a list of
+// session types left out (null) allows the types this server runs. Every
+// problem with the spec is reported at once.
 func (s *Server) RegisterDataset(ctx context.Context, spec silo.DatasetSpec) (*silo.Dataset, error) {
-	err := spec.Validate()
+	s.fillPrivacyDefaults(&spec.Privacy)
+	var errs []error
+	if err := spec.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	var rn *sqlstore.StoredRunner
-	if err == nil {
+	// The runner is looked up only by a name that passed its own checks: a
+	// name with a NUL byte, say, must be refused, not sent to the database.
+	if spec.Runner != "" && !hasField(errs, "runner") {
+		var err error
 		rn, err = s.db.FindRunner(ctx, spec.Runner)
-		if silo.ErrorCode(err) == silo.ENOTFOUND {
-			err = silo.FieldErrorf("runner", "no task runner named %q: choose one from 'silo runners list', or ask a Workspace Administrator or a Model Builder to register one", spec.Runner)
+		switch {
+		case silo.ErrorCode(err) == silo.ENOTFOUND:
+			errs = append(errs, silo.FieldErrorf("runner", "no task runner named %q: choose one from 'silo runners list' (the web UI: Settings → Task Runners), or ask a Workspace Administrator or a Model Builder to register one", spec.Runner))
+		case err != nil:
+			return nil, err
+		case spec.URI != "" && !hasField(errs, "uri"):
+			if err := CheckDatasetURI(spec.URI, rn); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
-	if err == nil {
-		err = CheckDatasetURI(spec.URI, rn)
-	}
-	if err != nil {
+	if err := silo.FieldErrors(errs); err != nil {
 		s.auditResult(ctx, "dataset.register", spec.Name, err)
 		return nil, err
 	}
 	d := &sqlstore.StoredDataset{Dataset: silo.Dataset{Name: spec.Name, URI: spec.URI, Description: spec.Description, Owner: silo.ActorFromContext(ctx).Name(),
 		Privacy: *spec.Privacy}, RunnerID: rn.ID}
-	err = s.db.CreateDataset(ctx, d)
+	err := s.db.CreateDataset(ctx, d)
 	s.auditResult(ctx, "dataset.register", spec.Name+" on "+rn.Name, err)
 	if err != nil {
 		return nil, err
 	}
 	return s.connectDataset(ctx, d.Name)
+}
+
+// fillPrivacyDefaults gives controls that were left out the server's
+// defaults, and a session-type list left out (null) the types it runs.
+func (s *Server) fillPrivacyDefaults(p **silo.PrivacyControls) {
+	if *p == nil {
+		d := s.DefaultPrivacy()
+		*p = &d
+	} else if (*p).AllowedSessionTypes == nil {
+		(*p).AllowedSessionTypes = s.SessionKinds()
+	}
+}
+
+// hasField reports whether errs has a problem with field.
+func hasField(errs []error, field string) bool {
+	for _, err := range errs {
+		for _, f := range silo.ErrorFields(err) {
+			if f.Field == field {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // CheckDatasetURI checks the URI's form and that the runner can read it: the
@@ -199,6 +236,9 @@ func (s *Server) datasetConnected(ctx context.Context, t *silo.Task) error {
 
 // DatasetPatch changes a dataset: the fields given replace the stored ones.
 type DatasetPatch struct {
+	// URI moves the dataset to other data on the same runner (to correct a
+	// mistyped path, say); the runner connects to it again.
+	URI         *string               `json:"uri,omitempty"`
 	Description *string               `json:"description,omitempty"`
 	Privacy     *silo.PrivacyControls `json:"privacy,omitempty"`
 }
@@ -228,26 +268,56 @@ func (s *Server) handlePatchDataset(w http.ResponseWriter, r *http.Request) {
 }
 
 // PatchDataset edits a dataset; a privacy change is audited with the old and
-// new controls and makes the runner connect again, since what it may report
-// changed.
+// new controls, and a privacy or URI change makes the runner connect again,
+// since what it may report, or the data itself, changed. Every problem with
+// the patch is reported at once.
 func (s *Server) PatchDataset(ctx context.Context, name string, p DatasetPatch) (*silo.Dataset, error) {
+	var errs []error
 	if p.Privacy != nil {
+		if p.Privacy.AllowedSessionTypes == nil {
+			p.Privacy.AllowedSessionTypes = s.SessionKinds()
+		}
 		if err := p.Privacy.Validate(); err != nil {
-			s.auditResult(ctx, "dataset.privacy", name, err)
-			return nil, err
+			errs = append(errs, err)
 		}
 	}
 	if p.Description != nil {
 		if err := silo.ValidateDatasetDescription(strings.TrimSpace(*p.Description)); err != nil {
-			return nil, err
+			errs = append(errs, err)
 		}
 	}
+	if p.URI != nil {
+		u := strings.TrimSpace(*p.URI)
+		p.URI = &u
+		if u == "" {
+			errs = append(errs, silo.FieldErrorf("uri", "uri cannot be empty: give where the data is, e.g. file:///srv/data/patients.csv"))
+		}
+	}
+	if err := silo.FieldErrors(errs); err != nil {
+		if p.Privacy != nil {
+			s.auditResult(ctx, "dataset.privacy", name, err)
+		} else {
+			s.auditResult(ctx, "dataset.edit", name, err)
+		}
+		return nil, err
+	}
 	var before silo.PrivacyControls
+	var oldURI string
 	d, err := s.db.UpdateDataset(ctx, name, func(d *sqlstore.StoredDataset) error {
 		if err := CanManageDataset(ctx, d); err != nil {
 			return err
 		}
-		before = d.Privacy
+		before, oldURI = d.Privacy, d.URI
+		if p.URI != nil && *p.URI != d.URI {
+			rn, err := s.db.FindRunner(ctx, d.Runner)
+			if err != nil {
+				return err
+			}
+			if err := CheckDatasetURI(*p.URI, rn); err != nil {
+				return err
+			}
+			d.URI = *p.URI
+		}
 		if p.Description != nil {
 			d.Description = strings.TrimSpace(*p.Description)
 		}
@@ -256,6 +326,7 @@ func (s *Server) PatchDataset(ctx context.Context, name string, p DatasetPatch) 
 		}
 		return nil
 	})
+	moved := err == nil && d.URI != oldURI
 	if p.Privacy != nil {
 		old, _ := json.Marshal(before)
 		now, _ := json.Marshal(p.Privacy)
@@ -267,13 +338,17 @@ func (s *Server) PatchDataset(ctx context.Context, name string, p DatasetPatch) 
 		if err == nil {
 			s.audit(ctx, "dataset.privacy.detail", name, silo.OutcomeSuccess, detail)
 		}
-	} else {
+	}
+	if p.URI != nil || p.Privacy == nil {
 		s.auditResult(ctx, "dataset.edit", name, err)
+	}
+	if moved {
+		s.audit(ctx, "dataset.uri", name, silo.OutcomeSuccess, "from "+oldURI+" to "+d.URI)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if p.Privacy != nil {
+	if p.Privacy != nil || moved {
 		return s.connectDataset(ctx, name)
 	}
 	return &d.Dataset, nil

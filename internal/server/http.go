@@ -48,7 +48,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	e := &silo.Error{Code: code, Message: silo.ErrorMessage(err)}
 	var se *silo.Error
 	if errors.As(err, &se) {
-		e.Field = se.Field
+		e.Field, e.Fields = se.Field, se.Fields
 	}
 	writeJSON(w, ErrorStatus(err), errorBody{e})
 }

@@ -191,7 +191,8 @@ func TestNoSecretLeaks(t *testing.T) {
 		}
 		fetched++
 	}
-	for _, p := range []string{"/settings/runners/azure-eu", "/settings/runners/azure-eu/edit", "/api/v1/runners/azure-eu", "/api/v1/runners/azure-eu/bundle",
+	for _, p := range []string{"/settings/runners/azure-eu", "/settings/runners/azure-eu/edit", "/api/v1/runners/azure-eu", "/api/v1/runners/azure-eu/bundle?server_url=https://silo.example.org",
+		"/settings/runners/azure-eu/bundle?server_url=https://silo.example.org", "/settings/runners/azure-eu/bundle",
 		"/api/v1/runners/spare", "/settings/runners/spare", "/api/v1/sessions/" + s.ID + "/model", "/sessions/" + s.ID} {
 		get(p, e.admin, http.DefaultClient)
 		get(p, "", browser)

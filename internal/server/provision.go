@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/silofl/silo"
@@ -116,34 +117,51 @@ func (s *Server) cloudStorage(rn *sqlstore.StoredRunner) (provision.Storage, str
 
 // handleRunnerBundle serves the deployment bundle: the template honouring
 // every setting, the runner's bootstrap configuration and a README. It holds
-// no secret: the runner token is a deployment parameter.
+// no secret: the runner token is a deployment parameter. ?server_url= gives
+// the URL the runner dials; without it, --public-url, else the request's.
 func (s *Server) handleRunnerBundle(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	name := r.PathValue("name")
-	rn, err := s.db.FindRunner(ctx, name)
+	b, err := s.RunnerBundle(r.Context(), r.PathValue("name"), s.BundleServerURL(r, r.URL.Query().Get("server_url")))
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+r.PathValue("name")+`-deployment.zip"`)
+	_, _ = w.Write(b)
+}
+
+// BundleServerURL is the server URL a bundle carries: the one asked for,
+// else --public-url, else the address the request came in at.
+func (s *Server) BundleServerURL(r *http.Request, asked string) string {
+	if asked = strings.TrimSpace(asked); asked != "" {
+		return strings.TrimRight(asked, "/")
+	}
+	return s.BaseURL(r)
+}
+
+// RunnerBundle builds a runner's deployment bundle as a zip, for a runner
+// that dials serverURL; a cloud runner is refused a URL only this machine
+// can reach. The API and the UI share it.
+func (s *Server) RunnerBundle(ctx context.Context, name, serverURL string) ([]byte, error) {
+	rn, err := s.db.FindRunner(ctx, name)
+	if err != nil {
+		return nil, err
 	}
 	ws, err := s.db.Workspace(ctx)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
-		return
+		return nil, err
 	}
 	spec := rn.RunnerSpec // secrets stay sealed: the bundle never needs them
-	b, err := provision.Bundle(&spec, provision.BootstrapConfig{ServerURL: s.BaseURL(r), Workspace: ws.Name,
+	b, err := provision.Bundle(&spec, provision.BootstrapConfig{ServerURL: serverURL, Workspace: ws.Name,
 		StorageReady: rn.Provider == silo.ProviderAWS && s.Cloud.S3 != nil && rn.Status != silo.RunnerFailed})
 	if err != nil {
-		writeError(w, r, s.Logger, err)
-		return
+		s.auditResult(ctx, "runner.bundle_download", name, err)
+		return nil, err
 	}
 	var buf bytes.Buffer
 	if err := b.WriteZip(&buf); err != nil {
-		writeError(w, r, s.Logger, err)
-		return
+		return nil, err
 	}
-	s.audit(ctx, "runner.bundle_download", name, silo.OutcomeSuccess, "")
-	w.Header().Set("Content-Type", "application/zip")
-	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`-deployment.zip"`)
-	_, _ = w.Write(buf.Bytes())
+	s.audit(ctx, "runner.bundle_download", name, silo.OutcomeSuccess, "server URL "+serverURL)
+	return buf.Bytes(), nil
 }

@@ -60,12 +60,14 @@ func TestProvisionAWS(t *testing.T) {
 	ctx := context.Background()
 	api := client.New(e.ts.URL, e.admin)
 
-	// Without AWS credentials the server says the bundle will create the bucket.
+	// Without AWS credentials the server says the bundle will create the
+	// bucket. The runner's token is in this response, once, for the
+	// deployment (the bundle never holds it).
 	r, err := api.RegisterRunner(ctx, awsSpec("aws-one"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != silo.RunnerProvisioning || !strings.Contains(r.StatusReason, "no AWS credentials") || r.StoragePath != "s3://silo-aws-one.silo" || r.Token != "" {
+	if r.Status != silo.RunnerProvisioning || !strings.Contains(r.StatusReason, "no AWS credentials") || r.StoragePath != "s3://silo-aws-one.silo" || !strings.HasPrefix(r.Token, silo.RunnerTokenPrefix) {
 		t.Fatalf("registered without credentials = %s %q %s token=%q", r.Status, r.StatusReason, r.StoragePath, r.Token)
 	}
 
@@ -94,14 +96,21 @@ func TestProvisionAWS(t *testing.T) {
 		t.Fatalf("retry after fixing access = %s %q", r.Status, r.StatusReason)
 	}
 
-	// The bundle is a zip with the template; it names the settings.
+	// A cloud bundle needs the server's address as the runner's network
+	// sees it: this test server is on loopback, which would point the
+	// runner at itself, so without one it is refused, saying how to give it.
 	var buf bytes.Buffer
-	if err := api.DownloadRunnerBundle(ctx, "aws-one", &buf); err != nil {
+	err = api.DownloadRunnerBundle(ctx, "aws-one", "", &buf)
+	if e, ok := err.(*silo.Error); !ok || e.Code != silo.EINVALID || e.Field != "server_url" || !strings.Contains(e.Message, "--server-url") || !strings.Contains(e.Message, "--public-url") {
+		t.Fatalf("a cloud bundle for a loopback server: %v", err)
+	}
+	// The bundle is a zip with the template; it names the settings.
+	if err := api.DownloadRunnerBundle(ctx, "aws-one", "https://silo.example.org", &buf); err != nil {
 		t.Fatal(err)
 	}
 	files := unzip(t, buf.Bytes())
 	tmpl := files["cloudformation.json"]
-	for _, want := range []string{"10.1.0.0/16", "alias/silo-data", "ami-0123456789abcdef0", "silo-aws-one.silo", e.ts.URL} {
+	for _, want := range []string{"10.1.0.0/16", "alias/silo-data", "ami-0123456789abcdef0", "silo-aws-one.silo", "https://silo.example.org"} {
 		if !strings.Contains(tmpl+files["silo-runner.json"], want) {
 			t.Errorf("bundle does not mention %q", want)
 		}
@@ -158,7 +167,7 @@ func TestAzureSecrets(t *testing.T) {
 	audit, _ := api.ListAudit(ctx, client.AuditQuery{Limit: 100})
 	collect(audit)
 	var buf bytes.Buffer
-	if err := api.DownloadRunnerBundle(ctx, "azure-eu", &buf); err != nil {
+	if err := api.DownloadRunnerBundle(ctx, "azure-eu", "https://silo.example.org", &buf); err != nil {
 		t.Fatal(err)
 	}
 	for name, body := range unzip(t, buf.Bytes()) {

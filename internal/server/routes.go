@@ -97,6 +97,6 @@ func (s *Server) apiRoutes() []Route {
 		{Method: "GET", Path: "/api/v1/workspace", Access: Perm(silo.PermWorkspaceRead), Summary: "Workspace and billing information", Out: silo.Workspace{}, Handler: s.handleGetWorkspace},
 		{Method: "PATCH", Path: "/api/v1/workspace", Access: Perm(silo.PermWorkspaceManage), Summary: "Edit workspace and billing information", In: WorkspacePatch{}, Out: silo.Workspace{}, Handler: s.handlePatchWorkspace},
 
-		{Method: "GET", Path: "/api/v1/audit", Access: Perm(silo.PermAuditRead), Summary: "Audit log, newest first (?since=24h|RFC3339&limit=&before=ID)", Out: []silo.AuditEntry{}, Handler: s.handleListAudit},
+		{Method: "GET", Path: "/api/v1/audit", Access: Perm(silo.PermAuditRead), Summary: "Audit log, newest first (?since=24h|RFC3339&limit=&before=ID; narrow with actor=, action= (a prefix), target= (a substring), outcome=)", Out: []silo.AuditEntry{}, Handler: s.handleListAudit},
 	}
 }

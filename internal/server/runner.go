@@ -19,17 +19,18 @@ func (s *Server) runnerRoutes() []Route {
 	read := Perm(silo.PermRunnersRead)
 	return []Route{
 		{Method: "GET", Path: "/api/v1/runners", Access: read, Summary: "List task runners", Out: []silo.Runner{}, Handler: s.handleListRunners},
-		{Method: "POST", Path: "/api/v1/runners", Access: manage, Summary: "Register a task runner; a local runner's token is in this response only", In: silo.RunnerSpec{}, Out: silo.Runner{}, Handler: s.handleRegisterRunner},
+		{Method: "POST", Path: "/api/v1/runners", Access: manage, Summary: "Register a task runner; its token is in this response only", In: silo.RunnerSpec{}, Out: silo.Runner{}, Handler: s.handleRegisterRunner},
 		{Method: "GET", Path: "/api/v1/runners/{name}", Access: read, Summary: "Show a task runner", Out: silo.Runner{}, Handler: s.handleGetRunner},
 		{Method: "PATCH", Path: "/api/v1/runners/{name}", Access: manage, Summary: "Edit a task runner (fields given replace the stored ones)", In: silo.RunnerSpec{}, Out: silo.Runner{}, Handler: s.handleEditRunner},
 		{Method: "DELETE", Path: "/api/v1/runners/{name}", Access: manage, Summary: "Deregister a task runner; its token stops working at once", Out: silo.Runner{}, Handler: s.handleDeregisterRunner},
 		{Method: "POST", Path: "/api/v1/runners/{name}/token", Access: manage, Summary: "Replace the runner's token; the new one is in this response only", Out: silo.Runner{}, Handler: s.handleRotateRunnerToken},
 		{Method: "POST", Path: "/api/v1/runners/{name}/provision", Access: manage, Summary: "Provision (again): create or verify the runner's storage", Out: silo.Runner{}, Handler: s.handleProvisionRunner},
-		{Method: "GET", Path: "/api/v1/runners/{name}/bundle", Access: manage, Summary: "Download the deployment bundle (zip)", Handler: s.handleRunnerBundle},
+		{Method: "GET", Path: "/api/v1/runners/{name}/bundle", Access: manage, Summary: "Download the deployment bundle (zip); ?server_url=URL sets the URL the runner dials (default: --public-url, else this request's address; a cloud runner needs one its network can reach)", Handler: s.handleRunnerBundle},
 		{Method: "POST", Path: "/api/v1/runners/{name}/start", Access: Perm(silo.PermRunnersLaunch), Summary: "Start a local runner as a child process of the server (its storage must be inside the server's --local-runners-root)", Out: silo.Runner{}, Handler: s.handleStartRunner},
 		{Method: "POST", Path: "/api/v1/runners/{name}/stop", Access: Perm(silo.PermRunnersLaunch), Summary: "Stop a local runner the server started", Out: silo.Runner{}, Handler: s.handleStopRunner},
 		{Method: "GET", Path: "/api/v1/runners/{name}/tasks", Access: read, Summary: "The runner's recent tasks", Out: []silo.Task{}, Handler: s.handleListRunnerTasks},
 		{Method: "POST", Path: "/api/v1/runners/{name}/tasks", Access: manage, Summary: "Queue a diagnostics task (checks storage and resources; reads no data)", In: taskRequest{}, Out: silo.Task{}, Handler: s.handleCreateRunnerTask},
+		{Method: "POST", Path: "/api/v1/runners/{name}/tasks/{id}/cancel", Access: manage, Summary: "Cancel a queued or running diagnostics task (session and connect tasks end with their session or dataset)", Out: silo.Task{}, Handler: s.handleCancelRunnerTask},
 		{Method: "GET", Path: "/api/v1/runners/{name}/logs", Access: read, Summary: "Task logs (?task=ID&after=LINE_ID)", Out: []silo.LogLine{}, Handler: s.handleRunnerLogs},
 	}
 }
@@ -86,9 +87,10 @@ func (s *Server) handleRegisterRunner(w http.ResponseWriter, r *http.Request) {
 
 // RegisterRunner validates spec, stores the runner with its secrets sealed
 // and a new token, and starts provisioning for cloud runners. The API, UI
-// and quickstart share it. The token is returned for local runners only
-// (SPEC §5); a cloud runner's deployment gets one from the token route, so
-// it is shown to the person who applies the bundle, when they need it.
+// and quickstart share it. The runner's token is returned this once, for
+// every provider: a local runner's agent starts with it, and a cloud
+// runner's deployment takes it as a parameter (the bundle never holds it).
+// A lost token is replaced through the token route.
 func (s *Server) RegisterRunner(ctx context.Context, spec silo.RunnerSpec) (*silo.Runner, error) {
 	ws, err := s.db.Workspace(ctx)
 	if err != nil {
@@ -120,9 +122,7 @@ func (s *Server) RegisterRunner(ctx context.Context, spec silo.RunnerSpec) (*sil
 		}
 	}
 	view := s.RunnerView(stored)
-	if spec.Provider == silo.ProviderLocal {
-		view.Token = token
-	}
+	view.Token = token
 	return view, nil
 }
 
@@ -344,6 +344,34 @@ func (s *Server) QueueTask(ctx context.Context, runner string, t *silo.Task) (*s
 	}
 	s.wake.notify(rn.ID)
 	return t, nil
+}
+
+func (s *Server) handleCancelRunnerTask(w http.ResponseWriter, r *http.Request) {
+	t, err := s.CancelRunnerTask(r.Context(), r.PathValue("name"), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// CancelRunnerTask cancels a diagnostics task that has not finished, so one
+// whose runner never answered does not wait in its queue for ever. A task
+// that already ended is returned as it is.
+func (s *Server) CancelRunnerTask(ctx context.Context, runner, id string) (*silo.Task, error) {
+	t, err := s.db.FindTask(ctx, id)
+	if err != nil || t.Runner != runner {
+		return nil, silo.Errorf(silo.ENOTFOUND, "runner %s has no task %s", runner, id)
+	}
+	if t.Type != silo.TaskDiagnostics {
+		return nil, silo.Errorf(silo.ECONFLICT, "task %s is a %s task: only diagnostics tasks are cancelled by hand (a session's tasks end when it is cancelled)", id, t.Type)
+	}
+	_, err = s.db.CancelTask(ctx, id, "cancelled by "+silo.ActorFromContext(ctx).Name())
+	s.auditResult(ctx, "task.cancel", runner+": "+id, err)
+	if err != nil {
+		return nil, err
+	}
+	return s.db.FindTask(ctx, id)
 }
 
 func (s *Server) handleListRunnerTasks(w http.ResponseWriter, r *http.Request) {

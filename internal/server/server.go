@@ -116,6 +116,16 @@ func New(db *sqlstore.DB) *Server {
 	return s
 }
 
+// SessionKinds lists the session types this server runs (the engine's
+// registered kinds), in the order of silo.SessionTypes.
+func (s *Server) SessionKinds() []string { return s.engine.Kinds() }
+
+// DefaultPrivacy is the privacy controls a dataset starts from on this
+// server: silo's defaults, allowing the session types the server runs.
+func (s *Server) DefaultPrivacy() silo.PrivacyControls {
+	return silo.DefaultPrivacyControlsFor(s.SessionKinds())
+}
+
 // BootstrapAdmin creates the first admin when the workspace has no users yet.
 // It returns the user and whether it was created; with existing users it does
 // nothing, so it is safe on every start.

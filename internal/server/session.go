@@ -22,7 +22,7 @@ import (
 func (s *Server) sessionRoutes() []Route {
 	return []Route{
 		{Method: "GET", Path: "/api/v1/sessions", Access: Perm(silo.PermSessionsRead), Summary: "List sessions (a Data Custodian sees those using their datasets)", Out: []silo.Session{}, Handler: s.handleListSessions},
-		{Method: "POST", Path: "/api/v1/sessions", Access: Perm(silo.PermSessionsManage), Summary: "Create a session from its JSON config (SPEC §4)", In: silo.SessionConfig{}, Out: silo.Session{}, Handler: s.handleCreateSession},
+		{Method: "POST", Path: "/api/v1/sessions", Access: Perm(silo.PermSessionsManage), Summary: "Create a session from its JSON config (docs/sessions.md)", In: silo.SessionConfig{}, Out: silo.Session{}, Handler: s.handleCreateSession},
 		{Method: "GET", Path: "/api/v1/sessions/{id}", Access: Perm(silo.PermSessionsRead), Summary: "Show a session", Out: silo.Session{}, Handler: s.handleGetSession},
 		{Method: "GET", Path: "/api/v1/sessions/{id}/metrics", Access: Perm(silo.PermSessionsRead), Summary: "Federated and per-client metrics of every round", Out: silo.SessionMetrics{}, Handler: s.handleSessionMetrics},
 		{Method: "POST", Path: "/api/v1/sessions/{id}/cancel", Access: Perm(silo.PermSessionsManage), Summary: "Cancel a session", Out: silo.Session{}, Handler: s.handleCancelSession},

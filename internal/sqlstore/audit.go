@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/silofl/silo"
 )
@@ -32,6 +33,22 @@ func (db *DB) ListAudit(ctx context.Context, f silo.AuditFilter) ([]*silo.AuditE
 		query += ` AND id < ?`
 		args = append(args, f.Before)
 	}
+	if f.Actor != "" {
+		query += ` AND actor = ?`
+		args = append(args, f.Actor)
+	}
+	if f.Action != "" {
+		query += ` AND action LIKE ? ESCAPE '\'`
+		args = append(args, likeEscape(f.Action)+"%")
+	}
+	if f.Target != "" {
+		query += ` AND target LIKE ? ESCAPE '\'`
+		args = append(args, "%"+likeEscape(f.Target)+"%")
+	}
+	if f.Outcome != "" {
+		query += ` AND outcome = ?`
+		args = append(args, f.Outcome)
+	}
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 1000
 	}
@@ -52,4 +69,9 @@ func (db *DB) ListAudit(ctx context.Context, f silo.AuditFilter) ([]*silo.AuditE
 		out = append(out, &e)
 	}
 	return out, rows.Err()
+}
+
+// likeEscape escapes LIKE's wildcards so a filter matches them literally.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }

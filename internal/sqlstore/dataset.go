@@ -193,9 +193,9 @@ func (db *DB) UpdateDataset(ctx context.Context, name string, change func(d *Sto
 			return err
 		}
 		d.UpdatedAt = db.now()
-		_, err = tx.ExecContext(ctx, db.q(`UPDATE datasets SET description = ?, privacy = ?, status = ?, error = ?, format = ?, files = ?, row_count = ?, columns = ?,
+		_, err = tx.ExecContext(ctx, db.q(`UPDATE datasets SET uri = ?, description = ?, privacy = ?, status = ?, error = ?, format = ?, files = ?, row_count = ?, columns = ?,
 			connect_task = ?, updated_at = ?, connected_at = ? WHERE id = ?`),
-			d.Description, string(privacy), string(d.Status), d.Error, d.Format, d.Files, d.RowCount, string(columns), d.ConnectTask, micros(d.UpdatedAt), nullMicros(d.ConnectedAt), d.ID)
+			d.URI, d.Description, string(privacy), string(d.Status), d.Error, d.Format, d.Files, d.RowCount, string(columns), d.ConnectTask, micros(d.UpdatedAt), nullMicros(d.ConnectedAt), d.ID)
 		if err != nil {
 			return fmt.Errorf("update dataset: %w", err)
 		}

@@ -345,6 +345,18 @@ func (db *DB) ListSessionTasks(ctx context.Context, sessionID string, round int,
 	return out, rows.Err()
 }
 
+// CancelTask cancels one queued or running task with reason, and reports
+// whether it did: a task that already ended stands.
+func (db *DB) CancelTask(ctx context.Context, taskID, reason string) (bool, error) {
+	res, err := db.wdb.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, finished_at = ? WHERE id = ? AND status IN (?, ?)`),
+		silo.TaskCancelled, reason, micros(db.now()), taskID, silo.TaskQueued, silo.TaskRunning)
+	if err != nil {
+		return false, fmt.Errorf("cancel task: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
 // CancelSessionTasks cancels a session's queued and running tasks.
 func (db *DB) CancelSessionTasks(ctx context.Context, sessionID, reason string) error {
 	_, err := db.wdb.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, finished_at = ? WHERE session_id = ? AND status IN (?, ?)`),

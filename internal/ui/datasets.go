@@ -140,18 +140,26 @@ func privacyFromForm(vals url.Values, f *form) silo.PrivacyControls {
 	return p
 }
 
-// placeDatasetError records err next to its field (privacy.X is shown at
-// X), or on the form as a whole.
+// placeDatasetError records each of err's problems next to its field
+// (privacy.X is shown at X), or on the form as a whole.
 func placeDatasetError(f *form, err error) {
-	var field string
-	if e, ok := err.(*silo.Error); ok {
-		field = strings.TrimPrefix(e.Field, "privacy.")
-	}
-	if field == "" || !slices.Contains(wizardCarried, field) {
+	fields := silo.ErrorFields(err)
+	if len(fields) == 0 {
 		f.Error = silo.ErrorMessage(err)
 		return
 	}
-	f.Errors[field] = silo.ErrorMessage(err)
+	for _, fe := range fields {
+		field := strings.TrimPrefix(fe.Field, "privacy.")
+		switch {
+		case slices.Contains(wizardCarried, field) && f.Errors[field] == "":
+			f.Errors[field] = fe.Message
+		case slices.Contains(wizardCarried, field):
+		case f.Error == "":
+			f.Error = fe.Message
+		default:
+			f.Error += "; " + fe.Message
+		}
+	}
 }
 
 // datasetStepOf returns the wizard step that shows field.
@@ -313,14 +321,14 @@ func (ui *UI) handleDatasetWizard(w http.ResponseWriter, r *http.Request) {
 	rn, err := ui.db.FindRunner(ctx, name)
 	if err != nil {
 		ui.logInternal(r, err)
-		f.Errors["runner"] = silo.ErrorMessage(err)
+		f.Errors["runner"] = forWeb(silo.ErrorMessage(err))
 		fail(1)
 		return
 	}
 	switch step {
 	case 1:
 		if f.Get("privacy_set") == "" {
-			for k, v := range privacyValues(silo.DefaultPrivacyControls()) {
+			for k, v := range privacyValues(ui.srv.DefaultPrivacy()) {
 				f.Values[k] = v
 			}
 		}
@@ -522,6 +530,7 @@ func (ui *UI) renderDatasetPage(w http.ResponseWriter, r *http.Request, status i
 	if f == nil {
 		vals := privacyValues(ds.Privacy)
 		vals.Set("description", ds.Description)
+		vals.Set("uri", ds.URI)
 		f = newForm(vals)
 		d.EditOpen = r.URL.Query().Get("edit") == "privacy"
 	} else {
@@ -570,7 +579,7 @@ func (ui *UI) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := newForm(url.Values{})
-	for _, k := range append([]string{"description"}, privacyFields...) {
+	for _, k := range append([]string{"description", "uri"}, privacyFields...) {
 		if v, ok := r.PostForm[k]; ok {
 			f.Values[k] = v
 		}
@@ -584,10 +593,15 @@ func (ui *UI) handleDatasetPrivacy(w http.ResponseWriter, r *http.Request) {
 		ui.renderDatasetPage(w, r, http.StatusBadRequest, name, f)
 		return
 	}
-	_, err := ui.srv.PatchDataset(ctx, name, server.DatasetPatch{Description: &desc, Privacy: &p})
+	patch := server.DatasetPatch{Description: &desc, Privacy: &p}
+	if _, ok := f.Values["uri"]; ok {
+		uri := strings.TrimSpace(f.Get("uri"))
+		patch.URI = &uri
+	}
+	_, err := ui.srv.PatchDataset(ctx, name, patch)
 	switch code := silo.ErrorCode(err); {
 	case err == nil:
-		ui.redirectFlash(w, r, datasetPath(name), "success", "Privacy controls saved; the runner is reconnecting.")
+		ui.redirectFlash(w, r, datasetPath(name), "success", "Dataset "+name+" saved; the runner is reading the data again.")
 	case code == silo.EINVALID:
 		placeDatasetError(f, err)
 		ui.renderDatasetPage(w, r, http.StatusBadRequest, name, f)

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/silofl/silo"
@@ -11,7 +12,8 @@ type step struct {
 	Title, Text  string
 	Href, Action string // where to do it, when it can be done today
 	Done         bool
-	Soon         bool // the feature is not built yet
+	Soon         bool   // the feature is not built yet
+	Pending      string // under way, not done: what it waits for
 }
 
 type dashboardData struct {
@@ -23,7 +25,14 @@ type dashboardData struct {
 	RunnersOnline  int
 	Steps          []step
 	Done           int
+	// Recent are the latest sessions the user may see, newest first.
+	Recent      []sessionRow
+	MoreRecent  bool
+	CanSessions bool
 }
+
+// dashboardSessions is how many recent sessions the dashboard lists.
+const dashboardSessions = 5
 
 func (ui *UI) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -43,14 +52,12 @@ func (ui *UI) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			d.Admins++
 		}
 	}
-	var invited bool
 	if a.Can(silo.PermUsersRead) {
 		invites, err := ui.srv.ListInvites(ctx)
 		if err != nil {
 			ui.renderError(w, r, err)
 			return
 		}
-		invited = len(invites) > 0
 		for _, i := range invites {
 			if i.Status == silo.InvitePending {
 				d.PendingInvites++
@@ -80,9 +87,16 @@ func (ui *UI) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if a.Can(silo.PermUsersManage) {
-		d.Steps = append(d.Steps, step{Title: "Invite your team",
+		// Done when someone has joined: an invitation still pending is a
+		// step under way, not one done.
+		st := step{Title: "Invite your team",
 			Text: "Invite a Data Custodian from each organisation that holds data, and the Model Builders who will train with it.",
-			Href: "/settings/users", Action: "Invite people", Done: d.Users > 1 || invited})
+			Href: "/settings/users", Action: "Invite people", Done: d.Users > 1}
+		if !st.Done && d.PendingInvites > 0 {
+			st.Pending = fmt.Sprintf("%d invitation%s waiting to be accepted", d.PendingInvites, map[bool]string{true: "", false: "s"}[d.PendingInvites == 1])
+			st.Action = "See invitations"
+		}
+		d.Steps = append(d.Steps, st)
 	}
 	if a.Can(silo.PermRunnersManage) {
 		href := "/settings/register-runner"
@@ -128,6 +142,15 @@ func (ui *UI) handleDashboard(w http.ResponseWriter, r *http.Request) {
 		if st.Done {
 			d.Done++
 		}
+	}
+	if d.CanSessions = a.Can(silo.PermSessionsRead); d.CanSessions {
+		rows, err := ui.sessionRows(r)
+		if err != nil {
+			ui.renderError(w, r, err)
+			return
+		}
+		d.MoreRecent = len(rows) > dashboardSessions
+		d.Recent = rows[:min(len(rows), dashboardSessions)]
 	}
 	v := ui.newView(r, "Dashboard")
 	v.Section = "dashboard"

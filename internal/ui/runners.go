@@ -138,11 +138,11 @@ func runnerFieldsFor(p silo.Provider, workspace, name string, edit bool) (main, 
 				{Name: "client_security_group", Label: "Client security group", Kind: "text", Optional: true, Placeholder: "sg-0a1b2c3d4e5f67890"},
 				{Name: "server_security_group", Label: "Server security group", Kind: "text", Optional: true, Placeholder: "sg-1a2b3c4d5e6f78901"},
 			}},
-			{ID: "new-vpc", Title: "Create a new VPC", Text: "Silo's template creates a VPC with these blocks. Give all four, or leave them all empty for the default network.", Fields: []runnerField{
-				{Name: "vpc_cidr", Label: "VPC CIDR", Kind: "text", Optional: true, Placeholder: "10.0.0.0/16", Hint: "Between /16 and /28."},
-				{Name: "private_subnet_cidr", Label: "Private subnet CIDR", Kind: "text", Optional: true, Placeholder: "10.0.0.0/17", Hint: "Inside the VPC block."},
-				{Name: "public_subnet_cidr", Label: "Public subnet CIDR", Kind: "text", Optional: true, Placeholder: "10.0.128.0/17", Hint: "Inside the VPC block, not overlapping the private one."},
-				{Name: "cidr_newbits", Label: "CIDR newbits", Kind: "number", Optional: true, Placeholder: "2", Hint: "Bits each subnet block is split by, one subnet per availability zone (2 gives 4)."},
+			{ID: "new-vpc", Title: "Create a new VPC", Text: "Silo's template creates a VPC with these blocks. Give all four, or leave them all empty for the defaults shown.", Fields: []runnerField{
+				{Name: "vpc_cidr", Label: "VPC CIDR", Kind: "text", Optional: true, Placeholder: silo.DefaultAWSVPCCIDR, Hint: "Between /16 and /28. Default " + silo.DefaultAWSVPCCIDR + "."},
+				{Name: "private_subnet_cidr", Label: "Private subnet CIDR", Kind: "text", Optional: true, Placeholder: silo.DefaultAWSPrivateSubnetCIDR, Hint: "Inside the VPC block. Default " + silo.DefaultAWSPrivateSubnetCIDR + "."},
+				{Name: "public_subnet_cidr", Label: "Public subnet CIDR", Kind: "text", Optional: true, Placeholder: silo.DefaultAWSPublicSubnetCIDR, Hint: "Inside the VPC block, not overlapping the private one. Default " + silo.DefaultAWSPublicSubnetCIDR + "."},
+				{Name: "cidr_newbits", Label: "CIDR newbits", Kind: "number", Optional: true, Placeholder: strconv.Itoa(silo.DefaultAWSCIDRNewbits), Hint: fmt.Sprintf("Bits each subnet block is split by, one subnet per availability zone (1 gives 2, 2 gives 4). Default %d.", silo.DefaultAWSCIDRNewbits)},
 			}},
 			{ID: "kms", Title: "Encryption keys (KMS)", Fields: []runnerField{
 				{Name: "kms_data_key_id", Label: "Data key", Kind: "text", Optional: true, Placeholder: "alias/silo-data", Hint: "Key ARN, key ID or alias/…; encrypts the bucket."},
@@ -550,6 +550,12 @@ type runnerPageData struct {
 	CanLaunch   bool // this server can start local runners, and the viewer may
 	Running     bool // started by this server and running
 	Settings    []runnerSetting
+	// BundleURL is the server URL the Deploy section's download offers:
+	// what was typed, else this server's address when a runner's network
+	// can reach it, else "" (the page then asks for it, saying why).
+	BundleURL string
+	// BundleError says why the bundle was refused, next to the field.
+	BundleError string
 }
 
 // runnerSetting is one row of a runner's settings.
@@ -577,6 +583,11 @@ func (ui *UI) renderRunnerPage(w http.ResponseWriter, r *http.Request, status in
 	rn := ui.srv.RunnerView(stored)
 	d := runnerPageData{Runner: rn, Token: token, ServerURL: ui.srv.BaseURL(r),
 		CanLaunch: ui.srv.CanStartRunners() && silo.ActorFromContext(ctx).Can(silo.PermRunnersLaunch), Running: ui.srv.LocalRunnerRunning(rn.Name)}
+	if bundleErr, ok := r.Context().Value(bundleErrorKey{}).(bundleError); ok {
+		d.BundleURL, d.BundleError = bundleErr.url, bundleErr.msg
+	} else if silo.CheckRunnerServerURL(rn.Provider, d.ServerURL) == nil {
+		d.BundleURL = d.ServerURL
+	}
 	if rn.Provider == silo.ProviderLocal {
 		d.StorageRoot = server.LocalRoot(rn.StoragePath)
 	}
@@ -729,6 +740,34 @@ func providerTitle(p silo.Provider) string {
 }
 
 // ---- Runner actions ----
+
+// bundleError carries a refused bundle's URL and reason to the runner page
+// shown in its place.
+type (
+	bundleError    struct{ url, msg string }
+	bundleErrorKey struct{}
+)
+
+// handleRunnerBundle serves the deployment bundle for the server URL typed
+// in the Deploy section, or shows the runner's page again with the reason
+// next to the field: a browser must not save an error as the zip.
+func (ui *UI) handleRunnerBundle(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	asked := strings.TrimSpace(r.URL.Query().Get("server_url"))
+	b, err := ui.srv.RunnerBundle(r.Context(), name, ui.srv.BundleServerURL(r, asked))
+	if err != nil {
+		if silo.ErrorCode(err) != silo.EINVALID {
+			ui.renderError(w, r, err)
+			return
+		}
+		ctx := context.WithValue(r.Context(), bundleErrorKey{}, bundleError{asked, silo.ErrorMessage(err)})
+		ui.renderRunnerPage(w, r.WithContext(ctx), http.StatusBadRequest, name, nil, "")
+		return
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`-deployment.zip"`)
+	_, _ = w.Write(b)
+}
 
 func (ui *UI) handleRunnerDiagnostics(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")

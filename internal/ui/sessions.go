@@ -111,15 +111,15 @@ type sessionsData struct {
 	Sessions []sessionRow
 }
 
-func (ui *UI) handleSessionsPage(w http.ResponseWriter, r *http.Request) {
+// sessionRows lists the sessions the signed-in user may see, as the
+// sessions page and the dashboard show them.
+func (ui *UI) sessionRows(r *http.Request) ([]sessionRow, error) {
 	ctx := r.Context()
 	list, err := ui.db.ListSessions(ctx, false)
 	if err != nil {
-		ui.renderError(w, r, err)
-		return
+		return nil, err
 	}
-	var d sessionsData
-	active := false
+	var rows []sessionRow
 	for _, ss := range list {
 		if !ui.srv.CanSeeSession(ctx, ss) {
 			continue
@@ -128,9 +128,21 @@ func (ui *UI) handleSessionsPage(w http.ResponseWriter, r *http.Request) {
 		if len(ss.Latest) > 0 {
 			m = mainMetric(ss.Config.Task.Type, ss.Latest)
 		}
-		row := sessionRow{Session: &ss.Session, Active: !ss.Status.Done(), MetricTitle: metricTitle(m), Loss: lookup(ss.Latest, "loss"), Metric: lookup(ss.Latest, m)}
+		rows = append(rows, sessionRow{Session: &ss.Session, Active: !ss.Status.Done(), MetricTitle: metricTitle(m), Loss: lookup(ss.Latest, "loss"), Metric: lookup(ss.Latest, m)})
+	}
+	return rows, nil
+}
+
+func (ui *UI) handleSessionsPage(w http.ResponseWriter, r *http.Request) {
+	rows, err := ui.sessionRows(r)
+	if err != nil {
+		ui.renderError(w, r, err)
+		return
+	}
+	d := sessionsData{Sessions: rows}
+	active := false
+	for _, row := range rows {
 		active = active || row.Active
-		d.Sessions = append(d.Sessions, row)
 	}
 	v := ui.newView(r, "Sessions")
 	v.Section = "sessions"
@@ -167,8 +179,11 @@ type sessionNewData struct {
 	ErrorField   string
 	ErrorLine    int
 	ErrorExcerpt string
-	From         string // the session duplicated, if any
-	Rows         int    // the editor's height, to show the whole config
+	// MoreErrors are the config's other problems, each with its field:
+	// every one is shown at once.
+	MoreErrors []silo.FieldError
+	From       string // the session duplicated, if any
+	Rows       int    // the editor's height, to show the whole config
 }
 
 // strategyParams lists each aggregation strategy's parameters for the
@@ -313,6 +328,9 @@ func (ui *UI) renderSessionNew(w http.ResponseWriter, r *http.Request, status in
 	d.Rows = min(max(strings.Count(f.Get("config"), "\n")+3, 24), 120)
 	if cause != nil {
 		d.ErrorField, d.ErrorLine, d.ErrorExcerpt = locateConfigError(f.Get("config"), cause)
+		if fields := silo.ErrorFields(cause); len(fields) > 1 {
+			f.Error, d.MoreErrors = fields[0].Message, fields[1:]
+		}
 	}
 	v := ui.newView(r, "New session · Sessions")
 	v.Section = "sessions"
@@ -485,6 +503,9 @@ type sessionPageData struct {
 	// Predictions.
 	PredictDatasets []string
 	PredictNote     string
+	// PredictResult is the outcome of the prediction just run, shown in
+	// the Predict card, where the user is looking.
+	PredictResult *flash
 }
 
 // maxRoundRows bounds the metrics table; the API and CLI return every round.
@@ -555,6 +576,9 @@ func (ui *UI) handleSessionPage(w http.ResponseWriter, r *http.Request) {
 
 	v := ui.newView(r, sess.Name+" · Sessions")
 	v.Section = "sessions"
+	if r.URL.Query().Has("predicted") {
+		d.PredictResult, v.flashTaken = ui.takeFlash(w, r), true
+	}
 	v.Data = d
 	if d.Active {
 		v.Refresh = 2
@@ -835,5 +859,6 @@ func (ui *UI) handleSessionPredict(w http.ResponseWriter, r *http.Request) {
 		msg = fmt.Sprintf("Predicted %s of %s with the %s model of %s: written to %s on its runner's storage.",
 			plural(int(out.Rows), "row"), req.Dataset, which, ss.Name, out.Path)
 	}
-	ui.redirectResult(w, r, sessionPath(id)+"#predict", msg, err)
+	// Back to the Predict card, where the result is shown.
+	ui.redirectResult(w, r, sessionPath(id)+"?predicted=1#predict-result", msg, err)
 }

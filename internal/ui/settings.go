@@ -282,9 +282,31 @@ const auditPageSize = 50
 type auditData struct {
 	Entries []*silo.AuditEntry
 	Since   string
-	Options []option
-	Older   string // link to the next (older) page, "" when there is none
-	Paged   bool   // this is not the newest page
+	// The narrowing filters as typed, carried by the pager's links.
+	Actor, Action, Target, Outcome string
+	Filtered                       bool
+	Options                        []option
+	Older                          string // link to the next (older) page, "" when there is none
+	Paged                          bool   // this is not the newest page
+}
+
+// query is the page's filters as a query string, without paging.
+func (d *auditData) query() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"since": d.Since, "actor": d.Actor, "action": d.Action, "target": d.Target, "outcome": d.Outcome} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
+}
+
+// Newest links to the first page with the same filters.
+func (d *auditData) Newest() string {
+	if q := d.query().Encode(); q != "" {
+		return "/settings/audit?" + q
+	}
+	return "/settings/audit"
 }
 
 var auditSince = []option{{"", "All time"}, {"1h", "Last hour"}, {"24h", "Last 24 hours"}, {"168h", "Last 7 days"}, {"720h", "Last 30 days"}}
@@ -294,7 +316,9 @@ func (ui *UI) handleAuditPage(w http.ResponseWriter, r *http.Request) {
 	q.Del("limit")
 	v := ui.settingsView(r, "Audit log", "audit")
 	since := q.Get("since")
-	d := auditData{Since: since, Options: auditSince, Paged: q.Get("before") != ""}
+	d := auditData{Since: since, Options: auditSince, Paged: q.Get("before") != "",
+		Actor: q.Get("actor"), Action: q.Get("action"), Target: q.Get("target"), Outcome: q.Get("outcome")}
+	d.Filtered = d.Actor != "" || d.Action != "" || d.Target != "" || d.Outcome != ""
 	known := false
 	for _, o := range auditSince {
 		known = known || o.Value == since
@@ -302,7 +326,7 @@ func (ui *UI) handleAuditPage(w http.ResponseWriter, r *http.Request) {
 	if !known {
 		d.Options = append(append([]option{}, auditSince...), option{since, "Since " + since})
 	}
-	v.Form = newForm(url.Values{"since": {since}})
+	v.Form = newForm(url.Values{"since": {since}, "actor": {d.Actor}, "action": {d.Action}, "target": {d.Target}, "outcome": {d.Outcome}})
 	v.Data = &d
 	f, err := ui.srv.AuditFilter(q)
 	if err != nil {
@@ -318,10 +342,8 @@ func (ui *UI) handleAuditPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(entries) > auditPageSize {
 		entries = entries[:auditPageSize]
-		next := url.Values{"before": {strconv.FormatInt(entries[len(entries)-1].ID, 10)}}
-		if since != "" {
-			next.Set("since", since)
-		}
+		next := d.query()
+		next.Set("before", strconv.FormatInt(entries[len(entries)-1].ID, 10))
 		d.Older = "/settings/audit?" + next.Encode()
 	}
 	d.Entries = entries

@@ -31,6 +31,8 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -109,6 +111,7 @@ func (ui *UI) routes() []server.Route {
 		{Method: "GET", Path: "/settings/runners/{name}", Access: server.Perm(silo.PermRunnersRead), Page: true, Summary: "A task runner: settings, status, recent tasks and logs", Handler: ui.handleRunnerPage},
 		{Method: "GET", Path: "/settings/runners/{name}/edit", Access: manageRunners, Page: true, Summary: "Edit a task runner", Handler: ui.handleRunnerEdit},
 		{Method: "POST", Path: "/settings/runners/{name}/edit", Access: manageRunners, Page: true, Summary: "Save a task runner's settings", Handler: ui.handleRunnerUpdate},
+		{Method: "GET", Path: "/settings/runners/{name}/bundle", Access: manageRunners, Page: true, Summary: "Download a runner's deployment bundle for the server URL given (?server_url=); a URL its network cannot reach is refused on the runner's page", Handler: ui.handleRunnerBundle},
 		{Method: "POST", Path: "/settings/runners/{name}/diagnostics", Access: manageRunners, Page: true, Summary: "Queue a diagnostics task on a runner", Handler: ui.handleRunnerDiagnostics},
 		{Method: "POST", Path: "/settings/runners/{name}/start", Access: server.Perm(silo.PermRunnersLaunch), Page: true, Summary: "Start a local runner under the server", Handler: ui.handleRunnerStart},
 		{Method: "POST", Path: "/settings/runners/{name}/stop", Access: server.Perm(silo.PermRunnersLaunch), Page: true, Summary: "Stop a local runner the server started", Handler: ui.handleRunnerStop},
@@ -158,6 +161,22 @@ type view struct {
 
 	actor *silo.Actor
 	now   time.Time
+	kinds []string // the session types this server runs
+	// flashTaken says the page showed the flash itself, in place.
+	flashTaken bool
+}
+
+// SessionTypeOptions are the session types a privacy form offers: those the
+// server runs, plus any the controls shown already allow (so saving the
+// form never drops them).
+func (v *view) SessionTypeOptions() []option {
+	var out []option
+	for _, o := range sessionTypeOptions {
+		if slices.Contains(v.kinds, o.Value) || v.Form.Has("allowed_session_types", o.Value) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Can reports whether the signed-in user may do p, for hiding controls.
@@ -253,11 +272,11 @@ func (f *form) fail(err error, fields ...string) {
 	}
 	for _, k := range fields {
 		if k == field {
-			f.Errors[k] = silo.ErrorMessage(err)
+			f.Errors[k] = forWeb(silo.ErrorMessage(err))
 			return
 		}
 	}
-	f.Error = silo.ErrorMessage(err)
+	f.Error = forWeb(silo.ErrorMessage(err))
 }
 
 // flash is a one-time message shown on the next page.
@@ -310,7 +329,7 @@ func (ui *UI) redirectFlash(w http.ResponseWriter, r *http.Request, to, kind, ms
 func (ui *UI) redirectResult(w http.ResponseWriter, r *http.Request, to, success string, err error) {
 	if err != nil {
 		ui.logInternal(r, err)
-		ui.redirectFlash(w, r, to, "error", silo.ErrorMessage(err))
+		ui.redirectFlash(w, r, to, "error", forWeb(silo.ErrorMessage(err)))
 		return
 	}
 	ui.redirectFlash(w, r, to, "success", success)
@@ -329,7 +348,6 @@ var funcs = template.FuncMap{
 	"plans":         func() []string { return silo.Plans },
 	"providerTitle": providerTitle,
 	"permTitle":     permTitle,
-	"sessionTypes":  func() []option { return sessionTypeOptions },
 	"bytes":         humanBytes,
 	"formatTitle":   formatTitle,
 	"add1":          func(i int) int { return i + 1 },
@@ -503,7 +521,7 @@ func (ui *UI) now() time.Time { return ui.srv.Clock.Now() }
 
 // newView returns a view for the request's signed-in user (if any).
 func (ui *UI) newView(r *http.Request, title string) *view {
-	v := &view{Title: title, Form: newForm(nil), Assets: assets, now: ui.now(), Workspace: "silo"}
+	v := &view{Title: title, Form: newForm(nil), Assets: assets, now: ui.now(), Workspace: "silo", kinds: ui.srv.SessionKinds()}
 	v.actor = silo.ActorFromContext(r.Context())
 	if v.actor != nil && v.actor.User != nil {
 		v.User = v.actor.User
@@ -529,7 +547,7 @@ func (ui *UI) render(w http.ResponseWriter, r *http.Request, status int, name st
 	if ws, err := ui.db.Workspace(r.Context()); err == nil {
 		v.Workspace = ws.Name
 	}
-	if v.Flash == nil {
+	if v.Flash == nil && !v.flashTaken {
 		v.Flash = ui.takeFlash(w, r)
 	}
 	switch name {
@@ -555,6 +573,34 @@ type errorData struct {
 	Status  int
 	Heading string
 	Message string
+	// Back links to the list the missing page belongs to.
+	Back *navTab
+}
+
+// listPages are the pages that list what a URL names, for an error page's
+// way back.
+var listPages = []navTab{
+	{"library", "Go to the Library", "/library"},
+	{"sessions", "Go to Sessions", "/sessions"},
+	{"runners", "Go to Task Runners", "/settings/runners"},
+	{"users", "Go to Users", "/settings/users"},
+	{"tokens", "Go to Tokens", "/settings/tokens"},
+}
+
+// cliHints are the command-line pointers in messages the API and the UI
+// share, and webHints what a web page says in their place.
+var (
+	cliHints = regexp.MustCompile(`(: see|\(see|from) 'silo (runners|datasets|sessions) list'`)
+	webHints = map[string]string{"runners": "Settings → Task Runners", "datasets": "the Library", "sessions": "Sessions"}
+)
+
+// forWeb rewrites a message for a web page: where it tells the reader to
+// run a listing command, it names the page that lists the same instead.
+func forWeb(msg string) string {
+	return cliHints.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := cliHints.FindStringSubmatch(m)
+		return sub[1] + " " + webHints[sub[2]]
+	})
 }
 
 // renderError shows err as a page in the site's layout. An anonymous visitor
@@ -571,7 +617,12 @@ func (ui *UI) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	ui.logInternal(r, err)
 	status := server.ErrorStatus(err)
-	d := errorData{Status: status, Message: silo.ErrorMessage(err)}
+	d := errorData{Status: status, Message: forWeb(silo.ErrorMessage(err))}
+	for _, l := range listPages {
+		if strings.HasPrefix(r.URL.Path, l.Path) && r.URL.Path != l.Path {
+			d.Back = &l
+		}
+	}
 	switch code {
 	case silo.EFORBIDDEN:
 		d.Heading = "You can't do this"

@@ -760,21 +760,44 @@ func TestUIRunnerRegistrationFormErrors(t *testing.T) {
 	form.Set("provisioner_role_arn", "arn:aws:iam::123456789012:role/silo-provisioner")
 	form.Set("public_subnet_cidr", "10.0.128.0/17")
 	form.Set("vcpu", "4")
+	// Its page shows the runner's token this once, for the deployment.
 	p = b.post("/settings/register-runner/aws", form)
-	if p.StatusCode != http.StatusSeeOther || p.Header.Get("Location") != "/settings/runners/hospital-a" {
-		t.Fatalf("register: %d to %q\n%s", p.StatusCode, p.Header.Get("Location"), p.text())
+	wantStatus(t, p, http.StatusCreated)
+	wantText(t, p, "Token for hospital-a", "Copy it now: it is shown only once", "RunnerToken")
+	if !strings.Contains(p.Body, silo.RunnerTokenPrefix) {
+		t.Errorf("registering an AWS runner showed no token")
 	}
-	p = b.follow(p)
+	if strings.Contains(b.get("/settings/runners/hospital-a").Body, silo.RunnerTokenPrefix) {
+		t.Errorf("the token is shown again")
+	}
 	wantText(t, p, "Task runner hospital-a is registered", "Provisioning", "s3://silo-hospital-a.silo", "10.0.128.0/17", "Deployment bundle", "Retry provisioning", "Issue token")
 	wantNoInlineCode(t, p)
 	if strings.Contains(p.Body, `http-equiv="refresh"`) {
 		t.Error("a provisioning runner's page refreshes itself")
 	}
-	if !strings.Contains(p.Body, `href="/api/v1/runners/hospital-a/bundle"`) {
-		t.Errorf("no link to the deployment bundle")
+	if !strings.Contains(p.Body, `action="/settings/runners/hospital-a/bundle"`) || !strings.Contains(p.Body, `name="server_url"`) {
+		t.Errorf("no form to download the deployment bundle")
 	}
-	// The bundle link works with the sign-in cookie.
-	wantStatus(t, b.get("/api/v1/runners/hospital-a/bundle"), http.StatusOK)
+	// This test server is on loopback, which a runner in the cloud cannot
+	// reach: the page asks for the server's URL, and refuses to build a
+	// bundle without one, saying why next to the field, not as a zip.
+	if !strings.Contains(p.Body, `id="bundle-server-url" name="server_url" type="url" inputmode="url" autocomplete="off" spellcheck="false" placeholder="https://silo.example.org" value=""`) {
+		t.Errorf("the Deploy section offers a loopback server URL")
+	}
+	wantText(t, p, "which a runner in the cloud cannot reach")
+	refused := b.get("/settings/runners/hospital-a/bundle?server_url=")
+	wantStatus(t, refused, http.StatusBadRequest)
+	wantText(t, refused, "cannot reach this server at http://127.0.0.1:", "--public-url")
+	if ct := refused.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("a refused bundle is served as %s", ct)
+	}
+	// With a URL its network can reach, the bundle is a zip carrying it.
+	got := b.get("/settings/runners/hospital-a/bundle?server_url=" + url.QueryEscape("https://silo.example.org"))
+	wantStatus(t, got, http.StatusOK)
+	if got.Header.Get("Content-Type") != "application/zip" || !strings.Contains(got.Header.Get("Content-Disposition"), "hospital-a-deployment.zip") {
+		t.Errorf("bundle download: %v", got.Header)
+	}
+	wantStatus(t, b.get("/api/v1/runners/hospital-a/bundle?server_url=https://silo.example.org"), http.StatusOK)
 	wantText(t, b.get("/settings/runners"), "hospital-a", "Provisioning")
 }
 
@@ -849,8 +872,9 @@ func TestUIEditRunner(t *testing.T) {
 	e := newUIEnv(t, false)
 	b := e.browser()
 	b.signIn(uiAdminEmail, uiAdminPassword)
-	p := b.follow(b.post("/settings/register-runner/azure", azureRunnerForm()))
-	wantText(t, p, "Task runner clinic-b is registered", "clinicbstorage", "Provisioning")
+	p := b.post("/settings/register-runner/azure", azureRunnerForm())
+	wantStatus(t, p, http.StatusCreated)
+	wantText(t, p, "Task runner clinic-b is registered", "clinicbstorage", "Provisioning", "runnerToken")
 	if strings.Contains(p.Body, "provisioner-secret-value") {
 		t.Fatal("the runner page shows a secret")
 	}
@@ -890,7 +914,7 @@ func TestUIRunnerPermissions(t *testing.T) {
 	e := newUIEnv(t, false)
 	admin := e.browser()
 	admin.signIn(uiAdminEmail, uiAdminPassword)
-	admin.follow(admin.post("/settings/register-runner/aws", awsRunnerForm()))
+	wantStatus(t, admin.post("/settings/register-runner/aws", awsRunnerForm()), http.StatusCreated)
 	dc := e.join(admin.invite("dc@example.org", "168h", "data_custodian"), "", "custodian password")
 
 	p := dc.get("/settings/runners")
@@ -995,9 +1019,15 @@ func TestUIDatasetWizard(t *testing.T) {
 	p = dc.post("/library/register-dataset", url.Values{"step": {"1"}, "runner": {"lab-1"}})
 	wantStatus(t, p, http.StatusOK)
 	wantText(t, p, "Details and privacy controls", "Allowed session types")
-	for _, v := range []string{`name="max_epsilon_per_session" type="text" inputmode="decimal" placeholder="10" value="10"`, `value="hfl" checked`, `value="vfl" checked`, `name="allow_predictions" id="p-allow_predictions" value="on" checked`} {
+	for _, v := range []string{`name="max_epsilon_per_session" type="text" inputmode="decimal" placeholder="10" value="10"`, `value="hfl" checked`, `name="allow_predictions" id="p-allow_predictions" value="on" checked`} {
 		if !strings.Contains(p.Body, v) {
 			t.Errorf("step 2 is not prefilled with the defaults: no %s", v)
+		}
+	}
+	// Only the session types the server runs are offered.
+	for _, v := range []string{`value="vfl"`, `value="prl"`, `value="eda"`} {
+		if strings.Contains(p.Body, v) {
+			t.Errorf("step 2 offers a session type the server does not run: %s", v)
 		}
 	}
 	vals := hiddenValues(p.Body)
@@ -1110,7 +1140,7 @@ func TestUIDatasetWizard(t *testing.T) {
 	}
 	form.Set("delta", "1e-6")
 	p = dc.follow(dc.post("/library/readmissions/privacy", form))
-	wantText(t, p, "Privacy controls saved; the runner is reconnecting.", "1e-06")
+	wantText(t, p, "saved; the runner is reading the data again.", "1e-06")
 
 	// The same file registered again with stricter controls binds this
 	// dataset too: the page shows what is in effect and who set it.
