@@ -42,6 +42,10 @@ type SessionConfig struct {
 	Validation          ValidationConfig `json:"validation"`
 	SaveBestModel       SaveBestConfig   `json:"save_best_model"`
 	Seed                int64            `json:"seed"`
+	// Private record linkage (type prl): see session_prl.go.
+	IDColumns map[string][]string   `json:"id_columns,omitempty"`
+	Normalize []string              `json:"normalize,omitempty"`
+	Keys      []map[string][]string `json:"keys,omitempty"`
 }
 
 // TaskConfig says what to learn.
@@ -134,9 +138,14 @@ func (c *SessionConfig) Validate() error {
 	}
 	switch c.Type {
 	case SessionHFL:
+		if f := c.prlField(); f != "" {
+			return FieldErrorf(f, "%s belongs to prl (private record linkage) sessions, not %s", f, c.Type)
+		}
 		return c.validateHFL()
+	case SessionPRL:
+		return c.validatePRL()
 	}
-	return FieldErrorf("type", "session type %q is not built yet: only hfl (horizontal federated learning) runs today", c.Type)
+	return FieldErrorf("type", "session type %q is not built yet: hfl (horizontal federated learning) and prl (private record linkage) run today", c.Type)
 }
 
 // validateHFL checks and completes an hfl session's config.
