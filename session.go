@@ -425,6 +425,18 @@ type Session struct {
 	BestRound int                `json:"best_round,omitempty"`
 	// EpsilonSpent per dataset, when the session uses differential privacy.
 	EpsilonSpent map[string]float64 `json:"epsilon_spent,omitempty"`
+	// Progress is how far the current step is, while one runs and its
+	// runners report it (records blinded, for a linkage).
+	Progress *StepProgress `json:"progress,omitempty"`
+}
+
+// StepProgress is how far a running session's current step is: the work
+// its clients' tasks have done, of the total, in one unit.
+type StepProgress struct {
+	Step  string `json:"step"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+	Unit  string `json:"unit"`
 }
 
 // RoundMetrics are one round's federated metrics.

@@ -40,6 +40,12 @@ type Kind interface {
 	Aggregate(ctx context.Context, s *Session, step Step, results []*Result) (*Outcome, error)
 }
 
+// Reporter is a kind whose metrics are not training rounds (a linkage's
+// overlap per dataset): it reports them from its own state.
+type Reporter interface {
+	Metrics(s *Session) (any, error)
+}
+
 // Session is what a kind sees of a session.
 type Session struct {
 	ID      string
