@@ -63,6 +63,8 @@ type PRLKeyCounts struct {
 type PRLBlindOutput struct {
 	Rows int64          `json:"rows"`
 	Keys []PRLKeyCounts `json:"keys"`
+	// NullRows counts rows with no usable key at all.
+	NullRows int64 `json:"null_rows"`
 }
 
 // PRLLinkOutput is what a prl_link task reports: how many records it

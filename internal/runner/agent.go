@@ -194,6 +194,9 @@ func New(cfg Config) (*Agent, error) {
 	api := client.New(cfg.ServerURL, cfg.Token)
 	api.HTTPClient = hc
 	api.SpillDir, api.SpillAbove = cfg.spillDir(), spillAbove
+	// Part files and scratch directories a previous run left are of tasks
+	// that are no more.
+	_ = os.RemoveAll(api.SpillDir)
 	if err := os.MkdirAll(api.SpillDir, 0o700); err != nil {
 		return nil, fmt.Errorf("the runner's directory for large task parts: %w", err)
 	}
@@ -201,7 +204,8 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, api: api, log: cfg.Logger, running: map[string]context.CancelFunc{}, hbTick: silo.DefaultHeartbeatInterval, freed: make(chan struct{}, 1),
 		claim: make(chan struct{}, 1), parts: &partCache{},
 		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics, silo.TaskConnect: runConnect, silo.TaskDeregister: runDeregister,
-			silo.TaskStats: runStats, silo.TaskFit: runFit, silo.TaskEvaluate: runEvaluate, silo.TaskPredict: runPredict}}
+			silo.TaskStats: runStats, silo.TaskFit: runFit, silo.TaskEvaluate: runEvaluate, silo.TaskPredict: runPredict,
+			silo.TaskPRLBlind: runPRLBlind, silo.TaskPRLReblind: runPRLReblind, silo.TaskPRLLink: runPRLLink}}
 	a.cfg.cache = &dataCache{}
 	a.claim <- struct{}{}
 	if a.cfg.StateDir == "" {
@@ -357,13 +361,21 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
 	hb := silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: silo.Version, Hostname: host,
-		VCPU: a.cfg.VCPU, MemoryMB: a.cfg.MemoryMB, RunningTasks: running}
+		VCPU: a.cfg.VCPU, MemoryMB: a.cfg.MemoryMB, RunningTasks: running, Sessions: a.cfg.prlSessions()}
 	if a.cfg.Policy != nil {
 		hb.Policy = &a.cfg.Policy.RunnerPolicy
 	}
 	reply, err := a.api.Heartbeat(ctx, hb)
 	if err != nil {
 		return err
+	}
+	for _, id := range reply.EndedSessions {
+		// The session ended: its secret and files go.
+		if err := a.cfg.dropPRLSession(id); err != nil {
+			a.log.Warn("remove the state of an ended session", "session", id, "err", err)
+		} else {
+			a.log.Info("removed the state of an ended session", "session", id)
+		}
 	}
 	a.mu.Lock()
 	a.name = reply.Runner
