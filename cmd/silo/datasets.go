@@ -76,7 +76,7 @@ func datasetsRegister(ctx context.Context, c *cmd, args []string) error {
 	c.flags.StringVar(&spec.Name, "name", "", "dataset name")
 	c.flags.StringVar(&spec.URI, "uri", "", "where the data is")
 	c.flags.StringVar(&spec.Description, "description", "", "what the data is")
-	privacy := c.flags.String("privacy", "", "privacy controls JSON file (default: SPEC defaults)")
+	privacy := c.flags.String("privacy", "", "privacy controls JSON file (default: every session type allowed, min_records_per_aggregate 10)")
 	var attach listFlag
 	c.flags.Var(&attach, "attach", "metadata file to attach (repeatable)")
 	noWait := c.flags.Bool("no-wait", false, "return once registered, without waiting for the runner")

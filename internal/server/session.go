@@ -124,13 +124,19 @@ func (s *Server) SessionView(ctx context.Context, ss *sqlstore.StoredSession) *s
 	return &out
 }
 
+// Metrics are a session's metrics as the API returns them: rounds for
+// training, overlaps for a linkage.
+func (s *Server) Metrics(ctx context.Context, ss *sqlstore.StoredSession) (any, error) {
+	return s.engine.Metrics(ctx, ss)
+}
+
 func (s *Server) handleSessionMetrics(w http.ResponseWriter, r *http.Request) {
 	ss, err := s.sessionByPath(r)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	m, err := s.engine.Metrics(r.Context(), ss)
+	m, err := s.Metrics(r.Context(), ss)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
