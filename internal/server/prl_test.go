@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cloudflare/circl/group"
 
@@ -166,17 +167,23 @@ func expectedLinks(data map[string][]customer, order []string, keys []func(custo
 // its customers file (email and phone identifier columns) registered.
 type linkageFederation struct {
 	*env
-	api   *client.Client
-	dc    *client.Client
-	roots map[string]string
-	stops map[string]func()
-	wire  *wireLog
-	data  map[string][]customer
+	api    *client.Client
+	dc     *client.Client
+	roots  map[string]string
+	tokens map[string]string
+	stops  map[string]func()
+	wire   *wireLog
+	data   map[string][]customer
 }
 
 func newLinkageFederation(t *testing.T, orgs ...string) *linkageFederation {
+	return newLinkageFederationWith(t, nil, orgs...)
+}
+
+// newLinkageFederationWith lets edit set each dataset's privacy controls.
+func newLinkageFederationWith(t *testing.T, edit func(org string, p *silo.PrivacyControls), orgs ...string) *linkageFederation {
 	e := servertest.New(t)
-	f := &linkageFederation{env: envOf(e), wire: &wireLog{}, roots: map[string]string{}, stops: map[string]func(){}, data: linkageData()}
+	f := &linkageFederation{env: envOf(e), wire: &wireLog{}, roots: map[string]string{}, tokens: map[string]string{}, stops: map[string]func(){}, data: linkageData()}
 	e.TS.Config.Handler = f.wire.wrap(e.TS.Config.Handler)
 	ag := servertest.NewAgents(t, e)
 	admin := client.New(e.TS.URL, e.Admin)
@@ -200,11 +207,14 @@ func newLinkageFederation(t *testing.T, orgs ...string) *linkageFederation {
 			t.Fatal(err)
 		}
 		f.stops[org] = ag.Start(ctx, org+"-runner", r.Token, root, 2, 1024)
-		f.roots[org] = root
+		f.roots[org], f.tokens[org] = root, r.Token
 	}
-	privacy := silo.DefaultPrivacyControls()
-	privacy.IdentifierColumns = []string{"email", "phone"}
 	for _, org := range orgs {
+		privacy := silo.DefaultPrivacyControls()
+		privacy.IdentifierColumns = []string{"email", "phone"}
+		if edit != nil {
+			edit(org, &privacy)
+		}
 		servertest.Eventually(t, org+" online", func() bool { return servertest.RunnerStatus(t, admin, org+"-runner") == silo.RunnerOnline })
 		if _, err := f.dc.RegisterDataset(ctx, silo.DatasetSpec{Name: org, Runner: org + "-runner", URI: "file://" + filepath.Join(f.roots[org], "customers.csv"), Privacy: &privacy}); err != nil {
 			t.Fatal(err)
@@ -347,4 +357,187 @@ func forms(session string, key int, raw, norm string) [][]byte {
 		out = append(out, []byte(strings.ReplaceAll(raw, "\t", `\t`)))
 	}
 	return out
+}
+
+// TestLinkageRefusals: a Model Builder cannot link on a column that is not
+// an identifier, on a column that does not exist, on a dataset that does
+// not allow prl, or with two datasets on one runner; each is refused when
+// the session is created, saying what to fix.
+func TestLinkageRefusals(t *testing.T) {
+	f := newLinkageFederationWith(t, func(org string, p *silo.PrivacyControls) {
+		if org == "insurer" {
+			p.AllowedSessionTypes = []string{"hfl", "eda"}
+		}
+	}, "bank", "telco", "insurer")
+	ctx := context.Background()
+	copyPrivacy := silo.DefaultPrivacyControls()
+	copyPrivacy.IdentifierColumns = []string{"email"}
+	if _, err := f.dc.RegisterDataset(ctx, silo.DatasetSpec{Name: "bank_copy", Runner: "bank-runner", URI: "file://" + filepath.Join(f.roots["bank"], "customers.csv"),
+		Privacy: &copyPrivacy}); err != nil {
+		t.Fatal(err)
+	}
+	servertest.WaitDataset(t, f.dc, "bank_copy")
+	for _, tc := range []struct {
+		datasets []string
+		edit     func(m map[string]any)
+		field    string
+		want     string
+	}{
+		{[]string{"bank", "telco"}, func(m map[string]any) { m["id_columns"].(map[string][]string)["telco"] = []string{"spend"} }, "id_columns", "column spend of dataset telco is not an identifier column"},
+		{[]string{"bank", "telco"}, func(m map[string]any) { m["id_columns"].(map[string][]string)["bank"] = []string{"mail"} }, "id_columns", "dataset bank has no column mail"},
+		{[]string{"bank", "insurer"}, nil, "type", "dataset insurer does not allow prl sessions"},
+		{[]string{"bank", "bank_copy"}, nil, "datasets", "are on the same runner (bank-runner)"},
+		{[]string{"bank", "telco"}, func(m map[string]any) { m["rounds"] = 3 }, "rounds", "belongs to hfl (training) sessions, not prl"},
+		{[]string{"bank"}, nil, "datasets", "two or more datasets"},
+	} {
+		_, err := f.api.CreateSession(ctx, prlConfig("refused", tc.datasets, tc.edit))
+		if e, ok := err.(*silo.Error); !ok || e.Field != tc.field || !strings.Contains(e.Message, tc.want) {
+			t.Errorf("%v: got %v, want field %s saying %q", tc.datasets, err, tc.field, tc.want)
+		}
+	}
+}
+
+// TestLinkageTooSmall: an overlap smaller than a dataset's
+// min_records_per_aggregate fails the session with that reason (not the
+// count), and no runner keeps a linkage.
+func TestLinkageTooSmall(t *testing.T) {
+	f := newLinkageFederationWith(t, func(org string, p *silo.PrivacyControls) {
+		if org == "telco" {
+			p.MinRecordsPerAggregate = 1000
+		}
+	}, "bank", "telco")
+	ctx := context.Background()
+	s, err := f.api.CreateSession(ctx, prlConfig("too-small", []string{"bank", "telco"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = waitSession(t, f.api, s.ID)
+	if s.Status != silo.SessionFailed || !strings.Contains(s.StatusReason, "fewer records in common than dataset telco's min_records_per_aggregate (1000): no linkage was kept") {
+		t.Fatalf("session %s: %s", s.Status, s.StatusReason)
+	}
+	for _, org := range []string{"bank", "telco"} {
+		if _, err := os.Stat(filepath.Join(f.roots[org], "_linkage")); !os.IsNotExist(err) {
+			t.Errorf("%s kept a linkage: %v", org, err)
+		}
+		servertest.Eventually(t, org+"'s secrets removed", func() bool {
+			_, err := os.Stat(filepath.Join(f.roots[org], ".silo", "prl", s.ID))
+			return os.IsNotExist(err)
+		})
+	}
+	if m, err := f.api.LinkageMetrics(ctx, s.ID); err != nil || len(m.Clients) != 0 {
+		t.Fatalf("a failed linkage's metrics: %+v, %v", m, err)
+	}
+}
+
+// hostileRunner answers its runner's tasks itself: blind tasks with what
+// answer returns, anything else never.
+func hostileRunner(t *testing.T, f *linkageFederation, org string, answer func(t *silo.Task) (silo.PRLBlindOutput, client.Parts)) {
+	f.stops[org]()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := client.New(f.ts.URL, f.tokens[org])
+	go func() {
+		for ctx.Err() == nil {
+			c.Heartbeat(ctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: silo.Version, VCPU: 2, MemoryMB: 1024})
+			task, _, err := c.PollTask(ctx, time.Second, nil)
+			if err != nil && ctx.Err() == nil {
+				t.Logf("hostile poll: %v", err)
+			}
+			if err != nil || task == nil || task.Type != silo.TaskPRLBlind {
+				continue
+			}
+			out, parts := answer(task)
+			b, _ := json.Marshal(out)
+			if _, _, err := c.ReportTask(ctx, task.ID, silo.TaskResult{Status: silo.TaskSucceeded, Output: b}, parts, nil); err != nil && ctx.Err() == nil {
+				t.Logf("hostile report: %v", err)
+			}
+		}
+	}()
+}
+
+// TestLinkageHostileRunner: a runner that sends a set of another size than
+// its counts, or values that are not group elements, fails the session
+// with a reason that names it; the honest runner never re-blinds garbage.
+func TestLinkageHostileRunner(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  []byte
+		want string
+	}{
+		{"wrong size", bytes.Repeat([]byte{1}, 4*psi.Size), "dataset telco's runner sent a set/0 part of 128 bytes where its counts make 160: refused"},
+		{"not group elements", bytes.Repeat([]byte{0xff}, 5*psi.Size), "not ristretto255 group elements"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newLinkageFederation(t, "bank", "telco")
+			hostileRunner(t, f, "telco", func(*silo.Task) (silo.PRLBlindOutput, client.Parts) {
+				return silo.PRLBlindOutput{Rows: 5, Keys: []silo.PRLKeyCounts{{Records: 5}}},
+					client.Parts{silo.PRLSetPart(0): tc.set, silo.PRLTagsPart(0): make([]byte, 20)}
+			})
+			s, err := f.api.CreateSession(context.Background(), prlConfig("hostile", []string{"bank", "telco"}, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = waitSessionEnd(t, f.api, s.ID, nil)
+			if s.Status != silo.SessionFailed || !strings.Contains(s.StatusReason, tc.want) {
+				t.Fatalf("session %s: %s", s.Status, s.StatusReason)
+			}
+		})
+	}
+}
+
+// TestLinkageCancelCleansUp: cancelling a linkage while a runner blinds
+// stops its task, and the runners remove their secret and every temporary
+// file of the session.
+func TestLinkageCancelCleansUp(t *testing.T) {
+	f := newLinkageFederation(t, "bank", "telco")
+	f.srv.HeartbeatInterval = time.Second // cancellations reach runners sooner
+	ctx := context.Background()
+	// A dataset large enough that its blinding is still running when the
+	// session is cancelled.
+	var b bytes.Buffer
+	b.WriteString("email,phone,spend\n")
+	for i := range 300000 {
+		fmt.Fprintf(&b, "someone%d@example.org,,%d\n", i, i%10)
+	}
+	path := filepath.Join(f.roots["bank"], "big.csv")
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	privacy := silo.DefaultPrivacyControls()
+	privacy.IdentifierColumns = []string{"email"}
+	if _, err := f.dc.RegisterDataset(ctx, silo.DatasetSpec{Name: "bank_big", Runner: "bank-runner", URI: "file://" + path, Privacy: &privacy}); err != nil {
+		t.Fatal(err)
+	}
+	servertest.WaitDataset(t, f.dc, "bank_big")
+	s, err := f.api.CreateSession(ctx, prlConfig("cancel-me", []string{"bank_big", "telco"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(f.roots["bank"], ".silo", "prl", s.ID)
+	tmp := filepath.Join(f.roots["bank"], ".silo", "tmp")
+	servertest.Eventually(t, "the bank's runner blinding", func() bool {
+		entries, _ := os.ReadDir(tmp)
+		_, err := os.Stat(state)
+		return err == nil && len(entries) > 0
+	})
+	// Its progress shows on the session while it runs.
+	var got *silo.Session
+	servertest.Eventually(t, "the linkage's progress", func() bool {
+		got, err = f.api.GetSession(ctx, s.ID)
+		return err == nil && got.Progress != nil && got.Progress.Done > 0
+	})
+	if p := got.Progress; p.Step != silo.TaskPRLBlind || p.Unit != "records blinded" || p.Total < 300000 || p.Done >= p.Total {
+		t.Errorf("a running linkage's progress: %+v", p)
+	}
+	if _, err := f.api.CancelSession(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, "the runners' state and temporary files removed", func() bool {
+		entries, _ := os.ReadDir(tmp)
+		_, err := os.Stat(state)
+		return os.IsNotExist(err) && len(entries) == 0
+	})
+	if _, err := os.Stat(filepath.Join(f.roots["telco"], ".silo", "prl", s.ID)); !os.IsNotExist(err) {
+		t.Errorf("telco's state of the cancelled session: %v", err)
+	}
 }
