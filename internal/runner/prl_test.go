@@ -164,3 +164,26 @@ func TestLinkageRunnerRefuses(t *testing.T) {
 		t.Fatalf("sessions with state: %v", got)
 	}
 }
+
+// BenchmarkPRLBlind blinds a dataset's keys as a linkage's first step does
+// (go test -bench PRLBlind -cpuprofile shows where the time goes).
+func BenchmarkPRLBlind(b *testing.B) {
+	root := b.TempDir()
+	var sb strings.Builder
+	sb.WriteString("email,phone,spend\n")
+	for i := range 20000 {
+		fmt.Fprintf(&sb, "Person%d@Example.org,+1 555 %04d,%d\n", i, i, i%9)
+	}
+	os.WriteFile(filepath.Join(root, "d.csv"), []byte(sb.String()), 0o600)
+	r := &prlRunner{t: &testing.T{}, cfg: &Config{StorageRoot: root, VCPU: 2, cache: &dataCache{}}, root: root, log: newTaskLog(nil, "t", slog.New(slog.DiscardHandler))}
+	r.kept = silo.DefaultPrivacyControls()
+	r.kept.IdentifierColumns = []string{"email", "phone"}
+	r.cfg.rememberPrivacy("d", r.kept)
+	for b.Loop() {
+		task, _, err := r.run(runPRLBlind, "sess_bench", r.payload("sess_bench", "email"), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		task.cleanup()
+	}
+}
