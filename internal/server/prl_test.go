@@ -433,6 +433,10 @@ func TestLinkageTooSmall(t *testing.T) {
 // answer returns, anything else never.
 func hostileRunner(t *testing.T, f *linkageFederation, org string, answer func(t *silo.Task) (silo.PRLBlindOutput, client.Parts)) {
 	f.stops[org]()
+	// The stopped agent's last long-poll (2 s) may still be open on the
+	// server: a task it claimed would reach no one, and with the tests'
+	// frozen clock never be found lost. Let it run out first.
+	time.Sleep(3 * time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	c := client.New(f.ts.URL, f.tokens[org])
@@ -477,6 +481,16 @@ func TestLinkageHostileRunner(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() {
+				if t.Failed() {
+					for _, typ := range []string{silo.TaskPRLBlind, silo.TaskPRLReblind} {
+						tasks, _ := f.db.ListSessionTasks(context.Background(), s.ID, map[string]int{silo.TaskPRLBlind: 1, silo.TaskPRLReblind: 2}[typ], typ)
+						for _, x := range tasks {
+							t.Logf("task %s %s of %s: %s %s", x.ID, x.Type, x.Dataset, x.Status, x.Error)
+						}
+					}
+				}
+			})
 			s = waitSessionEnd(t, f.api, s.ID, nil)
 			if s.Status != silo.SessionFailed || !strings.Contains(s.StatusReason, tc.want) {
 				t.Fatalf("session %s: %s", s.Status, s.StatusReason)
