@@ -39,11 +39,13 @@ func newPRLRunner(t *testing.T) *prlRunner {
 	r := &prlRunner{t: t, cfg: &Config{StorageRoot: root, VCPU: 2, cache: &dataCache{}}, root: root, log: newTaskLog(nil, "t", slog.New(slog.DiscardHandler))}
 	r.kept = silo.DefaultPrivacyControls()
 	r.kept.IdentifierColumns = []string{"email", "phone"}
-	if err := r.cfg.rememberPrivacy("d", r.kept); err != nil {
+	if err := connect(r.cfg, "d", r.uri(), r.kept); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
+
+func (r *prlRunner) uri() string { return "file://" + filepath.Join(r.root, "d.csv") }
 
 func (r *prlRunner) payload(session string, keys ...string) silo.PRLPayload {
 	// The task claims every column is an identifier; the runner knows better.
@@ -77,18 +79,24 @@ func TestLinkageRunnerRefuses(t *testing.T) {
 	if _, _, err := r.run(runPRLBlind, "sess_a", r.payload("sess_a", "spend"), nil); err == nil || !strings.Contains(err.Error(), "not one of its identifier columns") {
 		t.Fatalf("a non-identifier key: %v", err)
 	}
-	r.kept.ExcludedColumns = []string{"phone"}
-	r.cfg.rememberPrivacy("d", r.kept)
+	r.kept.ExcludedColumns, r.kept.IdentifierColumns = []string{"phone"}, []string{"email"}
+	if err := connect(r.cfg, "d", r.uri(), r.kept); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := r.run(runPRLBlind, "sess_a", r.payload("sess_a", "phone"), nil); err == nil || !strings.Contains(err.Error(), "is excluded") {
 		t.Fatalf("an excluded key: %v", err)
 	}
-	r.kept.ExcludedColumns, r.kept.AllowedSessionTypes = nil, []string{"hfl"}
-	r.cfg.rememberPrivacy("d", r.kept)
+	r.kept.ExcludedColumns, r.kept.IdentifierColumns, r.kept.AllowedSessionTypes = nil, []string{"email", "phone"}, []string{"hfl"}
+	if err := connect(r.cfg, "d", r.uri(), r.kept); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := r.run(runPRLBlind, "sess_a", r.payload("sess_a", "email"), nil); err == nil || !strings.Contains(err.Error(), "does not allow prl sessions") {
 		t.Fatalf("a dataset that does not allow prl: %v", err)
 	}
 	r.kept.AllowedSessionTypes = []string{"prl"}
-	r.cfg.rememberPrivacy("d", r.kept)
+	if err := connect(r.cfg, "d", r.uri(), r.kept); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := r.run(runPRLReblind, "sess_a", r.payload("sess_a", "email"), nil); err == nil || !strings.Contains(err.Error(), "holds no secret of session sess_a") {
 		t.Fatalf("a re-blind before any blind: %v", err)
 	}
@@ -178,7 +186,7 @@ func BenchmarkPRLBlind(b *testing.B) {
 	r := &prlRunner{t: &testing.T{}, cfg: &Config{StorageRoot: root, VCPU: 2, cache: &dataCache{}}, root: root, log: newTaskLog(nil, "t", slog.New(slog.DiscardHandler))}
 	r.kept = silo.DefaultPrivacyControls()
 	r.kept.IdentifierColumns = []string{"email", "phone"}
-	r.cfg.rememberPrivacy("d", r.kept)
+	connect(r.cfg, "d", r.uri(), r.kept)
 	for b.Loop() {
 		task, _, err := r.run(runPRLBlind, "sess_bench", r.payload("sess_bench", "email"), nil)
 		if err != nil {
