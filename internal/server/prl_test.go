@@ -370,9 +370,14 @@ func TestLinkageRefusals(t *testing.T) {
 		}
 	}, "bank", "telco", "insurer")
 	ctx := context.Background()
+	// Other data (an older extract) on the bank's runner.
 	copyPrivacy := silo.DefaultPrivacyControls()
 	copyPrivacy.IdentifierColumns = []string{"email"}
-	if _, err := f.dc.RegisterDataset(ctx, silo.DatasetSpec{Name: "bank_copy", Runner: "bank-runner", URI: "file://" + filepath.Join(f.roots["bank"], "customers.csv"),
+	older, _ := os.ReadFile(filepath.Join(f.roots["bank"], "customers.csv"))
+	if err := os.WriteFile(filepath.Join(f.roots["bank"], "customers-2025.csv"), older, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.dc.RegisterDataset(ctx, silo.DatasetSpec{Name: "bank_copy", Runner: "bank-runner", URI: "file://" + filepath.Join(f.roots["bank"], "customers-2025.csv"),
 		Privacy: &copyPrivacy}); err != nil {
 		t.Fatal(err)
 	}
