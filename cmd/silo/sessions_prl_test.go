@@ -31,7 +31,7 @@ func TestLinkageCLI(t *testing.T) {
 		"id_columns": map[string][]string{"hospital_a": {"patient_id"}, "hospital_b": {"patient_id"}}, "normalize": []string{"trim", "lowercase"},
 	})
 	out := e.ok("sessions", "create", "-f", cfg, "--wait")
-	for _, want := range []string{"linking:", "Completed: linked 30 records across 2 datasets", "Overlap: silo sessions metrics"} {
+	for _, want := range []string{"Completed: linked 30 records across 2 datasets", "Overlap: silo sessions metrics"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("create --wait output lacks %q:\n%s", want, out)
 		}
