@@ -38,6 +38,10 @@ type Part struct {
 	// Cached marks an part whose bytes are not in this body: the
 	// receiver said it holds Digest.
 	Cached bool `json:"cached,omitempty"`
+	// Path is a local file that holds the part's bytes — a large part a
+	// runner received and spilled to disk, or a large result part it sends
+	// from disk — and never travels.
+	Path string `json:"-"`
 }
 
 // partName bounds part names to what kinds use ("params",

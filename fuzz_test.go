@@ -11,6 +11,7 @@ func FuzzParseSessionConfig(f *testing.F) {
 	f.Add([]byte(specExample))
 	f.Add([]byte(`{"name":"x","datasets":["a"],"rounds":1,"task":{"type":"regression","target":"y"},"model":{"package":"ffnet","hidden_layers":[0]}}`))
 	f.Add([]byte(`{"differential_privacy":{"epsilon":1e308,"delta":-1}}`))
+	f.Add([]byte(`{"name":"l","type":"prl","datasets":["a","b"],"keys":[{"a":["e"],"b":["m"]},{"a":["p","q"],"b":["p","q"]}],"normalize":["digits_only","trim"]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseSessionConfig(b)
 		if err != nil {

@@ -28,6 +28,9 @@ type Heartbeat struct {
 	// --policy), so the server can show what binds each dataset and refuse
 	// what the runner would refuse before any task is queued.
 	Policy *RunnerPolicy `json:"policy,omitempty"`
+	// Sessions lists the sessions the runner keeps local state for (a
+	// linkage's secret scalar and files); the reply says which ended.
+	Sessions []string `json:"sessions,omitempty"`
 }
 
 // HeartbeatReply tells the agent its runner's name and how often to report.
@@ -38,6 +41,9 @@ type HeartbeatReply struct {
 	HeartbeatInterval string       `json:"heartbeat_interval"` // a Go duration
 	// CancelTasks lists running tasks the server no longer wants.
 	CancelTasks []string `json:"cancel_tasks,omitempty"`
+	// EndedSessions lists the heartbeat's Sessions that ended (or that the
+	// runner has no part in): the runner removes their local state.
+	EndedSessions []string `json:"ended_sessions,omitempty"`
 }
 
 // Task types.
@@ -101,6 +107,15 @@ type TaskResult struct {
 	Output json.RawMessage `json:"output,omitempty"`
 	Parts  []Part          `json:"parts,omitempty"`
 	Logs   []LogLine       `json:"logs,omitempty"`
+}
+
+// TaskProgress is how far a running task is: Done of Total units, such as
+// records blinded. An agent reports it while the task runs; a session shows
+// its current step's progress.
+type TaskProgress struct {
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+	Unit  string `json:"unit"`
 }
 
 // LogLine is one line of a task's log, streamed by the agent.

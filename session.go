@@ -43,6 +43,10 @@ type SessionConfig struct {
 	Validation          ValidationConfig `json:"validation"`
 	SaveBestModel       SaveBestConfig   `json:"save_best_model"`
 	Seed                int64            `json:"seed"`
+	// Private record linkage (type prl): see session_prl.go.
+	IDColumns map[string][]string   `json:"id_columns,omitempty"`
+	Normalize []string              `json:"normalize,omitempty"`
+	Keys      []map[string][]string `json:"keys,omitempty"`
 }
 
 // TaskConfig says what to learn.
@@ -138,10 +142,16 @@ func (c *SessionConfig) Validate() error {
 	}
 	switch c.Type {
 	case SessionHFL:
+		if f := c.prlField(); f != "" {
+			v.add(f, "%s belongs to prl (private record linkage) sessions, not %s", f, c.Type)
+		}
 		v.addErr(c.validateHFL())
 		return v.err()
+	case SessionPRL:
+		v.addErr(c.validatePRL())
+		return v.err()
 	}
-	v.add("type", "session type %q is not built yet: only hfl (horizontal federated learning) runs today", c.Type)
+	v.add("type", "session type %q is not built yet: hfl (horizontal federated learning) and prl (private record linkage) run today", c.Type)
 	return v.err()
 }
 
@@ -415,6 +425,18 @@ type Session struct {
 	BestRound int                `json:"best_round,omitempty"`
 	// EpsilonSpent per dataset, when the session uses differential privacy.
 	EpsilonSpent map[string]float64 `json:"epsilon_spent,omitempty"`
+	// Progress is how far the current step is, while one runs and its
+	// runners report it (records blinded, for a linkage).
+	Progress *StepProgress `json:"progress,omitempty"`
+}
+
+// StepProgress is how far a running session's current step is: the work
+// its clients' tasks have done, of the total, in one unit.
+type StepProgress struct {
+	Step  string `json:"step"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+	Unit  string `json:"unit"`
 }
 
 // RoundMetrics are one round's federated metrics.

@@ -120,3 +120,45 @@ func TestSessionConfigDefaults(t *testing.T) {
 		t.Fatalf("ClientMetrics JSON = %s", b)
 	}
 }
+
+func TestSessionConfigPRL(t *testing.T) {
+	c, err := ParseSessionConfig([]byte(`{"name": "link-bank-telco", "type": "prl", "datasets": ["bank_customers", "telco_customers"],
+  "id_columns": {"bank_customers": ["email"], "telco_customers": ["email_address"]}, "normalize": ["lowercase", "trim"]}`))
+	if err != nil {
+		t.Fatalf("the documented example is refused: %v", err)
+	}
+	if c.MinClients != 2 || c.RoundTimeout != DefaultPRLRoundTimeout || strings.Join(c.Normalize, ",") != "trim,lowercase" || len(c.LinkageKeys()) != 1 {
+		t.Fatalf("parsed = %+v", c)
+	}
+	b, _ := json.Marshal(c)
+	if again, err := ParseSessionConfig(b); err != nil || len(again.LinkageKeys()) != 1 {
+		t.Fatalf("a prl config does not round-trip: %v\n%s", err, b)
+	}
+	base := `"name": "x", "type": "prl", "datasets": ["a", "b"]`
+	for _, tc := range []struct{ body, field, msg string }{
+		{`"id_columns": {"a": ["e"], "b": ["e"]}, "rounds": 3`, "rounds", "belongs to hfl (training) sessions, not prl"},
+		{`"id_columns": {"a": ["e"], "b": ["e"]}, "task": {"type": "regression"}`, "task", "belongs to hfl"},
+		{`"id_columns": {"a": ["e"], "b": ["e"]}, "seed": 1`, "seed", "belongs to hfl"},
+		{`"id_columns": {"a": ["e"]}`, "id_columns", "no columns for dataset b"},
+		{`"id_columns": {"a": ["e"], "b": ["e"], "c": ["e"]}`, "id_columns", `names dataset "c", which the session does not use`},
+		{`"id_columns": {"a": ["e", "p"], "b": ["e"]}`, "id_columns", "same number of key columns"},
+		{`"id_columns": {"a": ["e", "e"], "b": ["e", "p"]}`, "id_columns", "lists column e twice"},
+		{``, "id_columns", "name the key columns"},
+		{`"id_columns": {"a": ["e"], "b": ["e"]}, "keys": [{"a": ["p"], "b": ["p"]}]`, "keys", "not both"},
+		{`"keys": [{"a": ["e"], "b": ["e"]}, {"a": ["p"]}]`, "keys[1]", "no columns for dataset b"},
+		{`"id_columns": {"a": ["e"], "b": ["e"]}, "normalize": ["soundex"]`, "normalize", "unknown normalization"},
+		{`"id_columns": {"a": ["e"], "b": ["e"]}, "normalize": ["trim", "trim"]`, "normalize", "listed twice"},
+		{`"id_columns": {"a": ["e"], "b": ["e"]}, "min_clients": 1`, "min_clients", "every dataset of a record linkage takes part"},
+		{`"id_columns": {"a": ["e"], "b": ["e"]}, "round_timeout": "100h"`, "round_timeout", "between 1s and 48h"},
+	} {
+		_, err := ParseSessionConfig([]byte("{" + base + map[bool]string{true: ", ", false: ""}[tc.body != ""] + tc.body + "}"))
+		e, ok := err.(*Error)
+		if !ok || e.Field != tc.field || !strings.Contains(e.Message, tc.msg) {
+			t.Errorf("%s: got %v (field %q), want field %q containing %q", tc.body, err, fieldOf(err), tc.field, tc.msg)
+		}
+	}
+	_, err = ParseSessionConfig([]byte(`{"name": "x", "datasets": ["a"], "rounds": 1, "task": {"type": "regression", "target": "y"}, "model": {"package": "glm"}, "id_columns": {"a": ["e"]}}`))
+	if e, ok := err.(*Error); !ok || e.Field != "id_columns" || !strings.Contains(e.Message, "belongs to prl (private record linkage) sessions, not hfl") {
+		t.Errorf("a prl field in an hfl session: %v", err)
+	}
+}

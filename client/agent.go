@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -37,7 +39,7 @@ const MaxTaskHeader = 16 << 20
 // none came. have lists the digests of parts the runner keeps; such parts
 // come back marked Cached, without their bytes.
 func (c *Client) PollTask(ctx context.Context, wait time.Duration, have []string) (*silo.Task, Parts, error) {
-	return c.taskExchange(ctx, http.MethodGet, "/api/v1/runner/tasks", url.Values{"wait": {wait.String()}}, have, nil, nil)
+	return c.taskExchange(ctx, http.MethodGet, "/api/v1/runner/tasks", url.Values{"wait": {wait.String()}}, have, nil, 0, nil)
 }
 
 // NextTask asks a task's report to go on as a poll for the runner's next
@@ -52,24 +54,53 @@ type NextTask struct {
 	Until context.Context
 }
 
-// ReportTask sends a task's result with its binary parts. With next, the
-// server answers with the runner's next task as soon as there is one; an
-// error means the result was not taken.
+// ReportTask sends a task's result with its binary parts: those in parts,
+// held in memory, and those res.Parts lists with a Path, streamed from their
+// files. With next, the server answers with the runner's next task as soon
+// as there is one; an error means the result was not taken.
 func (c *Client) ReportTask(ctx context.Context, taskID string, res silo.TaskResult, parts Parts, next *NextTask) (*silo.Task, Parts, error) {
-	names := make([]string, 0, len(parts))
-	for n := range parts {
-		names = append(names, n)
+	var list []silo.Part
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, p := range res.Parts {
+		if p.Path == "" {
+			continue
+		}
+		f, err := os.Open(p.Path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("result part %s: %w", p.Name, err)
+		}
+		files = append(files, f)
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, nil, fmt.Errorf("result part %s: %w", p.Name, err)
+		}
+		list = append(list, silo.Part{Name: p.Name, Size: fi.Size(), Path: p.Path})
 	}
-	slices.Sort(names)
-	res.Parts = res.Parts[:0:0]
-	bodies := make([]io.Reader, 0, len(names))
-	for _, n := range names {
-		res.Parts = append(res.Parts, silo.Part{Name: n, Size: int64(len(parts[n]))})
-		bodies = append(bodies, bytes.NewReader(parts[n]))
+	for n, b := range parts {
+		list = append(list, silo.Part{Name: n, Size: int64(len(b))})
 	}
-	var body bytes.Buffer
-	if err := silo.WriteFrames(&body, res, bodies...); err != nil {
+	slices.SortFunc(list, func(a, b silo.Part) int { return strings.Compare(a.Name, b.Name) })
+	res.Parts = list
+	header, err := json.Marshal(res)
+	if err != nil {
 		return nil, nil, err
+	}
+	header = append(header, '\n')
+	size := int64(len(header))
+	bodies := []io.Reader{bytes.NewReader(header)}
+	for _, p := range list {
+		size += p.Size
+		if p.Path == "" {
+			bodies = append(bodies, bytes.NewReader(parts[p.Name]))
+			continue
+		}
+		i := slices.IndexFunc(files, func(f *os.File) bool { return f.Name() == p.Path })
+		bodies = append(bodies, io.LimitReader(files[i], p.Size))
 	}
 	var q url.Values
 	var have []string
@@ -77,7 +108,7 @@ func (c *Client) ReportTask(ctx context.Context, taskID string, res silo.TaskRes
 	if next != nil && next.Wait > 0 {
 		q, have, until = url.Values{"next": {next.Wait.String()}}, next.Have, next.Until
 	}
-	t, p, err := c.taskExchange(ctx, http.MethodPost, "/api/v1/runner/tasks/"+url.PathEscape(taskID)+"/result", q, have, &body, until)
+	t, p, err := c.taskExchange(ctx, http.MethodPost, "/api/v1/runner/tasks/"+url.PathEscape(taskID)+"/result", q, have, io.MultiReader(bodies...), size, until)
 	var taken *resultTaken
 	if errors.As(err, &taken) {
 		// The answer began (the result is taken) but the next task did not
@@ -103,6 +134,11 @@ func (c *Client) TaskPart(ctx context.Context, taskID, part string) ([]byte, err
 	return io.ReadAll(resp.Body)
 }
 
+// ReportProgress tells the server how far a running task is.
+func (c *Client) ReportProgress(ctx context.Context, taskID string, p silo.TaskProgress) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/runner/tasks/"+url.PathEscape(taskID)+"/progress", nil, p, nil)
+}
+
 // SendTaskLogs appends lines to a task's log.
 func (c *Client) SendTaskLogs(ctx context.Context, taskID string, lines []silo.LogLine) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/runner/tasks/"+url.PathEscape(taskID)+"/logs", nil, lines, nil)
@@ -112,18 +148,17 @@ func (c *Client) SendTaskLogs(ctx context.Context, taskID string, lines []silo.L
 // frames body (200) or nothing (204 or an empty body). until, when not
 // nil, ends the wait for the body once the answer has begun; errors after
 // the answer began are *resultTaken.
-func (c *Client) taskExchange(ctx context.Context, method, path string, query url.Values, have []string, body *bytes.Buffer, until context.Context) (*silo.Task, Parts, error) {
+func (c *Client) taskExchange(ctx context.Context, method, path string, query url.Values, have []string, body io.Reader, size int64, until context.Context) (*silo.Task, Parts, error) {
 	u := c.baseURL + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	var rd io.Reader
-	if body != nil {
-		rd = body
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, nil, fmt.Errorf("silo server URL %q: %w", c.baseURL, err)
+	}
+	if body != nil {
+		req.ContentLength = size
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("User-Agent", c.UserAgent)
@@ -160,7 +195,7 @@ func (c *Client) taskExchange(ctx context.Context, method, path string, query ur
 }
 
 // readTask reads a task and its parts from a frames body; an empty body
-// is no task.
+// is no task. Parts larger than SpillAbove go to files in SpillDir.
 func (c *Client) readTask(br *bufio.Reader) (*silo.Task, Parts, error) {
 	if _, err := br.Peek(1); errors.Is(err, io.EOF) {
 		return nil, nil, nil
@@ -170,18 +205,55 @@ func (c *Client) readTask(br *bufio.Reader) (*silo.Task, Parts, error) {
 		return nil, nil, fmt.Errorf("unexpected task from %s: %w", c.baseURL, err)
 	}
 	parts := Parts{}
-	for _, p := range t.Parts {
+	for i, p := range t.Parts {
 		if p.Cached {
 			continue
 		}
 		if p.Size < 0 || p.Size > silo.MaxPartBytes {
+			RemovePartFiles(t.Parts)
 			return nil, nil, fmt.Errorf("task %s from %s: part %s of %d bytes is over the limit", t.ID, c.baseURL, p.Name, p.Size)
+		}
+		if c.SpillDir != "" && p.Size > c.SpillAbove {
+			path, err := spill(c.SpillDir, br, p.Size)
+			if err != nil {
+				RemovePartFiles(t.Parts)
+				return nil, nil, fmt.Errorf("task %s from %s: part %s: %w", t.ID, c.baseURL, p.Name, err)
+			}
+			t.Parts[i].Path = path
+			continue
 		}
 		b := make([]byte, p.Size)
 		if _, err := io.ReadFull(br, b); err != nil {
+			RemovePartFiles(t.Parts)
 			return nil, nil, fmt.Errorf("task %s from %s: part %s: %w", t.ID, c.baseURL, p.Name, err)
 		}
 		parts[p.Name] = b
 	}
 	return &t, parts, nil
+}
+
+// spill copies the next size bytes of r to a new file in dir.
+func spill(dir string, r io.Reader, size int64) (string, error) {
+	f, err := os.CreateTemp(dir, "part-*.bin")
+	if err != nil {
+		return "", err
+	}
+	_, err = io.CopyN(f, r, size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// RemovePartFiles removes the files of parts spilled to disk.
+func RemovePartFiles(parts []silo.Part) {
+	for _, p := range parts {
+		if p.Path != "" {
+			os.Remove(p.Path)
+		}
+	}
 }

@@ -44,6 +44,12 @@ type Client struct {
 	// UserAgent is sent with every request, so server logs show which tool
 	// made it.
 	UserAgent string
+	// SpillDir, when set, is where task parts larger than SpillAbove bytes
+	// are written as they arrive, instead of being held in memory (a
+	// blinded set of millions of records): such a part comes back as a
+	// file (silo.Part.Path) and is the caller's to remove.
+	SpillDir   string
+	SpillAbove int64
 
 	baseURL string
 	token   string

@@ -14,7 +14,8 @@ import (
 
 func sessionPath(id string) string { return "/api/v1/sessions/" + url.PathEscape(id) }
 
-// CreateSession creates a training session from its JSON config (SPEC §4).
+// CreateSession creates a session from its JSON config: training (type
+// hfl) or record linkage (type prl).
 // The server checks it against the datasets' schemas and privacy controls.
 func (c *Client) CreateSession(ctx context.Context, config json.RawMessage) (*silo.Session, error) {
 	var s silo.Session
@@ -34,9 +35,16 @@ func (c *Client) GetSession(ctx context.Context, id string) (*silo.Session, erro
 	return get[silo.Session](ctx, c, sessionPath(id))
 }
 
-// SessionMetrics returns every round's federated and per-client metrics.
+// SessionMetrics returns every round's federated and per-client metrics of
+// a training session (see LinkageMetrics for record linkage).
 func (c *Client) SessionMetrics(ctx context.Context, id string) (*silo.SessionMetrics, error) {
 	return get[silo.SessionMetrics](ctx, c, sessionPath(id)+"/metrics")
+}
+
+// LinkageMetrics returns a record linkage (prl) session's overlap per
+// dataset: n_records, n_overlapped_records, frac_overlapped.
+func (c *Client) LinkageMetrics(ctx context.Context, id string) (*silo.LinkageMetrics, error) {
+	return get[silo.LinkageMetrics](ctx, c, sessionPath(id)+"/metrics")
 }
 
 // CancelSession cancels a pending or running session.

@@ -16,14 +16,15 @@ import (
 const sessionsUsage = `
 Usage: silo sessions SUBCOMMAND
 
-Federated training sessions. The JSON config is explained key by key in
-docs/sessions.md; examples/session-*.json are ready to run on the quickstart.
+Federated sessions: training (type hfl) and private record linkage (type
+prl). The JSON config is explained key by key in docs/sessions.md;
+examples/session-*.json are ready to run on the quickstart.
 
   create -f session.json [--wait]   create a session from its JSON config
   list                              list sessions
   show ID                           status, rounds, latest metrics
   wait ID                           follow a session with a progress bar until it ends
-  metrics ID                        federated and per-client metrics of every round
+  metrics ID                        metrics of every round (training), or each dataset's overlap (linkage)
   cancel ID                         cancel a pending or running session
 `
 
@@ -171,6 +172,8 @@ func waitSession(ctx context.Context, c *cmd, cl *client.Client, id string) erro
 		if err := c.printJSON(s); err != nil {
 			return err
 		}
+	} else if s.Status == silo.SessionCompleted && s.Config.Type == silo.SessionPRL {
+		fmt.Fprintf(c.Stdout, "Completed: %s\nOverlap: silo sessions metrics %s\n", s.StatusReason, id)
 	} else if s.Status == silo.SessionCompleted {
 		fmt.Fprintf(c.Stdout, "Completed: %s\nMetrics: silo sessions metrics %s   Model: silo models download %s -o model.json\n", formatMetrics(s.Latest), id, id)
 	}
@@ -211,12 +214,26 @@ func followSession(ctx context.Context, w io.Writer, cl *client.Client, id strin
 	}
 }
 
-// progressLine draws "[#####·····] round 3/10  loss 0.4321  running".
+// progressLine draws "[#####·····] round 3/10  loss 0.4321  running"; a
+// session without rounds (a linkage) shows its current step's progress,
+// "[####······] 1200000/4000000 records blinded  linking: …".
 func progressLine(s *silo.Session) string {
 	const width = 20
 	filled := 0
 	if s.Rounds > 0 {
 		filled = s.Round * width / s.Rounds
+	}
+	if s.Rounds == 0 {
+		if s.Status == silo.SessionCompleted {
+			filled = width
+		}
+		step := ""
+		if p := s.Progress; p != nil && p.Total > 0 {
+			filled = int(min(p.Done, p.Total) * width / p.Total)
+			step = fmt.Sprintf(" %d/%d %s ", p.Done, p.Total, p.Unit)
+		}
+		bar := strings.Repeat("#", filled) + strings.Repeat("·", width-filled)
+		return fmt.Sprintf("[%s]%s %s", bar, step, cmpOr(s.StatusReason, string(s.Status)))
 	}
 	bar := strings.Repeat("#", filled) + strings.Repeat("·", width-filled)
 	loss := ""
@@ -247,6 +264,13 @@ func sessionsMetrics(ctx context.Context, c *cmd, args []string) error {
 	if err != nil {
 		return err
 	}
+	s, err := cl.GetSession(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if s.Config.Type == silo.SessionPRL {
+		return linkageMetrics(ctx, c, cl, s)
+	}
 	m, err := cl.SessionMetrics(ctx, pos[0])
 	if err != nil {
 		return err
@@ -267,6 +291,27 @@ func sessionsMetrics(ctx context.Context, c *cmd, args []string) error {
 		fmt.Fprintf(c.Stdout, "  round %3d  %-16s %s\n", cm.Round, cm.Dataset, formatMetrics(cm.Values))
 	}
 	return nil
+}
+
+// linkageMetrics prints a record linkage's overlap per dataset.
+func linkageMetrics(ctx context.Context, c *cmd, cl *client.Client, s *silo.Session) error {
+	m, err := cl.LinkageMetrics(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(m)
+	}
+	if len(m.Clients) == 0 {
+		fmt.Fprintf(c.Stdout, "The linkage %s is %s: no overlap yet.\n", s.ID, s.Status)
+		return nil
+	}
+	tw := c.table()
+	fmt.Fprintln(tw, "DATASET\tRECORDS\tLINKED\tFRACTION\tNO KEY\tREPEATED KEYS")
+	for _, cm := range m.Clients {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.4f\t%d\t%d\n", cm.Dataset, cm.NRecords, cm.NOverlappedRecords, cm.FracOverlapped, cm.NNullKeys, cm.NDuplicateKeys)
+	}
+	return tw.Flush()
 }
 
 func sessionsCancel(ctx context.Context, c *cmd, args []string) error {

@@ -90,6 +90,15 @@ func (d *Driver) Prepare(ctx context.Context, cfg *silo.SessionConfig, datasets 
 	return k.Prepare(ctx, cfg, datasets)
 }
 
+// Metrics returns a session's metrics: the rounds it recorded, or what its
+// kind reports when it is a Reporter.
+func (d *Driver) Metrics(ctx context.Context, ss *sqlstore.StoredSession) (any, error) {
+	if rep, ok := d.kinds[ss.Config.Type].(Reporter); ok {
+		return rep.Metrics(&Session{ID: ss.ID, Config: ss.Config, State: ss.State, db: d.db})
+	}
+	return d.db.SessionMetrics(ctx, ss.ID)
+}
+
 // Start sets the context sessions are driven in (the server's run context)
 // and resumes every unfinished session whose lease is free.
 func (d *Driver) Start(ctx context.Context) {

@@ -17,6 +17,7 @@ package orchestrator
 
 import (
 	"context"
+	"io"
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/sqlstore"
@@ -38,6 +39,12 @@ type Kind interface {
 	// Aggregate folds a closed step's results — every client that took part,
 	// answered or not — into the next step, or the end of the session.
 	Aggregate(ctx context.Context, s *Session, step Step, results []*Result) (*Outcome, error)
+}
+
+// Reporter is a kind whose metrics are not training rounds (a linkage's
+// overlap per dataset): it reports them from its own state.
+type Reporter interface {
+	Metrics(s *Session) (any, error)
 }
 
 // Session is what a kind sees of a session.
@@ -110,6 +117,25 @@ func (r *Result) OK() bool { return r.Task.Status == silo.TaskSucceeded }
 // Part reads a binary part of the answer.
 func (r *Result) Part(ctx context.Context, name string) ([]byte, error) {
 	return r.db.SessionBlob(ctx, r.Task.Session, sqlstore.ResultBlob(r.Task.ID, name))
+}
+
+// PartInfo is the size and digest of a binary part of the answer.
+func (r *Result) PartInfo(ctx context.Context, name string) (sqlstore.BlobInfo, error) {
+	infos, err := r.db.SessionBlobInfos(ctx, r.Task.Session, []string{sqlstore.ResultBlob(r.Task.ID, name)})
+	if err != nil {
+		return sqlstore.BlobInfo{}, err
+	}
+	return infos[0], nil
+}
+
+// OpenPart streams a binary part of the answer (a blinded set of millions
+// of values), chunk by chunk from the store. Close it when done.
+func (r *Result) OpenPart(ctx context.Context, name string) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(r.db.CopySessionBlob(ctx, r.Task.Session, sqlstore.ResultBlob(r.Task.ID, name), pw))
+	}()
+	return pr
 }
 
 // PartName is the session blob that holds a part of the answer, for a kind

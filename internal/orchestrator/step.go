@@ -236,6 +236,9 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 		}
 	}
 	if o.Next != nil {
+		// The next step's tasks are configured from the state the outcome
+		// leaves, not the one it replaces.
+		s.State = o.State
 		tasks, err := r.dispatch(s, k, *o.Next, states)
 		if err != nil {
 			return err

@@ -95,21 +95,69 @@ type Agent struct {
 }
 
 // Task is a task with its binary parts. An executor that answers with parts
-// of its own (an update's parameters) sets Out.
+// of its own (an update's parameters) sets Out; one whose parts are large
+// (a blinded set) writes them to files in its Dir and lists them in
+// OutFiles.
 type Task struct {
 	*silo.Task
-	Parts client.Parts
-	Out   client.Parts
+	Parts    client.Parts
+	Out      client.Parts
+	OutFiles map[string]string
+	// Progress reports how far the task is (see TaskLog.Progress).
+	dir    string // scratch directory, removed when the task ends
+	spills string // where the agent keeps large parts
 }
 
-// Part returns one of the task's parts.
+// Part returns one of the task's parts, read into memory if it arrived as
+// a file.
 func (t *Task) Part(name string) ([]byte, error) {
-	b, ok := t.Parts[name]
-	if !ok {
-		return nil, fmt.Errorf("%s task %s came without its %s part", t.Type, t.ID, name)
+	if b, ok := t.Parts[name]; ok {
+		return b, nil
 	}
-	return b, nil
+	if path, _, ok := t.PartFile(name); ok {
+		return os.ReadFile(path) // #nosec G304 -- a part file the agent wrote
+	}
+	return nil, fmt.Errorf("%s task %s came without its %s part", t.Type, t.ID, name)
 }
+
+// PartFile returns the file and size of a part that arrived as a file
+// (larger than the agent keeps in memory).
+func (t *Task) PartFile(name string) (string, int64, bool) {
+	for _, p := range t.Task.Parts {
+		if p.Name == name && p.Path != "" {
+			return p.Path, p.Size, true
+		}
+	}
+	return "", 0, false
+}
+
+// Dir returns the task's scratch directory, created on first use and
+// removed with everything in it once the task's result is sent.
+func (t *Task) Dir() (string, error) {
+	if t.dir == "" {
+		if err := os.MkdirAll(t.spills, 0o700); err != nil {
+			return "", err
+		}
+		d, err := os.MkdirTemp(t.spills, "task-*")
+		if err != nil {
+			return "", err
+		}
+		t.dir = d
+	}
+	return t.dir, nil
+}
+
+// cleanup removes the task's part files and scratch directory.
+func (t *Task) cleanup() {
+	client.RemovePartFiles(t.Task.Parts)
+	if t.dir != "" {
+		os.RemoveAll(t.dir)
+	}
+}
+
+// spillAbove is the size past which a task part goes to a file as it
+// arrives, rather than into memory.
+const spillAbove = 8 << 20
 
 // Executor runs one type of task. It gets the task, a logger whose lines
 // stream to the server, and the agent's config; it returns the output to
@@ -145,11 +193,19 @@ func New(cfg Config) (*Agent, error) {
 	}
 	api := client.New(cfg.ServerURL, cfg.Token)
 	api.HTTPClient = hc
+	api.SpillDir, api.SpillAbove = cfg.spillDir(), spillAbove
+	// Part files and scratch directories a previous run left are of tasks
+	// that are no more.
+	_ = os.RemoveAll(api.SpillDir)
+	if err := os.MkdirAll(api.SpillDir, 0o700); err != nil {
+		return nil, fmt.Errorf("the runner's directory for large task parts: %w", err)
+	}
 	api.UserAgent = "silo-runner/" + silo.Version
 	a := &Agent{cfg: cfg, api: api, log: cfg.Logger, running: map[string]context.CancelFunc{}, hbTick: silo.DefaultHeartbeatInterval, freed: make(chan struct{}, 1),
 		claim: make(chan struct{}, 1), parts: &partCache{},
 		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics, silo.TaskConnect: runConnect, silo.TaskDeregister: runDeregister,
-			silo.TaskStats: runStats, silo.TaskFit: runFit, silo.TaskEvaluate: runEvaluate, silo.TaskPredict: runPredict}}
+			silo.TaskStats: runStats, silo.TaskFit: runFit, silo.TaskEvaluate: runEvaluate, silo.TaskPredict: runPredict,
+			silo.TaskPRLBlind: runPRLBlind, silo.TaskPRLReblind: runPRLReblind, silo.TaskPRLLink: runPRLLink}}
 	a.cfg.cache = &dataCache{}
 	a.claim <- struct{}{}
 	if a.cfg.StateDir == "" {
@@ -305,13 +361,21 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
 	hb := silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: silo.Version, Hostname: host,
-		VCPU: a.cfg.VCPU, MemoryMB: a.cfg.MemoryMB, RunningTasks: running}
+		VCPU: a.cfg.VCPU, MemoryMB: a.cfg.MemoryMB, RunningTasks: running, Sessions: a.cfg.prlSessions()}
 	if a.cfg.Policy != nil {
 		hb.Policy = &a.cfg.Policy.RunnerPolicy
 	}
 	reply, err := a.api.Heartbeat(ctx, hb)
 	if err != nil {
 		return err
+	}
+	for _, id := range reply.EndedSessions {
+		// The session ended: its secret and files go.
+		if err := a.cfg.dropPRLSession(id); err != nil {
+			a.log.Warn("remove the state of an ended session", "session", id, "err", err)
+		} else {
+			a.log.Info("removed the state of an ended session", "session", id)
+		}
 	}
 	a.mu.Lock()
 	a.name = reply.Runner
@@ -394,7 +458,7 @@ func (a *Agent) release(t *silo.Task) {
 
 // start runs t in its own goroutine, or refuses it at once.
 func (a *Agent) start(ctx context.Context, st *silo.Task, parts client.Parts) {
-	t := &Task{Task: st}
+	t := &Task{Task: st, spills: a.cfg.spillDir()}
 	exec, ok := a.tasks[t.Type]
 	reason := ""
 	if !ok {
@@ -408,6 +472,7 @@ func (a *Agent) start(ctx context.Context, st *silo.Task, parts client.Parts) {
 	}
 	if reason != "" {
 		a.log.Warn("task refused", "task", t.ID, "type", t.Type, "reason", reason)
+		t.cleanup()
 		go a.finish(ctx, context.WithoutCancel(ctx), t, silo.TaskResult{Status: silo.TaskRefused, Error: reason}, nil, nil)
 		return
 	}
@@ -419,16 +484,21 @@ func (a *Agent) start(ctx context.Context, st *silo.Task, parts client.Parts) {
 	go func() {
 		defer a.taskWG.Done()
 		defer cancel()
+		defer t.cleanup()
 		log := newTaskLog(a.api, t.ID, a.log)
+		defer log.stopProgress()
 		log.Info("task started", "type", t.Type, "vcpu", t.VCPU, "memory_mb", t.MemoryMB)
 		out, err := exec(tctx, t, log, &a.cfg)
 		res := silo.TaskResult{Status: silo.TaskSucceeded, Output: out}
 		if err != nil {
 			res = silo.TaskResult{Status: silo.TaskFailed, Error: err.Error()}
-			t.Out = nil
+			t.Out, t.OutFiles = nil, nil
 			log.Error("task failed", "err", err)
 		} else {
 			log.Info("task succeeded")
+		}
+		for name, path := range t.OutFiles {
+			res.Parts = append(res.Parts, silo.Part{Name: name, Path: path})
 		}
 		// Report even while shutting down: the result is worth a last try.
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 11*time.Minute)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/silofl/silo"
@@ -138,4 +140,14 @@ func (c *Config) stateDir() string {
 	}
 	dir, _ := defaultStateDir(c.StorageRoot)
 	return dir
+}
+
+// spillDir is where the agent writes task parts too large to hold in
+// memory, and tasks their scratch files: under the state directory, or
+// the system's temporary directory for a runner without one.
+func (c *Config) spillDir() string {
+	if dir := c.stateDir(); dir != "" {
+		return filepath.Join(dir, "tmp")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("silo-runner-%d", os.Getpid()))
 }

@@ -24,7 +24,15 @@ type TaskLog struct {
 	mu      sync.Mutex
 	pending []silo.LogLine
 	timer   *time.Timer
+
+	// The task's latest progress, sent at most once per progressEvery.
+	progress     silo.TaskProgress
+	progressSent bool
+	progressTick *time.Timer
 }
+
+// progressEvery is how often a task's progress is sent at most.
+const progressEvery = time.Second
 
 // logSendTimeout bounds sending log lines, which must never hold a task up
 // on a network that drops packets silently.
@@ -96,5 +104,47 @@ func (l *TaskLog) Flush(ctx context.Context) {
 			l.pending = l.pending[len(l.pending)-silo.MaxLogLinesPerPost:]
 		}
 		l.mu.Unlock()
+	}
+}
+
+// Progress records how far the task is — done of total units, such as
+// "records blinded" — for the server to show while the task runs. Calls may
+// be frequent: the latest value is sent at most once a second.
+func (l *TaskLog) Progress(done, total int64, unit string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.progress = silo.TaskProgress{Done: done, Total: total, Unit: unit}
+	l.progressSent = false
+	if l.progressTick == nil && l.api != nil {
+		l.progressTick = time.AfterFunc(progressEvery, l.sendProgress)
+	}
+}
+
+func (l *TaskLog) sendProgress() {
+	l.mu.Lock()
+	p, sent := l.progress, l.progressSent
+	l.progressSent = true
+	l.mu.Unlock()
+	if !sent {
+		ctx, cancel := context.WithTimeout(context.Background(), logSendTimeout)
+		if err := l.api.ReportProgress(ctx, l.taskID, p); err != nil {
+			l.local.Debug("send task progress", "err", err)
+		}
+		cancel()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.progressTick != nil {
+		l.progressTick.Reset(progressEvery)
+	}
+}
+
+// stopProgress stops sending progress: the task ended.
+func (l *TaskLog) stopProgress() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.progressTick != nil {
+		l.progressTick.Stop()
+		l.progressTick = nil
 	}
 }

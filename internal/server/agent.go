@@ -34,6 +34,7 @@ func (s *Server) agentRoutes() []Route {
 		{Method: "POST", Path: "/api/v1/runner/tasks/{id}/result", Access: AccessRunner, Summary: "Report a task's result as a frames body (the result as a JSON line with its log lines, then its binary parts); with ?next=25s the answer (200 once the result is taken) goes on with the runner's next task, if one comes", Handler: s.handleTaskResult},
 		{Method: "GET", Path: "/api/v1/runner/tasks/{id}/parts/{part}", Access: AccessRunner, Summary: "One binary part of a task the runner is running", Handler: s.handleTaskPart},
 		{Method: "POST", Path: "/api/v1/runner/tasks/{id}/logs", Access: AccessRunner, Summary: "Append task log lines", In: []silo.LogLine{}, Handler: s.handleTaskLogs},
+		{Method: "POST", Path: "/api/v1/runner/tasks/{id}/progress", Access: AccessRunner, Summary: "Report how far a running task is (done of total units); the session shows its step's progress", In: silo.TaskProgress{}, Handler: s.handleTaskProgress},
 	}
 }
 
@@ -71,7 +72,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	if len(hb.AgentVersion) > 64 || len(hb.Hostname) > 255 || len(hb.RunningTasks) > 1024 || hb.VCPU < 0 || hb.MemoryMB < 0 || hb.Policy != nil && len(hb.Policy.Rules) > maxPolicyRules {
+	if len(hb.AgentVersion) > 64 || len(hb.Hostname) > 255 || len(hb.RunningTasks) > 1024 || len(hb.Sessions) > 1024 || hb.VCPU < 0 || hb.MemoryMB < 0 || hb.Policy != nil && len(hb.Policy.Rules) > maxPolicyRules {
 		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "heartbeat fields out of range"))
 		return
 	}
@@ -104,11 +105,52 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			reply.CancelTasks = append(reply.CancelTasks, id)
 		}
 	}
+	reply.EndedSessions = s.endedSessions(ctx, rn.Name, hb.Sessions)
 	writeJSON(w, http.StatusOK, reply)
 }
 
 // maxPolicyRules bounds the rules of a runner's policy the server keeps.
 const maxPolicyRules = 1000
+
+// endedSessions returns the sessions among ids whose local state the
+// runner may remove: those that ended, and any it has no part in (it learns
+// nothing of other runners' sessions). A store error keeps the state.
+func (s *Server) endedSessions(ctx context.Context, runner string, ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		ss, err := s.db.FindSession(ctx, id)
+		if silo.ErrorCode(err) == silo.ENOTFOUND {
+			out = append(out, id)
+			continue
+		} else if err != nil {
+			s.Logger.Warn("sessions of a heartbeat", "session", id, "err", err)
+			continue
+		}
+		if ss.Status.Done() || !slices.ContainsFunc(ss.Clients, func(c sqlstore.SessionClient) bool { return c.Runner == runner }) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (s *Server) handleTaskProgress(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rn := runnerFromContext(ctx)
+	var p silo.TaskProgress
+	if err := decodeJSON(w, r, &p); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	if p.Done < 0 || p.Total < 0 || len(p.Unit) > 64 || !utf8.ValidString(p.Unit) {
+		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "progress: done and total must be ≥ 0 and the unit at most 64 bytes of text"))
+		return
+	}
+	if err := s.db.SetTaskProgress(ctx, rn.ID, r.PathValue("id"), p); err != nil {
+		writeError(w, r, s.Logger, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
 
 // markRunnerFailed records a reason a person must act on.
 func (s *Server) markRunnerFailed(ctx context.Context, name, reason string) {

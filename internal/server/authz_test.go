@@ -124,6 +124,7 @@ var wantRules = map[string]string{
 	"GET /api/v1/runner/tasks":                   "runner",
 	"POST /api/v1/runner/tasks/{id}/result":      "runner",
 	"POST /api/v1/runner/tasks/{id}/logs":        "runner",
+	"POST /api/v1/runner/tasks/{id}/progress":    "runner",
 	"GET /api/v1/runner/tasks/{id}/parts/{part}": "runner",
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/orchestrator"
 	"github.com/silofl/silo/internal/orchestrator/hfl"
+	"github.com/silofl/silo/internal/orchestrator/prl"
 	"github.com/silofl/silo/internal/seal"
 	"github.com/silofl/silo/internal/sqlstore"
 )
@@ -108,6 +109,7 @@ func New(db *sqlstore.DB) *Server {
 		HeartbeatInterval: silo.DefaultHeartbeatInterval, runCtx: context.Background(), Replica: "replica_" + randomSecret(8)}
 	s.engine = orchestrator.New(db)
 	s.engine.Register(silo.SessionHFL, hfl.Kind{})
+	s.engine.Register(silo.SessionPRL, prl.Kind{})
 	s.engine.Notify = s.wake.notify
 	s.engine.Audit = func(ctx context.Context, action, target, outcome, detail string) {
 		s.auditAs(ctx, "system", action, target, outcome, detail)

@@ -22,9 +22,9 @@ import (
 func (s *Server) sessionRoutes() []Route {
 	return []Route{
 		{Method: "GET", Path: "/api/v1/sessions", Access: Perm(silo.PermSessionsRead), Summary: "List sessions (a Data Custodian sees those using their datasets)", Out: []silo.Session{}, Handler: s.handleListSessions},
-		{Method: "POST", Path: "/api/v1/sessions", Access: Perm(silo.PermSessionsManage), Summary: "Create a session from its JSON config (docs/sessions.md)", In: silo.SessionConfig{}, Out: silo.Session{}, Handler: s.handleCreateSession},
+		{Method: "POST", Path: "/api/v1/sessions", Access: Perm(silo.PermSessionsManage), Summary: "Create a session from its JSON config (type hfl or prl; see docs/sessions.md)", In: silo.SessionConfig{}, Out: silo.Session{}, Handler: s.handleCreateSession},
 		{Method: "GET", Path: "/api/v1/sessions/{id}", Access: Perm(silo.PermSessionsRead), Summary: "Show a session", Out: silo.Session{}, Handler: s.handleGetSession},
-		{Method: "GET", Path: "/api/v1/sessions/{id}/metrics", Access: Perm(silo.PermSessionsRead), Summary: "Federated and per-client metrics of every round", Out: silo.SessionMetrics{}, Handler: s.handleSessionMetrics},
+		{Method: "GET", Path: "/api/v1/sessions/{id}/metrics", Access: Perm(silo.PermSessionsRead), Summary: "Metrics: federated and per-client metrics of every round (training), or each dataset's overlap (record linkage: clients with n_records, n_overlapped_records, frac_overlapped)", Out: silo.SessionMetrics{}, Handler: s.handleSessionMetrics},
 		{Method: "POST", Path: "/api/v1/sessions/{id}/cancel", Access: Perm(silo.PermSessionsManage), Summary: "Cancel a session", Out: silo.Session{}, Handler: s.handleCancelSession},
 		{Method: "GET", Path: "/api/v1/sessions/{id}/model", Access: Perm(silo.PermModelsDownload), Summary: "Download the final (or ?best=true the best) model as a JSON document", Handler: s.handleDownloadModel},
 		{Method: "POST", Path: "/api/v1/predictions", Access: Perm(silo.PermPredictionsRun), Summary: "Predict a registered dataset on its runner; the runner writes the predictions to its own storage", In: PredictionRequest{}, Out: silo.PredictOutput{}, Handler: s.handlePredict},
@@ -95,7 +95,7 @@ func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
 	out := []*silo.Session{}
 	for _, ss := range list {
 		if s.CanSeeSession(r.Context(), ss) {
-			out = append(out, &ss.Session)
+			out = append(out, s.SessionView(r.Context(), ss))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -107,7 +107,27 @@ func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, &ss.Session)
+	writeJSON(w, http.StatusOK, s.SessionView(r.Context(), ss))
+}
+
+// SessionView is a session as the API and the UI show it: with its current
+// step's progress while it runs.
+func (s *Server) SessionView(ctx context.Context, ss *sqlstore.StoredSession) *silo.Session {
+	out := ss.Session
+	if ss.Status == silo.SessionRunning && ss.Phase != "" {
+		p, err := s.db.StepProgress(ctx, ss.ID, ss.PhaseRound, ss.Phase)
+		if err != nil {
+			s.Logger.Warn("session progress", "session", ss.ID, "err", err)
+		}
+		out.Progress = p
+	}
+	return &out
+}
+
+// Metrics are a session's metrics as the API returns them: rounds for
+// training, overlaps for a linkage.
+func (s *Server) Metrics(ctx context.Context, ss *sqlstore.StoredSession) (any, error) {
+	return s.engine.Metrics(ctx, ss)
 }
 
 func (s *Server) handleSessionMetrics(w http.ResponseWriter, r *http.Request) {
@@ -116,7 +136,7 @@ func (s *Server) handleSessionMetrics(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	m, err := s.db.SessionMetrics(r.Context(), ss.ID)
+	m, err := s.Metrics(r.Context(), ss)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return

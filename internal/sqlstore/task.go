@@ -371,3 +371,68 @@ func (db *DB) CancelSessionPhaseTasks(ctx context.Context, sessionID string, rou
 		silo.TaskCancelled, "the round closed without this answer", micros(db.now()), sessionID, round, typ, silo.TaskQueued, silo.TaskRunning)
 	return err
 }
+
+// SetTaskProgress records how far a running task of the runner is.
+func (db *DB) SetTaskProgress(ctx context.Context, runnerID int64, taskID string, p silo.TaskProgress) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	res, err := db.wdb.ExecContext(ctx, db.q(`UPDATE tasks SET progress = ? WHERE id = ? AND runner_id = ? AND status = 'running'`), string(b), taskID, runnerID)
+	if err != nil {
+		return fmt.Errorf("task progress: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return silo.Errorf(silo.ENOTFOUND, "no running task %s for this runner", taskID)
+	}
+	return nil
+}
+
+// StepProgress sums the progress of a session step's tasks, each client's
+// latest: a task that succeeded counts as done. It is nil when no task
+// reported any.
+func (db *DB) StepProgress(ctx context.Context, sessionID string, round int, typ string) (*silo.StepProgress, error) {
+	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT dataset, status, progress FROM tasks WHERE session_id = ? AND round = ? AND type = ? ORDER BY created_at, id`), sessionID, round, typ)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	latest := map[string]silo.TaskProgress{}
+	var order []string
+	for rows.Next() {
+		var ds, status, raw string
+		if err := rows.Scan(&ds, &status, &raw); err != nil {
+			return nil, err
+		}
+		var p silo.TaskProgress
+		if raw != "" && json.Unmarshal([]byte(raw), &p) != nil {
+			p = silo.TaskProgress{}
+		}
+		if status == silo.TaskSucceeded && p.Total > 0 {
+			p.Done = p.Total
+		}
+		if _, ok := latest[ds]; !ok {
+			order = append(order, ds)
+		}
+		latest[ds] = p
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := &silo.StepProgress{Step: typ}
+	for _, ds := range order {
+		p := latest[ds]
+		if p.Total <= 0 {
+			continue
+		}
+		out.Done += min(max(p.Done, 0), p.Total)
+		out.Total += p.Total
+		if out.Unit == "" {
+			out.Unit = p.Unit
+		}
+	}
+	if out.Total == 0 {
+		return nil, nil
+	}
+	return out, nil
+}

@@ -269,13 +269,26 @@ func exampleConfig(datasets []datasetRef) *silo.SessionConfig {
 	return cfg
 }
 
-// configText writes a config as the editor shows it.
+// configText writes a config as the editor shows it: a record linkage's
+// with its own fields only.
 func configText(cfg *silo.SessionConfig) string {
+	var v any = cfg
+	if cfg.Type == silo.SessionPRL {
+		v = struct {
+			Name         string                `json:"name"`
+			Type         string                `json:"type"`
+			Datasets     []string              `json:"datasets"`
+			RoundTimeout string                `json:"round_timeout,omitempty"`
+			IDColumns    map[string][]string   `json:"id_columns,omitempty"`
+			Keys         []map[string][]string `json:"keys,omitempty"`
+			Normalize    []string              `json:"normalize,omitempty"`
+		}{cfg.Name, cfg.Type, cfg.Datasets, cfg.RoundTimeout, cfg.IDColumns, cfg.Keys, cfg.Normalize}
+	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(cfg)
+	_ = enc.Encode(v)
 	return strings.TrimSpace(b.String())
 }
 
@@ -516,6 +529,10 @@ func (ui *UI) handleSessionPage(w http.ResponseWriter, r *http.Request) {
 	ss, err := ui.srv.SessionByID(r.Context(), r.PathValue("id"))
 	if err != nil {
 		ui.renderError(w, r, err)
+		return
+	}
+	if ss.Config.Type == silo.SessionPRL {
+		ui.linkagePage(w, r, ss)
 		return
 	}
 	m, err := ui.db.SessionMetrics(ctx, ss.ID)

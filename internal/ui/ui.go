@@ -353,6 +353,7 @@ var funcs = template.FuncMap{
 	"add1":          func(i int) int { return i + 1 },
 	"mul":           func(a, b float64) float64 { return a * b },
 	"join":          func(l []string) string { return strings.Join(l, ", ") },
+	"percent":       percent,
 	// num writes a summary statistic: 4 significant digits, "—" for none.
 	"num": func(x any) string {
 		switch x := x.(type) {

@@ -14,6 +14,13 @@ def line(s: Dict[str, Any]) -> str:
     """"[#####···············] round 3/10  loss 0.4321  running", as the CLI
     draws it."""
     rounds, done = int(s.get("rounds") or 0), int(s.get("round") or 0)
+    step = s.get("progress") or {}
+    if rounds == 0 and step.get("total"):
+        # A session without rounds (record linkage): its step's progress.
+        total, now = int(step["total"]), min(int(step.get("done") or 0), int(step["total"]))
+        filled = now * WIDTH // total
+        bar = "#" * filled + "·" * (WIDTH - filled)
+        return f"[{bar}] {now}/{total} {step.get('unit', '')}  {s.get('status_reason') or s.get('status', '')}"
     filled = done * WIDTH // rounds if rounds > 0 else 0
     bar = "#" * filled + "·" * (WIDTH - filled)
     loss = (s.get("latest") or {}).get("loss")

@@ -140,3 +140,6 @@ def test_terminal_progress_redraws_one_line():
     text = out.getvalue()
     assert text.count("\r") == 3 and text.endswith("\n") and "round 2/2  loss 0.1667" in text
     assert _progress.line({"round": 0, "rounds": 0, "status": "pending"}) == "[····················] round 0/0  pending"
+    linking = {"round": 0, "rounds": 0, "status": "running", "status_reason": "linking: each runner blinds its keys",
+               "progress": {"step": "prl_blind", "done": 500, "total": 2000, "unit": "records blinded"}}
+    assert _progress.line(linking) == "[#####···············] 500/2000 records blinded  linking: each runner blinds its keys"
