@@ -115,8 +115,8 @@ func TestDatasetsCLI(t *testing.T) {
 	// server runs, nothing it does not.
 	var ds silo.Dataset
 	e.json(&ds, "datasets", "show", "admissions")
-	if strings.Join(ds.Privacy.AllowedSessionTypes, ",") != "hfl" {
-		t.Errorf("default allowed_session_types = %v, want the session types the server runs (hfl)", ds.Privacy.AllowedSessionTypes)
+	if strings.Join(ds.Privacy.AllowedSessionTypes, ",") != "hfl,prl" {
+		t.Errorf("default allowed_session_types = %v, want the session types the server runs (hfl, prl)", ds.Privacy.AllowedSessionTypes)
 	}
 
 	// -h lists the subcommand's own flags and the privacy file's keys.

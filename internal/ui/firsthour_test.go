@@ -29,15 +29,15 @@ func TestUIFirstHourPages(t *testing.T) {
 	wantText(t, p, "Recent sessions", "No sessions yet.")
 
 	// The privacy controls offer only the session types the server runs.
-	if got := strings.Join(e.srv.SessionKinds(), ","); got != "hfl" {
+	if got := strings.Join(e.srv.SessionKinds(), ","); got != "hfl,prl" {
 		t.Fatalf("session kinds = %s", got)
 	}
 	p = b.post("/settings/register-runner/local", url.Values{"name": {"hospital-a"}, "storage_path": {"file://" + t.TempDir()}})
 	wantStatus(t, p, http.StatusCreated)
 	p = b.post("/library/register-dataset", url.Values{"step": {"1"}, "runner": {"hospital-a"}})
 	boxes := regexp.MustCompile(`<input type="checkbox" name="allowed_session_types" value="(\w+)"( checked)?`).FindAllStringSubmatch(p.Body, -1)
-	if len(boxes) != 1 || boxes[0][1] != "hfl" || boxes[0][2] == "" {
-		t.Errorf("session types offered by the wizard: %q, want hfl alone, ticked", boxes)
+	if len(boxes) != 2 || boxes[0][1] != "hfl" || boxes[0][2] == "" || boxes[1][1] != "prl" || boxes[1][2] == "" {
+		t.Errorf("session types offered by the wizard: %q, want hfl and prl, ticked", boxes)
 	}
 	wantText(t, p, "The session types this server runs.")
 

@@ -1019,13 +1019,13 @@ func TestUIDatasetWizard(t *testing.T) {
 	p = dc.post("/library/register-dataset", url.Values{"step": {"1"}, "runner": {"lab-1"}})
 	wantStatus(t, p, http.StatusOK)
 	wantText(t, p, "Details and privacy controls", "Allowed session types")
-	for _, v := range []string{`name="max_epsilon_per_session" type="text" inputmode="decimal" placeholder="10" value="10"`, `value="hfl" checked`, `name="allow_predictions" id="p-allow_predictions" value="on" checked`} {
+	for _, v := range []string{`name="max_epsilon_per_session" type="text" inputmode="decimal" placeholder="10" value="10"`, `value="hfl" checked`, `value="prl" checked`, `name="allow_predictions" id="p-allow_predictions" value="on" checked`} {
 		if !strings.Contains(p.Body, v) {
 			t.Errorf("step 2 is not prefilled with the defaults: no %s", v)
 		}
 	}
 	// Only the session types the server runs are offered.
-	for _, v := range []string{`value="vfl"`, `value="prl"`, `value="eda"`} {
+	for _, v := range []string{`value="vfl"`, `value="eda"`} {
 		if strings.Contains(p.Body, v) {
 			t.Errorf("step 2 offers a session type the server does not run: %s", v)
 		}

@@ -245,7 +245,7 @@ func TestBrowserFirstHour(t *testing.T) {
   const fs = [...document.querySelectorAll('fieldset')].find(f => norm(f.innerText).startsWith('Allowed session types'));
   if (!fs) return 'no Allowed session types';
   const offered = [...fs.querySelectorAll('input[type=checkbox]')].map(i => i.value + (i.checked ? '+' : ''));
-  return offered.join(' ') === 'hfl+' ? '' : 'offered (+ ticked): ' + offered.join(' ');`),
+  return offered.join(' ') === 'hfl+ prl+' ? '' : 'offered (+ ticked): ' + offered.join(' ');`),
 		clickText("Continue"),
 		see("Where is the data?"),
 		fill("Location", "file://"+root+"/patient.csv"),
