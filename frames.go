@@ -21,8 +21,15 @@ import (
 const FramesContentType = "application/vnd.silo.frames"
 
 // HaveHeader lists the digests of parts a runner holds, so the server sends
-// a task's unchanged parts (a session's setup) only once.
+// a task's unchanged parts (a session's setup) only once. A runner may list
+// only each digest's first characters, at least MinHaveDigest of them: the
+// header rides on every request, and a part wrongly taken for one it holds
+// costs only a fetch of that part, which it checks against the whole
+// digest.
 const HaveHeader = "X-Silo-Have"
+
+// MinHaveDigest is the fewest characters of a digest a runner lists.
+const MinHaveDigest = 8
 
 // MaxPartBytes bounds one part: a blinded set of tens of millions of
 // records, a model of the largest allowed size.

@@ -99,12 +99,16 @@ type TaskResult struct {
 	Logs   []LogLine       `json:"logs,omitempty"`
 }
 
-// LogLine is one line of a task's log, streamed by the agent.
+// LogLine is one line of a task's log, streamed by the agent. An agent
+// leaves out what the server knows (the task, from the request) and the
+// level when it is INFO, which the server takes for one left out: a
+// result carries its task's lines, and they are much of a short task's
+// bytes.
 type LogLine struct {
 	ID      int64     `json:"id,omitempty"`
-	TaskID  string    `json:"task_id"`
+	TaskID  string    `json:"task_id,omitempty"`
 	Time    time.Time `json:"time"`
-	Level   string    `json:"level"`
+	Level   string    `json:"level,omitempty"`
 	Message string    `json:"message"`
 }
 

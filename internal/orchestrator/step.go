@@ -29,7 +29,34 @@ type run struct {
 	// leaseUntil is when the lease this driver last took runs out: it is
 	// renewed once half of it is used, not at every step.
 	leaseUntil time.Time
+	// ss is the session as this driver last read or wrote it: while its
+	// stamp in the store is the same, nobody else wrote it since, and it
+	// is not read again.
+	ss *sqlstore.StoredSession
 }
+
+// load returns the session as stored: the driver's own copy when its stamp
+// shows no one else wrote it since.
+func (r *run) load(ctx context.Context) (*sqlstore.StoredSession, error) {
+	if r.ss != nil {
+		st, err := r.d.db.FindSessionStamp(ctx, r.id)
+		if err != nil {
+			return nil, err
+		}
+		if st == r.ss.Stamp() {
+			return r.ss, nil
+		}
+	}
+	ss, err := r.d.db.FindSession(ctx, r.id)
+	if err != nil {
+		return nil, err
+	}
+	r.ss = ss
+	return ss, nil
+}
+
+// wrote keeps the session as a write left it (nil: unknown, read it again).
+func (r *run) wrote(ss *sqlstore.StoredSession) { r.ss = ss }
 
 // step takes or renews the session's lease and advances the session by at
 // most one step. It reports whether to step again at once.
@@ -46,7 +73,7 @@ func (r *run) step(ctx context.Context) (bool, error) {
 		}
 		r.leaseUntil = until
 	}
-	ss, err := d.db.FindSession(ctx, r.id)
+	ss, err := r.load(ctx)
 	if silo.ErrorCode(err) == silo.ENOTFOUND {
 		return false, errStop
 	} else if err != nil {
@@ -75,6 +102,9 @@ func (r *run) step(ctx context.Context) (bool, error) {
 	}
 	if errors.Is(err, errEnded) || errors.Is(err, sqlstore.ErrLeaseLost) {
 		return false, errStop
+	}
+	if err != nil {
+		r.wrote(nil) // a write may have failed half-way: read it again
 	}
 	return again, err
 }
@@ -126,13 +156,16 @@ func (r *run) setReason(ctx context.Context, ss *sqlstore.StoredSession, reason 
 	if reason == ss.StatusReason {
 		return nil
 	}
-	_, err := r.d.db.UpdateSession(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
+	out, err := r.d.db.UpdateSession(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
 		if err := r.own(x); err != nil {
 			return err
 		}
 		x.StatusReason = reason
 		return nil
 	})
+	if err == nil {
+		r.wrote(out)
+	}
 	return err
 }
 
@@ -153,16 +186,26 @@ func (r *run) own(x *sqlstore.StoredSession) error {
 // step on.
 func (r *run) session(ctx context.Context, ss *sqlstore.StoredSession) (*Session, error) {
 	s := &Session{ID: ss.ID, Config: ss.Config, State: ss.State, Round: ss.Round, BestRound: ss.BestRound, Latest: ss.Latest, db: r.d.db}
+	var datasets, runners []string
 	for _, c := range ss.Clients {
-		ds, err := r.d.db.FindDataset(ctx, c.Dataset)
-		if err != nil {
-			return nil, fmt.Errorf("dataset %s of session %s: %w", c.Dataset, ss.ID, err)
+		datasets, runners = append(datasets, c.Dataset), append(runners, c.Runner)
+	}
+	dss, err := r.d.db.FindDatasets(ctx, datasets)
+	if err != nil {
+		return nil, err
+	}
+	rns, err := r.d.db.FindRunners(ctx, runners)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range ss.Clients {
+		ds, ok := dss[c.Dataset]
+		if !ok {
+			return nil, fmt.Errorf("dataset %s of session %s: %w", c.Dataset, ss.ID, silo.Errorf(silo.ENOTFOUND, "no dataset named %q: see 'silo datasets list'", c.Dataset))
 		}
 		cl := &Client{SessionClient: c, Data: &ds.Dataset}
-		if rn, err := r.d.db.FindRunner(ctx, c.Runner); err == nil {
+		if rn, ok := rns[c.Runner]; ok {
 			cl.RunnerVCPU, cl.RunnerMemoryMB = rn.VCPU, rn.MemoryBudgetMB()
-		} else if silo.ErrorCode(err) != silo.ENOTFOUND {
-			return nil, err
 		}
 		s.Clients = append(s.Clients, cl)
 	}
@@ -243,7 +286,7 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 		adv.Tasks = tasks
 	}
 	now := d.now()
-	_, err := d.db.AdvanceSession(ctx, ss.ID, adv, func(x *sqlstore.StoredSession) error {
+	out, err := d.db.AdvanceSession(ctx, ss.ID, adv, func(x *sqlstore.StoredSession) error {
 		if err := r.own(x); err != nil {
 			return err
 		}
@@ -290,6 +333,7 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 	if err != nil {
 		return err
 	}
+	r.wrote(out)
 	for _, t := range adv.Tasks {
 		d.Notify(t.RunnerID)
 	}
@@ -312,7 +356,9 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 	timeout, _ := time.ParseDuration(ss.Config.RoundTimeout)
 	timedOut := d.now().After(ss.PhaseStartedAt.Add(timeout))
 	where := fmt.Sprintf("%s of round %d", step.Name, step.Round)
-	tasks, err := d.db.ListSessionTasks(ctx, ss.ID, step.Round, step.Name)
+	// Each answer wakes the driver: it looks at the tasks' states only, and
+	// reads their outputs once, when the step closes.
+	tasks, err := d.db.ListSessionTaskStates(ctx, ss.ID, step.Round, step.Name)
 	if err != nil {
 		return false, err
 	}
@@ -419,6 +465,17 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 	if err != nil {
 		return false, err
 	}
+	// The tasks' outputs, with each one's state as the step closed on it.
+	full, err := d.db.ListSessionTasks(ctx, ss.ID, step.Round, step.Name)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range full {
+		if seen, ok := have[t.Dataset]; ok && seen.ID == t.ID {
+			t.Status, t.Error = seen.Status, seen.Error
+			have[t.Dataset] = t
+		}
+	}
 	var results []*Result
 	for _, c := range s.Clients {
 		t, ok := have[c.Dataset]
@@ -479,7 +536,7 @@ func (r *run) waitForRunners(ctx context.Context, ss *sqlstore.StoredSession, k 
 	if err != nil {
 		return false, err
 	}
-	_, err = r.d.db.AdvanceSession(ctx, ss.ID, &sqlstore.Advance{Tasks: tasks}, func(x *sqlstore.StoredSession) error {
+	out, err := r.d.db.AdvanceSession(ctx, ss.ID, &sqlstore.Advance{Tasks: tasks}, func(x *sqlstore.StoredSession) error {
 		if err := r.own(x); err != nil {
 			return err
 		}
@@ -492,6 +549,7 @@ func (r *run) waitForRunners(ctx context.Context, ss *sqlstore.StoredSession, k 
 	if err != nil {
 		return false, err
 	}
+	r.wrote(out)
 	for _, t := range tasks {
 		r.d.Notify(t.RunnerID)
 	}

@@ -155,6 +155,9 @@ func httpClient(caFile string) (*http.Client, error) {
 	// again picks up changed settings.
 	proxy := httpproxy.FromEnvironment().ProxyFunc()
 	tr.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
+	// The server never compresses the runner protocol (model parameters do
+	// not compress); not asking saves a header on every request.
+	tr.DisableCompression = true
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile) // #nosec G304 -- the CA bundle the operator configured
 		if err != nil {

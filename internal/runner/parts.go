@@ -62,11 +62,24 @@ func (c *partCache) touch(digest string) {
 	c.order = append(append(c.order[:i:i], c.order[i+1:]...), digest)
 }
 
-// digests lists what the cache holds, most recently used first.
+// digests lists what the cache holds for the X-Silo-Have header, most
+// recently used first: the first haveDigest characters of the haveEntries
+// most recent digests. A task needs the parts used last (a session's setup
+// and its latest model), and the header rides on every request.
 func (c *partCache) digests() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := slices.Clone(c.order)
-	slices.Reverse(out)
+	out := make([]string, 0, min(len(c.order), haveEntries))
+	for i := len(c.order) - 1; i >= 0 && len(out) < haveEntries; i-- {
+		out = append(out, c.order[i][:min(len(c.order[i]), haveDigest)])
+	}
 	return out
 }
+
+// What a runner lists of its parts: 12 hex digits (48 bits) of each of the
+// 8 most recently used, enough for a few sessions at once. A prefix that
+// matches a part the runner does not hold costs a fetch of that part.
+const (
+	haveDigest  = 12
+	haveEntries = 8
+)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,6 +67,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			side = "the server"
 		}
 		err := silo.Errorf(silo.ECONFLICT, "protocol version mismatch: the agent speaks %d, the server %d; upgrade %s to the same Silo release", hb.ProtocolVersion, silo.ProtocolVersion, side)
+		s.beats.forget(rn.ID)
 		s.markRunnerFailed(ctx, rn.Name, err.Message)
 		writeError(w, r, s.Logger, err)
 		return
@@ -74,36 +76,59 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "heartbeat fields out of range"))
 		return
 	}
-	was := rn.Status
-	updated, err := s.db.RecordHeartbeat(ctx, rn.ID, hb)
+	status := silo.RunnerOnline
+	if !s.beats.touch(rn.ID, rn.Name, hb, s.now()) {
+		var err error
+		if status, err = s.recordHeartbeat(ctx, rn.ID, rn.Name, hb); err != nil {
+			writeError(w, r, s.Logger, err)
+			return
+		}
+	}
+	reply := silo.HeartbeatReply{Runner: rn.Name, Status: status, ProtocolVersion: silo.ProtocolVersion, HeartbeatInterval: s.HeartbeatInterval.String()}
+	// Tasks the server thinks are running but the agent does not know
+	// were lost in a restart: fail them now rather than wait forever. Tasks
+	// the agent runs that the server no longer wants are cancelled. One
+	// read tells both; nothing is written unless a task was lost.
+	running, err := s.db.RunningTasks(ctx, rn.ID)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	if was != updated.Status {
-		s.auditAs(ctx, "runner:"+rn.Name, "runner.status", rn.Name+": "+string(was)+" → "+string(updated.Status), silo.OutcomeSuccess, "agent "+hb.AgentVersion)
-		s.Logger.Info("runner status", "runner", rn.Name, "from", was, "to", updated.Status)
-		s.engine.WakeAll() // sessions waiting for runners
+	claimedBefore := s.now().Add(-2 * s.HeartbeatInterval)
+	wanted := map[string]bool{}
+	lost := false
+	for _, t := range running {
+		wanted[t.ID] = true
+		lost = lost || (t.StartedAt.Before(claimedBefore) && !slices.Contains(hb.RunningTasks, t.ID))
 	}
-	// Tasks the server thinks are running but the agent does not know
-	// were lost in a restart: fail them now rather than wait forever.
-	if lost, err := s.db.FailLostTasks(ctx, rn.ID, hb.RunningTasks, s.now().Add(-2*s.HeartbeatInterval), orchestrator.LostTask); err != nil {
-		s.Logger.Warn("fail lost tasks", "runner", rn.Name, "err", err)
-	} else if len(lost) > 0 {
-		s.Logger.Warn("tasks lost in a runner restart", "runner", rn.Name, "tasks", lost)
-		for _, id := range lost {
-			if t, err := s.db.FindTask(ctx, id); err == nil && t.Session != "" {
-				s.engine.Wake(t.Session)
-			}
-		}
+	if lost {
+		s.failLostTasks(ctx, rn, hb.RunningTasks, claimedBefore)
 	}
-	reply := silo.HeartbeatReply{Runner: rn.Name, Status: updated.Status, ProtocolVersion: silo.ProtocolVersion, HeartbeatInterval: s.HeartbeatInterval.String()}
 	for _, id := range hb.RunningTasks {
-		if t, err := s.db.FindTask(ctx, id); err != nil || t.Status != silo.TaskRunning {
+		if !wanted[id] {
 			reply.CancelTasks = append(reply.CancelTasks, id)
 		}
 	}
 	writeJSON(w, http.StatusOK, reply)
+}
+
+// failLostTasks fails the runner's tasks its agent no longer runs and
+// wakes their sessions.
+func (s *Server) failLostTasks(ctx context.Context, rn *sqlstore.StoredRunner, running []string, claimedBefore time.Time) {
+	lost, err := s.db.FailLostTasks(ctx, rn.ID, running, claimedBefore, orchestrator.LostTask)
+	if err != nil {
+		s.Logger.Warn("fail lost tasks", "runner", rn.Name, "err", err)
+		return
+	}
+	if len(lost) == 0 {
+		return
+	}
+	s.Logger.Warn("tasks lost in a runner restart", "runner", rn.Name, "tasks", lost)
+	for _, id := range lost {
+		if t, err := s.db.FindTaskHead(ctx, id); err == nil && t.Session != "" {
+			s.engine.Wake(t.Session)
+		}
+	}
 }
 
 // markRunnerFailed records a reason a person must act on.
@@ -187,9 +212,16 @@ func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait t
 		if err != nil || t != nil {
 			return t, err
 		}
+		// On SQLite this server queues every task, and wakes the poll
+		// itself. On PostgreSQL another replica may have queued it: look
+		// again now and then.
+		var recheck <-chan time.Time
+		if s.db.Dialect() == "postgres" {
+			recheck = time.After(2 * time.Second)
+		}
 		select {
 		case <-woken:
-		case <-time.After(2 * time.Second): // another replica may have queued it
+		case <-recheck:
 		case <-deadline.C:
 			return nil, nil
 		case <-ctx.Done():
@@ -202,11 +234,18 @@ func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait t
 // the runner does not already hold (by the digests it listed), streamed
 // from the session's blobs. It reports whether it wrote anything.
 func (s *Server) writeTask(ctx context.Context, w io.Writer, r *http.Request, t *silo.Task) (bool, error) {
-	have := map[string]bool{}
+	// The runner lists what it holds by digest, or by a digest's first
+	// characters (at least MinHaveDigest): a prefix that matches another
+	// part only costs the runner a fetch of that part (GET …/parts/NAME),
+	// which it checks against the full digest.
+	var have []string
 	for _, d := range strings.Split(r.Header.Get(silo.HaveHeader), ",") {
-		if d = strings.TrimSpace(d); d != "" && len(have) < 64 {
-			have[d] = true
+		if d = strings.TrimSpace(d); len(d) >= silo.MinHaveDigest && len(have) < 64 {
+			have = append(have, d)
 		}
+	}
+	held := func(digest string) bool {
+		return slices.ContainsFunc(have, func(h string) bool { return strings.HasPrefix(digest, h) })
 	}
 	names := make([]string, len(t.Inputs))
 	for i, in := range t.Inputs {
@@ -218,9 +257,10 @@ func (s *Server) writeTask(ctx context.Context, w io.Writer, r *http.Request, t 
 	}
 	t.Parts = make([]silo.Part, len(infos))
 	for i, info := range infos {
-		t.Parts[i] = silo.Part{Name: t.Inputs[i].Part, Size: info.Size, Digest: info.Digest, Cached: have[info.Digest]}
+		t.Parts[i] = silo.Part{Name: t.Inputs[i].Part, Size: info.Size, Digest: info.Digest, Cached: held(info.Digest)}
 	}
-	if err := silo.WriteFrames(w, t); err != nil {
+	if err := silo.WriteFrames(w, wireTask{ID: t.ID, Type: t.Type, Payload: t.Payload, VCPU: t.VCPU, MemoryMB: t.MemoryMB, Parts: t.Parts,
+		Session: t.Session, Round: t.Round, Dataset: t.Dataset}); err != nil {
 		return true, err
 	}
 	for i, p := range t.Parts {
@@ -232,6 +272,21 @@ func (s *Server) writeTask(ctx context.Context, w io.Writer, r *http.Request, t 
 		}
 	}
 	return true, nil
+}
+
+// wireTask is a task as it goes to its runner: what the runner needs to run
+// it, without the server's bookkeeping (its runner, status and times),
+// which is much of a small task's bytes.
+type wireTask struct {
+	ID       string          `json:"id"`
+	Type     string          `json:"type"`
+	Payload  json.RawMessage `json:"payload,omitempty"`
+	VCPU     int             `json:"vcpu"`
+	MemoryMB int             `json:"memory_mb"`
+	Parts    []silo.Part     `json:"parts,omitempty"`
+	Session  string          `json:"session,omitempty"`
+	Round    int             `json:"round,omitempty"`
+	Dataset  string          `json:"dataset,omitempty"`
 }
 
 // Result bodies: the JSON header (output and log lines) is bounded on its
@@ -256,20 +311,20 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 	// Whose task it is, and whether it still wants a result, is settled
 	// before a byte of the body is read: another runner's task, or a
 	// replayed result, costs the server nothing.
-	t, err := s.db.FindTask(ctx, r.PathValue("id"))
-	if err != nil || t.Runner != rn.Name {
+	head, err := s.db.FindTaskHead(ctx, r.PathValue("id"))
+	if err != nil || head.RunnerID != rn.ID {
 		writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", r.PathValue("id")))
 		return
 	}
-	if t.Status != silo.TaskRunning {
-		writeError(w, r, s.Logger, silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", t.ID, t.Status))
+	if head.Status != silo.TaskRunning {
+		writeError(w, r, s.Logger, silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", head.ID, head.Status))
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != silo.FramesContentType {
 		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "a task result is a frames body (Content-Type: %s), not %s: upgrade the runner", silo.FramesContentType, ct))
 		return
 	}
-	limit := cmp.Or(t.MaxResult, maxPartsDefault)
+	limit := cmp.Or(head.MaxResult, maxPartsDefault)
 	if r.ContentLength > limit+maxResultHeader {
 		writeError(w, r, s.Logger, bodyTooLarge(&http.MaxBytesError{Limit: limit + maxResultHeader}))
 		return
@@ -292,7 +347,7 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	parts, err := s.readParts(ctx, t, body, res.Parts)
+	parts, err := s.readParts(ctx, head, body, res.Parts)
 	if err != nil {
 		if isMaxBytes(err) {
 			err = bodyTooLarge(err)
@@ -306,8 +361,8 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 	if len(res.Logs) > silo.MaxLogLinesPerPost {
 		res.Logs = res.Logs[len(res.Logs)-silo.MaxLogLinesPerPost:]
 	}
-	s.cleanLogLines(t.ID, res.Logs)
-	t, err = s.db.FinishTask(ctx, rn.ID, t.ID, res, parts)
+	s.cleanLogLines(head.ID, res.Logs)
+	t, err := s.db.FinishTask(ctx, rn.ID, head.ID, res, parts)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -344,7 +399,7 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 
 // readParts reads a result's parts: small ones into memory, to be stored
 // with the result; large ones streamed into the session's blobs now.
-func (s *Server) readParts(ctx context.Context, t *silo.Task, body io.Reader, list []silo.Part) (map[string][]byte, error) {
+func (s *Server) readParts(ctx context.Context, t *sqlstore.TaskHead, body io.Reader, list []silo.Part) (map[string][]byte, error) {
 	var total int64
 	for _, p := range list {
 		total += p.Size
@@ -461,10 +516,18 @@ func (k *waker) notify(runnerID int64) {
 	}
 }
 
+// heartbeatFlush is how often heartbeats kept in memory are written.
+const heartbeatFlush = time.Second
+
 // CheckRunners marks online runners that missed three heartbeats offline.
+// Heartbeats kept in memory are written first.
 func (s *Server) CheckRunners(ctx context.Context) error {
+	if err := s.flushHeartbeats(ctx); err != nil {
+		return err
+	}
 	cutoff := s.now().Add(-3 * s.HeartbeatInterval)
 	names, err := s.db.MarkStaleRunnersOffline(ctx, cutoff.UnixMicro(), fmt.Sprintf("no heartbeat since %s (3 intervals of %s)", cutoff.Format(time.RFC3339), s.HeartbeatInterval))
+	s.beats.forgetNames(names)
 	for _, n := range names {
 		s.Logger.Warn("runner offline", "runner", n)
 		s.auditAs(ctx, "system", "runner.status", n+": online → offline", silo.OutcomeSuccess, "missed heartbeats")
@@ -487,11 +550,20 @@ func (s *Server) Run(ctx context.Context) {
 	defer tick.Stop()
 	sweep := time.NewTicker(time.Hour)
 	defer sweep.Stop()
+	flush := time.NewTicker(heartbeatFlush)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			s.local.stopAll()
+			if err := s.flushHeartbeats(context.WithoutCancel(ctx)); err != nil {
+				s.Logger.Warn("record heartbeats", "err", err)
+			}
 			return
+		case <-flush.C:
+			if err := s.flushHeartbeats(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				s.Logger.Warn("record heartbeats", "err", err)
+			}
 		case <-tick.C:
 			if err := s.CheckRunners(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				s.Logger.Warn("check runners", "err", err)

@@ -70,6 +70,7 @@ type Server struct {
 	routes  []Route
 	served  bool // Handler was called: the routes are fixed
 	wake    waker
+	beats   beats
 	local   localRunners
 	// engine drives sessions; each session type is a kind registered in New.
 	engine *orchestrator.Driver

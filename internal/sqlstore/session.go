@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/silofl/silo"
@@ -99,11 +100,52 @@ func (db *DB) CreateSession(ctx context.Context, s *StoredSession) error {
 
 // FindSession returns the session with id.
 func (db *DB) FindSession(ctx context.Context, id string) (*StoredSession, error) {
-	s, err := scanSession(db.rdb.QueryRowContext(ctx, db.q(`SELECT `+sessionColumns+` FROM sessions WHERE id = ?`), id))
+	s, err := scanSession(db.queryRowR(ctx, sqlSessionByID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, silo.Errorf(silo.ENOTFOUND, "no session %s: see 'silo sessions list'", id)
 	}
 	return s, err
+}
+
+var (
+	sqlInsertRound   = prepared(`INSERT INTO session_rounds (session_id, round, metrics, recorded_at) VALUES (?, ?, ?, ?)`)
+	sqlSessionByID   = prepared(`SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`)
+	sqlSessionStamp  = prepared(`SELECT status, status_reason, phase, phase_round, round, updated_at, lease_owner FROM sessions WHERE id = ?`)
+	sqlUpdateSession = prepared(`UPDATE sessions SET status = ?, status_reason = ?, updated_at = ?, finished_at = ?, round = ?, phase = ?, phase_round = ?,
+		phase_quorum = ?, phase_started_at = ?, state = ?, clients = ?, latest = ?, best_round = ?, lease_owner = ?, lease_until = ? WHERE id = ?`)
+)
+
+// SessionStamp is a few columns that change whenever a session is
+// written (but for its lease's renewal): a driver that holds the session as
+// it last wrote it reads the stamp to know whether anyone else wrote since
+// (a user cancelling, another replica taking over), and reads the whole
+// session only then. Its time is in microseconds, as stored.
+type SessionStamp struct {
+	Status       silo.SessionStatus
+	StatusReason string
+	Phase        string
+	PhaseRound   int
+	Round        int
+	UpdatedAt    int64
+	LeaseOwner   string
+}
+
+// Stamp is the session's stamp as this copy of it holds it.
+func (s *StoredSession) Stamp() SessionStamp {
+	return SessionStamp{Status: s.Status, StatusReason: s.StatusReason, Phase: s.Phase, PhaseRound: s.PhaseRound, Round: s.Round,
+		UpdatedAt: micros(s.UpdatedAt), LeaseOwner: s.LeaseOwner}
+}
+
+// FindSessionStamp returns the stamp of the session with id.
+func (db *DB) FindSessionStamp(ctx context.Context, id string) (SessionStamp, error) {
+	var st SessionStamp
+	var status string
+	err := db.queryRowR(ctx, sqlSessionStamp, id).Scan(&status, &st.StatusReason, &st.Phase, &st.PhaseRound, &st.Round, &st.UpdatedAt, &st.LeaseOwner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, silo.Errorf(silo.ENOTFOUND, "no session %s: see 'silo sessions list'", id)
+	}
+	st.Status = silo.SessionStatus(status)
+	return st, err
 }
 
 // ListSessions returns sessions, newest first; with active, only those not
@@ -171,7 +213,7 @@ func (db *DB) UpdateSession(ctx context.Context, id string, round *SessionRound,
 // and nothing is written.
 func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, change func(s *StoredSession) error) (*StoredSession, error) {
 	var out *StoredSession
-	query := `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`
+	query := sqlSessionByID
 	if db.dialect == postgresDialect {
 		// Lock the row for the read-modify-write: without it a concurrent
 		// writer (a user cancelling, another replica taking the lease) is
@@ -182,7 +224,7 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 		adv = &Advance{}
 	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		s, err := scanSession(tx.QueryRowContext(ctx, db.q(query), id))
+		s, err := scanSession(db.queryRowTx(ctx, tx, query, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return silo.Errorf(silo.ENOTFOUND, "no session %s", id)
 		} else if err != nil {
@@ -204,8 +246,7 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 			t := s.UpdatedAt
 			s.FinishedAt = &t
 		}
-		if _, err := tx.ExecContext(ctx, db.q(`UPDATE sessions SET status = ?, status_reason = ?, updated_at = ?, finished_at = ?, round = ?, phase = ?, phase_round = ?,
-			phase_quorum = ?, phase_started_at = ?, state = ?, clients = ?, latest = ?, best_round = ?, lease_owner = ?, lease_until = ? WHERE id = ?`),
+		if _, err := db.execTx(ctx, tx, sqlUpdateSession,
 			string(s.Status), s.StatusReason, micros(s.UpdatedAt), nullMicros(s.FinishedAt), s.Round, s.Phase, s.PhaseRound,
 			s.PhaseQuorum, micros(s.PhaseStartedAt), s.State, string(clients), string(latest), s.BestRound, s.LeaseOwner, micros(s.LeaseUntil), id); err != nil {
 			return fmt.Errorf("update session: %w", err)
@@ -218,8 +259,8 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 		if err := db.recordLedger(ctx, tx, s); err != nil {
 			return err
 		}
-		for _, name := range adv.DropBlobs {
-			if err := db.dropBlobs(ctx, tx, id, name); err != nil {
+		if len(adv.DropBlobs) > 0 {
+			if err := db.dropBlobs(ctx, tx, id, adv.DropBlobs); err != nil {
 				return err
 			}
 		}
@@ -228,10 +269,8 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 				return err
 			}
 		}
-		for _, nt := range adv.Tasks {
-			if err := db.insertTask(ctx, tx, nt.RunnerID, nt.Task); err != nil {
-				return err
-			}
+		if err := db.insertTasks(ctx, tx, adv.Tasks); err != nil {
+			return err
 		}
 		out = s
 		return nil
@@ -244,19 +283,24 @@ func (db *DB) recordRound(ctx context.Context, tx *sql.Tx, id string, round *Ses
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_rounds (session_id, round, metrics, recorded_at) VALUES (?, ?, ?, ?)`),
+	if _, err := db.execTx(ctx, tx, sqlInsertRound,
 		id, round.Round, string(m), micros(at)); err != nil {
 		return fmt.Errorf("record round %d: %w", round.Round, err)
 	}
-	for _, c := range round.Clients {
-		cm, err := json.Marshal(c.Values)
-		if err != nil {
-			return err
+	for clients := round.Clients; len(clients) > 0; {
+		n := min(len(clients), 200)
+		args := make([]any, 0, 4*n)
+		for _, c := range clients[:n] {
+			cm, err := json.Marshal(c.Values)
+			if err != nil {
+				return err
+			}
+			args = append(args, id, round.Round, c.Dataset, string(cm))
 		}
-		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_client_metrics (session_id, round, dataset, metrics) VALUES (?, ?, ?, ?)`),
-			id, round.Round, c.Dataset, string(cm)); err != nil {
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_client_metrics (session_id, round, dataset, metrics) VALUES `+strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?),", n), ",")), args...); err != nil {
 			return fmt.Errorf("record client metrics: %w", err)
 		}
+		clients = clients[n:]
 	}
 	return nil
 }

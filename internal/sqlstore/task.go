@@ -43,7 +43,7 @@ func scanTask(s scanner) (*silo.Task, error) {
 // CreateTask queues t (ID, Type, Payload, VCPU, MemoryMB set by the caller)
 // for the runner with id runnerID.
 func (db *DB) CreateTask(ctx context.Context, runnerID int64, t *silo.Task) error {
-	return db.insertTask(ctx, db.wdb, runnerID, t)
+	return db.insertTask(ctx, nil, runnerID, t)
 }
 
 // CreateSessionTask queues a task of session t.Session, only while owner
@@ -56,7 +56,7 @@ func (db *DB) CreateSessionTask(ctx context.Context, runnerID int64, t *silo.Tas
 			query += ` FOR SHARE` // a lease taken meanwhile waits for this insert
 		}
 		var holder string
-		if err := tx.QueryRowContext(ctx, db.q(query), t.Session).Scan(&holder); errors.Is(err, sql.ErrNoRows) {
+		if err := db.queryRowTx(ctx, tx, query, t.Session).Scan(&holder); errors.Is(err, sql.ErrNoRows) {
 			return silo.Errorf(silo.ENOTFOUND, "no session %s", t.Session)
 		} else if err != nil {
 			return err
@@ -68,50 +68,80 @@ func (db *DB) CreateSessionTask(ctx context.Context, runnerID int64, t *silo.Tas
 	})
 }
 
-func (db *DB) insertTask(ctx context.Context, ex interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}, runnerID int64, t *silo.Task) error {
-	t.Status, t.CreatedAt = silo.TaskQueued, db.now()
-	parts := ""
-	if len(t.Inputs) > 0 {
-		b, err := json.Marshal(t.Inputs)
-		if err != nil {
-			return err
+func (db *DB) insertTask(ctx context.Context, tx *sql.Tx, runnerID int64, t *silo.Task) error {
+	return db.insertTasks(ctx, tx, []NewTask{{RunnerID: runnerID, Task: t}})
+}
+
+// insertTasks queues tasks, up to taskBatch per statement; with tx nil,
+// on their own.
+func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) error {
+	for len(tasks) > 0 {
+		n := min(len(tasks), taskBatch)
+		args := make([]any, 0, 13*n)
+		for _, nt := range tasks[:n] {
+			t := nt.Task
+			t.Status, t.CreatedAt = silo.TaskQueued, db.now()
+			parts := ""
+			if len(t.Inputs) > 0 {
+				b, err := json.Marshal(t.Inputs)
+				if err != nil {
+					return err
+				}
+				parts = string(b)
+			}
+			args = append(args, t.ID, nt.RunnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), t.Session, t.Round, t.Dataset, parts, t.MaxResult)
 		}
-		parts = string(b)
-	}
-	_, err := ex.ExecContext(ctx, db.q(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, session_id, round, dataset, parts, max_result)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		t.ID, runnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), t.Session, t.Round, t.Dataset, parts, t.MaxResult)
-	if err != nil {
-		return fmt.Errorf("insert task: %w", err)
+		query := sqlInsertTask
+		if n > 1 {
+			query += strings.Repeat(", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n-1)
+		}
+		var err error
+		if tx == nil {
+			_, err = db.execW(ctx, query, args...)
+		} else {
+			_, err = db.execTx(ctx, tx, query, args...)
+		}
+		if err != nil {
+			return fmt.Errorf("insert task: %w", err)
+		}
+		tasks = tasks[n:]
 	}
 	return nil
 }
 
+// taskBatch is the most tasks one statement queues: 13 values each, well
+// within both databases' limits on parameters.
+const taskBatch = 200
+
+var sqlInsertTask = prepared(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, session_id, round, dataset, parts, max_result)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+
 // ClaimTask marks the runner's oldest queued task running and returns it, or
 // returns nil when there is none. Concurrent claims never get the same task.
-// The task is read in the claiming transaction: a read after it could fail
-// (a dropped connection) and leave the task running with no runner knowing
-// it until the runner's heartbeats show it lost.
+// It looks on the read pool first, so a long-poll that finds nothing (the
+// common case) takes no write transaction. The task is read in the
+// claiming transaction: a read after it could fail (a dropped connection)
+// and leave the task running with no runner knowing it until the runner's
+// heartbeats show it lost.
 func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error) {
+	var id string
+	if err := db.queryRowR(ctx, sqlOldestQueued, runnerID).Scan(&id); errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	claim := sqlClaim
+	if db.dialect == postgresDialect {
+		claim = sqlClaimPostgres
+	}
 	var t *silo.Task
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		query := `SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1`
-		if db.dialect == postgresDialect {
-			query += ` FOR UPDATE SKIP LOCKED`
-		}
-		var id string
-		err := tx.QueryRowContext(ctx, db.q(query), runnerID).Scan(&id)
+		var err error
+		t, err = scanTask(db.queryRowTx(ctx, tx, claim, micros(db.now()), runnerID))
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		} else if err != nil {
-			return err
+			t = nil
+			return nil // another claim took it
 		}
-		if _, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'running', started_at = ? WHERE id = ?`), micros(db.now()), id); err != nil {
-			return err
-		}
-		t, err = db.readTask(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -120,17 +150,23 @@ func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error)
 	return t, nil
 }
 
-// readTask reads the task with id through q: the read pool, or a
-// transaction that just changed it.
-func (db *DB) readTask(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, id string) (*silo.Task, error) {
-	return scanTask(q.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`), id))
-}
+// returningTask is taskColumns for a RETURNING clause, which names no other
+// table: the runner's name comes from a subquery.
+var returningTask = strings.NewReplacer("t.", "", "r.name", "(SELECT name FROM runners WHERE id = runner_id)").Replace(taskColumns)
+
+var (
+	sqlOldestQueued = prepared(`SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1`)
+	sqlClaim        = prepared(`UPDATE tasks SET status = 'running', started_at = ?
+		WHERE id = (SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1) RETURNING ` + returningTask)
+	// On PostgreSQL a claim skips rows another claim has locked.
+	sqlClaimPostgres = `UPDATE tasks SET status = 'running', started_at = ?
+		WHERE id = (SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ` + returningTask
+	sqlReadTask = prepared(`SELECT ` + taskColumns + ` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`)
+)
 
 // FindTask returns the task with id.
 func (db *DB) FindTask(ctx context.Context, id string) (*silo.Task, error) {
-	t, err := db.readTask(ctx, db.rdb, id)
+	t, err := scanTask(db.queryRowR(ctx, sqlReadTask, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, silo.Errorf(silo.ENOTFOUND, "no task %s", id)
 	}
@@ -158,6 +194,32 @@ func (db *DB) ListTasks(ctx context.Context, runnerID int64, limit int) ([]*silo
 	return out, rows.Err()
 }
 
+// TaskHead is what the server checks of a task before it reads a byte of
+// its result: whose it is, whether it still wants one, and how large it
+// may be.
+type TaskHead struct {
+	ID        string
+	RunnerID  int64
+	Type      string
+	Status    string
+	Session   string
+	MaxResult int64
+}
+
+// FindTaskHead returns the head of the task with id.
+func (db *DB) FindTaskHead(ctx context.Context, id string) (*TaskHead, error) {
+	h := TaskHead{ID: id}
+	err := db.queryRowR(ctx, sqlTaskHead, id).Scan(&h.RunnerID, &h.Type, &h.Status, &h.Session, &h.MaxResult)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, silo.Errorf(silo.ENOTFOUND, "no task %s", id)
+	} else if err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+var sqlTaskHead = prepared(`SELECT runner_id, type, status, session_id, max_result FROM tasks WHERE id = ?`)
+
 // FinishTask records the end of a running task of runnerID: its status,
 // output, log lines and result parts (stored as session blobs named
 // "task/ID/PART"; large ones may have been streamed there before). A task of
@@ -168,48 +230,52 @@ func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res
 		return nil, silo.FieldErrorf("status", "task result status %q: use succeeded, failed or refused", res.Status)
 	}
 	var t *silo.Task
-	query := `SELECT runner_id, status, session_id FROM tasks WHERE id = ?`
-	if db.dialect == postgresDialect {
-		// Two deliveries of one result (a retry after a lost answer) must
-		// not both find the task running.
-		query += ` FOR UPDATE`
-	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		var owner int64
-		var status, session string
-		err := tx.QueryRowContext(ctx, db.q(query), taskID).Scan(&owner, &status, &session)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
-			return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
+		// One statement takes the result only from the task's own runner
+		// while the task runs; on PostgreSQL a second delivery of the same
+		// result waits for the row and then finds it finished.
+		var err error
+		t, err = scanTask(db.queryRowTx(ctx, tx, sqlFinishTask, res.Status, res.Error, string(res.Output), micros(db.now()), taskID, runnerID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return db.whyNotRunning(ctx, tx, runnerID, taskID)
 		} else if err != nil {
 			return err
 		}
-		if status != silo.TaskRunning {
-			return silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", taskID, status)
-		}
-		if len(parts) > 0 && session == "" {
+		if len(parts) > 0 && t.Session == "" {
 			return silo.Errorf(silo.EINVALID, "task %s belongs to no session: its result takes no parts", taskID)
 		}
-		if _, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, output = ?, finished_at = ? WHERE id = ?`),
-			res.Status, res.Error, string(res.Output), micros(db.now()), taskID); err != nil {
-			return err
-		}
 		for name, data := range parts {
-			if err := db.putBlob(ctx, tx, session, ResultBlob(taskID, name), data); err != nil {
+			// A running task has no result parts yet (large ones are
+			// streamed under other names until they are complete).
+			if err := db.insertBlob(ctx, tx, t.Session, ResultBlob(taskID, name), data); err != nil {
 				return err
 			}
 		}
-		if err := db.insertTaskLogs(ctx, tx, taskID, res.Logs); err != nil {
-			return err
-		}
-		// Read in the transaction: a failed read after it would answer an
-		// error for a result that was taken.
-		t, err = db.readTask(ctx, tx, taskID)
-		return err
+		return db.insertTaskLogs(ctx, tx, taskID, res.Logs)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+var sqlTaskOwner = prepared(`SELECT runner_id, status FROM tasks WHERE id = ?`)
+
+var sqlFinishTask = prepared(`UPDATE tasks SET status = ?, error = ?, output = ?, finished_at = ? WHERE id = ? AND runner_id = ? AND status = 'running'
+	RETURNING ` + returningTask)
+
+// whyNotRunning is the error of a result for a task that is not the
+// runner's, or not running.
+func (db *DB) whyNotRunning(ctx context.Context, tx *sql.Tx, runnerID int64, taskID string) error {
+	var owner int64
+	var status string
+	err := db.queryRowTx(ctx, tx, sqlTaskOwner, taskID).Scan(&owner, &status)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
+		return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
+	} else if err != nil {
+		return err
+	}
+	return silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", taskID, status)
 }
 
 // ResultBlob names the session blob that holds part of a task's result.
@@ -231,31 +297,28 @@ func (db *DB) FailTask(ctx context.Context, taskID, reason string) (bool, error)
 // claimedBefore, that its agent no longer reports (it restarted mid-task),
 // and returns their ids. Tasks claimed since are left alone: a heartbeat
 // built before the agent received them may arrive after the claim.
+// It reads first, so a heartbeat of a runner that lost nothing (the common
+// case) writes nothing.
 func (db *DB) FailLostTasks(ctx context.Context, runnerID int64, running []string, claimedBefore time.Time, reason string) ([]string, error) {
+	tasks, err := db.RunningTasks(ctx, runnerID)
+	if err != nil {
+		return nil, err
+	}
 	var lost []string
-	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, db.q(`SELECT id FROM tasks WHERE runner_id = ? AND status = 'running' AND started_at < ?`), runnerID, micros(claimedBefore))
-		if err != nil {
-			return err
+	for _, t := range tasks {
+		if t.StartedAt.Before(claimedBefore) && !slices.Contains(running, t.ID) {
+			lost = append(lost, t.ID)
 		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				_ = rows.Close()
-				return err
-			}
-			if !slices.Contains(running, id) {
-				lost = append(lost, id)
-			}
-		}
-		_ = rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		failed := lost[:0]
+	}
+	if len(lost) == 0 {
+		return nil, nil
+	}
+	var failed []string
+	err = db.tx(ctx, 0, func(tx *sql.Tx) error {
+		failed = nil
 		for _, id := range lost {
 			// Still running: a result that came in meanwhile stands.
-			res, err := tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status = 'running'`), reason, micros(db.now()), id)
+			res, err := db.execTx(ctx, tx, sqlFailLost, reason, micros(db.now()), id)
 			if err != nil {
 				return err
 			}
@@ -263,17 +326,47 @@ func (db *DB) FailLostTasks(ctx context.Context, runnerID int64, running []strin
 				failed = append(failed, id)
 			}
 		}
-		lost = failed
 		return nil
 	})
-	return lost, err
+	return failed, err
 }
+
+var sqlFailLost = prepared(`UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status = 'running'`)
+
+// RunningTask is a task a runner is running, as the server sees it.
+type RunningTask struct {
+	ID        string
+	StartedAt time.Time
+}
+
+// RunningTasks returns the tasks the runner with id is running.
+func (db *DB) RunningTasks(ctx context.Context, runnerID int64) ([]RunningTask, error) {
+	rows, err := db.queryR(ctx, sqlRunningTasks, runnerID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RunningTask
+	for rows.Next() {
+		var t RunningTask
+		var started sql.NullInt64
+		if err := rows.Scan(&t.ID, &started); err != nil {
+			return nil, err
+		}
+		t.StartedAt = fromMicros(started.Int64)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+var sqlRunningTasks = prepared(`SELECT id, started_at FROM tasks WHERE runner_id = ? AND status = 'running'`)
 
 // AppendTaskLogs stores log lines a runner sent for one of its tasks.
 func (db *DB) AppendTaskLogs(ctx context.Context, runnerID int64, taskID string, lines []silo.LogLine) error {
 	return db.tx(ctx, 0, func(tx *sql.Tx) error {
 		var owner int64
-		err := tx.QueryRowContext(ctx, db.q(`SELECT runner_id FROM tasks WHERE id = ?`), taskID).Scan(&owner)
+		var status string
+		err := db.queryRowTx(ctx, tx, sqlTaskOwner, taskID).Scan(&owner, &status)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
 			return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
 		} else if err != nil {
@@ -283,15 +376,38 @@ func (db *DB) AppendTaskLogs(ctx context.Context, runnerID int64, taskID string,
 	})
 }
 
+// insertTaskLogs stores log lines, up to logBatch of them per statement.
 func (db *DB) insertTaskLogs(ctx context.Context, tx *sql.Tx, taskID string, lines []silo.LogLine) error {
-	for _, l := range lines {
-		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO task_logs (task_id, time, level, message) VALUES (?, ?, ?, ?)`),
-			taskID, micros(l.Time), l.Level, l.Message); err != nil {
+	for len(lines) > 0 {
+		n := min(len(lines), logBatch)
+		args := make([]any, 0, 4*n)
+		for _, l := range lines[:n] {
+			args = append(args, taskID, micros(l.Time), l.Level, l.Message)
+		}
+		if _, err := db.execTx(ctx, tx, sqlInsertLogs[n], args...); err != nil {
 			return fmt.Errorf("insert task log: %w", err)
 		}
+		lines = lines[n:]
 	}
 	return nil
 }
+
+// logBatch is the most log lines one statement inserts: a result's lines
+// go in one statement, a full batch in a few.
+const logBatch = 100
+
+// sqlInsertLogs[n] inserts n log lines; those of a short task's result
+// (a handful) are prepared.
+var sqlInsertLogs = func() []string {
+	out := make([]string, logBatch+1)
+	for n := 1; n <= logBatch; n++ {
+		out[n] = `INSERT INTO task_logs (task_id, time, level, message) VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?),", n), ",")
+		if n <= 8 {
+			out[n] = prepared(out[n])
+		}
+	}
+	return out
+}()
 
 // ListTaskLogs returns log lines of the given tasks with id above after, oldest
 // first, at most limit.
@@ -328,8 +444,7 @@ func (db *DB) ListTaskLogs(ctx context.Context, taskIDs []string, after int64, l
 
 // ListSessionTasks returns a session's tasks of one type in one round.
 func (db *DB) ListSessionTasks(ctx context.Context, sessionID string, round int, typ string) ([]*silo.Task, error) {
-	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id
-		WHERE t.session_id = ? AND t.round = ? AND t.type = ? ORDER BY t.created_at, t.id`), sessionID, round, typ)
+	rows, err := db.queryR(ctx, sqlSessionTasks, sessionID, round, typ)
 	if err != nil {
 		return nil, err
 	}
@@ -344,6 +459,32 @@ func (db *DB) ListSessionTasks(ctx context.Context, sessionID string, round int,
 	}
 	return out, rows.Err()
 }
+
+var sqlSessionTasks = prepared(`SELECT ` + taskColumns + ` FROM tasks t JOIN runners r ON r.id = t.runner_id
+	WHERE t.session_id = ? AND t.round = ? AND t.type = ? ORDER BY t.created_at, t.id`)
+
+// ListSessionTaskStates is ListSessionTasks with only each task's ID,
+// Dataset, Status and Error: what a session's driver looks at each time
+// an answer comes in, without the payloads and outputs it reads only when
+// the step closes.
+func (db *DB) ListSessionTaskStates(ctx context.Context, sessionID string, round int, typ string) ([]*silo.Task, error) {
+	rows, err := db.queryR(ctx, sqlSessionTaskStates, sessionID, round, typ)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*silo.Task
+	for rows.Next() {
+		var t silo.Task
+		if err := rows.Scan(&t.ID, &t.Dataset, &t.Status, &t.Error); err != nil {
+			return nil, err
+		}
+		out = append(out, &t)
+	}
+	return out, rows.Err()
+}
+
+var sqlSessionTaskStates = prepared(`SELECT id, dataset, status, error FROM tasks WHERE session_id = ? AND round = ? AND type = ? ORDER BY created_at, id`)
 
 // CancelSessionTasks cancels a session's queued and running tasks.
 func (db *DB) CancelSessionTasks(ctx context.Context, sessionID, reason string) error {

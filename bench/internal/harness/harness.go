@@ -93,20 +93,28 @@ func (r *Results) Note(format string, args ...any) {
 	fmt.Println("note: " + s)
 }
 
+// ResultsEnv, when set, is the file Write saves to instead: bench/abtest
+// runs a benchmark's old and new builds in turn and reads each run's record.
+const ResultsEnv = "SILO_BENCH_RESULTS"
+
 // Write saves the record as bench/results/<name>.json under the module root
-// (found from the working directory) and returns the path.
+// (found from the working directory), or as $SILO_BENCH_RESULTS, and
+// returns the path.
 func (r *Results) Write() (string, error) {
 	r.Seconds = time.Since(r.Started).Seconds()
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if path := os.Getenv(ResultsEnv); path != "" {
+		return path, os.WriteFile(path, append(b, '\n'), 0o644)
+	}
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
 	dir := filepath.Join(root, "bench", "results")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, r.Benchmark+".json")
