@@ -144,11 +144,12 @@ func (r *run) pending(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 	if err != nil {
 		return false, err
 	}
-	if err := r.apply(ctx, ss, s, k, states, o, nil); err != nil {
+	queued, err := r.apply(ctx, ss, s, k, states, o, nil)
+	if err != nil {
 		return false, err
 	}
 	r.d.Audit(ctx, "session.start", ss.ID, silo.OutcomeSuccess, fmt.Sprintf("%d of %d runners online", n, len(ss.Clients)))
-	return true, nil
+	return queued == 0, nil
 }
 
 // setReason records why the session waits, when that changed.
@@ -269,10 +270,12 @@ type closed struct {
 }
 
 // apply writes an outcome of Start or Aggregate: the kind's state, the
-// round's metrics, the ledger, blobs, and the next step with its tasks.
-func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session, k Kind, states map[string]sqlstore.RunnerState, o *Outcome, done *closed) error {
+// round's metrics, the ledger, blobs, and the next step with its tasks. It
+// returns how many tasks it queued: while some are out, the driver need
+// not look again until one ends (which wakes it).
+func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session, k Kind, states map[string]sqlstore.RunnerState, o *Outcome, done *closed) (int, error) {
 	d := r.d
-	adv := &sqlstore.Advance{Round: o.Round, PutBlobs: o.PutBlobs, DropBlobs: o.DropBlobs}
+	adv := &sqlstore.Advance{Round: o.Round, PutBlobs: o.PutBlobs, DropBlobs: o.DropBlobs, Base: r.ss}
 	if done != nil && !o.KeepResults {
 		for _, t := range done.tasks {
 			adv.DropBlobs = append(adv.DropBlobs, sqlstore.ResultBlob(t.ID, "*"))
@@ -281,7 +284,7 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 	if o.Next != nil {
 		tasks, err := r.dispatch(s, k, *o.Next, states)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		adv.Tasks = tasks
 	}
@@ -331,7 +334,7 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	r.wrote(out)
 	for _, t := range adv.Tasks {
@@ -341,7 +344,7 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 		d.Ended(ctx, ss.ID, "the session completed")
 		d.Audit(ctx, "session.complete", ss.ID, silo.OutcomeSuccess, "")
 	}
-	return nil
+	return len(adv.Tasks), nil
 }
 
 // running advances a running session's current step: it queues the tasks
@@ -497,7 +500,8 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 	if err != nil {
 		return false, err
 	}
-	return true, r.apply(ctx, ss, s, k, states, o, &closed{tasks: have})
+	queued, err := r.apply(ctx, ss, s, k, states, o, &closed{tasks: have})
+	return queued == 0, err
 }
 
 // waitingFor records that a step waits for the runners of datasets to come
@@ -536,7 +540,7 @@ func (r *run) waitForRunners(ctx context.Context, ss *sqlstore.StoredSession, k 
 	if err != nil {
 		return false, err
 	}
-	out, err := r.d.db.AdvanceSession(ctx, ss.ID, &sqlstore.Advance{Tasks: tasks}, func(x *sqlstore.StoredSession) error {
+	out, err := r.d.db.AdvanceSession(ctx, ss.ID, &sqlstore.Advance{Tasks: tasks, Base: r.ss}, func(x *sqlstore.StoredSession) error {
 		if err := r.own(x); err != nil {
 			return err
 		}
@@ -553,7 +557,7 @@ func (r *run) waitForRunners(ctx context.Context, ss *sqlstore.StoredSession, k 
 	for _, t := range tasks {
 		r.d.Notify(t.RunnerID)
 	}
-	return true, nil
+	return len(tasks) == 0, nil
 }
 
 // shortOf is the error of a step that cannot get enough answers: it names

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -192,6 +193,10 @@ type Advance struct {
 	DropBlobs []string
 	// Tasks are queued for their runners.
 	Tasks []NewTask
+	// Base, when set, is the session as the caller last read or wrote it.
+	// While its stamp is still the stored one, change gets a copy of it and
+	// the whole row is not read again.
+	Base *StoredSession
 }
 
 // NewTask is a task to queue for the runner with RunnerID.
@@ -213,18 +218,11 @@ func (db *DB) UpdateSession(ctx context.Context, id string, round *SessionRound,
 // and nothing is written.
 func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, change func(s *StoredSession) error) (*StoredSession, error) {
 	var out *StoredSession
-	query := sqlSessionByID
-	if db.dialect == postgresDialect {
-		// Lock the row for the read-modify-write: without it a concurrent
-		// writer (a user cancelling, another replica taking the lease) is
-		// overwritten by this transaction's stale copy.
-		query += ` FOR UPDATE`
-	}
 	if adv == nil {
 		adv = &Advance{}
 	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		s, err := scanSession(db.queryRowTx(ctx, tx, query, id))
+		s, err := db.lockSession(ctx, tx, id, adv.Base)
 		if errors.Is(err, sql.ErrNoRows) {
 			return silo.Errorf(silo.ENOTFOUND, "no session %s", id)
 		} else if err != nil {
@@ -276,6 +274,33 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 		return nil
 	})
 	return out, err
+}
+
+// lockSession reads a session in a write transaction, for a
+// read-modify-write: a copy of base when the stored stamp is still base's,
+// the stored row otherwise. On PostgreSQL the row is locked: without it a
+// concurrent writer (a user cancelling, another replica taking the lease)
+// would be overwritten by this transaction's stale copy.
+func (db *DB) lockSession(ctx context.Context, tx *sql.Tx, id string, base *StoredSession) (*StoredSession, error) {
+	lock := ""
+	if db.dialect == postgresDialect {
+		lock = ` FOR UPDATE`
+	}
+	if base != nil {
+		var st SessionStamp
+		var status string
+		err := db.queryRowTx(ctx, tx, sqlSessionStamp+lock, id).Scan(&status, &st.StatusReason, &st.Phase, &st.PhaseRound, &st.Round, &st.UpdatedAt, &st.LeaseOwner)
+		if err != nil {
+			return nil, err
+		}
+		st.Status = silo.SessionStatus(status)
+		if st == base.Stamp() {
+			cp := *base
+			cp.Clients = slices.Clone(base.Clients)
+			return &cp, nil
+		}
+	}
+	return scanSession(db.queryRowTx(ctx, tx, sqlSessionByID+lock, id))
 }
 
 func (db *DB) recordRound(ctx context.Context, tx *sql.Tx, id string, round *SessionRound, at time.Time) error {
