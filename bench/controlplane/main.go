@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,9 +48,10 @@ import (
 
 func main() {
 	runners := flag.Int("runners", 10000, "simulated runners")
-	clients := flag.Int("clients", 4, "concurrent API users")
+	clients := flag.Int("clients", 1, "concurrent API users of each kind of request")
 	dur := flag.Duration("duration", 30*time.Second, "how long the API load runs under runner load (and half as long for the baseline)")
 	postgres := flag.String("postgres", "", "also run on this PostgreSQL database (an empty database: postgres://…); SQLite always runs")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the server (not the simulated runners) while it is loaded to this file")
 	child := flag.String("child", "", "internal: simulate the runners whose tokens this file lists, against -url")
 	serverURL := flag.String("url", "", "internal: the server of -child")
 	flag.Parse()
@@ -73,7 +75,7 @@ func main() {
 		res.Note("PostgreSQL not measured: pass -postgres postgres://… (an empty database) to run the same load on it")
 	}
 	for _, st := range stores {
-		r, err := run(st.name, st.dsn, *runners, *clients, *dur)
+		r, err := run(st.name, st.dsn, *runners, *clients, *dur, *cpuprofile)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench/controlplane (%s): %v\n", st.name, err)
 			os.Exit(1)
@@ -85,7 +87,12 @@ func main() {
 	for _, r := range rows {
 		t.Row(r["store"].(string), r["phase"].(string), r["traffic"].(string), strconv.Itoa(r["requests"].(int)), strconv.Itoa(r["errors"].(int)),
 			f2(r["p50_ms"].(float64)), f2(r["p99_ms"].(float64)), ratio(r["p50_vs_idle"]), ratio(r["p99_vs_idle"]))
-		if r["phase"] == "loaded" {
+		for _, k := range []string{"server_cores_idle", "server_cores_loaded", "simulated_runner_cores"} {
+			if v, ok := r[k]; ok {
+				res.Summary[r["store"].(string)+"_"+k] = v
+			}
+		}
+		if r["phase"] == "loaded" && r["requests"].(int) > 0 {
 			key := r["store"].(string) + "_" + r["traffic"].(string)
 			for _, k := range []string{"p50_ms", "p99_ms", "p50_vs_idle", "p99_vs_idle", "errors"} {
 				if v, ok := r[k]; ok {
@@ -95,7 +102,8 @@ func main() {
 		}
 	}
 	t.Flush()
-	res.Note("each simulated runner holds one long-poll (wait 20s) and heartbeats at the interval the server returns; all of them, the API users and the server share this machine's cores")
+	res.Note("each simulated runner holds one long-poll (wait 20s) and heartbeats at the interval the server returns (the first ones spread over one interval); they run in a child process; it, the API users and the server share this machine's cores")
+	res.Note("API users: %d of each kind of request, each looping over its own; idle and loaded phases last %s each", *clients, *dur)
 	res.Rows = rows
 	path, err := res.Write()
 	if err != nil {
@@ -139,7 +147,7 @@ func (l *lat) quantiles() (n int, p50, p99 float64) {
 	return len(d), q(0.5), q(0.99)
 }
 
-func run(store, dsn string, nRunners, nClients int, dur time.Duration) ([]map[string]any, error) {
+func run(store, dsn string, nRunners, nClients int, dur time.Duration, cpuprofile string) ([]map[string]any, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fmt.Printf("\n%s: starting the server and registering %d runners...\n", store, nRunners)
@@ -178,7 +186,9 @@ func run(store, dsn string, nRunners, nClients int, dur time.Duration) ([]map[st
 
 	var out []map[string]any
 	// Baseline: the API alone.
-	idle := apiLoad(ctx, f, hc, nClients, dur/2)
+	serverCPU := fed.CPUTime()
+	idle := apiLoad(ctx, f, hc, nClients, dur)
+	idleCPU := (fed.CPUTime() - serverCPU).Seconds() / dur.Seconds()
 	idleRows := report(store, "idle", idle, nil)
 	out = append(out, idleRows...)
 
@@ -217,7 +227,22 @@ func run(store, dsn string, nRunners, nClients int, dur time.Duration) ([]map[st
 	}
 	fmt.Printf("  %d runners online in %.1fs; measuring the API for %s\n", nRunners, time.Since(start).Seconds(), dur)
 	fmt.Fprintln(stdin, "reset")
+	if cpuprofile != "" {
+		pf, err := os.Create(store + "-" + cpuprofile)
+		if err != nil {
+			return nil, err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return nil, err
+		}
+	}
+	serverCPU, simCPU := fed.CPUTime(), harness.ProcCPU(cmd.Process.Pid)
 	loaded := apiLoad(ctx, f, hc, nClients, dur)
+	pprof.StopCPUProfile()
+	loadedCPU := (fed.CPUTime() - serverCPU).Seconds() / dur.Seconds()
+	simCores := (harness.ProcCPU(cmd.Process.Pid) - simCPU).Seconds() / dur.Seconds()
+	fmt.Printf("  server CPU: %.2f cores idle, %.2f loaded; the simulated runners %.2f cores\n", idleCPU, loadedCPU, simCores)
 	fmt.Fprintln(stdin, "report")
 	if !lines.Scan() {
 		return nil, fmt.Errorf("the simulated runners did not report: %v", lines.Err())
@@ -230,6 +255,8 @@ func run(store, dsn string, nRunners, nClients int, dur time.Duration) ([]map[st
 	out = append(out, loadedRows...)
 	out = append(out, report(store, "loaded", map[string]*lat{"runner heartbeat": sim["heartbeat"]}, nil)...)
 	out = append(out, report(store, "loaded", map[string]*lat{"runner long-poll (20 s wait)": sim["poll"]}, nil)...)
+	out = append(out, map[string]any{"store": store, "phase": "loaded", "traffic": "CPU cores (server idle, loaded; simulated runners)", "requests": 0, "errors": 0,
+		"p50_ms": 0.0, "p99_ms": 0.0, "server_cores_idle": idleCPU, "server_cores_loaded": loadedCPU, "simulated_runner_cores": simCores})
 	return out, nil
 }
 
@@ -352,7 +379,8 @@ func pollOnce(ctx context.Context, hc *http.Client, serverURL, token string) err
 	return nil
 }
 
-// apiLoad runs n users for d, each looping over the same requests.
+// apiLoad runs n users of each kind of request for d, each looping over
+// its own request: a slow listing then holds up only its own samples.
 func apiLoad(ctx context.Context, f *fed.Federation, hc *http.Client, n int, d time.Duration) map[string]*lat {
 	kinds := []string{"GET /runners", "GET /datasets", "GET /sessions", "GET /workspace", "GET /audit", "POST+DELETE /tokens"}
 	out := map[string]*lat{}
@@ -362,36 +390,37 @@ func apiLoad(ctx context.Context, f *fed.Federation, hc *http.Client, n int, d t
 	end := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for u := range n {
-		// Every user is the admin: the limits under test are the
-		// server's, not per-user ones.
-		api := client.New(f.URL, f.Token)
-		api.HTTPClient = hc
-		wg.Go(func() {
-			for k := u; time.Now().Before(end); k++ {
-				kind := kinds[k%len(kinds)]
-				t0 := time.Now()
-				var err error
-				switch kind {
-				case "GET /runners":
-					_, err = api.ListRunners(ctx, false)
-				case "GET /datasets":
-					_, err = api.ListDatasets(ctx)
-				case "GET /sessions":
-					_, err = api.ListSessions(ctx)
-				case "GET /workspace":
-					_, err = api.Workspace(ctx)
-				case "GET /audit":
-					_, err = api.ListAudit(ctx, client.AuditQuery{})
-				case "POST+DELETE /tokens":
-					var tok *silo.Token
-					tok, err = api.CreateToken(ctx, silo.TokenRequest{Name: "bench-" + strconv.Itoa(k)})
-					if err == nil {
-						err = api.RevokeToken(ctx, tok.ID)
+		for _, kind := range kinds {
+			// Every user is the admin: the limits under test are the
+			// server's, not per-user ones.
+			api := client.New(f.URL, f.Token)
+			api.HTTPClient = hc
+			wg.Go(func() {
+				for k := u; time.Now().Before(end); k += n {
+					t0 := time.Now()
+					var err error
+					switch kind {
+					case "GET /runners":
+						_, err = api.ListRunners(ctx, false)
+					case "GET /datasets":
+						_, err = api.ListDatasets(ctx)
+					case "GET /sessions":
+						_, err = api.ListSessions(ctx)
+					case "GET /workspace":
+						_, err = api.Workspace(ctx)
+					case "GET /audit":
+						_, err = api.ListAudit(ctx, client.AuditQuery{})
+					case "POST+DELETE /tokens":
+						var tok *silo.Token
+						tok, err = api.CreateToken(ctx, silo.TokenRequest{Name: "bench-" + strconv.Itoa(k)})
+						if err == nil {
+							err = api.RevokeToken(ctx, tok.ID)
+						}
 					}
+					out[kind].add(t0, err)
 				}
-				out[kind].add(t0, err)
-			}
-		})
+			})
+		}
 	}
 	wg.Wait()
 	return out

@@ -54,6 +54,7 @@ type Session struct {
 	Latest    map[string]float64
 	db        *sqlstore.DB
 	memo      map[string]any
+	blobs     map[string][]byte // small blobs the driver wrote itself
 }
 
 // Memo returns what compute returns for key, computing it once for this
@@ -75,8 +76,11 @@ func (s *Session) Memo(key string, compute func() (any, error)) (any, error) {
 	return v, nil
 }
 
-// Blob reads one of the session's blobs.
+// Blob reads one of the session's blobs. It must not be changed.
 func (s *Session) Blob(ctx context.Context, name string) ([]byte, error) {
+	if b, ok := s.blobs[name]; ok {
+		return b, nil
+	}
 	return s.db.SessionBlob(ctx, s.ID, name)
 }
 

@@ -33,7 +33,14 @@ type run struct {
 	// stamp in the store is the same, nobody else wrote it since, and it
 	// is not read again.
 	ss *sqlstore.StoredSession
+	// blobs are the small blobs this driver wrote since it read ss: only
+	// the lease's holder writes a session's blobs (but for its tasks'
+	// results), so the next step reads them from here.
+	blobs map[string][]byte
 }
+
+// keptBlob is the largest blob a driver keeps after writing it.
+const keptBlob = 1 << 20
 
 // load returns the session as stored: the driver's own copy when its stamp
 // shows no one else wrote it since.
@@ -51,12 +58,43 @@ func (r *run) load(ctx context.Context) (*sqlstore.StoredSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.ss = ss
+	r.ss, r.blobs = ss, nil
 	return ss, nil
 }
 
 // wrote keeps the session as a write left it (nil: unknown, read it again).
-func (r *run) wrote(ss *sqlstore.StoredSession) { r.ss = ss }
+func (r *run) wrote(ss *sqlstore.StoredSession) {
+	r.ss = ss
+	if ss == nil {
+		r.blobs = nil
+	}
+}
+
+// wroteBlobs keeps the small blobs an advance wrote and forgets those it
+// dropped.
+func (r *run) wroteBlobs(adv *sqlstore.Advance) {
+	for _, name := range adv.DropBlobs {
+		if prefix, ok := strings.CutSuffix(name, "*"); ok {
+			for n := range r.blobs {
+				if strings.HasPrefix(n, prefix) {
+					delete(r.blobs, n)
+				}
+			}
+		} else {
+			delete(r.blobs, name)
+		}
+	}
+	for name, b := range adv.PutBlobs {
+		if len(b) > keptBlob {
+			delete(r.blobs, name)
+			continue
+		}
+		if r.blobs == nil {
+			r.blobs = map[string][]byte{}
+		}
+		r.blobs[name] = b
+	}
+}
 
 // step takes or renews the session's lease and advances the session by at
 // most one step. It reports whether to step again at once.
@@ -186,7 +224,7 @@ func (r *run) own(x *sqlstore.StoredSession) error {
 // at each step that needs them, so a custodian's edit applies from the next
 // step on.
 func (r *run) session(ctx context.Context, ss *sqlstore.StoredSession) (*Session, error) {
-	s := &Session{ID: ss.ID, Config: ss.Config, State: ss.State, Round: ss.Round, BestRound: ss.BestRound, Latest: ss.Latest, db: r.d.db}
+	s := &Session{ID: ss.ID, Config: ss.Config, State: ss.State, Round: ss.Round, BestRound: ss.BestRound, Latest: ss.Latest, db: r.d.db, blobs: r.blobs}
 	var datasets, runners []string
 	for _, c := range ss.Clients {
 		datasets, runners = append(datasets, c.Dataset), append(runners, c.Runner)
@@ -337,6 +375,7 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 		return 0, err
 	}
 	r.wrote(out)
+	r.wroteBlobs(adv)
 	for _, t := range adv.Tasks {
 		d.Notify(t.RunnerID)
 	}

@@ -213,10 +213,11 @@ func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait t
 			return t, err
 		}
 		// On SQLite this server queues every task, and wakes the poll
-		// itself. On PostgreSQL another replica may have queued it: look
-		// again now and then.
+		// itself; on PostgreSQL another replica's task wakes it through the
+		// store (sqlstore.Listen). While the store does not hear the other
+		// replicas (its listener reconnecting), look again now and then.
 		var recheck <-chan time.Time
-		if s.db.Dialect() == "postgres" {
+		if s.db.Dialect() == "postgres" && !s.db.Listening() {
 			recheck = time.After(2 * time.Second)
 		}
 		select {
@@ -265,6 +266,15 @@ func (s *Server) writeTask(ctx context.Context, w io.Writer, r *http.Request, t 
 	}
 	for i, p := range t.Parts {
 		if p.Cached {
+			continue
+		}
+		if data := infos[i].Data; data != nil {
+			if int64(len(data)) != p.Size {
+				return true, fmt.Errorf("blob %s of session %s: %d bytes stored, %d expected", t.Inputs[i].Blob, t.Session, len(data), p.Size)
+			}
+			if _, err := w.Write(data); err != nil {
+				return true, err
+			}
 			continue
 		}
 		if err := s.db.CopySessionBlob(ctx, t.Session, t.Inputs[i].Blob, w); err != nil {
@@ -516,6 +526,16 @@ func (k *waker) notify(runnerID int64) {
 	}
 }
 
+// notifyAll wakes every long-poll: notices may have been missed.
+func (k *waker) notifyAll() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id, c := range k.ch {
+		close(c)
+		delete(k.ch, id)
+	}
+}
+
 // heartbeatFlush is how often heartbeats kept in memory are written.
 const heartbeatFlush = time.Second
 
@@ -545,6 +565,12 @@ func (s *Server) Run(ctx context.Context) {
 	s.runCtx = ctx
 	s.runMu.Unlock()
 	s.configureEngine()
+	// Other replicas' tasks and results wake this one's long-polls and
+	// drivers at once.
+	s.db.Listen(ctx, sqlstore.Listener{Task: s.wake.notify, Session: s.engine.Wake, Connected: func() {
+		s.wake.notifyAll()
+		s.engine.WakeAll()
+	}})
 	s.engine.Start(ctx)
 	tick := time.NewTicker(s.HeartbeatInterval)
 	defer tick.Stop()

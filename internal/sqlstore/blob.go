@@ -28,6 +28,8 @@ type BlobInfo struct {
 	Name   string
 	Size   int64
 	Digest string
+	// Data is the blob itself when SessionBlobInfos read it (a small one).
+	Data []byte
 }
 
 // putBlob replaces or creates a blob within tx.
@@ -145,10 +147,12 @@ func (db *DB) DropSessionBlobsExcept(ctx context.Context, session, keep string) 
 	})
 }
 
-// SessionBlobInfos returns the size and digest of the named blobs, in order;
-// a missing one is an ENOTFOUND error.
+// SessionBlobInfos returns the size and digest of the named blobs, in order,
+// and the data of those of at most SmallBlob bytes: most of a task's parts
+// are, and it is then sent without another read. A missing blob is an
+// ENOTFOUND error.
 func (db *DB) SessionBlobInfos(ctx context.Context, session string, names []string) ([]BlobInfo, error) {
-	rows, err := db.queryR(ctx, sqlBlobInfos, session, db.listArg(names))
+	rows, err := db.queryR(ctx, sqlBlobInfos, SmallBlob, session, db.listArg(names))
 	if err != nil {
 		return nil, err
 	}
@@ -156,8 +160,11 @@ func (db *DB) SessionBlobInfos(ctx context.Context, session string, names []stri
 	found := map[string]BlobInfo{}
 	for rows.Next() {
 		var b BlobInfo
-		if err := rows.Scan(&b.Name, &b.Size, &b.Digest); err != nil {
+		if err := rows.Scan(&b.Name, &b.Size, &b.Digest, &b.Data); err != nil {
 			return nil, err
+		}
+		if b.Data == nil && b.Size <= SmallBlob {
+			b.Data = []byte{}
 		}
 		found[b.Name] = b
 	}
@@ -175,8 +182,13 @@ func (db *DB) SessionBlobInfos(ctx context.Context, session string, names []stri
 	return out, nil
 }
 
+// SmallBlob is the largest blob SessionBlobInfos reads whole.
+const SmallBlob = 64 << 10
+
 var (
-	sqlBlobInfos  = prepared(`SELECT name, size, digest FROM session_blobs WHERE session_id = ? AND IN_LIST(name)`)
+	sqlBlobInfos = prepared(`SELECT b.name, b.size, b.digest, CASE WHEN b.size <= ? THEN c.data END FROM session_blobs b
+		LEFT JOIN session_blob_chunks c ON c.session_id = b.session_id AND c.name = b.name AND c.seq = 0
+		WHERE b.session_id = ? AND IN_LIST(b.name)`)
 	sqlBlobChunk  = prepared(`SELECT data FROM session_blob_chunks WHERE session_id = ? AND name = ? AND seq = ?`)
 	sqlBlobChunks = prepared(`SELECT b.size, c.data FROM session_blobs b JOIN session_blob_chunks c ON c.session_id = b.session_id AND c.name = b.name
 		WHERE b.session_id = ? AND b.name = ? ORDER BY c.seq`)

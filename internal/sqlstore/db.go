@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/silofl/silo"
@@ -61,7 +62,9 @@ type DB struct {
 
 	stmts map[stmtKey]*sql.Stmt // read-only once open
 
-	auth authCache
+	auth      authCache
+	idle      idleRunners
+	listening atomic.Bool
 }
 
 // Prepared statements. SQLite parses every statement it is given, and the

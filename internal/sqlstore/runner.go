@@ -293,10 +293,8 @@ var (
 		status_reason = CASE WHEN status IN ('registering', 'provisioning', 'offline', 'online') THEN '' ELSE status_reason END,
 		updated_at = CASE WHEN status = 'online' THEN updated_at ELSE ? END
 		WHERE id = ? AND status <> 'deregistered'`)
-	sqlRunnerStatus  = prepared(`SELECT status FROM runners WHERE id = ?`)
-	sqlRunnerByID    = prepared(`SELECT ` + runnerColumns + ` FROM runners WHERE id = ?`)
-	sqlTouchHearbeat = prepared(`UPDATE runners SET last_heartbeat = CASE WHEN last_heartbeat IS NULL OR last_heartbeat < ? THEN ? ELSE last_heartbeat END
-		WHERE id = ? AND status = 'online'`)
+	sqlRunnerStatus = prepared(`SELECT status FROM runners WHERE id = ?`)
+	sqlRunnerByID   = prepared(`SELECT ` + runnerColumns + ` FROM runners WHERE id = ?`)
 )
 
 // TouchRunners records when online runners last sent a heartbeat that
@@ -309,22 +307,75 @@ func (db *DB) TouchRunners(ctx context.Context, seen map[int64]time.Time) ([]int
 	if len(seen) == 0 {
 		return nil, nil
 	}
-	var gone []int64
+	ids := make([]int64, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	touched := map[int64]bool{}
+	// One statement per touchBatch runners, all in one transaction.
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		gone = gone[:0]
-		for id, at := range seen {
-			res, err := db.execTx(ctx, tx, sqlTouchHearbeat, micros(at), micros(at), id)
+		clear(touched)
+		for rest := ids; len(rest) > 0; {
+			n := min(len(rest), touchBatch)
+			var rows *sql.Rows
+			var err error
+			if db.dialect == postgresDialect {
+				times := make([]int64, n)
+				for i, id := range rest[:n] {
+					times[i] = micros(seen[id])
+				}
+				rows, err = tx.QueryContext(ctx, sqlTouchPostgres, rest[:n], times)
+			} else {
+				pairs := make([][2]int64, n)
+				for i, id := range rest[:n] {
+					pairs[i] = [2]int64{id, micros(seen[id])}
+				}
+				b, _ := json.Marshal(pairs) // numbers: never fails
+				rows, err = db.queryTx(ctx, tx, sqlTouchSQLite, string(b))
+			}
 			if err != nil {
 				return fmt.Errorf("record heartbeats: %w", err)
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				gone = append(gone, id)
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					_ = rows.Close()
+					return err
+				}
+				touched[id] = true
 			}
+			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+				return fmt.Errorf("record heartbeats: %w", err)
+			}
+			rest = rest[n:]
 		}
 		return nil
 	})
-	return gone, err
+	if err != nil {
+		return nil, err
+	}
+	var gone []int64
+	for _, id := range ids {
+		if !touched[id] {
+			gone = append(gone, id)
+		}
+	}
+	return gone, nil
 }
+
+// touchBatch is how many runners' heartbeats one statement records.
+const touchBatch = 1000
+
+var (
+	// A heartbeat never moves a runner's last one back (another replica may
+	// have written a later one).
+	sqlTouchSQLite = prepared(`UPDATE runners SET last_heartbeat = max(COALESCE(runners.last_heartbeat, 0), v.t)
+		FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS t FROM json_each(?)) AS v
+		WHERE runners.id = v.id AND runners.status = 'online' RETURNING runners.id`)
+	sqlTouchPostgres = `UPDATE runners r SET last_heartbeat = GREATEST(COALESCE(r.last_heartbeat, 0), v.t)
+		FROM unnest($1::bigint[], $2::bigint[]) AS v(id, t)
+		WHERE r.id = v.id AND r.status = 'online' RETURNING r.id`
+)
 
 // MarkStaleRunnersOffline turns online runners whose last heartbeat is older
 // than cutoff offline, and returns their names.

@@ -178,3 +178,62 @@ func TestTasks(t *testing.T) {
 		}
 	})
 }
+
+// TestTouchRunners: heartbeats written together move each online runner's
+// last heartbeat on (never back), and name the runners no longer online,
+// whose heartbeats must be written in full.
+func TestTouchRunners(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *sqlstore.DB, c *clock) {
+		ctx := context.Background()
+		on, off := mustRunner(t, db, "on"), mustRunner(t, db, "off")
+		for _, r := range []*sqlstore.StoredRunner{on, off} {
+			if _, err := db.RecordHeartbeat(ctx, r.ID, silo.Heartbeat{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t0 := c.now()
+		if _, err := db.MarkStaleRunnersOffline(ctx, t0.Add(time.Second).UnixMicro(), "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.RecordHeartbeat(ctx, on.ID, silo.Heartbeat{}); err != nil {
+			t.Fatal(err)
+		}
+		last := func(r *sqlstore.StoredRunner) time.Time {
+			got, err := db.FindRunner(ctx, r.Name)
+			if err != nil || got.LastHeartbeat == nil {
+				t.Fatalf("runner %s: %+v, %v", r.Name, got, err)
+			}
+			return *got.LastHeartbeat
+		}
+		gone, err := db.TouchRunners(ctx, map[int64]time.Time{on.ID: t0.Add(5 * time.Second), off.ID: t0.Add(5 * time.Second)})
+		if err != nil || len(gone) != 1 || gone[0] != off.ID {
+			t.Fatalf("TouchRunners = %v, %v; want the offline runner", gone, err)
+		}
+		if got := last(on); !got.Equal(t0.Add(5 * time.Second)) {
+			t.Fatalf("last heartbeat %v, want %v", got, t0.Add(5*time.Second))
+		}
+		if got := last(off); !got.Equal(t0) {
+			t.Fatalf("an offline runner's heartbeat was touched: %v", got)
+		}
+		if gone, err := db.TouchRunners(ctx, map[int64]time.Time{on.ID: t0.Add(2 * time.Second)}); err != nil || len(gone) != 0 {
+			t.Fatalf("an older heartbeat: %v, %v", gone, err)
+		}
+		if got := last(on); !got.Equal(t0.Add(5 * time.Second)) {
+			t.Fatalf("an older heartbeat moved the last one back to %v", got)
+		}
+
+		// A runner found running nothing is seen running its next claim.
+		if running, err := db.RunningTasks(ctx, on.ID); err != nil || len(running) != 0 {
+			t.Fatalf("RunningTasks = %v, %v", running, err)
+		}
+		if err := db.CreateTask(ctx, on.ID, &silo.Task{ID: "t1", Type: silo.TaskDiagnostics}); err != nil {
+			t.Fatal(err)
+		}
+		if task, err := db.ClaimTask(ctx, on.ID); err != nil || task == nil {
+			t.Fatalf("ClaimTask = %v, %v", task, err)
+		}
+		if running, err := db.RunningTasks(ctx, on.ID); err != nil || len(running) != 1 || running[0].ID != "t1" {
+			t.Fatalf("RunningTasks after a claim = %v, %v", running, err)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/silofl/silo"
@@ -104,6 +105,15 @@ func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) erro
 		if err != nil {
 			return fmt.Errorf("insert task: %w", err)
 		}
+		var ex interface {
+			ExecContext(context.Context, string, ...any) (sql.Result, error)
+		} = db.wdb
+		if tx != nil {
+			ex = tx
+		}
+		if err := db.notifyTasksQueued(ctx, ex, tasks[:n]); err != nil {
+			return fmt.Errorf("tell other replicas of a task: %w", err)
+		}
 		tasks = tasks[n:]
 	}
 	return nil
@@ -117,7 +127,8 @@ var sqlInsertTask = prepared(`INSERT INTO tasks (id, runner_id, type, payload, v
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 
 // ClaimTask marks the runner's oldest queued task running and returns it, or
-// returns nil when there is none. Concurrent claims never get the same task.
+// returns nil when there is none; it is the only way a task starts
+// running. Concurrent claims never get the same task.
 // It looks on the read pool first, so a long-poll that finds nothing (the
 // common case) takes no write transaction. The task is read in the
 // claiming transaction: a read after it could fail (a dropped connection)
@@ -134,6 +145,7 @@ func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error)
 	if db.dialect == postgresDialect {
 		claim = sqlClaimPostgres
 	}
+	db.idle.busy(runnerID) // before the claim: RunningTasks must look
 	var t *silo.Task
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
 		var err error
@@ -244,6 +256,9 @@ func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res
 		if len(parts) > 0 && t.Session == "" {
 			return silo.Errorf(silo.EINVALID, "task %s belongs to no session: its result takes no parts", taskID)
 		}
+		if err := db.notify(ctx, tx, notifySessions, t.Session); err != nil {
+			return fmt.Errorf("tell other replicas of a result: %w", err)
+		}
 		for name, data := range parts {
 			// A running task has no result parts yet (large ones are
 			// streamed under other names until they are complete).
@@ -339,8 +354,19 @@ type RunningTask struct {
 	StartedAt time.Time
 }
 
-// RunningTasks returns the tasks the runner with id is running.
+// RunningTasks returns the tasks the runner with id is running. Each
+// heartbeat asks; on SQLite, where every claim is this store's, a runner
+// found running nothing is known to stay so until its next claim, and is
+// not read again.
 func (db *DB) RunningTasks(ctx context.Context, runnerID int64) ([]RunningTask, error) {
+	sqlite := db.dialect == sqliteDialect
+	var gen uint64
+	if sqlite {
+		var idle bool
+		if idle, gen = db.idle.check(runnerID); idle {
+			return nil, nil
+		}
+	}
 	rows, err := db.queryR(ctx, sqlRunningTasks, runnerID)
 	if err != nil {
 		return nil, err
@@ -356,7 +382,50 @@ func (db *DB) RunningTasks(ctx context.Context, runnerID int64) ([]RunningTask, 
 		t.StartedAt = fromMicros(started.Int64)
 		out = append(out, t)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if sqlite && len(out) == 0 {
+		db.idle.found(runnerID, gen)
+	}
+	return out, nil
+}
+
+// idleRunners holds the runners known to run no task. A claim made while
+// a look was under way moves the runner's generation on, so the look
+// cannot mark it idle afterwards.
+type idleRunners struct {
+	mu   sync.Mutex
+	gen  map[int64]uint64
+	idle map[int64]bool
+}
+
+func (r *idleRunners) check(id int64) (bool, uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.idle[id], r.gen[id]
+}
+
+func (r *idleRunners) found(id int64, gen uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen[id] != gen {
+		return
+	}
+	if r.idle == nil {
+		r.idle = map[int64]bool{}
+	}
+	r.idle[id] = true
+}
+
+func (r *idleRunners) busy(id int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen == nil {
+		r.gen = map[int64]uint64{}
+	}
+	r.gen[id]++
+	delete(r.idle, id)
 }
 
 var sqlRunningTasks = prepared(`SELECT id, started_at FROM tasks WHERE runner_id = ? AND status = 'running'`)
