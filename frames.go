@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 )
 
 // Frames carry a task, or a task's result, and its binary parts in
@@ -30,6 +31,17 @@ const HaveHeader = "X-Silo-Have"
 
 // MinHaveDigest is the fewest characters of a digest a runner lists.
 const MinHaveDigest = 8
+
+// PartDigestChars is how much of a part's digest a task carries: 64 bits
+// tell a runner's few cached parts apart, and a receiver checks the bytes it
+// gets against them (HasDigest).
+const PartDigestChars = 16
+
+// HasDigest reports whether b is the content a part's digest (whole, or its
+// first characters, as a task carries it) names.
+func HasDigest(b []byte, digest string) bool {
+	return len(digest) >= MinHaveDigest && strings.HasPrefix(Digest(b), digest)
+}
 
 // MaxPartBytes bounds one part: a blinded set of tens of millions of
 // records, a model of the largest allowed size.

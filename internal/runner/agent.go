@@ -414,7 +414,7 @@ func (a *Agent) start(ctx context.Context, st *silo.Task, parts client.Parts) {
 		// Report even while shutting down: the result is worth a last try.
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 11*time.Minute)
 		defer rcancel()
-		res.Logs = log.take()
+		res.Log = log.take()
 		a.finish(ctx, rctx, t, res, t.Out, st)
 	}()
 }
@@ -428,8 +428,8 @@ func (a *Agent) resolveParts(ctx context.Context, t *silo.Task, parts client.Par
 	}
 	for _, p := range t.Parts {
 		if !p.Cached {
-			if b, ok := parts[p.Name]; ok && silo.Digest(b) == p.Digest {
-				a.parts.put(p.Digest, b)
+			if b, ok := parts[p.Name]; ok && silo.HasDigest(b, p.Digest) {
+				a.parts.put(silo.Digest(b), b)
 			}
 			continue
 		}
@@ -443,11 +443,11 @@ func (a *Agent) resolveParts(ctx context.Context, t *silo.Task, parts client.Par
 		if err != nil {
 			return nil, fmt.Errorf("fetch part %s of task %s: %w", p.Name, t.ID, err)
 		}
-		if silo.Digest(b) != p.Digest {
+		if !silo.HasDigest(b, p.Digest) {
 			return nil, fmt.Errorf("part %s of task %s changed since it was sent: the session moved on", p.Name, t.ID)
 		}
 		parts[p.Name] = b
-		a.parts.put(p.Digest, b)
+		a.parts.put(silo.Digest(b), b)
 	}
 	return parts, nil
 }

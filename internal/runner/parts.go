@@ -2,6 +2,7 @@ package runner
 
 import (
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -24,14 +25,25 @@ const (
 	partCacheMax = 1 << 20
 )
 
+// get returns the part whose digest is digest or starts with it (as a task
+// names it); a prefix that matches two parts matches none.
 func (c *partCache) get(digest string) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, ok := c.entries[digest]
-	if ok {
-		c.touch(digest)
+	full := ""
+	for d := range c.entries {
+		if strings.HasPrefix(d, digest) {
+			if full != "" {
+				return nil, false
+			}
+			full = d
+		}
 	}
-	return b, ok
+	if full == "" {
+		return nil, false
+	}
+	c.touch(full)
+	return c.entries[full], true
 }
 
 func (c *partCache) put(digest string, b []byte) {
@@ -76,10 +88,12 @@ func (c *partCache) digests() []string {
 	return out
 }
 
-// What a runner lists of its parts: 12 hex digits (48 bits) of each of the
-// 8 most recently used, enough for a few sessions at once. A prefix that
-// matches a part the runner does not hold costs a fetch of that part.
+// What a runner lists of its parts: 10 hex digits (40 bits) of each of the
+// 4 most recently used — a session's setup and its latest model, for two
+// sessions at once. A prefix that matches a part the runner does not hold
+// costs a fetch of that part; a part it holds but did not list is sent
+// again.
 const (
-	haveDigest  = 12
-	haveEntries = 8
+	haveDigest  = 10
+	haveEntries = 4
 )

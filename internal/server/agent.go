@@ -258,7 +258,7 @@ func (s *Server) writeTask(ctx context.Context, w io.Writer, r *http.Request, t 
 	}
 	t.Parts = make([]silo.Part, len(infos))
 	for i, info := range infos {
-		t.Parts[i] = silo.Part{Name: t.Inputs[i].Part, Size: info.Size, Digest: info.Digest, Cached: held(info.Digest)}
+		t.Parts[i] = silo.Part{Name: t.Inputs[i].Part, Size: info.Size, Digest: info.Digest[:min(len(info.Digest), silo.PartDigestChars)], Cached: held(info.Digest)}
 	}
 	if err := silo.WriteFrames(w, wireTask{ID: t.ID, Type: t.Type, Payload: t.Payload, VCPU: t.VCPU, MemoryMB: t.MemoryMB, Parts: t.Parts,
 		Session: t.Session, Round: t.Round, Dataset: t.Dataset}); err != nil {
@@ -368,6 +368,7 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 	if len(res.Error) > 4096 {
 		res.Error = strings.ToValidUTF8(res.Error[:4096], "")
 	}
+	res.Logs, res.Log = append(res.Logs, res.Log...), nil
 	if len(res.Logs) > silo.MaxLogLinesPerPost {
 		res.Logs = res.Logs[len(res.Logs)-silo.MaxLogLinesPerPost:]
 	}

@@ -405,8 +405,8 @@ type RunnerState struct {
 	Reason string
 }
 
-// RunnerStates returns the state of the named runners, in one query; a name
-// that is not registered is missing from the map.
+// RunnerStates returns the state of the named live runners, in one query; a
+// name that is not registered (or was deregistered) is missing from the map.
 func (db *DB) RunnerStates(ctx context.Context, names []string) (map[string]RunnerState, error) {
 	out := make(map[string]RunnerState, len(names))
 	if len(names) == 0 {
@@ -429,7 +429,8 @@ func (db *DB) RunnerStates(ctx context.Context, names []string) (map[string]Runn
 	return out, rows.Err()
 }
 
-var sqlRunnerStates = prepared(`SELECT id, name, status, status_reason FROM runners WHERE IN_LIST(name)`)
+// A deregistered runner is missing from the map, as one never registered.
+var sqlRunnerStates = prepared(`SELECT id, name, status, status_reason FROM runners WHERE IN_LIST(name) AND status <> 'deregistered'`)
 
 // placeholders returns n comma-separated question marks.
 func placeholders(n int) string {
