@@ -124,6 +124,11 @@ func (r *run) step(ctx context.Context) (bool, error) {
 	if !ok {
 		return false, silo.Errorf(silo.ECONFLICT, "this server does not run %s sessions: upgrade it", ss.Config.Type)
 	}
+	if ss.Status == silo.SessionRunning {
+		if out, err := r.stillOut(ctx, ss); err != nil || out {
+			return false, err
+		}
+	}
 	names := make([]string, len(ss.Clients))
 	for i, c := range ss.Clients {
 		names[i] = c.Runner
@@ -327,6 +332,7 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 		adv.Tasks = tasks
 	}
 	now := d.now()
+	gives := r.claim(adv.Tasks)
 	out, err := d.db.AdvanceSession(ctx, ss.ID, adv, func(x *sqlstore.StoredSession) error {
 		if err := r.own(x); err != nil {
 			return err
@@ -371,19 +377,31 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 		x.PhaseQuorum = quorum(*o.Next, len(x.Clients))
 		return nil
 	})
+	r.handOut(ctx, adv.Tasks, gives, err)
 	if err != nil {
 		return 0, err
 	}
 	r.wrote(out)
 	r.wroteBlobs(adv)
-	for _, t := range adv.Tasks {
-		d.Notify(t.RunnerID)
-	}
 	if o.Next == nil {
 		d.Ended(ctx, ss.ID, "the session completed")
 		d.Audit(ctx, "session.complete", ss.ID, silo.OutcomeSuccess, "")
 	}
 	return len(adv.Tasks), nil
+}
+
+// stillOut reports whether a running step is sure to wait: some of its
+// tasks are still out with runners that are online, none failed, and
+// round_timeout has not passed. That is most wakes of a step of many
+// clients (each answer wakes the driver), and running would conclude the
+// same from the tasks and runners it reads.
+func (r *run) stillOut(ctx context.Context, ss *sqlstore.StoredSession) (bool, error) {
+	timeout, _ := time.ParseDuration(ss.Config.RoundTimeout)
+	if r.d.now().After(ss.PhaseStartedAt.Add(timeout)) {
+		return false, nil
+	}
+	out, failed, err := r.d.db.StepProgress(ctx, ss.ID, ss.PhaseRound, ss.Phase)
+	return out > 0 && failed == 0, err
 }
 
 // running advances a running session's current step: it queues the tasks
@@ -579,6 +597,7 @@ func (r *run) waitForRunners(ctx context.Context, ss *sqlstore.StoredSession, k 
 	if err != nil {
 		return false, err
 	}
+	gives := r.claim(tasks)
 	out, err := r.d.db.AdvanceSession(ctx, ss.ID, &sqlstore.Advance{Tasks: tasks, Base: r.ss}, func(x *sqlstore.StoredSession) error {
 		if err := r.own(x); err != nil {
 			return err
@@ -589,14 +608,58 @@ func (r *run) waitForRunners(ctx context.Context, ss *sqlstore.StoredSession, k 
 		x.StatusReason = step.Reason
 		return nil
 	})
+	r.handOut(ctx, tasks, gives, err)
 	if err != nil {
 		return false, err
 	}
 	r.wrote(out)
-	for _, t := range tasks {
-		r.d.Notify(t.RunnerID)
-	}
 	return len(tasks) == 0, nil
+}
+
+// claim marks the tasks whose runners' long-polls wait on this server
+// for one handed to them, and returns how to hand each over.
+func (r *run) claim(tasks []sqlstore.NewTask) []func(*silo.Task) bool {
+	if r.d.Claim == nil {
+		return nil
+	}
+	gives := make([]func(*silo.Task) bool, len(tasks))
+	for i := range tasks {
+		if gives[i] = r.d.Claim(tasks[i].RunnerID); gives[i] != nil {
+			tasks[i].Claimed = true
+		}
+	}
+	return gives
+}
+
+// handOut hands each claimed task to its long-poll once written (err nil),
+// puts back in the queue those whose polls had gone, and wakes the
+// runners of the others. After a failed write it lets the polls go.
+func (r *run) handOut(ctx context.Context, tasks []sqlstore.NewTask, gives []func(*silo.Task) bool, err error) {
+	d := r.d
+	for i, nt := range tasks {
+		var give func(*silo.Task) bool
+		if gives != nil {
+			give = gives[i]
+		}
+		switch {
+		case give == nil:
+			if err == nil {
+				d.Notify(nt.RunnerID)
+			}
+		case err != nil:
+			give(nil)
+		default:
+			t := *nt.Task
+			if give(&t) {
+				continue
+			}
+			// The poll had gone: the task waits in the queue for the next.
+			if _, uerr := d.db.UnclaimTask(context.WithoutCancel(ctx), t.ID); uerr != nil {
+				d.Logger.Warn("put a task back in the queue", "task", t.ID, "err", uerr)
+			}
+			d.Notify(nt.RunnerID)
+		}
+	}
 }
 
 // shortOf is the error of a step that cannot get enough answers: it names

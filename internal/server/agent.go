@@ -177,8 +177,17 @@ func (s *Server) handlePollTask(w http.ResponseWriter, r *http.Request) {
 
 // undeliverable fails a claimed task the server could not even start to
 // send (its parts are gone: the session moved on or ended).
+// A store that failed on the way (a dropped connection) fails nothing: the
+// task goes back in the queue for the runner's next poll.
 func (s *Server) undeliverable(ctx context.Context, t *silo.Task, cause error) {
+	ctx = context.WithoutCancel(ctx)
 	s.Logger.Warn("task not sent", "task", t.ID, "session", t.Session, "err", cause)
+	if silo.ErrorCode(cause) == silo.EINTERNAL {
+		if _, err := s.db.UnclaimTask(ctx, t.ID); err != nil {
+			s.Logger.Warn("put an unsent task back in the queue", "task", t.ID, "err", err)
+		}
+		return
+	}
 	if _, err := s.db.FailTask(ctx, t.ID, "the server could not send this task: "+silo.ErrorMessage(cause)); err != nil {
 		s.Logger.Warn("fail an unsent task", "task", t.ID, "err", err)
 	}
@@ -200,7 +209,9 @@ func waitParam(r *http.Request, name string, def time.Duration) (time.Duration, 
 	return d, nil
 }
 
-// nextTask claims the runner's next task, waiting up to wait for one.
+// nextTask claims the runner's next task, waiting up to wait for one. While
+// it waits, a session's driver on this server may hand it a task it queued
+// claimed (waker.claim), which saves the claim.
 func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait time.Duration) (*silo.Task, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -220,13 +231,22 @@ func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait t
 		if s.db.Dialect() == "postgres" && !s.db.Listening() {
 			recheck = time.After(2 * time.Second)
 		}
+		h := s.wake.ready(rn.ID)
 		select {
+		case t := <-h.task:
+			if t != nil {
+				return t, nil
+			}
+			continue // let go: look again
 		case <-woken:
 		case <-recheck:
 		case <-deadline.C:
-			return nil, nil
+			return s.wake.leave(ctx, rn.ID, h), nil
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return s.wake.leave(ctx, rn.ID, h), ctx.Err()
+		}
+		if t := s.wake.leave(ctx, rn.ID, h); t != nil {
+			return t, nil
 		}
 	}
 }
@@ -498,10 +518,19 @@ func (s *Server) cleanLogLines(taskID string, lines []silo.LogLine) {
 	}
 }
 
-// waker wakes long-polls when a task is queued for their runner.
+// waker wakes long-polls when a task is queued for their runner, and hands
+// tasks a driver queued claimed to the polls ready to take them.
 type waker struct {
-	mu sync.Mutex
-	ch map[int64]chan struct{}
+	mu     sync.Mutex
+	ch     map[int64]chan struct{}
+	offers map[int64][]*handoff
+}
+
+// handoff is a long-poll ready to take a task handed to it.
+type handoff struct {
+	task chan *silo.Task // a task, or nil to look again; buffered
+	mu   sync.Mutex
+	gone bool // the poll's request ended: it takes nothing more
 }
 
 func (k *waker) channel(runnerID int64) <-chan struct{} {
@@ -534,6 +563,76 @@ func (k *waker) notifyAll() {
 	for id, c := range k.ch {
 		close(c)
 		delete(k.ch, id)
+	}
+}
+
+// ready offers a waiting poll of the runner to take a task handed to it.
+func (k *waker) ready(runnerID int64) *handoff {
+	h := &handoff{task: make(chan *silo.Task, 1)}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.offers == nil {
+		k.offers = map[int64][]*handoff{}
+	}
+	k.offers[runnerID] = append(k.offers[runnerID], h)
+	return h
+}
+
+// claim takes the runner's longest-waiting ready poll, if any, and returns
+// how to hand it a task (nil: none after all, look again), which reports
+// whether the poll took it.
+func (k *waker) claim(runnerID int64) func(*silo.Task) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	list := k.offers[runnerID]
+	if len(list) == 0 {
+		return nil
+	}
+	h := list[0]
+	if len(list) == 1 {
+		delete(k.offers, runnerID)
+	} else {
+		k.offers[runnerID] = list[1:]
+	}
+	return func(t *silo.Task) bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.gone {
+			return false
+		}
+		h.task <- t // buffered, and sent at most once
+		return t != nil
+	}
+}
+
+// leave ends a poll's offer: it returns a task handed to it meanwhile. A
+// poll already claimed waits for its task, unless its request ended.
+func (k *waker) leave(ctx context.Context, runnerID int64, h *handoff) *silo.Task {
+	k.mu.Lock()
+	list := k.offers[runnerID]
+	if i := slices.Index(list, h); i >= 0 {
+		if len(list) == 1 {
+			delete(k.offers, runnerID)
+		} else {
+			k.offers[runnerID] = slices.Delete(slices.Clone(list), i, i+1)
+		}
+		k.mu.Unlock()
+		return nil
+	}
+	k.mu.Unlock()
+	select {
+	case t := <-h.task:
+		return t
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gone = true
+	select {
+	case t := <-h.task:
+		return t // handed over before the request ended: it is lost with it
+	default:
+		return nil
 	}
 }
 

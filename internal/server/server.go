@@ -96,6 +96,7 @@ func New(db *sqlstore.DB) *Server {
 	s.engine = orchestrator.New(db)
 	s.engine.Register(silo.SessionHFL, hfl.Kind{})
 	s.engine.Notify = s.wake.notify
+	s.engine.Claim = s.wake.claim
 	s.engine.Audit = func(ctx context.Context, action, target, outcome, detail string) {
 		s.auditAs(ctx, "system", action, target, outcome, detail)
 	}

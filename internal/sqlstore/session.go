@@ -199,10 +199,14 @@ type Advance struct {
 	Base *StoredSession
 }
 
-// NewTask is a task to queue for the runner with RunnerID.
+// NewTask is a task to queue for the runner with RunnerID. A Claimed one
+// is written running, claimed already: its runner's long-poll waits on this
+// server and takes it from the driver's hands (UnclaimTask puts it back in
+// the queue if the poll had gone).
 type NewTask struct {
 	RunnerID int64
 	Task     *silo.Task
+	Claimed  bool
 }
 
 // UpdateSession loads a session in a transaction, lets change edit it, and

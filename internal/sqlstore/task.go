@@ -81,7 +81,12 @@ func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) erro
 		args := make([]any, 0, 13*n)
 		for _, nt := range tasks[:n] {
 			t := nt.Task
-			t.Status, t.CreatedAt = silo.TaskQueued, db.now()
+			t.Status, t.CreatedAt, t.StartedAt = silo.TaskQueued, db.now(), nil
+			if nt.Claimed {
+				db.idle.busy(nt.RunnerID) // before it runs: RunningTasks must look
+				started := t.CreatedAt
+				t.Status, t.StartedAt = silo.TaskRunning, &started
+			}
 			parts := ""
 			if len(t.Inputs) > 0 {
 				b, err := json.Marshal(t.Inputs)
@@ -90,11 +95,11 @@ func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) erro
 				}
 				parts = string(b)
 			}
-			args = append(args, t.ID, nt.RunnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), t.Session, t.Round, t.Dataset, parts, t.MaxResult)
+			args = append(args, t.ID, nt.RunnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), nullMicros(t.StartedAt), t.Session, t.Round, t.Dataset, parts, t.MaxResult)
 		}
 		query := sqlInsertTask
 		if n > 1 {
-			query += strings.Repeat(", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n-1)
+			query += strings.Repeat(", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n-1)
 		}
 		var err error
 		if tx == nil {
@@ -111,7 +116,13 @@ func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) erro
 		if tx != nil {
 			ex = tx
 		}
-		if err := db.notifyTasksQueued(ctx, ex, tasks[:n]); err != nil {
+		var queued []NewTask
+		for _, nt := range tasks[:n] {
+			if !nt.Claimed {
+				queued = append(queued, nt)
+			}
+		}
+		if err := db.notifyTasksQueued(ctx, ex, queued); err != nil {
 			return fmt.Errorf("tell other replicas of a task: %w", err)
 		}
 		tasks = tasks[n:]
@@ -119,16 +130,16 @@ func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) erro
 	return nil
 }
 
-// taskBatch is the most tasks one statement queues: 13 values each, well
+// taskBatch is the most tasks one statement queues: 14 values each, well
 // within both databases' limits on parameters.
 const taskBatch = 200
 
-var sqlInsertTask = prepared(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, session_id, round, dataset, parts, max_result)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+var sqlInsertTask = prepared(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, started_at, session_id, round, dataset, parts, max_result)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 
 // ClaimTask marks the runner's oldest queued task running and returns it, or
-// returns nil when there is none; it is the only way a task starts
-// running. Concurrent claims never get the same task.
+// returns nil when there is none. A task starts running only so, or queued
+// claimed already (NewTask.Claimed). Concurrent claims never get the same task.
 // It looks on the read pool first, so a long-poll that finds nothing (the
 // common case) takes no write transaction. The task is read in the
 // claiming transaction: a read after it could fail (a dropped connection)
@@ -165,6 +176,18 @@ func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error)
 // returningTask is taskColumns for a RETURNING clause, which names no other
 // table: the runner's name comes from a subquery.
 var returningTask = strings.NewReplacer("t.", "", "r.name", "(SELECT name FROM runners WHERE id = runner_id)").Replace(taskColumns)
+
+// UnclaimTask puts a task queued claimed back in the queue, unless it ended
+// meanwhile: the long-poll it was handed to had gone. It reports whether it
+// did.
+func (db *DB) UnclaimTask(ctx context.Context, id string) (bool, error) {
+	res, err := db.execW(ctx, `UPDATE tasks SET status = 'queued', started_at = NULL WHERE id = ? AND status = 'running'`, id)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
 
 var (
 	sqlOldestQueued = prepared(`SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1`)
@@ -552,6 +575,19 @@ func (db *DB) ListSessionTaskStates(ctx context.Context, sessionID string, round
 	}
 	return out, rows.Err()
 }
+
+// StepProgress counts a step's tasks that are still out with runners that
+// are online, and those that ended without succeeding: a session's driver
+// woken by an answer while others are still coming, and none failed, has
+// nothing to do, and learns it from one aggregate.
+func (db *DB) StepProgress(ctx context.Context, sessionID string, round int, typ string) (out, failed int, err error) {
+	err = db.queryRowR(ctx, sqlStepProgress, sessionID, round, typ).Scan(&out, &failed)
+	return out, failed, err
+}
+
+var sqlStepProgress = prepared(`SELECT COALESCE(SUM(CASE WHEN t.status IN ('queued', 'running') AND r.status = 'online' THEN 1 ELSE 0 END), 0),
+	COALESCE(SUM(CASE WHEN t.status NOT IN ('queued', 'running', 'succeeded') THEN 1 ELSE 0 END), 0)
+	FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.session_id = ? AND t.round = ? AND t.type = ?`)
 
 var sqlSessionTaskStates = prepared(`SELECT id, dataset, status, error FROM tasks WHERE session_id = ? AND round = ? AND type = ? ORDER BY created_at, id`)
 
