@@ -213,16 +213,25 @@ func waitParam(r *http.Request, name string, def time.Duration) (time.Duration, 
 // it waits, a session's driver on this server may hand it a task it queued
 // claimed (waker.claim), which saves the claim.
 func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait time.Duration) (*silo.Task, error) {
+	return s.nextTaskAfter(ctx, rn, wait, nil, true)
+}
+
+// nextTaskAfter is nextTask after a look that found nothing queued (look
+// false) since woken was taken: the first claim is skipped.
+func (s *Server) nextTaskAfter(ctx context.Context, rn *sqlstore.StoredRunner, wait time.Duration, woken <-chan struct{}, look bool) (*silo.Task, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		// Take the wake channel before looking, so a task queued between
 		// the look and the wait is not missed.
-		woken := s.wake.channel(rn.ID)
-		t, err := s.db.ClaimTask(ctx, rn.ID)
-		if err != nil || t != nil {
-			return t, err
+		if woken == nil || look {
+			woken = s.wake.channel(rn.ID)
+			t, err := s.db.ClaimTask(ctx, rn.ID)
+			if err != nil || t != nil {
+				return t, err
+			}
 		}
+		look = true
 		// On SQLite this server queues every task, and wakes the poll
 		// itself; on PostgreSQL another replica's task wakes it through the
 		// store (sqlstore.Listen). While the store does not hear the other
@@ -248,6 +257,7 @@ func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait t
 		if t := s.wake.leave(ctx, rn.ID, h); t != nil {
 			return t, nil
 		}
+		woken = nil
 	}
 }
 
@@ -393,7 +403,10 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 		res.Logs = res.Logs[len(res.Logs)-silo.MaxLogLinesPerPost:]
 	}
 	s.cleanLogLines(head.ID, res.Logs)
-	t, err := s.db.FinishTask(ctx, rn.ID, head.ID, res, parts)
+	// Taken before the result is, the wake channel cannot miss a task
+	// queued after the store said none was.
+	woken := s.wake.channel(rn.ID)
+	t, queued, err := s.db.FinishTaskNext(ctx, rn.ID, head.ID, res, parts)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -417,7 +430,7 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", silo.FramesContentType)
 	w.WriteHeader(http.StatusOK)
 	_ = http.NewResponseController(w).Flush()
-	nt, err := s.nextTask(ctx, rn, next)
+	nt, err := s.nextTaskAfter(ctx, rn, next, woken, queued)
 	if err != nil || nt == nil {
 		return
 	}

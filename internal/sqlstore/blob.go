@@ -32,12 +32,27 @@ type BlobInfo struct {
 	Data []byte
 }
 
-// putBlob replaces or creates a blob within tx.
+// putBlob replaces or creates a blob within tx: its row and chunks are
+// written over in place (a round's model replaces the last one's), and
+// chunks beyond its new length dropped.
 func (db *DB) putBlob(ctx context.Context, tx *sql.Tx, session, name string, data []byte) error {
-	if err := db.dropBlobs(ctx, tx, session, []string{name}); err != nil {
-		return err
+	if _, err := db.execTx(ctx, tx, sqlUpsertBlob, session, name, len(data), silo.Digest(data), micros(db.now())); err != nil {
+		return fmt.Errorf("store blob %s: %w", name, err)
 	}
-	return db.insertBlob(ctx, tx, session, name, data)
+	seq := 0
+	for ; seq == 0 || seq*BlobChunk < len(data); seq++ {
+		chunk := data[seq*BlobChunk : min(len(data), (seq+1)*BlobChunk)]
+		if chunk == nil {
+			chunk = []byte{} // an empty blob, not a NULL
+		}
+		if _, err := db.execTx(ctx, tx, sqlUpsertChunk, session, name, seq, chunk); err != nil {
+			return fmt.Errorf("store blob %s: %w", name, err)
+		}
+	}
+	if _, err := db.execTx(ctx, tx, sqlTrimChunks, session, name, seq); err != nil {
+		return fmt.Errorf("store blob %s: %w", name, err)
+	}
+	return nil
 }
 
 // insertBlob creates a blob within tx; none of that name may exist.
@@ -60,10 +75,21 @@ func (db *DB) insertBlob(ctx context.Context, tx *sql.Tx, session, name string, 
 var (
 	sqlInsertBlob  = prepared(`INSERT INTO session_blobs (session_id, name, size, digest, created_at) VALUES (?, ?, ?, ?, ?)`)
 	sqlInsertChunk = prepared(`INSERT INTO session_blob_chunks (session_id, name, seq, data) VALUES (?, ?, ?, ?)`)
-	sqlDropBlob    = [2]string{prepared(`DELETE FROM session_blob_chunks WHERE session_id = ? AND name = ?`), prepared(`DELETE FROM session_blobs WHERE session_id = ? AND name = ?`)}
+	sqlUpsertBlob  = prepared(`INSERT INTO session_blobs (session_id, name, size, digest, created_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (session_id, name) DO UPDATE SET size = excluded.size, digest = excluded.digest, created_at = excluded.created_at`)
+	sqlUpsertChunk = prepared(`INSERT INTO session_blob_chunks (session_id, name, seq, data) VALUES (?, ?, ?, ?)
+		ON CONFLICT (session_id, name, seq) DO UPDATE SET data = excluded.data`)
+	sqlTrimChunks = prepared(`DELETE FROM session_blob_chunks WHERE session_id = ? AND name = ? AND seq >= ?`)
+	// A range of names: every name that starts with a prefix, on SQLite,
+	// which compares text bytewise (PostgreSQL's collations may not).
+	sqlDropBlobRange = [2]string{prepared(`DELETE FROM session_blob_chunks WHERE session_id = ? AND name >= ? AND name < ?`), prepared(`DELETE FROM session_blobs WHERE session_id = ? AND name >= ? AND name < ?`)}
+	sqlDropBlob      = [2]string{prepared(`DELETE FROM session_blob_chunks WHERE session_id = ? AND name = ?`), prepared(`DELETE FROM session_blobs WHERE session_id = ? AND name = ?`)}
 	sqlDropBlobs   = [2]string{prepared(`DELETE FROM session_blob_chunks WHERE session_id = ? AND IN_LIST(name)`), prepared(`DELETE FROM session_blobs WHERE session_id = ? AND IN_LIST(name)`)}
 	sqlBlobNames   = prepared(`SELECT name FROM session_blobs WHERE session_id = ?`)
 )
+
+// rangeDrops is the most name prefixes dropBlobs drops as ranges.
+const rangeDrops = 8
 
 // dropBlobs removes blobs by name; a name ending in "*" removes every blob
 // whose name starts with the rest. Patterns are matched against the
@@ -77,6 +103,22 @@ func (db *DB) dropBlobs(ctx context.Context, tx *sql.Tx, session string, names [
 		} else {
 			exact = append(exact, n)
 		}
+	}
+	// A few prefixes (a step of a few clients' results) are ranges of the
+	// blobs' index on SQLite.
+	if db.dialect == sqliteDialect && len(prefixes) <= rangeDrops {
+		for _, p := range prefixes {
+			if p == "" || p[len(p)-1] == 0xff {
+				return fmt.Errorf("drop blobs: no range for prefix %q", p)
+			}
+			end := p[:len(p)-1] + string([]byte{p[len(p)-1] + 1})
+			for _, q := range sqlDropBlobRange {
+				if _, err := db.execTx(ctx, tx, q, session, p, end); err != nil {
+					return fmt.Errorf("drop blobs %s*: %w", p, err)
+				}
+			}
+		}
+		prefixes = nil
 	}
 	if len(prefixes) > 0 {
 		rows, err := db.queryTx(ctx, tx, sqlBlobNames, session)

@@ -64,6 +64,7 @@ type DB struct {
 
 	auth      authCache
 	idle      idleRunners
+	finishes  finishBatch
 	listening atomic.Bool
 }
 

@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -234,6 +235,72 @@ func TestTouchRunners(t *testing.T) {
 		}
 		if running, err := db.RunningTasks(ctx, on.ID); err != nil || len(running) != 1 || running[0].ID != "t1" {
 			t.Fatalf("RunningTasks after a claim = %v, %v", running, err)
+		}
+	})
+}
+
+// TestFinishTasksTogether: results that arrive together are each taken or
+// refused on their own (SQLite takes them in one transaction), with their
+// log lines, and each says whether its runner has a task queued.
+func TestFinishTasksTogether(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *sqlstore.DB, c *clock) {
+		ctx := context.Background()
+		r1, r2 := mustRunner(t, db, "r1"), mustRunner(t, db, "r2")
+		const n = 12
+		for i := range n {
+			if err := db.CreateTask(ctx, r1.ID, &silo.Task{ID: fmt.Sprintf("t%d", i), Type: silo.TaskDiagnostics}); err != nil {
+				t.Fatal(err)
+			}
+			if task, err := db.ClaimTask(ctx, r1.ID); err != nil || task == nil {
+				t.Fatalf("ClaimTask = %v, %v", task, err)
+			}
+		}
+		if err := db.CreateTask(ctx, r1.ID, &silo.Task{ID: "later", Type: silo.TaskDiagnostics}); err != nil {
+			t.Fatal(err)
+		}
+		type outcome struct {
+			task   *silo.Task
+			queued bool
+			err    error
+		}
+		out := make([]outcome, n+2)
+		var wg sync.WaitGroup
+		for i := range n + 2 {
+			wg.Go(func() {
+				runner, id := r1.ID, fmt.Sprintf("t%d", i)
+				switch i {
+				case n: // another runner's task
+					runner, id = r2.ID, "t0"
+				case n + 1: // no such task
+					id = "nope"
+				}
+				res := silo.TaskResult{Status: silo.TaskSucceeded, Output: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)),
+					Logs: []silo.LogLine{{Time: c.now(), Level: "INFO", Message: fmt.Sprintf("line of %d", i)}}}
+				task, queued, err := db.FinishTaskNext(ctx, runner, id, res, nil)
+				out[i] = outcome{task, queued, err}
+			})
+		}
+		wg.Wait()
+		for i := range n {
+			o := out[i]
+			if o.err != nil || o.task == nil || o.task.Status != silo.TaskSucceeded || string(o.task.Output) != fmt.Sprintf(`{"i":%d}`, i) || !o.queued {
+				t.Fatalf("result %d = %+v", i, o)
+			}
+		}
+		wantCode(t, out[n].err, silo.ENOTFOUND)
+		wantCode(t, out[n+1].err, silo.ENOTFOUND)
+		ids := make([]string, n)
+		for i := range n {
+			ids[i] = fmt.Sprintf("t%d", i)
+		}
+		if lines, err := db.ListTaskLogs(ctx, ids, 0, 0); err != nil || len(lines) != n {
+			t.Fatalf("log lines = %d, %v; want %d", len(lines), err, n)
+		}
+		// Taken once: a second delivery is refused.
+		_, _, err := db.FinishTaskNext(ctx, r1.ID, "t3", silo.TaskResult{Status: silo.TaskFailed}, nil)
+		wantCode(t, err, silo.ECONFLICT)
+		if task, queued, err := db.FinishTaskNext(ctx, r2.ID, "later", silo.TaskResult{Status: silo.TaskSucceeded}, nil); err == nil {
+			t.Fatalf("another runner's queued task was finished: %+v %v", task, queued)
 		}
 	})
 }

@@ -261,41 +261,181 @@ var sqlTaskHead = prepared(`SELECT runner_id, type, status, session_id, max_resu
 // another runner, or one that is not running (finished, cancelled, replayed
 // result), is refused, so a runner cannot overwrite results.
 func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res silo.TaskResult, parts map[string][]byte) (*silo.Task, error) {
+	t, _, err := db.FinishTaskNext(ctx, runnerID, taskID, res, parts)
+	return t, err
+}
+
+// FinishTaskNext is FinishTask that also reports whether the runner has a
+// task queued once the result is taken, which a runner asking for its
+// next task with the result would otherwise look for at once.
+//
+// On SQLite, whose one writer takes transactions one at a time, results
+// that arrive together are taken in one transaction (each in a savepoint of
+// its own, so one refused leaves the others): a step of a hundred clients
+// costs a few commits, not a hundred.
+func (db *DB) FinishTaskNext(ctx context.Context, runnerID int64, taskID string, res silo.TaskResult, parts map[string][]byte) (*silo.Task, bool, error) {
 	if !slices.Contains([]string{silo.TaskSucceeded, silo.TaskFailed, silo.TaskRefused}, res.Status) {
-		return nil, silo.FieldErrorf("status", "task result status %q: use succeeded, failed or refused", res.Status)
+		return nil, false, silo.FieldErrorf("status", "task result status %q: use succeeded, failed or refused", res.Status)
 	}
-	var t *silo.Task
+	f := &finish{ctx: ctx, runnerID: runnerID, taskID: taskID, res: res, parts: parts, done: make(chan struct{}), lead: make(chan struct{})}
+	if db.dialect == sqliteDialect {
+		db.finishes.run(db, f)
+		return f.t, f.queued, f.err
+	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		// One statement takes the result only from the task's own runner
-		// while the task runs; on PostgreSQL a second delivery of the same
-		// result waits for the row and then finds it finished.
-		var err error
-		t, err = scanTask(db.queryRowTx(ctx, tx, sqlFinishTask, res.Status, res.Error, string(res.Output), micros(db.now()), taskID, runnerID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return db.whyNotRunning(ctx, tx, runnerID, taskID)
-		} else if err != nil {
+		f.finishIn(tx, db)
+		return f.err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return f.t, f.queued, nil
+}
+
+// finish is one result to take, and how it went.
+type finish struct {
+	ctx      context.Context
+	runnerID int64
+	taskID   string
+	res      silo.TaskResult
+	parts    map[string][]byte
+	t        *silo.Task
+	queued   bool
+	err      error
+	done     chan struct{} // closed once taken or refused
+	lead     chan struct{} // closed when it is its turn to write a batch
+}
+
+// finishIn takes the result within tx.
+func (f *finish) finishIn(tx *sql.Tx, db *DB) {
+	f.t, f.queued = nil, false
+	if f.err = f.take(tx, db); f.err != nil {
+		f.t, f.queued = nil, false
+	}
+}
+
+func (f *finish) take(tx *sql.Tx, db *DB) error {
+	ctx := f.ctx
+	// One statement takes the result only from the task's own runner
+	// while the task runs; on PostgreSQL a second delivery of the same
+	// result waits for the row and then finds it finished.
+	var err error
+	f.t, err = scanTask(db.queryRowTx(ctx, tx, sqlFinishTask, f.res.Status, f.res.Error, string(f.res.Output), micros(db.now()), f.taskID, f.runnerID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return db.whyNotRunning(ctx, tx, f.runnerID, f.taskID)
+	} else if err != nil {
+		return err
+	}
+	if len(f.parts) > 0 && f.t.Session == "" {
+		return silo.Errorf(silo.EINVALID, "task %s belongs to no session: its result takes no parts", f.taskID)
+	}
+	if err := db.notify(ctx, tx, notifySessions, f.t.Session); err != nil {
+		return fmt.Errorf("tell other replicas of a result: %w", err)
+	}
+	for name, data := range f.parts {
+		// A running task has no result parts yet (large ones are streamed
+		// under other names until they are complete).
+		if err := db.insertBlob(ctx, tx, f.t.Session, ResultBlob(f.taskID, name), data); err != nil {
 			return err
 		}
-		if len(parts) > 0 && t.Session == "" {
-			return silo.Errorf(silo.EINVALID, "task %s belongs to no session: its result takes no parts", taskID)
+	}
+	if err := db.insertTaskLogs(ctx, tx, f.taskID, f.res.Logs); err != nil {
+		return err
+	}
+	return db.queryRowTx(ctx, tx, sqlHasQueued, f.runnerID).Scan(&f.queued)
+}
+
+// finishBatch gathers results that arrive while one transaction is being
+// written; the first to arrive writes them all, then hands the turn to the
+// first of those that came meanwhile.
+type finishBatch struct {
+	mu      sync.Mutex
+	pending []*finish
+	writing bool
+}
+
+func (b *finishBatch) run(db *DB, f *finish) {
+	b.mu.Lock()
+	b.pending = append(b.pending, f)
+	if b.writing {
+		b.mu.Unlock()
+		select {
+		case <-f.done:
+			return
+		case <-f.lead:
 		}
-		if err := db.notify(ctx, tx, notifySessions, t.Session); err != nil {
-			return fmt.Errorf("tell other replicas of a result: %w", err)
+		b.mu.Lock()
+	}
+	b.writing = true
+	batch := b.pending
+	b.pending = nil
+	b.mu.Unlock()
+
+	db.finishAll(batch)
+
+	b.mu.Lock()
+	if len(b.pending) > 0 {
+		close(b.pending[0].lead)
+	} else {
+		b.writing = false
+	}
+	b.mu.Unlock()
+}
+
+// finishAll takes a batch of results in one transaction, each in its own
+// savepoint. A result whose request ended meanwhile is not taken.
+func (db *DB) finishAll(batch []*finish) {
+	defer func() {
+		for _, f := range batch {
+			close(f.done)
 		}
-		for name, data := range parts {
-			// A running task has no result parts yet (large ones are
-			// streamed under other names until they are complete).
-			if err := db.insertBlob(ctx, tx, t.Session, ResultBlob(taskID, name), data); err != nil {
+	}()
+	if len(batch) == 1 {
+		f := batch[0]
+		err := db.tx(f.ctx, 0, func(tx *sql.Tx) error {
+			f.finishIn(tx, db)
+			return f.err
+		})
+		if f.err == nil && err != nil {
+			f.t, f.err = nil, err
+		}
+		return
+	}
+	ctx := context.Background() // the batch's, not any one request's
+	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
+		for _, f := range batch {
+			if f.err = f.ctx.Err(); f.err != nil {
+				continue
+			}
+			if _, err := db.execTx(ctx, tx, sqlSavepoint); err != nil {
+				return err
+			}
+			if f.finishIn(tx, db); f.err != nil {
+				if _, err := db.execTx(ctx, tx, sqlRollbackSavepoint); err != nil {
+					return err
+				}
+			}
+			if _, err := db.execTx(ctx, tx, sqlReleaseSavepoint); err != nil {
 				return err
 			}
 		}
-		return db.insertTaskLogs(ctx, tx, taskID, res.Logs)
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		for _, f := range batch {
+			if f.err == nil {
+				f.t, f.queued, f.err = nil, false, err
+			}
+		}
 	}
-	return t, nil
 }
+
+var (
+	sqlHasQueued         = prepared(`SELECT EXISTS (SELECT 1 FROM tasks WHERE runner_id = ? AND status = 'queued')`)
+	sqlSavepoint         = prepared(`SAVEPOINT finish`)
+	sqlRollbackSavepoint = prepared(`ROLLBACK TO finish`)
+	sqlReleaseSavepoint  = prepared(`RELEASE finish`)
+)
 
 var sqlTaskOwner = prepared(`SELECT runner_id, status FROM tasks WHERE id = ?`)
 
