@@ -84,8 +84,8 @@ var (
 	// which compares text bytewise (PostgreSQL's collations may not).
 	sqlDropBlobRange = [2]string{prepared(`DELETE FROM session_blob_chunks WHERE session_id = ? AND name >= ? AND name < ?`), prepared(`DELETE FROM session_blobs WHERE session_id = ? AND name >= ? AND name < ?`)}
 	sqlDropBlob      = [2]string{prepared(`DELETE FROM session_blob_chunks WHERE session_id = ? AND name = ?`), prepared(`DELETE FROM session_blobs WHERE session_id = ? AND name = ?`)}
-	sqlDropBlobs   = [2]string{prepared(`DELETE FROM session_blob_chunks WHERE session_id = ? AND IN_LIST(name)`), prepared(`DELETE FROM session_blobs WHERE session_id = ? AND IN_LIST(name)`)}
-	sqlBlobNames   = prepared(`SELECT name FROM session_blobs WHERE session_id = ?`)
+	sqlDropBlobs     = [2]string{prepared(`DELETE FROM session_blob_chunks WHERE session_id = ? AND IN_LIST(name)`), prepared(`DELETE FROM session_blobs WHERE session_id = ? AND IN_LIST(name)`)}
+	sqlBlobNames     = prepared(`SELECT name FROM session_blobs WHERE session_id = ?`)
 )
 
 // rangeDrops is the most name prefixes dropBlobs drops as ranges.
