@@ -60,6 +60,7 @@ type Config struct {
 	Logger         *slog.Logger
 
 	cache *dataCache // encoded training data, between rounds
+	kept  *keptCache // kept privacy controls, as last read
 }
 
 // Agent is a running task-runner agent.
@@ -141,7 +142,7 @@ func New(cfg Config) (*Agent, error) {
 		claim: make(chan struct{}, 1), parts: &partCache{},
 		tasks: map[string]Executor{silo.TaskDiagnostics: runDiagnostics, silo.TaskConnect: runConnect,
 			silo.TaskStats: runStats, silo.TaskFit: runFit, silo.TaskEvaluate: runEvaluate, silo.TaskPredict: runPredict}}
-	a.cfg.cache = &dataCache{}
+	a.cfg.cache, a.cfg.kept = &dataCache{}, &keptCache{}
 	a.claim <- struct{}{}
 	return a, nil
 }

@@ -129,11 +129,12 @@ func (c *Config) rememberPrivacy(dataset string, p silo.PrivacyControls) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "datasets", dataset+".json.tmp")
+	tmp, path := filepath.Join(dir, "datasets", dataset+".json.tmp"), filepath.Join(dir, "datasets", dataset+".json")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, "datasets", dataset+".json"))
+	defer c.kept.forget(path) // whatever a file system's clock says
+	return os.Rename(tmp, path)
 }
 
 // stateDir is where the runner keeps its own state: .silo under the storage

@@ -103,7 +103,7 @@ func TestRunnerEnforcesPrivacy(t *testing.T) {
 		b.WriteString("P" + string(rune('a'+i%26)) + ",123," + string(rune('2'+i%7)) + "0," + string(rune('0'+i%2)) + "\n")
 	}
 	os.WriteFile(filepath.Join(root, "d.csv"), []byte(b.String()), 0o600)
-	cfg := &Config{StorageRoot: root, cache: &dataCache{}}
+	cfg := &Config{StorageRoot: root, cache: &dataCache{}, kept: &keptCache{}}
 	log := newTaskLog(nil, "t", slog.New(slog.DiscardHandler))
 	kept := silo.DefaultPrivacyControls()
 	kept.IdentifierColumns, kept.ExcludedColumns, kept.AllowedSessionTypes = []string{"id"}, []string{"ssn"}, []string{"eda"}

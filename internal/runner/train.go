@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
@@ -48,13 +51,75 @@ func (c *Config) checkUse(td *silo.TrainingData, columns []string, target string
 }
 
 // keptPrivacy reads the controls stored when the dataset was connected.
+// Every task asks; the file is read again only when it changed (a new
+// connect replaces it).
 func (c *Config) keptPrivacy(dataset string) (silo.PrivacyControls, bool) {
 	var p silo.PrivacyControls
-	b, err := readStateFile(c.stateDir(), "datasets", dataset+".json")
+	dir := c.stateDir()
+	if dir == "" {
+		return p, false
+	}
+	path := filepath.Join(dir, "datasets", dataset+".json")
+	fi, err := os.Stat(path)
+	if err != nil {
+		return p, false
+	}
+	if k, ok := c.kept.get(path, fi); ok {
+		return k, true
+	}
+	b, err := os.ReadFile(path) // #nosec G304 -- the runner's own state directory
 	if err != nil || json.Unmarshal(b, &p) != nil {
 		return p, false
 	}
+	c.kept.put(path, fi, p)
 	return p, true
+}
+
+// keptCache holds the kept privacy controls read last, by file, with the
+// size and time of the file they were read from.
+type keptCache struct {
+	mu sync.Mutex
+	m  map[string]keptEntry
+}
+
+type keptEntry struct {
+	size int64
+	mod  time.Time
+	p    silo.PrivacyControls
+}
+
+func (k *keptCache) get(path string, fi os.FileInfo) (silo.PrivacyControls, bool) {
+	if k == nil {
+		return silo.PrivacyControls{}, false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e, ok := k.m[path]
+	if !ok || e.size != fi.Size() || !e.mod.Equal(fi.ModTime()) {
+		return silo.PrivacyControls{}, false
+	}
+	return e.p, true
+}
+
+func (k *keptCache) forget(path string) {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, path)
+}
+
+func (k *keptCache) put(path string, fi os.FileInfo, p silo.PrivacyControls) {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = map[string]keptEntry{}
+	}
+	k.m[path] = keptEntry{size: fi.Size(), mod: fi.ModTime(), p: p}
 }
 
 // isTest puts row i in the test split, deterministically for a seed.
