@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strings"
 )
 
 // Frames carry a task, or a task's result, and its binary parts in
@@ -21,8 +22,26 @@ import (
 const FramesContentType = "application/vnd.silo.frames"
 
 // HaveHeader lists the digests of parts a runner holds, so the server sends
-// a task's unchanged parts (a session's setup) only once.
+// a task's unchanged parts (a session's setup) only once. A runner may list
+// only each digest's first characters, at least MinHaveDigest of them: the
+// header rides on every request, and a part wrongly taken for one it holds
+// costs only a fetch of that part, which it checks against the whole
+// digest.
 const HaveHeader = "X-Silo-Have"
+
+// MinHaveDigest is the fewest characters of a digest a runner lists.
+const MinHaveDigest = 8
+
+// PartDigestChars is how much of a part's digest a task carries: 64 bits
+// tell a runner's few cached parts apart, and a receiver checks the bytes it
+// gets against them (HasDigest).
+const PartDigestChars = 16
+
+// HasDigest reports whether b is the content a part's digest (whole, or its
+// first characters, as a task carries it) names.
+func HasDigest(b []byte, digest string) bool {
+	return len(digest) >= MinHaveDigest && strings.HasPrefix(Digest(b), digest)
+}
 
 // MaxPartBytes bounds one part: a blinded set of tens of millions of
 // records, a model of the largest allowed size.

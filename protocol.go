@@ -2,6 +2,8 @@ package silo
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"time"
 )
@@ -107,6 +109,8 @@ type TaskResult struct {
 	Output json.RawMessage `json:"output,omitempty"`
 	Parts  []Part          `json:"parts,omitempty"`
 	Logs   []LogLine       `json:"logs,omitempty"`
+	// Log holds log lines as Logs does, in the compact form agents send.
+	Log CompactLog `json:"log,omitempty"`
 }
 
 // TaskProgress is how far a running task is: Done of Total units, such as
@@ -118,12 +122,71 @@ type TaskProgress struct {
 	Unit  string `json:"unit"`
 }
 
-// LogLine is one line of a task's log, streamed by the agent.
+// CompactLog is log lines as a result carries them: each line is
+// [ms, message], or [ms, level, message] for a level other than INFO,
+// where ms is milliseconds since the line before (the first line's: since
+// the Unix epoch). A short task's lines are written within milliseconds of
+// each other, and their keys and times in full were most of its result.
+type CompactLog []LogLine
+
+// MarshalJSON writes the compact form.
+func (c CompactLog) MarshalJSON() ([]byte, error) {
+	out := make([][]any, len(c))
+	var prev int64
+	for i, l := range c {
+		ms := l.Time.UnixMilli()
+		line := []any{ms - prev}
+		if l.Level != "" && l.Level != "INFO" {
+			line = append(line, l.Level)
+		}
+		out[i] = append(line, l.Message)
+		prev = ms
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads the compact form.
+func (c *CompactLog) UnmarshalJSON(b []byte) error {
+	var raw [][]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	out := make(CompactLog, 0, len(raw))
+	var ms int64
+	for _, line := range raw {
+		if len(line) < 2 || len(line) > 3 {
+			return errors.New("a compact log line is [ms, message] or [ms, level, message]")
+		}
+		var delta int64
+		if err := json.Unmarshal(line[0], &delta); err != nil {
+			return fmt.Errorf("compact log line time: %w", err)
+		}
+		ms += delta
+		l := LogLine{Time: time.UnixMilli(ms).UTC(), Level: "INFO"}
+		if len(line) == 3 {
+			if err := json.Unmarshal(line[1], &l.Level); err != nil {
+				return fmt.Errorf("compact log line level: %w", err)
+			}
+		}
+		if err := json.Unmarshal(line[len(line)-1], &l.Message); err != nil {
+			return fmt.Errorf("compact log line message: %w", err)
+		}
+		out = append(out, l)
+	}
+	*c = out
+	return nil
+}
+
+// LogLine is one line of a task's log, streamed by the agent. An agent
+// leaves out what the server knows (the task, from the request) and the
+// level when it is INFO, which the server takes for one left out: a
+// result carries its task's lines, and they are much of a short task's
+// bytes.
 type LogLine struct {
 	ID      int64     `json:"id,omitempty"`
-	TaskID  string    `json:"task_id"`
+	TaskID  string    `json:"task_id,omitempty"`
 	Time    time.Time `json:"time"`
-	Level   string    `json:"level"`
+	Level   string    `json:"level,omitempty"`
 	Message string    `json:"message"`
 }
 

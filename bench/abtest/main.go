@@ -18,6 +18,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -38,9 +39,18 @@ func main() {
 	benchtime := flag.String("benchtime", "1s", "-test.benchtime")
 	runs := flag.Int("runs", 5, "runs of each side, alternating")
 	copyFiles := flag.String("copy", "", "comma-separated test files of the package to copy into the base (the benchmarks and their helpers)")
+	cmdPkg := flag.String("cmd", "", "a benchmark command to compare instead of Go benchmarks, e.g. ./bench/orchestration")
+	cmdArgs := flag.String("args", "", "arguments of the -cmd command, space-separated")
 	flag.Parse()
+	if *cmdPkg != "" {
+		if err := runCmd(*base, *cmdPkg, strings.Fields(*cmdArgs), *runs); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/abtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *pkg == "" {
-		fmt.Fprintln(os.Stderr, "bench/abtest: -pkg is required")
+		fmt.Fprintln(os.Stderr, "bench/abtest: -pkg or -cmd is required")
 		os.Exit(2)
 	}
 	if err := run(*base, *pkg, *bench, *benchtime, *runs, *copyFiles); err != nil {
@@ -59,11 +69,11 @@ func run(base, pkg, bench, benchtime string, runs int, copyFiles string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	tree := filepath.Join(tmp, "base")
-	if out, err := exec.Command("git", "-C", root, "worktree", "add", "--detach", tree, base).CombinedOutput(); err != nil {
-		return fmt.Errorf("git worktree add: %v: %s", err, out)
+	tree, remove, err := checkout(root, tmp, base)
+	if err != nil {
+		return err
 	}
-	defer exec.Command("git", "-C", root, "worktree", "remove", "--force", tree).Run()
+	defer remove()
 	for _, f := range strings.Split(copyFiles, ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
@@ -169,4 +179,113 @@ func median(v []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// checkout puts base in a new worktree under tmp and returns its directory
+// and how to remove it.
+func checkout(root, tmp, base string) (string, func(), error) {
+	tree := filepath.Join(tmp, "base")
+	if out, err := exec.Command("git", "-C", root, "worktree", "add", "--detach", tree, base).CombinedOutput(); err != nil {
+		return "", nil, fmt.Errorf("git worktree add: %v: %s", err, out)
+	}
+	return tree, func() { _ = exec.Command("git", "-C", root, "worktree", "remove", "--force", tree).Run() }, nil
+}
+
+// runCmd compares a benchmark command built on base and on the working
+// tree, by the numbers in its results' summary.
+func runCmd(base, pkg string, args []string, runs int) error {
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "silo-abtest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	tree, remove, err := checkout(root, tmp, base)
+	if err != nil {
+		return err
+	}
+	defer remove()
+	// The same benchmark code on both sides.
+	if err := os.RemoveAll(filepath.Join(tree, "bench")); err != nil {
+		return err
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(root, "bench"), filepath.Join(tree, "bench")).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy bench/ into the base: %v: %s", err, out)
+	}
+	bins := map[string]string{"old": filepath.Join(tmp, "old"), "new": filepath.Join(tmp, "new")}
+	for side, dir := range map[string]string{"old": tree, "new": root} {
+		cmd := exec.Command("go", "build", "-o", bins[side], pkg)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s on the %s side: %v: %s", pkg, side, err, out)
+		}
+	}
+	name := filepath.Base(pkg)
+	fmt.Printf("%s %s: %s against the working tree, %d alternating runs each; %s; load average %s\n", pkg, strings.Join(args, " "), base, runs, harness.ThisMachine(), loadAvg())
+	vals := map[string][]float64{} // key + side → values
+	var keys []string
+	var records []any
+	for i := 0; i < runs; i++ {
+		for _, side := range []string{"old", "new"} {
+			out := filepath.Join(tmp, fmt.Sprintf("%s-%d.json", side, i))
+			cmd := exec.Command(bins[side], args...)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), harness.ResultsEnv+"="+out)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("the %s side: %v: %s", side, err, b)
+			}
+			b, err := os.ReadFile(out)
+			if err != nil {
+				return err
+			}
+			var rec struct {
+				Summary map[string]any `json:"summary"`
+			}
+			if err := json.Unmarshal(b, &rec); err != nil {
+				return fmt.Errorf("the %s side's results: %w", side, err)
+			}
+			var full any
+			_ = json.Unmarshal(b, &full)
+			records = append(records, map[string]any{"side": side, "run": i + 1, "results": full})
+			for k, v := range rec.Summary {
+				f, ok := v.(float64)
+				if !ok {
+					continue
+				}
+				if !slices.Contains(keys, k) {
+					keys = append(keys, k)
+				}
+				vals[k+" "+side] = append(vals[k+" "+side], f)
+			}
+			fmt.Printf("  run %d %s done (load average %s)\n", i+1, side, loadAvg())
+		}
+	}
+	slices.Sort(keys)
+	res := harness.NewResults(name + "-ab")
+	res.Params["base"] = base
+	res.Params["command"] = pkg
+	res.Params["args"] = args
+	res.Params["runs"] = runs
+	t := harness.NewTable("summary key", "old (median)", "new (median)", "new/old")
+	for _, k := range keys {
+		o, n := median(vals[k+" old"]), median(vals[k+" new"])
+		ratio := "–"
+		if o != 0 {
+			ratio = fmt.Sprintf("%.3f", n/o)
+			res.Summary[k+"_new_over_old"] = n / o
+		}
+		res.Summary[k+"_old"], res.Summary[k+"_new"] = o, n
+		t.Row(k, fmt.Sprintf("%.6g", o), fmt.Sprintf("%.6g", n), ratio)
+	}
+	t.Flush()
+	res.Rows = records
+	path, err := res.Write()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("load average at the end: %s\nresults: %s\n", loadAvg(), path)
+	return nil
 }

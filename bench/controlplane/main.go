@@ -7,26 +7,35 @@
 //	go run ./bench/controlplane -postgres postgres://user@127.0.0.1:5433/silo_bench?sslmode=disable
 //
 // A real server (production handler on loopback) gets -runners registered
-// runners. Simulated runners — goroutines speaking the runner protocol
-// through the SDK, as `silo runner` does, without training — each keep one
-// task long-poll open and heartbeat every interval the server asks for
-// (10 s by default). Meanwhile -clients API users loop over typical reads
-// (runners, datasets, sessions, workspace, audit) and one write (a token
-// created and revoked). The baseline, measured in the same command just
-// before, is the same API load on the same server with no runner
+// runners. Simulated runners — goroutines speaking the runner protocol, as
+// `silo runner` does, without training — each keep one task long-poll open
+// and heartbeat every interval the server asks for (10 s by default), their
+// first heartbeats spread over one interval as runners started at different
+// times would be. They run in a child process of their own: ten thousand
+// long-polls hold ten thousand connections at each end, more files than
+// one process may open here. Meanwhile -clients API users loop over typical
+// reads (runners, datasets, sessions, workspace, audit) and one write (a
+// token created and revoked). The baseline, measured in the same command
+// just before, is the same API load on the same server with no runner
 // connected. Latencies are reported as p50/p99 and as ratios to the
 // baseline. Results go to bench/results/controlplane.json.
 package main
 
 import (
+	"bufio"
 	"context"
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,11 +47,21 @@ import (
 )
 
 func main() {
-	runners := flag.Int("runners", 1000, "simulated runners")
-	clients := flag.Int("clients", 4, "concurrent API users")
+	runners := flag.Int("runners", 10000, "simulated runners")
+	clients := flag.Int("clients", 1, "concurrent API users of each kind of request")
 	dur := flag.Duration("duration", 30*time.Second, "how long the API load runs under runner load (and half as long for the baseline)")
 	postgres := flag.String("postgres", "", "also run on this PostgreSQL database (an empty database: postgres://…); SQLite always runs")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the server (not the simulated runners) while it is loaded to this file")
+	child := flag.String("child", "", "internal: simulate the runners whose tokens this file lists, against -url")
+	serverURL := flag.String("url", "", "internal: the server of -child")
 	flag.Parse()
+	if *child != "" {
+		if err := runChild(*serverURL, *child); err != nil {
+			fmt.Fprintln(os.Stderr, "controlplane child:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	res := harness.NewResults("controlplane")
 	res.Params["runners"] = *runners
 	res.Params["clients"] = *clients
@@ -56,7 +75,7 @@ func main() {
 		res.Note("PostgreSQL not measured: pass -postgres postgres://… (an empty database) to run the same load on it")
 	}
 	for _, st := range stores {
-		r, err := run(st.name, st.dsn, *runners, *clients, *dur)
+		r, err := run(st.name, st.dsn, *runners, *clients, *dur, *cpuprofile)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench/controlplane (%s): %v\n", st.name, err)
 			os.Exit(1)
@@ -68,7 +87,12 @@ func main() {
 	for _, r := range rows {
 		t.Row(r["store"].(string), r["phase"].(string), r["traffic"].(string), strconv.Itoa(r["requests"].(int)), strconv.Itoa(r["errors"].(int)),
 			f2(r["p50_ms"].(float64)), f2(r["p99_ms"].(float64)), ratio(r["p50_vs_idle"]), ratio(r["p99_vs_idle"]))
-		if r["phase"] == "loaded" {
+		for _, k := range []string{"server_cores_idle", "server_cores_loaded", "simulated_runner_cores"} {
+			if v, ok := r[k]; ok {
+				res.Summary[r["store"].(string)+"_"+k] = v
+			}
+		}
+		if r["phase"] == "loaded" && r["requests"].(int) > 0 {
 			key := r["store"].(string) + "_" + r["traffic"].(string)
 			for _, k := range []string{"p50_ms", "p99_ms", "p50_vs_idle", "p99_vs_idle", "errors"} {
 				if v, ok := r[k]; ok {
@@ -78,7 +102,8 @@ func main() {
 		}
 	}
 	t.Flush()
-	res.Note("each simulated runner holds one long-poll (wait 20s) and heartbeats at the interval the server returns; all of them, the API users and the server share this machine's cores")
+	res.Note("each simulated runner holds one long-poll (wait 20s) and heartbeats at the interval the server returns (the first ones spread over one interval); they run in a child process; it, the API users and the server share this machine's cores")
+	res.Note("API users: %d of each kind of request, each looping over its own; idle and loaded phases last %s each", *clients, *dur)
 	res.Rows = rows
 	path, err := res.Write()
 	if err != nil {
@@ -91,9 +116,9 @@ func main() {
 // lat collects latencies and errors of one kind of traffic.
 type lat struct {
 	mu     sync.Mutex
-	d      []float64
-	errors int
-	first  string
+	D      []float64 `json:"seconds"`
+	Errors int       `json:"errors"`
+	First  string    `json:"first_error,omitempty"`
 }
 
 func (l *lat) add(start time.Time, err error) {
@@ -101,19 +126,19 @@ func (l *lat) add(start time.Time, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		l.errors++
-		if l.first == "" {
-			l.first = err.Error()
+		l.Errors++
+		if l.First == "" {
+			l.First = err.Error()
 		}
 		return
 	}
-	l.d = append(l.d, el)
+	l.D = append(l.D, el)
 }
 
 func (l *lat) quantiles() (n int, p50, p99 float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	d := slices.Clone(l.d)
+	d := slices.Clone(l.D)
 	slices.Sort(d)
 	if len(d) == 0 {
 		return 0, 0, 0
@@ -122,7 +147,7 @@ func (l *lat) quantiles() (n int, p50, p99 float64) {
 	return len(d), q(0.5), q(0.99)
 }
 
-func run(store, dsn string, nRunners, nClients int, dur time.Duration) ([]map[string]any, error) {
+func run(store, dsn string, nRunners, nClients int, dur time.Duration, cpuprofile string) ([]map[string]any, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fmt.Printf("\n%s: starting the server and registering %d runners...\n", store, nRunners)
@@ -161,72 +186,138 @@ func run(store, dsn string, nRunners, nClients int, dur time.Duration) ([]map[st
 
 	var out []map[string]any
 	// Baseline: the API alone.
-	idle := apiLoad(ctx, f, hc, nClients, dur/2)
+	serverCPU := fed.CPUTime()
+	idle := apiLoad(ctx, f, hc, nClients, dur)
+	idleCPU := (fed.CPUTime() - serverCPU).Seconds() / dur.Seconds()
 	idleRows := report(store, "idle", idle, nil)
 	out = append(out, idleRows...)
 
-	// Now the runners connect: a heartbeat each (spread over 2 s), then
-	// long-polls and heartbeats until the end.
-	hb, poll := &lat{}, &lat{}
-	rctx, rcancel := context.WithCancel(ctx)
-	var rwg sync.WaitGroup
-	for i, tok := range tokens {
-		c := client.New(f.URL, tok)
-		c.HTTPClient = hc
-		rwg.Go(func() { simulate(rctx, c, i, nRunners, hb, poll) })
+	// Now the runners connect, in a child process: a heartbeat each
+	// (spread over one interval), then long-polls and heartbeats until the
+	// end.
+	tokFile := filepath.Join(f.Dir, "tokens")
+	if err := os.WriteFile(tokFile, []byte(strings.Join(tokens, "\n")), 0o600); err != nil {
+		return nil, err
 	}
-	// Let every runner come online before measuring.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		list, err := f.API.ListRunners(ctx, false)
-		if err == nil {
-			on := 0
-			for _, r := range list {
-				if r.Status == silo.RunnerOnline {
-					on++
-				}
-			}
-			if on == nRunners {
-				break
-			}
-			if time.Now().After(deadline) {
-				rcancel()
-				rwg.Wait()
-				return nil, fmt.Errorf("only %d of %d simulated runners came online", on, nRunners)
-			}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-child", tokFile, "-url", f.URL)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	lines := bufio.NewScanner(stdout)
+	lines.Buffer(nil, 1<<20)
+	// The child says when every runner's heartbeat was answered "online".
+	start = time.Now()
+	if !lines.Scan() || lines.Text() != "online" {
+		return nil, fmt.Errorf("the simulated runners did not all come online: %s", lines.Text())
+	}
+	fmt.Printf("  %d runners online in %.1fs; measuring the API for %s\n", nRunners, time.Since(start).Seconds(), dur)
+	fmt.Fprintln(stdin, "reset")
+	if cpuprofile != "" {
+		pf, err := os.Create(store + "-" + cpuprofile)
+		if err != nil {
+			return nil, err
 		}
-		time.Sleep(200 * time.Millisecond)
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return nil, err
+		}
 	}
-	fmt.Printf("  %d runners online; measuring the API for %s\n", nRunners, dur)
-	hb.reset()
-	poll.reset()
+	serverCPU, simCPU := fed.CPUTime(), harness.ProcCPU(cmd.Process.Pid)
 	loaded := apiLoad(ctx, f, hc, nClients, dur)
+	pprof.StopCPUProfile()
+	loadedCPU := (fed.CPUTime() - serverCPU).Seconds() / dur.Seconds()
+	simCores := (harness.ProcCPU(cmd.Process.Pid) - simCPU).Seconds() / dur.Seconds()
+	fmt.Printf("  server CPU: %.2f cores idle, %.2f loaded; the simulated runners %.2f cores\n", idleCPU, loadedCPU, simCores)
+	fmt.Fprintln(stdin, "report")
+	if !lines.Scan() {
+		return nil, fmt.Errorf("the simulated runners did not report: %v", lines.Err())
+	}
+	var sim map[string]*lat
+	if err := json.Unmarshal(lines.Bytes(), &sim); err != nil {
+		return nil, fmt.Errorf("the simulated runners' report: %w", err)
+	}
 	loadedRows := report(store, "loaded", loaded, idle)
 	out = append(out, loadedRows...)
-	out = append(out, report(store, "loaded", map[string]*lat{"runner heartbeat": hb}, nil)...)
-	out = append(out, report(store, "loaded", map[string]*lat{"runner long-poll (20 s wait)": poll}, nil)...)
-	rcancel()
-	rwg.Wait()
+	out = append(out, report(store, "loaded", map[string]*lat{"runner heartbeat": sim["heartbeat"]}, nil)...)
+	out = append(out, report(store, "loaded", map[string]*lat{"runner long-poll (20 s wait)": sim["poll"]}, nil)...)
+	out = append(out, map[string]any{"store": store, "phase": "loaded", "traffic": "CPU cores (server idle, loaded; simulated runners)", "requests": 0, "errors": 0,
+		"p50_ms": 0.0, "p99_ms": 0.0, "server_cores_idle": idleCPU, "server_cores_loaded": loadedCPU, "simulated_runner_cores": simCores})
 	return out, nil
 }
 
 func (l *lat) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.d, l.errors, l.first = nil, 0, ""
+	l.D, l.Errors, l.First = nil, 0, ""
+}
+
+// runChild simulates the runners whose tokens are listed in file: it says
+// "online" once each has been answered online, resets its counts on
+// "reset", and prints them as JSON and stops on "report".
+func runChild(serverURL, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	tokens := strings.Split(string(b), "\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &http.Transport{MaxIdleConns: 2 * len(tokens), MaxIdleConnsPerHost: 2 * len(tokens), IdleConnTimeout: time.Minute}
+	hc := &http.Client{Transport: tr}
+	hb, poll := &lat{}, &lat{}
+	var online sync.WaitGroup
+	online.Add(len(tokens))
+	var wg sync.WaitGroup
+	for i, tok := range tokens {
+		c := client.New(serverURL, tok)
+		c.HTTPClient = hc
+		wg.Go(func() { simulate(ctx, c, hc, serverURL, tok, i, len(tokens), hb, poll, online.Done) })
+	}
+	online.Wait()
+	fmt.Println("online")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "reset":
+			hb.reset()
+			poll.reset()
+		case "report":
+			cancel()
+			wg.Wait()
+			return json.NewEncoder(os.Stdout).Encode(map[string]*lat{"heartbeat": hb, "poll": poll})
+		}
+	}
+	return in.Err()
 }
 
 // simulate is one runner: heartbeats at the interval the server asks for,
-// and one long-poll open at a time.
-func simulate(ctx context.Context, c *client.Client, i, n int, hb, poll *lat) {
-	// Spread the first heartbeats over 2 s, as runners starting at
-	// different times would.
+// and one long-poll open at a time. It calls online once a heartbeat was
+// answered with the runner online.
+func simulate(ctx context.Context, c *client.Client, hc *http.Client, serverURL, token string, i, n int, hb, poll *lat, online func()) {
+	interval := silo.DefaultHeartbeatInterval
+	// Spread the first heartbeats over one interval, as runners started at
+	// different times would be.
 	select {
 	case <-ctx.Done():
 		return
-	case <-time.After(time.Duration(i) * 2 * time.Second / time.Duration(n)):
+	case <-time.After(time.Duration(i) * interval / time.Duration(n)):
 	}
-	interval := silo.DefaultHeartbeatInterval
+	var once sync.Once
 	beat := func() {
 		t0 := time.Now()
 		r, err := c.Heartbeat(ctx, silo.Heartbeat{ProtocolVersion: silo.ProtocolVersion, AgentVersion: silo.Version, Hostname: "sim", VCPU: 1, MemoryMB: 1024})
@@ -235,6 +326,9 @@ func simulate(ctx context.Context, c *client.Client, i, n int, hb, poll *lat) {
 		}
 		hb.add(t0, err)
 		if err == nil {
+			if r.Status == silo.RunnerOnline {
+				once.Do(online)
+			}
 			if d, err := time.ParseDuration(r.HeartbeatInterval); err == nil && d > 0 {
 				interval = d
 			}
@@ -253,12 +347,9 @@ func simulate(ctx context.Context, c *client.Client, i, n int, hb, poll *lat) {
 	}()
 	for ctx.Err() == nil {
 		t0 := time.Now()
-		t, _, err := c.PollTask(ctx, 20*time.Second, nil)
+		err := pollOnce(ctx, hc, serverURL, token)
 		if ctx.Err() != nil {
 			return
-		}
-		if err == nil && t != nil {
-			err = errors.New("unexpected task")
 		}
 		poll.add(t0, err)
 		if err != nil {
@@ -267,7 +358,29 @@ func simulate(ctx context.Context, c *client.Client, i, n int, hb, poll *lat) {
 	}
 }
 
-// apiLoad runs n users for d, each looping over the same requests.
+// pollOnce is one long-poll for a task, as the runner agent sends it; no
+// task is ever queued, so anything but "no task" (204) is an error.
+func pollOnce(ctx context.Context, hc *http.Client, serverURL, token string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, serverURL+"/api/v1/runner/tasks?wait=20s", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("User-Agent", "silo-runner/"+silo.Version)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("long-poll: %s: %s", resp.Status, body)
+	}
+	return nil
+}
+
+// apiLoad runs n users of each kind of request for d, each looping over
+// its own request: a slow listing then holds up only its own samples.
 func apiLoad(ctx context.Context, f *fed.Federation, hc *http.Client, n int, d time.Duration) map[string]*lat {
 	kinds := []string{"GET /runners", "GET /datasets", "GET /sessions", "GET /workspace", "GET /audit", "POST+DELETE /tokens"}
 	out := map[string]*lat{}
@@ -277,36 +390,37 @@ func apiLoad(ctx context.Context, f *fed.Federation, hc *http.Client, n int, d t
 	end := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for u := range n {
-		// Every user is the admin: the limits under test are the
-		// server's, not per-user ones.
-		api := client.New(f.URL, f.Token)
-		api.HTTPClient = hc
-		wg.Go(func() {
-			for k := u; time.Now().Before(end); k++ {
-				kind := kinds[k%len(kinds)]
-				t0 := time.Now()
-				var err error
-				switch kind {
-				case "GET /runners":
-					_, err = api.ListRunners(ctx, false)
-				case "GET /datasets":
-					_, err = api.ListDatasets(ctx)
-				case "GET /sessions":
-					_, err = api.ListSessions(ctx)
-				case "GET /workspace":
-					_, err = api.Workspace(ctx)
-				case "GET /audit":
-					_, err = api.ListAudit(ctx, client.AuditQuery{})
-				case "POST+DELETE /tokens":
-					var tok *silo.Token
-					tok, err = api.CreateToken(ctx, silo.TokenRequest{Name: "bench-" + strconv.Itoa(k)})
-					if err == nil {
-						err = api.RevokeToken(ctx, tok.ID)
+		for _, kind := range kinds {
+			// Every user is the admin: the limits under test are the
+			// server's, not per-user ones.
+			api := client.New(f.URL, f.Token)
+			api.HTTPClient = hc
+			wg.Go(func() {
+				for k := u; time.Now().Before(end); k += n {
+					t0 := time.Now()
+					var err error
+					switch kind {
+					case "GET /runners":
+						_, err = api.ListRunners(ctx, false)
+					case "GET /datasets":
+						_, err = api.ListDatasets(ctx)
+					case "GET /sessions":
+						_, err = api.ListSessions(ctx)
+					case "GET /workspace":
+						_, err = api.Workspace(ctx)
+					case "GET /audit":
+						_, err = api.ListAudit(ctx, client.AuditQuery{})
+					case "POST+DELETE /tokens":
+						var tok *silo.Token
+						tok, err = api.CreateToken(ctx, silo.TokenRequest{Name: "bench-" + strconv.Itoa(k)})
+						if err == nil {
+							err = api.RevokeToken(ctx, tok.ID)
+						}
 					}
+					out[kind].add(t0, err)
 				}
-				out[kind].add(t0, err)
-			}
-		})
+			})
+		}
 	}
 	wg.Wait()
 	return out
@@ -321,9 +435,9 @@ func report(store, phase string, m map[string]*lat, idle map[string]*lat) []map[
 	var rows []map[string]any
 	for _, k := range keys {
 		n, p50, p99 := m[k].quantiles()
-		r := map[string]any{"store": store, "phase": phase, "traffic": k, "requests": n, "errors": m[k].errors, "p50_ms": p50, "p99_ms": p99}
-		if m[k].first != "" {
-			r["first_error"] = m[k].first
+		r := map[string]any{"store": store, "phase": phase, "traffic": k, "requests": n, "errors": m[k].Errors, "p50_ms": p50, "p99_ms": p99}
+		if m[k].First != "" {
+			r["first_error"] = m[k].First
 		}
 		if idle != nil && idle[k] != nil {
 			_, i50, i99 := idle[k].quantiles()
@@ -332,7 +446,7 @@ func report(store, phase string, m map[string]*lat, idle map[string]*lat) []map[
 				r["p99_vs_idle"] = p99 / i99
 			}
 		}
-		fmt.Printf("  %-7s %-32s %6d requests, %3d errors, p50 %7.2f ms, p99 %8.2f ms\n", phase, k, n, m[k].errors, p50, p99)
+		fmt.Printf("  %-7s %-32s %6d requests, %3d errors, p50 %7.2f ms, p99 %8.2f ms\n", phase, k, n, m[k].Errors, p50, p99)
 		rows = append(rows, r)
 	}
 	return rows

@@ -51,7 +51,7 @@ import (
 
 func main() {
 	runnersFlag := flag.String("runners", "1,10,100", "runner counts")
-	rounds := flag.Int("rounds", 10, "rounds per session")
+	rounds := flag.Int("rounds", 20, "rounds per session")
 	rows := flag.Int("rows", 100, "rows per runner")
 	wide := flag.Int("wide", 256, "hidden units of each of the two layers of the large-model experiment (0 skips it)")
 	wideRunners := flag.Int("wide-runners", 10, "runners in the large-model experiment")
@@ -93,6 +93,7 @@ type result struct {
 	SessionSeconds  float64                  `json:"session_seconds"`
 	FirstRound      float64                  `json:"first_round_seconds"`
 	PerRound        float64                  `json:"seconds_per_round"`
+	CPUPerRound     float64                  `json:"cpu_seconds_per_round"` // server and runners together
 	PerRoundVsRTT   float64                  `json:"per_round_vs_loopback_rtt"`
 	PerRoundVsOne   float64                  `json:"per_round_vs_smallest_count,omitempty"`
 	WirePerRound    fed.WireCount            `json:"wire_per_round"`
@@ -142,26 +143,28 @@ func run(counts []int, rounds, rows, wide, wideRunners int) error {
 	}
 
 	fmt.Println()
-	t := harness.NewTable("model", "params", "runners", "setup s", "s/round", "vs RTT", "vs 1st count", "requests/round", "bytes/round", "bytes/runner/round", "vs raw model")
+	t := harness.NewTable("model", "params", "runners", "setup s", "s/round", "CPU-s/round", "vs RTT", "vs 1st count", "requests/round", "bytes/round", "bytes/runner/round", "vs raw model")
 	for _, r := range out {
 		vsOne := "-"
 		if r.PerRoundVsOne > 0 {
 			vsOne = f2(r.PerRoundVsOne) + "×"
 		}
-		t.Row(r.Model, strconv.Itoa(r.Params), strconv.Itoa(r.Runners), f2(r.SetupSeconds), f3(r.PerRound), f0(r.PerRoundVsRTT)+"×", vsOne,
+		t.Row(r.Model, strconv.Itoa(r.Params), strconv.Itoa(r.Runners), f2(r.SetupSeconds), f4(r.PerRound), f4(r.CPUPerRound), f0(r.PerRoundVsRTT)+"×", vsOne,
 			f0(r.RequestsPerRnd), harness.FormatSize(int64(r.BytesPerRound)), harness.FormatSize(int64(r.PerRunnerRound)), f1(r.VsRawModel)+"×")
 	}
 	t.Flush()
 	for _, r := range out {
 		key := fmt.Sprintf("%s_%d", strings.ReplaceAll(r.Experiment, " ", "_"), r.Runners)
 		res.Summary[key+"_seconds_per_round"] = r.PerRound
+		res.Summary[key+"_cpu_seconds_per_round"] = r.CPUPerRound
+		res.Summary[key+"_bytes_per_runner_round"] = r.PerRunnerRound
 		res.Summary[key+"_per_round_vs_rtt"] = r.PerRoundVsRTT
 		res.Summary[key+"_bytes_per_runner_round_vs_raw_model"] = r.VsRawModel
 		if r.PerRoundVsOne > 0 {
 			res.Summary[key+"_per_round_vs_smallest_count"] = r.PerRoundVsOne
 		}
 	}
-	res.Note("bytes are HTTP bodies both ways plus request/response header estimates, for every request under /api/v1/runner/ (task polls, results, logs, heartbeats) while rounds 2…n ran")
+	res.Note("rounds are timed by when the store recorded them; bytes are HTTP bodies both ways plus request/response header estimates, for every request under /api/v1/runner/ (task polls, results, logs, heartbeats) that ended while rounds 2…n ran; CPU is the whole process's (server and runners)")
 	res.Note("all runners, the server and its SQLite store share this machine's cores; with many runners the per-round time includes their scheduling")
 	res.Rows = out
 	path, err := res.Write()
@@ -228,7 +231,7 @@ func experiment(name string, n, rounds, rows, features int, hidden []int) (*resu
 		"optimizer": map[string]any{"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "batch_size": 32, "local_epochs": 1},
 		"strategy":  map[string]any{"name": "fedavg"}, "validation": map[string]any{"fraction": 0.2}, "seed": 23,
 	}
-	sr, err := f.RunSession(cfg, 5*time.Millisecond)
+	sr, err := f.RunSession(cfg, 20*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +255,7 @@ func experiment(name string, n, rounds, rows, features int, hidden []int) (*resu
 		return nil, fmt.Errorf("need at least 2 rounds")
 	}
 	r.PerRound = (sr.RoundAt[rounds-1] - sr.RoundAt[0]).Seconds() / float64(later)
+	r.CPUPerRound = (sr.CPUAt[rounds-1] - sr.CPUAt[0]).Seconds() / float64(later)
 	w := sr.WireAt[rounds-1].Sub(sr.WireAt[0])
 	r.WirePerRound = fed.WireCount{Requests: w.Requests / int64(later), Up: w.Up / int64(later), Down: w.Down / int64(later), Headers: w.Headers / int64(later)}
 	r.BytesPerRound = float64(w.Total()) / float64(later)
@@ -272,8 +276,8 @@ func experiment(name string, n, rounds, rows, features int, hidden []int) (*resu
 	r.RequestsPerRnd = float64(w.Requests) / float64(later)
 	r.PerRunnerRound = r.BytesPerRound / float64(n)
 	r.VsRawModel = r.PerRunnerRound / float64(r.RawModelBytes)
-	fmt.Printf("  session %.2fs: round 1 %.3fs, then %.3fs per round; %.0f requests and %s per round (%s per runner; raw model %d B → %.1f×)\n",
-		r.SessionSeconds, r.FirstRound, r.PerRound, r.RequestsPerRnd, harness.FormatSize(int64(r.BytesPerRound)), harness.FormatSize(int64(r.PerRunnerRound)), r.RawModelBytes, r.VsRawModel)
+	fmt.Printf("  session %.2fs: round 1 %.3fs, then %.4fs per round (%.4f CPU-s); %.0f requests and %s per round (%s per runner; raw model %d B → %.1f×)\n",
+		r.SessionSeconds, r.FirstRound, r.PerRound, r.CPUPerRound, r.RequestsPerRnd, harness.FormatSize(int64(r.BytesPerRound)), harness.FormatSize(int64(r.PerRunnerRound)), r.RawModelBytes, r.VsRawModel)
 	return r, nil
 }
 
@@ -333,4 +337,4 @@ func loopbackRTT(n int) float64 {
 func f0(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
 func f1(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 func f2(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
-func f3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+func f4(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }

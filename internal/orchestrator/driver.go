@@ -43,6 +43,12 @@ type Driver struct {
 	Replica string
 	// Notify wakes the long-poll of a runner that has a new task.
 	Notify func(runnerID int64)
+	// Claim, when set, asks whether a long-poll of the runner waits on this
+	// server for a task handed to it: if so the task is queued claimed, and
+	// the function it returns hands the task over once written (nil: it was
+	// not written), reporting whether the poll took it. A task then costs
+	// its runner no claim.
+	Claim func(runnerID int64) (give func(*silo.Task) bool)
 	// Audit records what the driver does on its own (start, complete, fail).
 	Audit func(ctx context.Context, action, target, outcome, detail string)
 

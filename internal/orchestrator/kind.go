@@ -60,10 +60,34 @@ type Session struct {
 	BestRound int
 	Latest    map[string]float64
 	db        *sqlstore.DB
+	memo      map[string]any
+	blobs     map[string][]byte // small blobs the driver wrote itself
 }
 
-// Blob reads one of the session's blobs.
+// Memo returns what compute returns for key, computing it once for this
+// view of the session: a kind decodes its state once per step, not once
+// for each client it configures. What it returns is shared, so it must
+// not be changed.
+func (s *Session) Memo(key string, compute func() (any, error)) (any, error) {
+	if v, ok := s.memo[key]; ok {
+		return v, nil
+	}
+	v, err := compute()
+	if err != nil {
+		return nil, err
+	}
+	if s.memo == nil {
+		s.memo = map[string]any{}
+	}
+	s.memo[key] = v
+	return v, nil
+}
+
+// Blob reads one of the session's blobs. It must not be changed.
 func (s *Session) Blob(ctx context.Context, name string) ([]byte, error) {
+	if b, ok := s.blobs[name]; ok {
+		return b, nil
+	}
 	return s.db.SessionBlob(ctx, s.ID, name)
 }
 

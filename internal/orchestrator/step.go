@@ -29,6 +29,71 @@ type run struct {
 	// leaseUntil is when the lease this driver last took runs out: it is
 	// renewed once half of it is used, not at every step.
 	leaseUntil time.Time
+	// ss is the session as this driver last read or wrote it: while its
+	// stamp in the store is the same, nobody else wrote it since, and it
+	// is not read again.
+	ss *sqlstore.StoredSession
+	// blobs are the small blobs this driver wrote since it read ss: only
+	// the lease's holder writes a session's blobs (but for its tasks'
+	// results), so the next step reads them from here.
+	blobs map[string][]byte
+}
+
+// keptBlob is the largest blob a driver keeps after writing it.
+const keptBlob = 1 << 20
+
+// load returns the session as stored: the driver's own copy when its stamp
+// shows no one else wrote it since.
+func (r *run) load(ctx context.Context) (*sqlstore.StoredSession, error) {
+	if r.ss != nil {
+		st, err := r.d.db.FindSessionStamp(ctx, r.id)
+		if err != nil {
+			return nil, err
+		}
+		if st == r.ss.Stamp() {
+			return r.ss, nil
+		}
+	}
+	ss, err := r.d.db.FindSession(ctx, r.id)
+	if err != nil {
+		return nil, err
+	}
+	r.ss, r.blobs = ss, nil
+	return ss, nil
+}
+
+// wrote keeps the session as a write left it (nil: unknown, read it again).
+func (r *run) wrote(ss *sqlstore.StoredSession) {
+	r.ss = ss
+	if ss == nil {
+		r.blobs = nil
+	}
+}
+
+// wroteBlobs keeps the small blobs an advance wrote and forgets those it
+// dropped.
+func (r *run) wroteBlobs(adv *sqlstore.Advance) {
+	for _, name := range adv.DropBlobs {
+		if prefix, ok := strings.CutSuffix(name, "*"); ok {
+			for n := range r.blobs {
+				if strings.HasPrefix(n, prefix) {
+					delete(r.blobs, n)
+				}
+			}
+		} else {
+			delete(r.blobs, name)
+		}
+	}
+	for name, b := range adv.PutBlobs {
+		if len(b) > keptBlob {
+			delete(r.blobs, name)
+			continue
+		}
+		if r.blobs == nil {
+			r.blobs = map[string][]byte{}
+		}
+		r.blobs[name] = b
+	}
 }
 
 // step takes or renews the session's lease and advances the session by at
@@ -46,7 +111,7 @@ func (r *run) step(ctx context.Context) (bool, error) {
 		}
 		r.leaseUntil = until
 	}
-	ss, err := d.db.FindSession(ctx, r.id)
+	ss, err := r.load(ctx)
 	if silo.ErrorCode(err) == silo.ENOTFOUND {
 		return false, errStop
 	} else if err != nil {
@@ -58,6 +123,13 @@ func (r *run) step(ctx context.Context) (bool, error) {
 	k, ok := d.kinds[ss.Config.Type]
 	if !ok {
 		return false, silo.Errorf(silo.ECONFLICT, "this server does not run %s sessions: upgrade it", ss.Config.Type)
+	}
+	// A step of a few clients closes on most of its wakes: the count
+	// would only add to the look.
+	if ss.Status == silo.SessionRunning && len(ss.Clients) > 2 {
+		if out, err := r.stillOut(ctx, ss); err != nil || out {
+			return false, err
+		}
 	}
 	names := make([]string, len(ss.Clients))
 	for i, c := range ss.Clients {
@@ -75,6 +147,9 @@ func (r *run) step(ctx context.Context) (bool, error) {
 	}
 	if errors.Is(err, errEnded) || errors.Is(err, sqlstore.ErrLeaseLost) {
 		return false, errStop
+	}
+	if err != nil {
+		r.wrote(nil) // a write may have failed half-way: read it again
 	}
 	return again, err
 }
@@ -114,11 +189,12 @@ func (r *run) pending(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 	if err != nil {
 		return false, err
 	}
-	if err := r.apply(ctx, ss, s, k, states, o, nil); err != nil {
+	queued, err := r.apply(ctx, ss, s, k, states, o, nil)
+	if err != nil {
 		return false, err
 	}
 	r.d.Audit(ctx, "session.start", ss.ID, silo.OutcomeSuccess, fmt.Sprintf("%d of %d runners online", n, len(ss.Clients)))
-	return true, nil
+	return queued == 0, nil
 }
 
 // setReason records why the session waits, when that changed.
@@ -126,13 +202,16 @@ func (r *run) setReason(ctx context.Context, ss *sqlstore.StoredSession, reason 
 	if reason == ss.StatusReason {
 		return nil
 	}
-	_, err := r.d.db.UpdateSession(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
+	out, err := r.d.db.UpdateSession(ctx, ss.ID, nil, func(x *sqlstore.StoredSession) error {
 		if err := r.own(x); err != nil {
 			return err
 		}
 		x.StatusReason = reason
 		return nil
 	})
+	if err == nil {
+		r.wrote(out)
+	}
 	return err
 }
 
@@ -152,17 +231,27 @@ func (r *run) own(x *sqlstore.StoredSession) error {
 // at each step that needs them, so a custodian's edit applies from the next
 // step on.
 func (r *run) session(ctx context.Context, ss *sqlstore.StoredSession) (*Session, error) {
-	s := &Session{ID: ss.ID, Config: ss.Config, State: ss.State, Round: ss.Round, BestRound: ss.BestRound, Latest: ss.Latest, db: r.d.db}
+	s := &Session{ID: ss.ID, Config: ss.Config, State: ss.State, Round: ss.Round, BestRound: ss.BestRound, Latest: ss.Latest, db: r.d.db, blobs: r.blobs}
+	var datasets, runners []string
 	for _, c := range ss.Clients {
-		ds, err := r.d.db.FindDataset(ctx, c.Dataset)
-		if err != nil {
-			return nil, fmt.Errorf("dataset %s of session %s: %w", c.Dataset, ss.ID, err)
+		datasets, runners = append(datasets, c.Dataset), append(runners, c.Runner)
+	}
+	dss, err := r.d.db.FindDatasets(ctx, datasets)
+	if err != nil {
+		return nil, err
+	}
+	rns, err := r.d.db.FindRunners(ctx, runners)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range ss.Clients {
+		ds, ok := dss[c.Dataset]
+		if !ok {
+			return nil, fmt.Errorf("dataset %s of session %s: %w", c.Dataset, ss.ID, silo.Errorf(silo.ENOTFOUND, "no dataset named %q: see 'silo datasets list'", c.Dataset))
 		}
 		cl := &Client{SessionClient: c, Data: &ds.Dataset}
-		if rn, err := r.d.db.FindRunner(ctx, c.Runner); err == nil {
+		if rn, ok := rns[c.Runner]; ok {
 			cl.RunnerVCPU, cl.RunnerMemoryMB = rn.VCPU, rn.MemoryBudgetMB()
-		} else if silo.ErrorCode(err) != silo.ENOTFOUND {
-			return nil, err
 		}
 		s.Clients = append(s.Clients, cl)
 	}
@@ -226,10 +315,12 @@ type closed struct {
 }
 
 // apply writes an outcome of Start or Aggregate: the kind's state, the
-// round's metrics, the ledger, blobs, and the next step with its tasks.
-func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session, k Kind, states map[string]sqlstore.RunnerState, o *Outcome, done *closed) error {
+// round's metrics, the ledger, blobs, and the next step with its tasks. It
+// returns how many tasks it queued: while some are out, the driver need
+// not look again until one ends (which wakes it).
+func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session, k Kind, states map[string]sqlstore.RunnerState, o *Outcome, done *closed) (int, error) {
 	d := r.d
-	adv := &sqlstore.Advance{Round: o.Round, PutBlobs: o.PutBlobs, DropBlobs: o.DropBlobs}
+	adv := &sqlstore.Advance{Round: o.Round, PutBlobs: o.PutBlobs, DropBlobs: o.DropBlobs, Base: r.ss}
 	if done != nil && !o.KeepResults {
 		for _, t := range done.tasks {
 			adv.DropBlobs = append(adv.DropBlobs, sqlstore.ResultBlob(t.ID, "*"))
@@ -241,12 +332,13 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 		s.State = o.State
 		tasks, err := r.dispatch(s, k, *o.Next, states)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		adv.Tasks = tasks
 	}
 	now := d.now()
-	_, err := d.db.AdvanceSession(ctx, ss.ID, adv, func(x *sqlstore.StoredSession) error {
+	gives := r.claim(adv.Tasks)
+	out, err := d.db.AdvanceSession(ctx, ss.ID, adv, func(x *sqlstore.StoredSession) error {
 		if err := r.own(x); err != nil {
 			return err
 		}
@@ -290,17 +382,31 @@ func (r *run) apply(ctx context.Context, ss *sqlstore.StoredSession, s *Session,
 		x.PhaseQuorum = quorum(*o.Next, len(x.Clients))
 		return nil
 	})
+	r.handOut(ctx, adv.Tasks, gives, err)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	for _, t := range adv.Tasks {
-		d.Notify(t.RunnerID)
-	}
+	r.wrote(out)
+	r.wroteBlobs(adv)
 	if o.Next == nil {
 		d.Ended(ctx, ss.ID, "the session completed")
 		d.Audit(ctx, "session.complete", ss.ID, silo.OutcomeSuccess, "")
 	}
-	return nil
+	return len(adv.Tasks), nil
+}
+
+// stillOut reports whether a running step is sure to wait: some of its
+// tasks are still out with runners that are online, none failed, and
+// round_timeout has not passed. That is most wakes of a step of many
+// clients (each answer wakes the driver), and running would conclude the
+// same from the tasks and runners it reads.
+func (r *run) stillOut(ctx context.Context, ss *sqlstore.StoredSession) (bool, error) {
+	timeout, _ := time.ParseDuration(ss.Config.RoundTimeout)
+	if r.d.now().After(ss.PhaseStartedAt.Add(timeout)) {
+		return false, nil
+	}
+	out, failed, err := r.d.db.StepTasksOut(ctx, ss.ID, ss.PhaseRound, ss.Phase)
+	return out > 0 && failed == 0, err
 }
 
 // running advances a running session's current step: it queues the tasks
@@ -315,7 +421,9 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 	timeout, _ := time.ParseDuration(ss.Config.RoundTimeout)
 	timedOut := d.now().After(ss.PhaseStartedAt.Add(timeout))
 	where := fmt.Sprintf("%s of round %d", step.Name, step.Round)
-	tasks, err := d.db.ListSessionTasks(ctx, ss.ID, step.Round, step.Name)
+	// Each answer wakes the driver: it looks at the tasks' states only, and
+	// reads their outputs once, when the step closes.
+	tasks, err := d.db.ListSessionTaskStates(ctx, ss.ID, step.Round, step.Name)
 	if err != nil {
 		return false, err
 	}
@@ -427,6 +535,17 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 	if err != nil {
 		return false, err
 	}
+	// The tasks' outputs, with each one's state as the step closed on it.
+	full, err := d.db.ListSessionTasks(ctx, ss.ID, step.Round, step.Name)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range full {
+		if seen, ok := have[t.Dataset]; ok && seen.ID == t.ID {
+			t.Status, t.Error = seen.Status, seen.Error
+			have[t.Dataset] = t
+		}
+	}
 	var results []*Result
 	for _, c := range s.Clients {
 		t, ok := have[c.Dataset]
@@ -448,7 +567,8 @@ func (r *run) running(ctx context.Context, ss *sqlstore.StoredSession, k Kind, s
 	if err != nil {
 		return false, err
 	}
-	return true, r.apply(ctx, ss, s, k, states, o, &closed{tasks: have})
+	queued, err := r.apply(ctx, ss, s, k, states, o, &closed{tasks: have})
+	return queued == 0, err
 }
 
 // waitingFor records that a step waits for the runners of datasets to come
@@ -487,7 +607,8 @@ func (r *run) waitForRunners(ctx context.Context, ss *sqlstore.StoredSession, k 
 	if err != nil {
 		return false, err
 	}
-	_, err = r.d.db.AdvanceSession(ctx, ss.ID, &sqlstore.Advance{Tasks: tasks}, func(x *sqlstore.StoredSession) error {
+	gives := r.claim(tasks)
+	out, err := r.d.db.AdvanceSession(ctx, ss.ID, &sqlstore.Advance{Tasks: tasks, Base: r.ss}, func(x *sqlstore.StoredSession) error {
 		if err := r.own(x); err != nil {
 			return err
 		}
@@ -497,13 +618,58 @@ func (r *run) waitForRunners(ctx context.Context, ss *sqlstore.StoredSession, k 
 		x.StatusReason = step.Reason
 		return nil
 	})
+	r.handOut(ctx, tasks, gives, err)
 	if err != nil {
 		return false, err
 	}
-	for _, t := range tasks {
-		r.d.Notify(t.RunnerID)
+	r.wrote(out)
+	return len(tasks) == 0, nil
+}
+
+// claim marks the tasks whose runners' long-polls wait on this server
+// for one handed to them, and returns how to hand each over.
+func (r *run) claim(tasks []sqlstore.NewTask) []func(*silo.Task) bool {
+	if r.d.Claim == nil {
+		return nil
 	}
-	return true, nil
+	gives := make([]func(*silo.Task) bool, len(tasks))
+	for i := range tasks {
+		if gives[i] = r.d.Claim(tasks[i].RunnerID); gives[i] != nil {
+			tasks[i].Claimed = true
+		}
+	}
+	return gives
+}
+
+// handOut hands each claimed task to its long-poll once written (err nil),
+// puts back in the queue those whose polls had gone, and wakes the
+// runners of the others. After a failed write it lets the polls go.
+func (r *run) handOut(ctx context.Context, tasks []sqlstore.NewTask, gives []func(*silo.Task) bool, err error) {
+	d := r.d
+	for i, nt := range tasks {
+		var give func(*silo.Task) bool
+		if gives != nil {
+			give = gives[i]
+		}
+		switch {
+		case give == nil:
+			if err == nil {
+				d.Notify(nt.RunnerID)
+			}
+		case err != nil:
+			give(nil)
+		default:
+			t := *nt.Task
+			if give(&t) {
+				continue
+			}
+			// The poll had gone: the task waits in the queue for the next.
+			if _, uerr := d.db.UnclaimTask(context.WithoutCancel(ctx), t.ID); uerr != nil {
+				d.Logger.Warn("put a task back in the queue", "task", t.ID, "err", uerr)
+			}
+			d.Notify(nt.RunnerID)
+		}
+	}
 }
 
 // shortOf is the error of a step that cannot get enough answers: it names

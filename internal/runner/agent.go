@@ -225,6 +225,9 @@ func httpClient(caFile string) (*http.Client, error) {
 	// again picks up changed settings.
 	proxy := httpproxy.FromEnvironment().ProxyFunc()
 	tr.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
+	// The server never compresses the runner protocol (model parameters do
+	// not compress); not asking saves a header on every request.
+	tr.DisableCompression = true
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile) // #nosec G304 -- the CA bundle the operator configured
 		if err != nil {
@@ -503,7 +506,7 @@ func (a *Agent) start(ctx context.Context, st *silo.Task, parts client.Parts) {
 		// Report even while shutting down: the result is worth a last try.
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 11*time.Minute)
 		defer rcancel()
-		res.Logs = log.take()
+		res.Log = log.take()
 		a.finish(ctx, rctx, t, res, t.Out, st)
 	}()
 }
@@ -517,8 +520,8 @@ func (a *Agent) resolveParts(ctx context.Context, t *silo.Task, parts client.Par
 	}
 	for _, p := range t.Parts {
 		if !p.Cached {
-			if b, ok := parts[p.Name]; ok && silo.Digest(b) == p.Digest {
-				a.parts.put(p.Digest, b)
+			if b, ok := parts[p.Name]; ok && silo.HasDigest(b, p.Digest) {
+				a.parts.put(silo.Digest(b), b)
 			}
 			continue
 		}
@@ -532,11 +535,11 @@ func (a *Agent) resolveParts(ctx context.Context, t *silo.Task, parts client.Par
 		if err != nil {
 			return nil, fmt.Errorf("fetch part %s of task %s: %w", p.Name, t.ID, err)
 		}
-		if silo.Digest(b) != p.Digest {
+		if !silo.HasDigest(b, p.Digest) {
 			return nil, fmt.Errorf("part %s of task %s changed since it was sent: the session moved on", p.Name, t.ID)
 		}
 		parts[p.Name] = b
-		a.parts.put(p.Digest, b)
+		a.parts.put(silo.Digest(b), b)
 	}
 	return parts, nil
 }

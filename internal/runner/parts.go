@@ -2,6 +2,7 @@ package runner
 
 import (
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -24,14 +25,25 @@ const (
 	partCacheMax = 1 << 20
 )
 
+// get returns the part whose digest is digest or starts with it (as a task
+// names it); a prefix that matches two parts matches none.
 func (c *partCache) get(digest string) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, ok := c.entries[digest]
-	if ok {
-		c.touch(digest)
+	full := ""
+	for d := range c.entries {
+		if strings.HasPrefix(d, digest) {
+			if full != "" {
+				return nil, false
+			}
+			full = d
+		}
 	}
-	return b, ok
+	if full == "" {
+		return nil, false
+	}
+	c.touch(full)
+	return c.entries[full], true
 }
 
 func (c *partCache) put(digest string, b []byte) {
@@ -62,11 +74,26 @@ func (c *partCache) touch(digest string) {
 	c.order = append(append(c.order[:i:i], c.order[i+1:]...), digest)
 }
 
-// digests lists what the cache holds, most recently used first.
+// digests lists what the cache holds for the X-Silo-Have header, most
+// recently used first: the first haveDigest characters of the haveEntries
+// most recent digests. A task needs the parts used last (a session's setup
+// and its latest model), and the header rides on every request.
 func (c *partCache) digests() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := slices.Clone(c.order)
-	slices.Reverse(out)
+	out := make([]string, 0, min(len(c.order), haveEntries))
+	for i := len(c.order) - 1; i >= 0 && len(out) < haveEntries; i-- {
+		out = append(out, c.order[i][:min(len(c.order[i]), haveDigest)])
+	}
 	return out
 }
+
+// What a runner lists of its parts: 10 hex digits (40 bits) of each of the
+// 4 most recently used — a session's setup and its latest model, for two
+// sessions at once. A prefix that matches a part the runner does not hold
+// costs a fetch of that part; a part it holds but did not list is sent
+// again.
+const (
+	haveDigest  = 10
+	haveEntries = 4
+)

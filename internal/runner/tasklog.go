@@ -55,7 +55,13 @@ func (l *TaskLog) add(level slog.Level, msg string, args []any) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.pending = append(l.pending, silo.LogLine{TaskID: l.taskID, Time: time.Now().UTC(), Level: level.String(), Message: b.String()})
+	// The server knows the task and takes a line without a level for INFO;
+	// milliseconds are time enough.
+	line := silo.LogLine{Time: time.Now().UTC().Truncate(time.Millisecond), Level: level.String(), Message: b.String()}
+	if level == slog.LevelInfo {
+		line.Level = ""
+	}
+	l.pending = append(l.pending, line)
 	if len(l.pending) >= 100 {
 		go l.Flush(context.Background())
 	} else if l.timer == nil {

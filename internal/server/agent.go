@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			side = "the server"
 		}
 		err := silo.Errorf(silo.ECONFLICT, "protocol version mismatch: the agent speaks %d, the server %d; upgrade %s to the same Silo release", hb.ProtocolVersion, silo.ProtocolVersion, side)
+		s.beats.forget(rn.ID)
 		s.markRunnerFailed(ctx, rn.Name, err.Message)
 		writeError(w, r, s.Logger, err)
 		return
@@ -76,32 +78,36 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "heartbeat fields out of range"))
 		return
 	}
-	was := rn.Status
-	updated, err := s.db.RecordHeartbeat(ctx, rn.ID, hb)
+	status := silo.RunnerOnline
+	if !s.beats.touch(rn.ID, rn.Name, hb, s.now()) {
+		var err error
+		if status, err = s.recordHeartbeat(ctx, rn.ID, rn.Name, hb); err != nil {
+			writeError(w, r, s.Logger, err)
+			return
+		}
+	}
+	reply := silo.HeartbeatReply{Runner: rn.Name, Status: status, ProtocolVersion: silo.ProtocolVersion, HeartbeatInterval: s.HeartbeatInterval.String()}
+	// Tasks the server thinks are running but the agent does not know
+	// were lost in a restart: fail them now rather than wait forever. Tasks
+	// the agent runs that the server no longer wants are cancelled. One
+	// read tells both; nothing is written unless a task was lost.
+	running, err := s.db.RunningTasks(ctx, rn.ID)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	if was != updated.Status {
-		s.auditAs(ctx, "runner:"+rn.Name, "runner.status", rn.Name+": "+string(was)+" → "+string(updated.Status), silo.OutcomeSuccess, "agent "+hb.AgentVersion)
-		s.Logger.Info("runner status", "runner", rn.Name, "from", was, "to", updated.Status)
-		s.engine.WakeAll() // sessions waiting for runners
+	claimedBefore := s.now().Add(-2 * s.HeartbeatInterval)
+	wanted := map[string]bool{}
+	lost := false
+	for _, t := range running {
+		wanted[t.ID] = true
+		lost = lost || (t.StartedAt.Before(claimedBefore) && !slices.Contains(hb.RunningTasks, t.ID))
 	}
-	// Tasks the server thinks are running but the agent does not know
-	// were lost in a restart: fail them now rather than wait forever.
-	if lost, err := s.db.FailLostTasks(ctx, rn.ID, hb.RunningTasks, s.now().Add(-2*s.HeartbeatInterval), orchestrator.LostTask); err != nil {
-		s.Logger.Warn("fail lost tasks", "runner", rn.Name, "err", err)
-	} else if len(lost) > 0 {
-		s.Logger.Warn("tasks lost in a runner restart", "runner", rn.Name, "tasks", lost)
-		for _, id := range lost {
-			if t, err := s.db.FindTask(ctx, id); err == nil && t.Session != "" {
-				s.engine.Wake(t.Session)
-			}
-		}
+	if lost {
+		s.failLostTasks(ctx, rn, hb.RunningTasks, claimedBefore)
 	}
-	reply := silo.HeartbeatReply{Runner: rn.Name, Status: updated.Status, ProtocolVersion: silo.ProtocolVersion, HeartbeatInterval: s.HeartbeatInterval.String()}
 	for _, id := range hb.RunningTasks {
-		if t, err := s.db.FindTask(ctx, id); err != nil || t.Status != silo.TaskRunning {
+		if !wanted[id] {
 			reply.CancelTasks = append(reply.CancelTasks, id)
 		}
 	}
@@ -152,6 +158,25 @@ func (s *Server) handleTaskProgress(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// failLostTasks fails the runner's tasks its agent no longer runs and
+// wakes their sessions.
+func (s *Server) failLostTasks(ctx context.Context, rn *sqlstore.StoredRunner, running []string, claimedBefore time.Time) {
+	lost, err := s.db.FailLostTasks(ctx, rn.ID, running, claimedBefore, orchestrator.LostTask)
+	if err != nil {
+		s.Logger.Warn("fail lost tasks", "runner", rn.Name, "err", err)
+		return
+	}
+	if len(lost) == 0 {
+		return
+	}
+	s.Logger.Warn("tasks lost in a runner restart", "runner", rn.Name, "tasks", lost)
+	for _, id := range lost {
+		if t, err := s.db.FindTaskHead(ctx, id); err == nil && t.Session != "" {
+			s.engine.Wake(t.Session)
+		}
+	}
+}
+
 // markRunnerFailed records a reason a person must act on.
 func (s *Server) markRunnerFailed(ctx context.Context, name, reason string) {
 	_, err := s.db.UpdateRunner(ctx, name, func(r *sqlstore.StoredRunner) error {
@@ -198,8 +223,17 @@ func (s *Server) handlePollTask(w http.ResponseWriter, r *http.Request) {
 
 // undeliverable fails a claimed task the server could not even start to
 // send (its parts are gone: the session moved on or ended).
+// A store that failed on the way (a dropped connection) fails nothing: the
+// task goes back in the queue for the runner's next poll.
 func (s *Server) undeliverable(ctx context.Context, t *silo.Task, cause error) {
+	ctx = context.WithoutCancel(ctx)
 	s.Logger.Warn("task not sent", "task", t.ID, "session", t.Session, "err", cause)
+	if silo.ErrorCode(cause) == silo.EINTERNAL {
+		if _, err := s.db.UnclaimTask(ctx, t.ID); err != nil {
+			s.Logger.Warn("put an unsent task back in the queue", "task", t.ID, "err", err)
+		}
+		return
+	}
 	if _, err := s.db.FailTask(ctx, t.ID, "the server could not send this task: "+silo.ErrorMessage(cause)); err != nil {
 		s.Logger.Warn("fail an unsent task", "task", t.ID, "err", err)
 	}
@@ -221,26 +255,55 @@ func waitParam(r *http.Request, name string, def time.Duration) (time.Duration, 
 	return d, nil
 }
 
-// nextTask claims the runner's next task, waiting up to wait for one.
+// nextTask claims the runner's next task, waiting up to wait for one. While
+// it waits, a session's driver on this server may hand it a task it queued
+// claimed (waker.claim), which saves the claim.
 func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait time.Duration) (*silo.Task, error) {
+	return s.nextTaskAfter(ctx, rn, wait, nil, true)
+}
+
+// nextTaskAfter is nextTask after a look that found nothing queued (look
+// false) since woken was taken: the first claim is skipped.
+func (s *Server) nextTaskAfter(ctx context.Context, rn *sqlstore.StoredRunner, wait time.Duration, woken <-chan struct{}, look bool) (*silo.Task, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		// Take the wake channel before looking, so a task queued between
 		// the look and the wait is not missed.
-		woken := s.wake.channel(rn.ID)
-		t, err := s.db.ClaimTask(ctx, rn.ID)
-		if err != nil || t != nil {
-			return t, err
+		if woken == nil || look {
+			woken = s.wake.channel(rn.ID)
+			t, err := s.db.ClaimTask(ctx, rn.ID)
+			if err != nil || t != nil {
+				return t, err
+			}
 		}
+		look = true
+		// On SQLite this server queues every task, and wakes the poll
+		// itself; on PostgreSQL another replica's task wakes it through the
+		// store (sqlstore.Listen). While the store does not hear the other
+		// replicas (its listener reconnecting), look again now and then.
+		var recheck <-chan time.Time
+		if s.db.Dialect() == "postgres" && !s.db.Listening() {
+			recheck = time.After(2 * time.Second)
+		}
+		h := s.wake.ready(rn.ID)
 		select {
+		case t := <-h.task:
+			if t != nil {
+				return t, nil
+			}
+			continue // let go: look again
 		case <-woken:
-		case <-time.After(2 * time.Second): // another replica may have queued it
+		case <-recheck:
 		case <-deadline.C:
-			return nil, nil
+			return s.wake.leave(ctx, rn.ID, h), nil
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return s.wake.leave(ctx, rn.ID, h), ctx.Err()
 		}
+		if t := s.wake.leave(ctx, rn.ID, h); t != nil {
+			return t, nil
+		}
+		woken = nil
 	}
 }
 
@@ -248,11 +311,18 @@ func (s *Server) nextTask(ctx context.Context, rn *sqlstore.StoredRunner, wait t
 // the runner does not already hold (by the digests it listed), streamed
 // from the session's blobs. It reports whether it wrote anything.
 func (s *Server) writeTask(ctx context.Context, w io.Writer, r *http.Request, t *silo.Task) (bool, error) {
-	have := map[string]bool{}
+	// The runner lists what it holds by digest, or by a digest's first
+	// characters (at least MinHaveDigest): a prefix that matches another
+	// part only costs the runner a fetch of that part (GET …/parts/NAME),
+	// which it checks against the full digest.
+	var have []string
 	for _, d := range strings.Split(r.Header.Get(silo.HaveHeader), ",") {
-		if d = strings.TrimSpace(d); d != "" && len(have) < 64 {
-			have[d] = true
+		if d = strings.TrimSpace(d); len(d) >= silo.MinHaveDigest && len(have) < 64 {
+			have = append(have, d)
 		}
+	}
+	held := func(digest string) bool {
+		return slices.ContainsFunc(have, func(h string) bool { return strings.HasPrefix(digest, h) })
 	}
 	names := make([]string, len(t.Inputs))
 	for i, in := range t.Inputs {
@@ -264,13 +334,23 @@ func (s *Server) writeTask(ctx context.Context, w io.Writer, r *http.Request, t 
 	}
 	t.Parts = make([]silo.Part, len(infos))
 	for i, info := range infos {
-		t.Parts[i] = silo.Part{Name: t.Inputs[i].Part, Size: info.Size, Digest: info.Digest, Cached: have[info.Digest]}
+		t.Parts[i] = silo.Part{Name: t.Inputs[i].Part, Size: info.Size, Digest: info.Digest[:min(len(info.Digest), silo.PartDigestChars)], Cached: held(info.Digest)}
 	}
-	if err := silo.WriteFrames(w, t); err != nil {
+	if err := silo.WriteFrames(w, wireTask{ID: t.ID, Type: t.Type, Payload: t.Payload, VCPU: t.VCPU, MemoryMB: t.MemoryMB, Parts: t.Parts,
+		Session: t.Session, Round: t.Round, Dataset: t.Dataset}); err != nil {
 		return true, err
 	}
 	for i, p := range t.Parts {
 		if p.Cached {
+			continue
+		}
+		if data := infos[i].Data; data != nil {
+			if int64(len(data)) != p.Size {
+				return true, fmt.Errorf("blob %s of session %s: %d bytes stored, %d expected", t.Inputs[i].Blob, t.Session, len(data), p.Size)
+			}
+			if _, err := w.Write(data); err != nil {
+				return true, err
+			}
 			continue
 		}
 		if err := s.db.CopySessionBlob(ctx, t.Session, t.Inputs[i].Blob, w); err != nil {
@@ -278,6 +358,21 @@ func (s *Server) writeTask(ctx context.Context, w io.Writer, r *http.Request, t 
 		}
 	}
 	return true, nil
+}
+
+// wireTask is a task as it goes to its runner: what the runner needs to run
+// it, without the server's bookkeeping (its runner, status and times),
+// which is much of a small task's bytes.
+type wireTask struct {
+	ID       string          `json:"id"`
+	Type     string          `json:"type"`
+	Payload  json.RawMessage `json:"payload,omitempty"`
+	VCPU     int             `json:"vcpu"`
+	MemoryMB int             `json:"memory_mb"`
+	Parts    []silo.Part     `json:"parts,omitempty"`
+	Session  string          `json:"session,omitempty"`
+	Round    int             `json:"round,omitempty"`
+	Dataset  string          `json:"dataset,omitempty"`
 }
 
 // Result bodies: the JSON header (output and log lines) is bounded on its
@@ -302,20 +397,20 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 	// Whose task it is, and whether it still wants a result, is settled
 	// before a byte of the body is read: another runner's task, or a
 	// replayed result, costs the server nothing.
-	t, err := s.db.FindTask(ctx, r.PathValue("id"))
-	if err != nil || t.Runner != rn.Name {
+	head, err := s.db.FindTaskHead(ctx, r.PathValue("id"))
+	if err != nil || head.RunnerID != rn.ID {
 		writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", r.PathValue("id")))
 		return
 	}
-	if t.Status != silo.TaskRunning {
-		writeError(w, r, s.Logger, silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", t.ID, t.Status))
+	if head.Status != silo.TaskRunning {
+		writeError(w, r, s.Logger, silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", head.ID, head.Status))
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != silo.FramesContentType {
 		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "a task result is a frames body (Content-Type: %s), not %s: upgrade the runner", silo.FramesContentType, ct))
 		return
 	}
-	limit := cmp.Or(t.MaxResult, maxPartsDefault)
+	limit := cmp.Or(head.MaxResult, maxPartsDefault)
 	if r.ContentLength > limit+maxResultHeader {
 		writeError(w, r, s.Logger, bodyTooLarge(&http.MaxBytesError{Limit: limit + maxResultHeader}))
 		return
@@ -338,7 +433,7 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	parts, err := s.readParts(ctx, t, body, res.Parts)
+	parts, err := s.readParts(ctx, head, body, res.Parts)
 	if err != nil {
 		if isMaxBytes(err) {
 			err = bodyTooLarge(err)
@@ -349,11 +444,15 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 	if len(res.Error) > 4096 {
 		res.Error = strings.ToValidUTF8(res.Error[:4096], "")
 	}
+	res.Logs, res.Log = append(res.Logs, res.Log...), nil
 	if len(res.Logs) > silo.MaxLogLinesPerPost {
 		res.Logs = res.Logs[len(res.Logs)-silo.MaxLogLinesPerPost:]
 	}
-	s.cleanLogLines(t.ID, res.Logs)
-	t, err = s.db.FinishTask(ctx, rn.ID, t.ID, res, parts)
+	s.cleanLogLines(head.ID, res.Logs)
+	// Taken before the result is, the wake channel cannot miss a task
+	// queued after the store said none was.
+	woken := s.wake.channel(rn.ID)
+	t, queued, err := s.db.FinishTaskNext(ctx, rn.ID, head.ID, res, parts)
 	if err != nil {
 		writeError(w, r, s.Logger, err)
 		return
@@ -377,7 +476,7 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", silo.FramesContentType)
 	w.WriteHeader(http.StatusOK)
 	_ = http.NewResponseController(w).Flush()
-	nt, err := s.nextTask(ctx, rn, next)
+	nt, err := s.nextTaskAfter(ctx, rn, next, woken, queued)
 	if err != nil || nt == nil {
 		return
 	}
@@ -390,7 +489,7 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 
 // readParts reads a result's parts: small ones into memory, to be stored
 // with the result; large ones streamed into the session's blobs now.
-func (s *Server) readParts(ctx context.Context, t *silo.Task, body io.Reader, list []silo.Part) (map[string][]byte, error) {
+func (s *Server) readParts(ctx context.Context, t *sqlstore.TaskHead, body io.Reader, list []silo.Part) (map[string][]byte, error) {
 	var total int64
 	for _, p := range list {
 		total += p.Size
@@ -489,10 +588,19 @@ func printable(r rune) rune {
 	return r
 }
 
-// waker wakes long-polls when a task is queued for their runner.
+// waker wakes long-polls when a task is queued for their runner, and hands
+// tasks a driver queued claimed to the polls ready to take them.
 type waker struct {
-	mu sync.Mutex
-	ch map[int64]chan struct{}
+	mu     sync.Mutex
+	ch     map[int64]chan struct{}
+	offers map[int64][]*handoff
+}
+
+// handoff is a long-poll ready to take a task handed to it.
+type handoff struct {
+	task chan *silo.Task // a task, or nil to look again; buffered
+	mu   sync.Mutex
+	gone bool // the poll's request ended: it takes nothing more
 }
 
 func (k *waker) channel(runnerID int64) <-chan struct{} {
@@ -518,10 +626,98 @@ func (k *waker) notify(runnerID int64) {
 	}
 }
 
+// notifyAll wakes every long-poll: notices may have been missed.
+func (k *waker) notifyAll() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id, c := range k.ch {
+		close(c)
+		delete(k.ch, id)
+	}
+}
+
+// ready offers a waiting poll of the runner to take a task handed to it.
+func (k *waker) ready(runnerID int64) *handoff {
+	h := &handoff{task: make(chan *silo.Task, 1)}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.offers == nil {
+		k.offers = map[int64][]*handoff{}
+	}
+	k.offers[runnerID] = append(k.offers[runnerID], h)
+	return h
+}
+
+// claim takes the runner's longest-waiting ready poll, if any, and returns
+// how to hand it a task (nil: none after all, look again), which reports
+// whether the poll took it.
+func (k *waker) claim(runnerID int64) func(*silo.Task) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	list := k.offers[runnerID]
+	if len(list) == 0 {
+		return nil
+	}
+	h := list[0]
+	if len(list) == 1 {
+		delete(k.offers, runnerID)
+	} else {
+		k.offers[runnerID] = list[1:]
+	}
+	return func(t *silo.Task) bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.gone {
+			return false
+		}
+		h.task <- t // buffered, and sent at most once
+		return t != nil
+	}
+}
+
+// leave ends a poll's offer: it returns a task handed to it meanwhile. A
+// poll already claimed waits for its task, unless its request ended.
+func (k *waker) leave(ctx context.Context, runnerID int64, h *handoff) *silo.Task {
+	k.mu.Lock()
+	list := k.offers[runnerID]
+	if i := slices.Index(list, h); i >= 0 {
+		if len(list) == 1 {
+			delete(k.offers, runnerID)
+		} else {
+			k.offers[runnerID] = slices.Delete(slices.Clone(list), i, i+1)
+		}
+		k.mu.Unlock()
+		return nil
+	}
+	k.mu.Unlock()
+	select {
+	case t := <-h.task:
+		return t
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gone = true
+	select {
+	case t := <-h.task:
+		return t // handed over before the request ended: it is lost with it
+	default:
+		return nil
+	}
+}
+
+// heartbeatFlush is how often heartbeats kept in memory are written.
+const heartbeatFlush = time.Second
+
 // CheckRunners marks online runners that missed three heartbeats offline.
+// Heartbeats kept in memory are written first.
 func (s *Server) CheckRunners(ctx context.Context) error {
+	if err := s.flushHeartbeats(ctx); err != nil {
+		return err
+	}
 	cutoff := s.now().Add(-3 * s.HeartbeatInterval)
 	names, err := s.db.MarkStaleRunnersOffline(ctx, cutoff.UnixMicro(), fmt.Sprintf("no heartbeat since %s (3 intervals of %s)", cutoff.Format(time.RFC3339), s.HeartbeatInterval))
+	s.beats.forgetNames(names)
 	for _, n := range names {
 		s.Logger.Warn("runner offline", "runner", n)
 		s.auditAs(ctx, "system", "runner.status", n+": online → offline", silo.OutcomeSuccess, "missed heartbeats")
@@ -539,16 +735,31 @@ func (s *Server) Run(ctx context.Context) {
 	s.runCtx = ctx
 	s.runMu.Unlock()
 	s.configureEngine()
+	// Other replicas' tasks and results wake this one's long-polls and
+	// drivers at once.
+	s.db.Listen(ctx, sqlstore.Listener{Task: s.wake.notify, Session: s.engine.Wake, Connected: func() {
+		s.wake.notifyAll()
+		s.engine.WakeAll()
+	}})
 	s.engine.Start(ctx)
 	tick := time.NewTicker(s.HeartbeatInterval)
 	defer tick.Stop()
 	sweep := time.NewTicker(time.Hour)
 	defer sweep.Stop()
+	flush := time.NewTicker(heartbeatFlush)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			s.local.stopAll()
+			if err := s.flushHeartbeats(context.WithoutCancel(ctx)); err != nil {
+				s.Logger.Warn("record heartbeats", "err", err)
+			}
 			return
+		case <-flush.C:
+			if err := s.flushHeartbeats(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				s.Logger.Warn("record heartbeats", "err", err)
+			}
 		case <-tick.C:
 			if err := s.CheckRunners(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				s.Logger.Warn("check runners", "err", err)

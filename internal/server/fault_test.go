@@ -991,7 +991,7 @@ func TestFaultRunnerRejoins(t *testing.T) {
 	})
 	s, _ = f.api.GetSession(ctx, s.ID)
 	if s.Status.Done() || s.Round >= rounds-1 {
-		t.Fatalf("too late to rejoin: %s round %d", s.Status, s.Round)
+		t.Fatalf("too late to rejoin: %s round %d: %s", s.Status, s.Round, s.StatusReason)
 	}
 	back := s.Round
 	f.startAgent("c")

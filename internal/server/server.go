@@ -85,6 +85,7 @@ type Server struct {
 	routes   []Route
 	served   bool // Handler was called: the routes are fixed
 	wake     waker
+	beats    beats
 	local    localRunners
 	// engine drives sessions; each session type is a kind registered in New.
 	engine *orchestrator.Driver
@@ -111,6 +112,7 @@ func New(db *sqlstore.DB) *Server {
 	s.engine.Register(silo.SessionHFL, hfl.Kind{})
 	s.engine.Register(silo.SessionPRL, prl.Kind{})
 	s.engine.Notify = s.wake.notify
+	s.engine.Claim = s.wake.claim
 	s.engine.Audit = func(ctx context.Context, action, target, outcome, detail string) {
 		s.auditAs(ctx, "system", action, target, outcome, detail)
 	}

@@ -263,3 +263,25 @@ func (db *DB) Attachment(ctx context.Context, datasetID, id int64) (*silo.Attach
 	a.UploadedAt = fromMicros(at)
 	return &a, data, nil
 }
+
+// FindDatasets returns the live datasets called names, by name, without
+// their attachments: what a session's driver reads of its datasets at each
+// step, in one query. A name with no live dataset is missing from the map.
+func (db *DB) FindDatasets(ctx context.Context, names []string) (map[string]*StoredDataset, error) {
+	out := make(map[string]*StoredDataset, len(names))
+	rows, err := db.queryR(ctx, sqlDatasetsByName, db.listArg(names))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		d, err := scanDataset(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[d.Name] = d
+	}
+	return out, rows.Err()
+}
+
+var sqlDatasetsByName = prepared(`SELECT ` + datasetColumns + datasetFrom + ` WHERE IN_LIST(d.name) AND d.deregistered_at IS NULL`)

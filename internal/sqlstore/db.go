@@ -8,14 +8,17 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/silofl/silo"
@@ -56,6 +59,135 @@ type DB struct {
 	// connection (no SQLITE_BUSY between our own writers) while reads use
 	// several. On PostgreSQL both are the same pool.
 	rdb, wdb *sql.DB
+
+	stmts map[stmtKey]*sql.Stmt // read-only once open
+
+	auth      authCache
+	idle      idleRunners
+	finishes  finishBatch
+	listening atomic.Bool
+}
+
+// Prepared statements. SQLite parses every statement it is given, and the
+// hot paths — a task's claim and result, a session's step, heartbeats —
+// run the same few statements thousands of times a second, so on SQLite
+// the statements declared with prepared are prepared on both pools when
+// the store opens, and each connection keeps its prepared copy. They are
+// prepared then, not on first use: preparing takes a connection, and the
+// write pool's only one may be the caller's own transaction. pgx keeps a
+// cache of prepared statements on each connection itself, so on
+// PostgreSQL they go as text.
+type stmtKey struct {
+	pool  *sql.DB
+	query string
+}
+
+// preparedTexts lists the statements prepared when a store opens.
+var preparedTexts []string
+
+// prepared declares a hot statement (a package-level variable's value) and
+// returns its text.
+func prepared(query string) string {
+	preparedTexts = append(preparedTexts, query)
+	return query
+}
+
+// prepare prepares the declared statements on both SQLite pools.
+func (db *DB) prepare(ctx context.Context) error {
+	if db.dialect != sqliteDialect {
+		return nil
+	}
+	db.stmts = map[stmtKey]*sql.Stmt{}
+	for _, q := range preparedTexts {
+		for _, pool := range []*sql.DB{db.wdb, db.rdb} {
+			st, err := pool.PrepareContext(ctx, db.inList(q))
+			if err != nil {
+				return fmt.Errorf("prepare %q: %w", q, err)
+			}
+			db.stmts[stmtKey{pool, q}] = st
+		}
+	}
+	return nil
+}
+
+// stmt returns query prepared on pool, or nil to run it as text.
+func (db *DB) stmt(pool *sql.DB, query string) *sql.Stmt {
+	return db.stmts[stmtKey{pool, query}]
+}
+
+// inList is SQL that matches an expression against a list of strings
+// given as one parameter (listArg), so a statement with a list keeps one
+// text and can be prepared: json_each over a JSON array on SQLite, ANY of
+// an array on PostgreSQL. Write it as IN_LIST(expr) in a statement's text,
+// which sqlText rewrites for the dialect.
+func (db *DB) listArg(values []string) any {
+	if db.dialect == postgresDialect {
+		return values
+	}
+	b, _ := json.Marshal(values) // strings: never fails
+	return string(b)
+}
+
+// inList rewrites each IN_LIST(expr) of query for the dialect.
+func (db *DB) inList(query string) string {
+	if !strings.Contains(query, "IN_LIST(") {
+		return query
+	}
+	repl := "$1 IN (SELECT value FROM json_each(?))"
+	if db.dialect == postgresDialect {
+		repl = "$1 = ANY(?)"
+	}
+	return inListRE.ReplaceAllString(query, repl)
+}
+
+var inListRE = regexp.MustCompile(`IN_LIST\(([a-z_.]+)\)`)
+
+// execTx runs a statement in a write transaction.
+func (db *DB) execTx(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if st := db.stmt(db.wdb, query); st != nil {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, db.q(db.inList(query)), args...)
+}
+
+// queryRowTx reads one row in a write transaction.
+func (db *DB) queryRowTx(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if st := db.stmt(db.wdb, query); st != nil {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, db.q(db.inList(query)), args...)
+}
+
+// queryTx reads rows in a write transaction.
+func (db *DB) queryTx(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	if st := db.stmt(db.wdb, query); st != nil {
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, db.q(db.inList(query)), args...)
+}
+
+// execW runs a statement on its own on the write pool.
+func (db *DB) execW(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := db.stmt(db.wdb, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return db.wdb.ExecContext(ctx, db.q(db.inList(query)), args...)
+}
+
+// queryRowR reads one row from the read pool.
+func (db *DB) queryRowR(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := db.stmt(db.rdb, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.rdb.QueryRowContext(ctx, db.q(db.inList(query)), args...)
+}
+
+// queryR reads rows from the read pool.
+func (db *DB) queryR(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := db.stmt(db.rdb, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.rdb.QueryContext(ctx, db.q(db.inList(query)), args...)
 }
 
 // New returns a DB for dsn with default clock and logger.
@@ -94,6 +226,8 @@ func (db *DB) Open(ctx context.Context) error {
 			return fmt.Errorf("open sqlite %s: %w", path, err)
 		}
 		db.rdb.SetMaxOpenConns(8)
+		// Kept open, with the statements prepared on them.
+		db.rdb.SetMaxIdleConns(8)
 	}
 	if err := db.wdb.PingContext(ctx); err != nil {
 		_ = db.Close()
@@ -103,12 +237,19 @@ func (db *DB) Open(ctx context.Context) error {
 		_ = db.Close()
 		return err
 	}
+	if err := db.prepare(ctx); err != nil {
+		_ = db.Close()
+		return err
+	}
 	return nil
 }
 
 // Close closes the connection pools.
 func (db *DB) Close() error {
 	var errs []error
+	for _, st := range db.stmts {
+		errs = append(errs, st.Close())
+	}
 	if db.wdb != nil {
 		errs = append(errs, db.wdb.Close())
 	}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/silofl/silo"
 )
@@ -84,13 +86,112 @@ func (db *DB) FindRunner(ctx context.Context, name string) (*StoredRunner, error
 }
 
 // FindRunnerByTokenHash returns the live runner whose token hashes to hash.
+//
+// Every request of a runner asks, so on SQLite — one server, which makes
+// every change to a runner through this store — the answer comes from a
+// cache that UpdateRunner empties of the runner it changes before it
+// returns: a replaced or deregistered token is refused at once. A cached
+// runner's status, heartbeat and agent fields are as they were when it was
+// cached; read the runner for those. On PostgreSQL, where another replica
+// may replace the token, the runner is read every time.
 func (db *DB) FindRunnerByTokenHash(ctx context.Context, hash string) (*StoredRunner, error) {
-	r, err := scanRunner(db.rdb.QueryRowContext(ctx, db.q(`SELECT `+runnerColumns+` FROM runners WHERE token_hash = ? AND token_hash <> '' AND status <> 'deregistered'`), hash))
+	cache := db.dialect == sqliteDialect && hash != ""
+	var gen uint64
+	if cache {
+		if r, ok := db.auth.get(hash); ok {
+			return r, nil
+		}
+		gen = db.auth.generation()
+	}
+	r, err := scanRunner(db.queryRowR(ctx, sqlRunnerByToken, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, silo.Errorf(silo.EUNAUTHORIZED, "runner token refused: the runner was deregistered or its token was replaced; get a new token with 'silo runners token NAME'")
+	} else if err != nil {
+		return nil, err
 	}
-	return r, err
+	if cache {
+		db.auth.put(hash, r, gen)
+	}
+	return r, nil
 }
+
+var sqlRunnerByToken = prepared(`SELECT ` + runnerColumns + ` FROM runners WHERE token_hash = ? AND token_hash <> '' AND status <> 'deregistered'`)
+
+// authCache holds runners by token hash. A runner read before a change
+// and put after it could bring a replaced token back, so each change
+// moves the generation on, and a put of a runner read under an older
+// generation is dropped.
+type authCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]*StoredRunner
+}
+
+// maxAuthCache bounds the cache; when full it starts again empty.
+const maxAuthCache = 1 << 17
+
+func (c *authCache) get(hash string) (*StoredRunner, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[hash]
+	if !ok {
+		return nil, false
+	}
+	cp := *r
+	return &cp, true
+}
+
+func (c *authCache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+func (c *authCache) put(hash string, r *StoredRunner, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= maxAuthCache {
+		c.m = map[string]*StoredRunner{}
+	}
+	cp := *r
+	c.m[hash] = &cp
+}
+
+// forget drops the runner with id.
+func (c *authCache) forget(id int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for h, r := range c.m {
+		if r.ID == id {
+			delete(c.m, h)
+		}
+	}
+}
+
+// FindRunners returns the live runners called names, by name, in one
+// query; a name with no live runner is missing from the map.
+func (db *DB) FindRunners(ctx context.Context, names []string) (map[string]*StoredRunner, error) {
+	out := make(map[string]*StoredRunner, len(names))
+	rows, err := db.queryR(ctx, sqlRunnersByName, db.listArg(names))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRunner(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[r.Name] = r
+	}
+	return out, rows.Err()
+}
+
+var sqlRunnersByName = prepared(`SELECT ` + runnerColumns + ` FROM runners WHERE IN_LIST(name) AND status <> 'deregistered'`)
 
 // ListRunners returns the live runners by name; with deregistered true, the
 // deregistered ones too.
@@ -119,6 +220,11 @@ func (db *DB) ListRunners(ctx context.Context, deregistered bool) ([]*StoredRunn
 // change edit it, and writes spec, secrets, status and token back.
 func (db *DB) UpdateRunner(ctx context.Context, name string, change func(r *StoredRunner) error) (*StoredRunner, error) {
 	var out *StoredRunner
+	defer func() {
+		if out != nil {
+			db.auth.forget(out.ID) // its token may have changed
+		}
+	}()
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
 		r, err := scanRunner(tx.QueryRowContext(ctx, db.q(`SELECT `+runnerColumns+` FROM runners WHERE name = ? AND status <> 'deregistered'`), name))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -148,6 +254,9 @@ func (db *DB) UpdateRunner(ctx context.Context, name string, change func(r *Stor
 		out = r
 		return nil
 	})
+	if err != nil {
+		out = nil
+	}
 	return out, err
 }
 
@@ -155,30 +264,132 @@ func (db *DB) UpdateRunner(ctx context.Context, name string, change func(r *Stor
 // A runner that failed stays failed until its token is replaced, so a
 // reason a person must act on is not hidden by a reconnecting agent.
 func (db *DB) RecordHeartbeat(ctx context.Context, id int64, hb silo.Heartbeat) (*StoredRunner, error) {
+	r, _, err := db.Heartbeat(ctx, id, hb)
+	return r, err
+}
+
+// Heartbeat is RecordHeartbeat that also returns the status the runner had
+// before.
+func (db *DB) Heartbeat(ctx context.Context, id int64, hb silo.Heartbeat) (*StoredRunner, silo.RunnerStatus, error) {
 	now := micros(db.now())
 	policy := ""
 	if hb.Policy != nil {
 		b, err := json.Marshal(hb.Policy)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		policy = string(b)
 	}
-	_, err := db.wdb.ExecContext(ctx, db.q(`UPDATE runners SET last_heartbeat = ?, agent_version = ?, agent_vcpu = ?, agent_memory_mb = ?, policy = ?,
+	var r *StoredRunner
+	var was string
+	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
+		err := db.queryRowTx(ctx, tx, sqlRunnerStatus, id).Scan(&was)
+		if errors.Is(err, sql.ErrNoRows) {
+			return silo.Errorf(silo.ENOTFOUND, "no runner %d", id)
+		} else if err != nil {
+			return err
+		}
+		if _, err := db.execTx(ctx, tx, sqlRecordHeartbeat, now, hb.AgentVersion, hb.VCPU, hb.MemoryMB, policy, now, id); err != nil {
+			return fmt.Errorf("record heartbeat: %w", err)
+		}
+		r, err = scanRunner(db.queryRowTx(ctx, tx, sqlRunnerByID, id))
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return r, silo.RunnerStatus(was), nil
+}
+
+var (
+	sqlRecordHeartbeat = prepared(`UPDATE runners SET last_heartbeat = ?, agent_version = ?, agent_vcpu = ?, agent_memory_mb = ?, policy = ?,
 		status = CASE WHEN status IN ('registering', 'provisioning', 'offline', 'online') THEN 'online' ELSE status END,
 		status_reason = CASE WHEN status IN ('registering', 'provisioning', 'offline', 'online') THEN '' ELSE status_reason END,
 		updated_at = CASE WHEN status = 'online' THEN updated_at ELSE ? END
-		WHERE id = ? AND status <> 'deregistered'`),
-		now, hb.AgentVersion, hb.VCPU, hb.MemoryMB, policy, now, id)
+		WHERE id = ? AND status <> 'deregistered'`)
+	sqlRunnerStatus = prepared(`SELECT status FROM runners WHERE id = ?`)
+	sqlRunnerByID   = prepared(`SELECT ` + runnerColumns + ` FROM runners WHERE id = ?`)
+)
+
+// TouchRunners records when online runners last sent a heartbeat that
+// changed nothing else — their status, agent and resources as stored — all
+// in one transaction: heartbeats are most of a large control plane's
+// writes, and a server coalesces them. It returns the runners among seen
+// that are no longer online (another replica marked them offline, a user
+// deregistered them): their next heartbeat must be recorded in full.
+func (db *DB) TouchRunners(ctx context.Context, seen map[int64]time.Time) ([]int64, error) {
+	if len(seen) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	touched := map[int64]bool{}
+	// One statement per touchBatch runners, all in one transaction.
+	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
+		clear(touched)
+		for rest := ids; len(rest) > 0; {
+			n := min(len(rest), touchBatch)
+			var rows *sql.Rows
+			var err error
+			if db.dialect == postgresDialect {
+				times := make([]int64, n)
+				for i, id := range rest[:n] {
+					times[i] = micros(seen[id])
+				}
+				rows, err = tx.QueryContext(ctx, sqlTouchPostgres, rest[:n], times)
+			} else {
+				pairs := make([][2]int64, n)
+				for i, id := range rest[:n] {
+					pairs[i] = [2]int64{id, micros(seen[id])}
+				}
+				b, _ := json.Marshal(pairs) // numbers: never fails
+				rows, err = db.queryTx(ctx, tx, sqlTouchSQLite, string(b))
+			}
+			if err != nil {
+				return fmt.Errorf("record heartbeats: %w", err)
+			}
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					_ = rows.Close()
+					return err
+				}
+				touched[id] = true
+			}
+			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+				return fmt.Errorf("record heartbeats: %w", err)
+			}
+			rest = rest[n:]
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("record heartbeat: %w", err)
+		return nil, err
 	}
-	r, err := scanRunner(db.rdb.QueryRowContext(ctx, db.q(`SELECT `+runnerColumns+` FROM runners WHERE id = ?`), id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, silo.Errorf(silo.ENOTFOUND, "no runner %d", id)
+	var gone []int64
+	for _, id := range ids {
+		if !touched[id] {
+			gone = append(gone, id)
+		}
 	}
-	return r, err
+	return gone, nil
 }
+
+// touchBatch is how many runners' heartbeats one statement records.
+const touchBatch = 1000
+
+var (
+	// A heartbeat never moves a runner's last one back (another replica may
+	// have written a later one).
+	sqlTouchSQLite = prepared(`UPDATE runners SET last_heartbeat = max(COALESCE(runners.last_heartbeat, 0), v.t)
+		FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS t FROM json_each(?)) AS v
+		WHERE runners.id = v.id AND runners.status = 'online' RETURNING runners.id`)
+	sqlTouchPostgres = `UPDATE runners r SET last_heartbeat = GREATEST(COALESCE(r.last_heartbeat, 0), v.t)
+		FROM unnest($1::bigint[], $2::bigint[]) AS v(id, t)
+		WHERE r.id = v.id AND r.status = 'online' RETURNING r.id`
+)
 
 // MarkStaleRunnersOffline turns online runners whose last heartbeat is older
 // than cutoff offline, and returns their names.
@@ -208,18 +419,14 @@ type RunnerState struct {
 	Reason string
 }
 
-// RunnerStates returns the state of the named runners, in one query; a name
-// that is not registered is missing from the map.
+// RunnerStates returns the state of the named live runners, in one query; a
+// name that is not registered (or was deregistered) is missing from the map.
 func (db *DB) RunnerStates(ctx context.Context, names []string) (map[string]RunnerState, error) {
 	out := make(map[string]RunnerState, len(names))
 	if len(names) == 0 {
 		return out, nil
 	}
-	args := make([]any, len(names))
-	for i, n := range names {
-		args[i] = n
-	}
-	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT id, name, status, status_reason FROM runners WHERE name IN (`+placeholders(len(names))+`)`), args...)
+	rows, err := db.queryR(ctx, sqlRunnerStates, db.listArg(names))
 	if err != nil {
 		return nil, err
 	}
@@ -235,6 +442,9 @@ func (db *DB) RunnerStates(ctx context.Context, names []string) (map[string]Runn
 	}
 	return out, rows.Err()
 }
+
+// A deregistered runner is missing from the map, as one never registered.
+var sqlRunnerStates = prepared(`SELECT id, name, status, status_reason FROM runners WHERE IN_LIST(name) AND status <> 'deregistered'`)
 
 // placeholders returns n comma-separated question marks.
 func placeholders(n int) string {

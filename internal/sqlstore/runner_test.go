@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -175,6 +176,131 @@ func TestTasks(t *testing.T) {
 		}
 		if states["t1"] != "succeeded" || states["t2"] != "failed" || states["t3"] != "cancelled" || states["t4"] != "cancelled" {
 			t.Fatalf("task states = %v", states)
+		}
+	})
+}
+
+// TestTouchRunners: heartbeats written together move each online runner's
+// last heartbeat on (never back), and name the runners no longer online,
+// whose heartbeats must be written in full.
+func TestTouchRunners(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *sqlstore.DB, c *clock) {
+		ctx := context.Background()
+		on, off := mustRunner(t, db, "on"), mustRunner(t, db, "off")
+		for _, r := range []*sqlstore.StoredRunner{on, off} {
+			if _, err := db.RecordHeartbeat(ctx, r.ID, silo.Heartbeat{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t0 := c.now()
+		if _, err := db.MarkStaleRunnersOffline(ctx, t0.Add(time.Second).UnixMicro(), "gone"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.RecordHeartbeat(ctx, on.ID, silo.Heartbeat{}); err != nil {
+			t.Fatal(err)
+		}
+		last := func(r *sqlstore.StoredRunner) time.Time {
+			got, err := db.FindRunner(ctx, r.Name)
+			if err != nil || got.LastHeartbeat == nil {
+				t.Fatalf("runner %s: %+v, %v", r.Name, got, err)
+			}
+			return *got.LastHeartbeat
+		}
+		gone, err := db.TouchRunners(ctx, map[int64]time.Time{on.ID: t0.Add(5 * time.Second), off.ID: t0.Add(5 * time.Second)})
+		if err != nil || len(gone) != 1 || gone[0] != off.ID {
+			t.Fatalf("TouchRunners = %v, %v; want the offline runner", gone, err)
+		}
+		if got := last(on); !got.Equal(t0.Add(5 * time.Second)) {
+			t.Fatalf("last heartbeat %v, want %v", got, t0.Add(5*time.Second))
+		}
+		if got := last(off); !got.Equal(t0) {
+			t.Fatalf("an offline runner's heartbeat was touched: %v", got)
+		}
+		if gone, err := db.TouchRunners(ctx, map[int64]time.Time{on.ID: t0.Add(2 * time.Second)}); err != nil || len(gone) != 0 {
+			t.Fatalf("an older heartbeat: %v, %v", gone, err)
+		}
+		if got := last(on); !got.Equal(t0.Add(5 * time.Second)) {
+			t.Fatalf("an older heartbeat moved the last one back to %v", got)
+		}
+
+		// A runner found running nothing is seen running its next claim.
+		if running, err := db.RunningTasks(ctx, on.ID); err != nil || len(running) != 0 {
+			t.Fatalf("RunningTasks = %v, %v", running, err)
+		}
+		if err := db.CreateTask(ctx, on.ID, &silo.Task{ID: "t1", Type: silo.TaskDiagnostics}); err != nil {
+			t.Fatal(err)
+		}
+		if task, err := db.ClaimTask(ctx, on.ID); err != nil || task == nil {
+			t.Fatalf("ClaimTask = %v, %v", task, err)
+		}
+		if running, err := db.RunningTasks(ctx, on.ID); err != nil || len(running) != 1 || running[0].ID != "t1" {
+			t.Fatalf("RunningTasks after a claim = %v, %v", running, err)
+		}
+	})
+}
+
+// TestFinishTasksTogether: results that arrive together are each taken or
+// refused on their own (SQLite takes them in one transaction), with their
+// log lines, and each says whether its runner has a task queued.
+func TestFinishTasksTogether(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *sqlstore.DB, c *clock) {
+		ctx := context.Background()
+		r1, r2 := mustRunner(t, db, "r1"), mustRunner(t, db, "r2")
+		const n = 12
+		for i := range n {
+			if err := db.CreateTask(ctx, r1.ID, &silo.Task{ID: fmt.Sprintf("t%d", i), Type: silo.TaskDiagnostics}); err != nil {
+				t.Fatal(err)
+			}
+			if task, err := db.ClaimTask(ctx, r1.ID); err != nil || task == nil {
+				t.Fatalf("ClaimTask = %v, %v", task, err)
+			}
+		}
+		if err := db.CreateTask(ctx, r1.ID, &silo.Task{ID: "later", Type: silo.TaskDiagnostics}); err != nil {
+			t.Fatal(err)
+		}
+		type outcome struct {
+			task   *silo.Task
+			queued bool
+			err    error
+		}
+		out := make([]outcome, n+2)
+		var wg sync.WaitGroup
+		for i := range n + 2 {
+			wg.Go(func() {
+				runner, id := r1.ID, fmt.Sprintf("t%d", i)
+				switch i {
+				case n: // another runner's task
+					runner, id = r2.ID, "t0"
+				case n + 1: // no such task
+					id = "nope"
+				}
+				res := silo.TaskResult{Status: silo.TaskSucceeded, Output: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)),
+					Logs: []silo.LogLine{{Time: c.now(), Level: "INFO", Message: fmt.Sprintf("line of %d", i)}}}
+				task, queued, err := db.FinishTaskNext(ctx, runner, id, res, nil)
+				out[i] = outcome{task, queued, err}
+			})
+		}
+		wg.Wait()
+		for i := range n {
+			o := out[i]
+			if o.err != nil || o.task == nil || o.task.Status != silo.TaskSucceeded || string(o.task.Output) != fmt.Sprintf(`{"i":%d}`, i) || !o.queued {
+				t.Fatalf("result %d = %+v", i, o)
+			}
+		}
+		wantCode(t, out[n].err, silo.ENOTFOUND)
+		wantCode(t, out[n+1].err, silo.ENOTFOUND)
+		ids := make([]string, n)
+		for i := range n {
+			ids[i] = fmt.Sprintf("t%d", i)
+		}
+		if lines, err := db.ListTaskLogs(ctx, ids, 0, 0); err != nil || len(lines) != n {
+			t.Fatalf("log lines = %d, %v; want %d", len(lines), err, n)
+		}
+		// Taken once: a second delivery is refused.
+		_, _, err := db.FinishTaskNext(ctx, r1.ID, "t3", silo.TaskResult{Status: silo.TaskFailed}, nil)
+		wantCode(t, err, silo.ECONFLICT)
+		if task, queued, err := db.FinishTaskNext(ctx, r2.ID, "later", silo.TaskResult{Status: silo.TaskSucceeded}, nil); err == nil {
+			t.Fatalf("another runner's queued task was finished: %+v %v", task, queued)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/silofl/silo"
@@ -259,11 +260,52 @@ func (db *DB) settle(ctx context.Context, tx *sql.Tx, id string) error {
 
 // FindSession returns the session with id.
 func (db *DB) FindSession(ctx context.Context, id string) (*StoredSession, error) {
-	s, err := scanSession(db.rdb.QueryRowContext(ctx, db.q(`SELECT `+sessionColumns+` FROM sessions WHERE id = ?`), id))
+	s, err := scanSession(db.queryRowR(ctx, sqlSessionByID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, silo.Errorf(silo.ENOTFOUND, "no session %s: see 'silo sessions list'", id)
 	}
 	return s, err
+}
+
+var (
+	sqlInsertRound   = prepared(`INSERT INTO session_rounds (session_id, round, metrics, recorded_at) VALUES (?, ?, ?, ?)`)
+	sqlSessionByID   = prepared(`SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`)
+	sqlSessionStamp  = prepared(`SELECT status, status_reason, phase, phase_round, round, updated_at, lease_owner FROM sessions WHERE id = ?`)
+	sqlUpdateSession = prepared(`UPDATE sessions SET status = ?, status_reason = ?, updated_at = ?, finished_at = ?, round = ?, phase = ?, phase_round = ?,
+		phase_quorum = ?, phase_started_at = ?, state = ?, clients = ?, latest = ?, best_round = ?, lease_owner = ?, lease_until = ? WHERE id = ?`)
+)
+
+// SessionStamp is a few columns that change whenever a session is
+// written (but for its lease's renewal): a driver that holds the session as
+// it last wrote it reads the stamp to know whether anyone else wrote since
+// (a user cancelling, another replica taking over), and reads the whole
+// session only then. Its time is in microseconds, as stored.
+type SessionStamp struct {
+	Status       silo.SessionStatus
+	StatusReason string
+	Phase        string
+	PhaseRound   int
+	Round        int
+	UpdatedAt    int64
+	LeaseOwner   string
+}
+
+// Stamp is the session's stamp as this copy of it holds it.
+func (s *StoredSession) Stamp() SessionStamp {
+	return SessionStamp{Status: s.Status, StatusReason: s.StatusReason, Phase: s.Phase, PhaseRound: s.PhaseRound, Round: s.Round,
+		UpdatedAt: micros(s.UpdatedAt), LeaseOwner: s.LeaseOwner}
+}
+
+// FindSessionStamp returns the stamp of the session with id.
+func (db *DB) FindSessionStamp(ctx context.Context, id string) (SessionStamp, error) {
+	var st SessionStamp
+	var status string
+	err := db.queryRowR(ctx, sqlSessionStamp, id).Scan(&status, &st.StatusReason, &st.Phase, &st.PhaseRound, &st.Round, &st.UpdatedAt, &st.LeaseOwner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, silo.Errorf(silo.ENOTFOUND, "no session %s: see 'silo sessions list'", id)
+	}
+	st.Status = silo.SessionStatus(status)
+	return st, err
 }
 
 // ListSessions returns sessions, newest first; with active, only those not
@@ -310,12 +352,20 @@ type Advance struct {
 	DropBlobs []string
 	// Tasks are queued for their runners.
 	Tasks []NewTask
+	// Base, when set, is the session as the caller last read or wrote it.
+	// While its stamp is still the stored one, change gets a copy of it and
+	// the whole row is not read again.
+	Base *StoredSession
 }
 
-// NewTask is a task to queue for the runner with RunnerID.
+// NewTask is a task to queue for the runner with RunnerID. A Claimed one
+// is written running, claimed already: its runner's long-poll waits on this
+// server and takes it from the driver's hands (UnclaimTask puts it back in
+// the queue if the poll had gone).
 type NewTask struct {
 	RunnerID int64
 	Task     *silo.Task
+	Claimed  bool
 }
 
 // UpdateSession loads a session in a transaction, lets change edit it, and
@@ -331,18 +381,11 @@ func (db *DB) UpdateSession(ctx context.Context, id string, round *SessionRound,
 // and nothing is written.
 func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, change func(s *StoredSession) error) (*StoredSession, error) {
 	var out *StoredSession
-	query := `SELECT ` + sessionColumns + ` FROM sessions WHERE id = ?`
-	if db.dialect == postgresDialect {
-		// Lock the row for the read-modify-write: without it a concurrent
-		// writer (a user cancelling, another replica taking the lease) is
-		// overwritten by this transaction's stale copy.
-		query += ` FOR UPDATE`
-	}
 	if adv == nil {
 		adv = &Advance{}
 	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		s, err := scanSession(tx.QueryRowContext(ctx, db.q(query), id))
+		s, err := db.lockSession(ctx, tx, id, adv.Base)
 		if errors.Is(err, sql.ErrNoRows) {
 			return silo.Errorf(silo.ENOTFOUND, "no session %s", id)
 		} else if err != nil {
@@ -364,8 +407,7 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 			t := s.UpdatedAt
 			s.FinishedAt = &t
 		}
-		if _, err := tx.ExecContext(ctx, db.q(`UPDATE sessions SET status = ?, status_reason = ?, updated_at = ?, finished_at = ?, round = ?, phase = ?, phase_round = ?,
-			phase_quorum = ?, phase_started_at = ?, state = ?, clients = ?, latest = ?, best_round = ?, lease_owner = ?, lease_until = ? WHERE id = ?`),
+		if _, err := db.execTx(ctx, tx, sqlUpdateSession,
 			string(s.Status), s.StatusReason, micros(s.UpdatedAt), nullMicros(s.FinishedAt), s.Round, s.Phase, s.PhaseRound,
 			s.PhaseQuorum, micros(s.PhaseStartedAt), s.State, string(clients), string(latest), s.BestRound, s.LeaseOwner, micros(s.LeaseUntil), id); err != nil {
 			return fmt.Errorf("update session: %w", err)
@@ -383,8 +425,8 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 				return err
 			}
 		}
-		for _, name := range adv.DropBlobs {
-			if err := db.dropBlobs(ctx, tx, id, name); err != nil {
+		if len(adv.DropBlobs) > 0 {
+			if err := db.dropBlobs(ctx, tx, id, adv.DropBlobs); err != nil {
 				return err
 			}
 		}
@@ -393,10 +435,8 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 				return err
 			}
 		}
-		for _, nt := range adv.Tasks {
-			if err := db.insertTask(ctx, tx, nt.RunnerID, nt.Task); err != nil {
-				return err
-			}
+		if err := db.insertTasks(ctx, tx, adv.Tasks); err != nil {
+			return err
 		}
 		out = s
 		return nil
@@ -404,24 +444,56 @@ func (db *DB) AdvanceSession(ctx context.Context, id string, adv *Advance, chang
 	return out, err
 }
 
+// lockSession reads a session in a write transaction, for a
+// read-modify-write: a copy of base when the stored stamp is still base's,
+// the stored row otherwise. On PostgreSQL the row is locked: without it a
+// concurrent writer (a user cancelling, another replica taking the lease)
+// would be overwritten by this transaction's stale copy.
+func (db *DB) lockSession(ctx context.Context, tx *sql.Tx, id string, base *StoredSession) (*StoredSession, error) {
+	lock := ""
+	if db.dialect == postgresDialect {
+		lock = ` FOR UPDATE`
+	}
+	if base != nil {
+		var st SessionStamp
+		var status string
+		err := db.queryRowTx(ctx, tx, sqlSessionStamp+lock, id).Scan(&status, &st.StatusReason, &st.Phase, &st.PhaseRound, &st.Round, &st.UpdatedAt, &st.LeaseOwner)
+		if err != nil {
+			return nil, err
+		}
+		st.Status = silo.SessionStatus(status)
+		if st == base.Stamp() {
+			cp := *base
+			cp.Clients = slices.Clone(base.Clients)
+			return &cp, nil
+		}
+	}
+	return scanSession(db.queryRowTx(ctx, tx, sqlSessionByID+lock, id))
+}
+
 func (db *DB) recordRound(ctx context.Context, tx *sql.Tx, id string, round *SessionRound, at time.Time) error {
 	m, err := json.Marshal(round.Federated)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_rounds (session_id, round, metrics, recorded_at) VALUES (?, ?, ?, ?)`),
+	if _, err := db.execTx(ctx, tx, sqlInsertRound,
 		id, round.Round, string(m), micros(at)); err != nil {
 		return fmt.Errorf("record round %d: %w", round.Round, err)
 	}
-	for _, c := range round.Clients {
-		cm, err := json.Marshal(c.Values)
-		if err != nil {
-			return err
+	for clients := round.Clients; len(clients) > 0; {
+		n := min(len(clients), 200)
+		args := make([]any, 0, 4*n)
+		for _, c := range clients[:n] {
+			cm, err := json.Marshal(c.Values)
+			if err != nil {
+				return err
+			}
+			args = append(args, id, round.Round, c.Dataset, string(cm))
 		}
-		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_client_metrics (session_id, round, dataset, metrics) VALUES (?, ?, ?, ?)`),
-			id, round.Round, c.Dataset, string(cm)); err != nil {
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO session_client_metrics (session_id, round, dataset, metrics) VALUES `+strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?),", n), ",")), args...); err != nil {
 			return fmt.Errorf("record client metrics: %w", err)
 		}
+		clients = clients[n:]
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/silofl/silo"
@@ -43,7 +44,7 @@ func scanTask(s scanner) (*silo.Task, error) {
 // CreateTask queues t (ID, Type, Payload, VCPU, MemoryMB set by the caller)
 // for the runner with id runnerID.
 func (db *DB) CreateTask(ctx context.Context, runnerID int64, t *silo.Task) error {
-	return db.insertTask(ctx, db.wdb, runnerID, t)
+	return db.insertTask(ctx, nil, runnerID, t)
 }
 
 // CreateSessionTask queues a task of session t.Session, only while owner
@@ -56,7 +57,7 @@ func (db *DB) CreateSessionTask(ctx context.Context, runnerID int64, t *silo.Tas
 			query += ` FOR SHARE` // a lease taken meanwhile waits for this insert
 		}
 		var holder string
-		if err := tx.QueryRowContext(ctx, db.q(query), t.Session).Scan(&holder); errors.Is(err, sql.ErrNoRows) {
+		if err := db.queryRowTx(ctx, tx, query, t.Session).Scan(&holder); errors.Is(err, sql.ErrNoRows) {
 			return silo.Errorf(silo.ENOTFOUND, "no session %s", t.Session)
 		} else if err != nil {
 			return err
@@ -68,50 +69,102 @@ func (db *DB) CreateSessionTask(ctx context.Context, runnerID int64, t *silo.Tas
 	})
 }
 
-func (db *DB) insertTask(ctx context.Context, ex interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}, runnerID int64, t *silo.Task) error {
-	t.Status, t.CreatedAt = silo.TaskQueued, db.now()
-	parts := ""
-	if len(t.Inputs) > 0 {
-		b, err := json.Marshal(t.Inputs)
-		if err != nil {
-			return err
+func (db *DB) insertTask(ctx context.Context, tx *sql.Tx, runnerID int64, t *silo.Task) error {
+	return db.insertTasks(ctx, tx, []NewTask{{RunnerID: runnerID, Task: t}})
+}
+
+// insertTasks queues tasks, up to taskBatch per statement; with tx nil,
+// on their own.
+func (db *DB) insertTasks(ctx context.Context, tx *sql.Tx, tasks []NewTask) error {
+	for len(tasks) > 0 {
+		n := min(len(tasks), taskBatch)
+		args := make([]any, 0, 13*n)
+		for _, nt := range tasks[:n] {
+			t := nt.Task
+			t.Status, t.CreatedAt, t.StartedAt = silo.TaskQueued, db.now(), nil
+			if nt.Claimed {
+				db.idle.busy(nt.RunnerID) // before it runs: RunningTasks must look
+				started := t.CreatedAt
+				t.Status, t.StartedAt = silo.TaskRunning, &started
+			}
+			parts := ""
+			if len(t.Inputs) > 0 {
+				b, err := json.Marshal(t.Inputs)
+				if err != nil {
+					return err
+				}
+				parts = string(b)
+			}
+			args = append(args, t.ID, nt.RunnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), nullMicros(t.StartedAt), t.Session, t.Round, t.Dataset, parts, t.MaxResult)
 		}
-		parts = string(b)
-	}
-	_, err := ex.ExecContext(ctx, db.q(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, session_id, round, dataset, parts, max_result)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		t.ID, runnerID, t.Type, string(t.Payload), t.VCPU, t.MemoryMB, t.Status, micros(t.CreatedAt), t.Session, t.Round, t.Dataset, parts, t.MaxResult)
-	if err != nil {
-		return fmt.Errorf("insert task: %w", err)
+		query := sqlInsertTask
+		if n > 1 {
+			query += strings.Repeat(", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", n-1)
+		}
+		var err error
+		if tx == nil {
+			_, err = db.execW(ctx, query, args...)
+		} else {
+			_, err = db.execTx(ctx, tx, query, args...)
+		}
+		if err != nil {
+			return fmt.Errorf("insert task: %w", err)
+		}
+		var ex interface {
+			ExecContext(context.Context, string, ...any) (sql.Result, error)
+		} = db.wdb
+		if tx != nil {
+			ex = tx
+		}
+		var queued []NewTask
+		for _, nt := range tasks[:n] {
+			if !nt.Claimed {
+				queued = append(queued, nt)
+			}
+		}
+		if err := db.notifyTasksQueued(ctx, ex, queued); err != nil {
+			return fmt.Errorf("tell other replicas of a task: %w", err)
+		}
+		tasks = tasks[n:]
 	}
 	return nil
 }
 
+// taskBatch is the most tasks one statement queues: 14 values each, well
+// within both databases' limits on parameters.
+const taskBatch = 200
+
+var sqlInsertTask = prepared(`INSERT INTO tasks (id, runner_id, type, payload, vcpu, memory_mb, status, created_at, started_at, session_id, round, dataset, parts, max_result)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+
 // ClaimTask marks the runner's oldest queued task running and returns it, or
-// returns nil when there is none. Concurrent claims never get the same task.
-// The task is read in the claiming transaction: a read after it could fail
-// (a dropped connection) and leave the task running with no runner knowing
-// it until the runner's heartbeats show it lost.
+// returns nil when there is none. A task starts running only so, or queued
+// claimed already (NewTask.Claimed). Concurrent claims never get the same task.
+// It looks on the read pool first, so a long-poll that finds nothing (the
+// common case) takes no write transaction. The task is read in the
+// claiming transaction: a read after it could fail (a dropped connection)
+// and leave the task running with no runner knowing it until the runner's
+// heartbeats show it lost.
 func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error) {
+	var id string
+	if err := db.queryRowR(ctx, sqlOldestQueued, runnerID).Scan(&id); errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	claim := sqlClaim
+	if db.dialect == postgresDialect {
+		claim = sqlClaimPostgres
+	}
+	db.idle.busy(runnerID) // before the claim: RunningTasks must look
 	var t *silo.Task
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		query := `SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1`
-		if db.dialect == postgresDialect {
-			query += ` FOR UPDATE SKIP LOCKED`
-		}
-		var id string
-		err := tx.QueryRowContext(ctx, db.q(query), runnerID).Scan(&id)
+		var err error
+		t, err = scanTask(db.queryRowTx(ctx, tx, claim, micros(db.now()), runnerID))
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		} else if err != nil {
-			return err
+			t = nil
+			return nil // another claim took it
 		}
-		if _, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'running', started_at = ? WHERE id = ?`), micros(db.now()), id); err != nil {
-			return err
-		}
-		t, err = db.readTask(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -120,17 +173,35 @@ func (db *DB) ClaimTask(ctx context.Context, runnerID int64) (*silo.Task, error)
 	return t, nil
 }
 
-// readTask reads the task with id through q: the read pool, or a
-// transaction that just changed it.
-func (db *DB) readTask(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, id string) (*silo.Task, error) {
-	return scanTask(q.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`), id))
+// returningTask is taskColumns for a RETURNING clause, which names no other
+// table: the runner's name comes from a subquery.
+var returningTask = strings.NewReplacer("t.", "", "r.name", "(SELECT name FROM runners WHERE id = runner_id)").Replace(taskColumns)
+
+// UnclaimTask puts a task queued claimed back in the queue, unless it ended
+// meanwhile: the long-poll it was handed to had gone. It reports whether it
+// did.
+func (db *DB) UnclaimTask(ctx context.Context, id string) (bool, error) {
+	res, err := db.execW(ctx, `UPDATE tasks SET status = 'queued', started_at = NULL WHERE id = ? AND status = 'running'`, id)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
+
+var (
+	sqlOldestQueued = prepared(`SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1`)
+	sqlClaim        = prepared(`UPDATE tasks SET status = 'running', started_at = ?
+		WHERE id = (SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1) RETURNING ` + returningTask)
+	// On PostgreSQL a claim skips rows another claim has locked.
+	sqlClaimPostgres = `UPDATE tasks SET status = 'running', started_at = ?
+		WHERE id = (SELECT id FROM tasks WHERE runner_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ` + returningTask
+	sqlReadTask = prepared(`SELECT ` + taskColumns + ` FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.id = ?`)
+)
 
 // FindTask returns the task with id.
 func (db *DB) FindTask(ctx context.Context, id string) (*silo.Task, error) {
-	t, err := db.readTask(ctx, db.rdb, id)
+	t, err := scanTask(db.queryRowR(ctx, sqlReadTask, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, silo.Errorf(silo.ENOTFOUND, "no task %s", id)
 	}
@@ -158,58 +229,231 @@ func (db *DB) ListTasks(ctx context.Context, runnerID int64, limit int) ([]*silo
 	return out, rows.Err()
 }
 
+// TaskHead is what the server checks of a task before it reads a byte of
+// its result: whose it is, whether it still wants one, and how large it
+// may be.
+type TaskHead struct {
+	ID        string
+	RunnerID  int64
+	Type      string
+	Status    string
+	Session   string
+	MaxResult int64
+}
+
+// FindTaskHead returns the head of the task with id.
+func (db *DB) FindTaskHead(ctx context.Context, id string) (*TaskHead, error) {
+	h := TaskHead{ID: id}
+	err := db.queryRowR(ctx, sqlTaskHead, id).Scan(&h.RunnerID, &h.Type, &h.Status, &h.Session, &h.MaxResult)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, silo.Errorf(silo.ENOTFOUND, "no task %s", id)
+	} else if err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+var sqlTaskHead = prepared(`SELECT runner_id, type, status, session_id, max_result FROM tasks WHERE id = ?`)
+
 // FinishTask records the end of a running task of runnerID: its status,
 // output, log lines and result parts (stored as session blobs named
 // "task/ID/PART"; large ones may have been streamed there before). A task of
 // another runner, or one that is not running (finished, cancelled, replayed
 // result), is refused, so a runner cannot overwrite results.
 func (db *DB) FinishTask(ctx context.Context, runnerID int64, taskID string, res silo.TaskResult, parts map[string][]byte) (*silo.Task, error) {
+	t, _, err := db.FinishTaskNext(ctx, runnerID, taskID, res, parts)
+	return t, err
+}
+
+// FinishTaskNext is FinishTask that also reports whether the runner has a
+// task queued once the result is taken, which a runner asking for its
+// next task with the result would otherwise look for at once.
+//
+// On SQLite, whose one writer takes transactions one at a time, results
+// that arrive together are taken in one transaction (each in a savepoint of
+// its own, so one refused leaves the others): a step of a hundred clients
+// costs a few commits, not a hundred.
+func (db *DB) FinishTaskNext(ctx context.Context, runnerID int64, taskID string, res silo.TaskResult, parts map[string][]byte) (*silo.Task, bool, error) {
 	if !slices.Contains([]string{silo.TaskSucceeded, silo.TaskFailed, silo.TaskRefused}, res.Status) {
-		return nil, silo.FieldErrorf("status", "task result status %q: use succeeded, failed or refused", res.Status)
+		return nil, false, silo.FieldErrorf("status", "task result status %q: use succeeded, failed or refused", res.Status)
 	}
-	var t *silo.Task
-	query := `SELECT runner_id, status, session_id FROM tasks WHERE id = ?`
-	if db.dialect == postgresDialect {
-		// Two deliveries of one result (a retry after a lost answer) must
-		// not both find the task running.
-		query += ` FOR UPDATE`
+	f := &finish{ctx: ctx, runnerID: runnerID, taskID: taskID, res: res, parts: parts, done: make(chan struct{}), lead: make(chan struct{})}
+	if db.dialect == sqliteDialect {
+		db.finishes.run(db, f)
+		return f.t, f.queued, f.err
 	}
 	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		var owner int64
-		var status, session string
-		err := tx.QueryRowContext(ctx, db.q(query), taskID).Scan(&owner, &status, &session)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
-			return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
-		} else if err != nil {
+		f.finishIn(tx, db)
+		return f.err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return f.t, f.queued, nil
+}
+
+// finish is one result to take, and how it went.
+type finish struct {
+	ctx      context.Context
+	runnerID int64
+	taskID   string
+	res      silo.TaskResult
+	parts    map[string][]byte
+	t        *silo.Task
+	queued   bool
+	err      error
+	done     chan struct{} // closed once taken or refused
+	lead     chan struct{} // closed when it is its turn to write a batch
+}
+
+// finishIn takes the result within tx.
+func (f *finish) finishIn(tx *sql.Tx, db *DB) {
+	f.t, f.queued = nil, false
+	if f.err = f.take(tx, db); f.err != nil {
+		f.t, f.queued = nil, false
+	}
+}
+
+func (f *finish) take(tx *sql.Tx, db *DB) error {
+	ctx := f.ctx
+	// One statement takes the result only from the task's own runner
+	// while the task runs; on PostgreSQL a second delivery of the same
+	// result waits for the row and then finds it finished.
+	var err error
+	f.t, err = scanTask(db.queryRowTx(ctx, tx, sqlFinishTask, f.res.Status, f.res.Error, string(f.res.Output), micros(db.now()), f.taskID, f.runnerID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return db.whyNotRunning(ctx, tx, f.runnerID, f.taskID)
+	} else if err != nil {
+		return err
+	}
+	if len(f.parts) > 0 && f.t.Session == "" {
+		return silo.Errorf(silo.EINVALID, "task %s belongs to no session: its result takes no parts", f.taskID)
+	}
+	if err := db.notify(ctx, tx, notifySessions, f.t.Session); err != nil {
+		return fmt.Errorf("tell other replicas of a result: %w", err)
+	}
+	for name, data := range f.parts {
+		// A running task has no result parts yet (large ones are streamed
+		// under other names until they are complete).
+		if err := db.insertBlob(ctx, tx, f.t.Session, ResultBlob(f.taskID, name), data); err != nil {
 			return err
 		}
-		if status != silo.TaskRunning {
-			return silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", taskID, status)
+	}
+	if err := db.insertTaskLogs(ctx, tx, f.taskID, f.res.Logs); err != nil {
+		return err
+	}
+	return db.queryRowTx(ctx, tx, sqlHasQueued, f.runnerID).Scan(&f.queued)
+}
+
+// finishBatch gathers results that arrive while one transaction is being
+// written; the first to arrive writes them all, then hands the turn to the
+// first of those that came meanwhile.
+type finishBatch struct {
+	mu      sync.Mutex
+	pending []*finish
+	writing bool
+}
+
+func (b *finishBatch) run(db *DB, f *finish) {
+	b.mu.Lock()
+	b.pending = append(b.pending, f)
+	if b.writing {
+		b.mu.Unlock()
+		select {
+		case <-f.done:
+			return
+		case <-f.lead:
 		}
-		if len(parts) > 0 && session == "" {
-			return silo.Errorf(silo.EINVALID, "task %s belongs to no session: its result takes no parts", taskID)
+		b.mu.Lock()
+	}
+	b.writing = true
+	batch := b.pending
+	b.pending = nil
+	b.mu.Unlock()
+
+	db.finishAll(batch)
+
+	b.mu.Lock()
+	if len(b.pending) > 0 {
+		close(b.pending[0].lead)
+	} else {
+		b.writing = false
+	}
+	b.mu.Unlock()
+}
+
+// finishAll takes a batch of results in one transaction, each in its own
+// savepoint. A result whose request ended meanwhile is not taken.
+func (db *DB) finishAll(batch []*finish) {
+	defer func() {
+		for _, f := range batch {
+			close(f.done)
 		}
-		if _, err = tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = ?, error = ?, output = ?, finished_at = ? WHERE id = ?`),
-			res.Status, res.Error, string(res.Output), micros(db.now()), taskID); err != nil {
-			return err
+	}()
+	if len(batch) == 1 {
+		f := batch[0]
+		err := db.tx(f.ctx, 0, func(tx *sql.Tx) error {
+			f.finishIn(tx, db)
+			return f.err
+		})
+		if f.err == nil && err != nil {
+			f.t, f.err = nil, err
 		}
-		for name, data := range parts {
-			if err := db.putBlob(ctx, tx, session, ResultBlob(taskID, name), data); err != nil {
+		return
+	}
+	ctx := context.Background() // the batch's, not any one request's
+	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
+		for _, f := range batch {
+			if f.err = f.ctx.Err(); f.err != nil {
+				continue
+			}
+			if _, err := db.execTx(ctx, tx, sqlSavepoint); err != nil {
+				return err
+			}
+			if f.finishIn(tx, db); f.err != nil {
+				if _, err := db.execTx(ctx, tx, sqlRollbackSavepoint); err != nil {
+					return err
+				}
+			}
+			if _, err := db.execTx(ctx, tx, sqlReleaseSavepoint); err != nil {
 				return err
 			}
 		}
-		if err := db.insertTaskLogs(ctx, tx, taskID, res.Logs); err != nil {
-			return err
-		}
-		// Read in the transaction: a failed read after it would answer an
-		// error for a result that was taken.
-		t, err = db.readTask(ctx, tx, taskID)
-		return err
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		for _, f := range batch {
+			if f.err == nil {
+				f.t, f.queued, f.err = nil, false, err
+			}
+		}
 	}
-	return t, nil
+}
+
+var (
+	sqlHasQueued         = prepared(`SELECT EXISTS (SELECT 1 FROM tasks WHERE runner_id = ? AND status = 'queued')`)
+	sqlSavepoint         = prepared(`SAVEPOINT finish`)
+	sqlRollbackSavepoint = prepared(`ROLLBACK TO finish`)
+	sqlReleaseSavepoint  = prepared(`RELEASE finish`)
+)
+
+var sqlTaskOwner = prepared(`SELECT runner_id, status FROM tasks WHERE id = ?`)
+
+var sqlFinishTask = prepared(`UPDATE tasks SET status = ?, error = ?, output = ?, finished_at = ? WHERE id = ? AND runner_id = ? AND status = 'running'
+	RETURNING ` + returningTask)
+
+// whyNotRunning is the error of a result for a task that is not the
+// runner's, or not running.
+func (db *DB) whyNotRunning(ctx context.Context, tx *sql.Tx, runnerID int64, taskID string) error {
+	var owner int64
+	var status string
+	err := db.queryRowTx(ctx, tx, sqlTaskOwner, taskID).Scan(&owner, &status)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
+		return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
+	} else if err != nil {
+		return err
+	}
+	return silo.Errorf(silo.ECONFLICT, "task %s is %s, not running: its result was not accepted", taskID, status)
 }
 
 // ResultBlob names the session blob that holds part of a task's result.
@@ -231,31 +475,28 @@ func (db *DB) FailTask(ctx context.Context, taskID, reason string) (bool, error)
 // claimedBefore, that its agent no longer reports (it restarted mid-task),
 // and returns their ids. Tasks claimed since are left alone: a heartbeat
 // built before the agent received them may arrive after the claim.
+// It reads first, so a heartbeat of a runner that lost nothing (the common
+// case) writes nothing.
 func (db *DB) FailLostTasks(ctx context.Context, runnerID int64, running []string, claimedBefore time.Time, reason string) ([]string, error) {
+	tasks, err := db.RunningTasks(ctx, runnerID)
+	if err != nil {
+		return nil, err
+	}
 	var lost []string
-	err := db.tx(ctx, 0, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, db.q(`SELECT id FROM tasks WHERE runner_id = ? AND status = 'running' AND started_at < ?`), runnerID, micros(claimedBefore))
-		if err != nil {
-			return err
+	for _, t := range tasks {
+		if t.StartedAt.Before(claimedBefore) && !slices.Contains(running, t.ID) {
+			lost = append(lost, t.ID)
 		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				_ = rows.Close()
-				return err
-			}
-			if !slices.Contains(running, id) {
-				lost = append(lost, id)
-			}
-		}
-		_ = rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		failed := lost[:0]
+	}
+	if len(lost) == 0 {
+		return nil, nil
+	}
+	var failed []string
+	err = db.tx(ctx, 0, func(tx *sql.Tx) error {
+		failed = nil
 		for _, id := range lost {
 			// Still running: a result that came in meanwhile stands.
-			res, err := tx.ExecContext(ctx, db.q(`UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status = 'running'`), reason, micros(db.now()), id)
+			res, err := db.execTx(ctx, tx, sqlFailLost, reason, micros(db.now()), id)
 			if err != nil {
 				return err
 			}
@@ -263,17 +504,101 @@ func (db *DB) FailLostTasks(ctx context.Context, runnerID int64, running []strin
 				failed = append(failed, id)
 			}
 		}
-		lost = failed
 		return nil
 	})
-	return lost, err
+	return failed, err
 }
+
+var sqlFailLost = prepared(`UPDATE tasks SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status = 'running'`)
+
+// RunningTask is a task a runner is running, as the server sees it.
+type RunningTask struct {
+	ID        string
+	StartedAt time.Time
+}
+
+// RunningTasks returns the tasks the runner with id is running. Each
+// heartbeat asks; on SQLite, where every claim is this store's, a runner
+// found running nothing is known to stay so until its next claim, and is
+// not read again.
+func (db *DB) RunningTasks(ctx context.Context, runnerID int64) ([]RunningTask, error) {
+	sqlite := db.dialect == sqliteDialect
+	var gen uint64
+	if sqlite {
+		var idle bool
+		if idle, gen = db.idle.check(runnerID); idle {
+			return nil, nil
+		}
+	}
+	rows, err := db.queryR(ctx, sqlRunningTasks, runnerID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RunningTask
+	for rows.Next() {
+		var t RunningTask
+		var started sql.NullInt64
+		if err := rows.Scan(&t.ID, &started); err != nil {
+			return nil, err
+		}
+		t.StartedAt = fromMicros(started.Int64)
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if sqlite && len(out) == 0 {
+		db.idle.found(runnerID, gen)
+	}
+	return out, nil
+}
+
+// idleRunners holds the runners known to run no task. A claim made while
+// a look was under way moves the runner's generation on, so the look
+// cannot mark it idle afterwards.
+type idleRunners struct {
+	mu   sync.Mutex
+	gen  map[int64]uint64
+	idle map[int64]bool
+}
+
+func (r *idleRunners) check(id int64) (bool, uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.idle[id], r.gen[id]
+}
+
+func (r *idleRunners) found(id int64, gen uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen[id] != gen {
+		return
+	}
+	if r.idle == nil {
+		r.idle = map[int64]bool{}
+	}
+	r.idle[id] = true
+}
+
+func (r *idleRunners) busy(id int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gen == nil {
+		r.gen = map[int64]uint64{}
+	}
+	r.gen[id]++
+	delete(r.idle, id)
+}
+
+var sqlRunningTasks = prepared(`SELECT id, started_at FROM tasks WHERE runner_id = ? AND status = 'running'`)
 
 // AppendTaskLogs stores log lines a runner sent for one of its tasks.
 func (db *DB) AppendTaskLogs(ctx context.Context, runnerID int64, taskID string, lines []silo.LogLine) error {
 	return db.tx(ctx, 0, func(tx *sql.Tx) error {
 		var owner int64
-		err := tx.QueryRowContext(ctx, db.q(`SELECT runner_id FROM tasks WHERE id = ?`), taskID).Scan(&owner)
+		var status string
+		err := db.queryRowTx(ctx, tx, sqlTaskOwner, taskID).Scan(&owner, &status)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != runnerID) {
 			return silo.Errorf(silo.ENOTFOUND, "no task %s for this runner", taskID)
 		} else if err != nil {
@@ -283,15 +608,38 @@ func (db *DB) AppendTaskLogs(ctx context.Context, runnerID int64, taskID string,
 	})
 }
 
+// insertTaskLogs stores log lines, up to logBatch of them per statement.
 func (db *DB) insertTaskLogs(ctx context.Context, tx *sql.Tx, taskID string, lines []silo.LogLine) error {
-	for _, l := range lines {
-		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO task_logs (task_id, time, level, message) VALUES (?, ?, ?, ?)`),
-			taskID, micros(l.Time), l.Level, l.Message); err != nil {
+	for len(lines) > 0 {
+		n := min(len(lines), logBatch)
+		args := make([]any, 0, 4*n)
+		for _, l := range lines[:n] {
+			args = append(args, taskID, micros(l.Time), l.Level, l.Message)
+		}
+		if _, err := db.execTx(ctx, tx, sqlInsertLogs[n], args...); err != nil {
 			return fmt.Errorf("insert task log: %w", err)
 		}
+		lines = lines[n:]
 	}
 	return nil
 }
+
+// logBatch is the most log lines one statement inserts: a result's lines
+// go in one statement, a full batch in a few.
+const logBatch = 100
+
+// sqlInsertLogs[n] inserts n log lines; those of a short task's result
+// (a handful) are prepared.
+var sqlInsertLogs = func() []string {
+	out := make([]string, logBatch+1)
+	for n := 1; n <= logBatch; n++ {
+		out[n] = `INSERT INTO task_logs (task_id, time, level, message) VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?),", n), ",")
+		if n <= 8 {
+			out[n] = prepared(out[n])
+		}
+	}
+	return out
+}()
 
 // ListTaskLogs returns log lines of the given tasks with id above after, oldest
 // first, at most limit.
@@ -328,8 +676,7 @@ func (db *DB) ListTaskLogs(ctx context.Context, taskIDs []string, after int64, l
 
 // ListSessionTasks returns a session's tasks of one type in one round.
 func (db *DB) ListSessionTasks(ctx context.Context, sessionID string, round int, typ string) ([]*silo.Task, error) {
-	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT `+taskColumns+` FROM tasks t JOIN runners r ON r.id = t.runner_id
-		WHERE t.session_id = ? AND t.round = ? AND t.type = ? ORDER BY t.created_at, t.id`), sessionID, round, typ)
+	rows, err := db.queryR(ctx, sqlSessionTasks, sessionID, round, typ)
 	if err != nil {
 		return nil, err
 	}
@@ -356,6 +703,45 @@ func (db *DB) CancelTask(ctx context.Context, taskID, reason string) (bool, erro
 	n, _ := res.RowsAffected()
 	return n == 1, nil
 }
+
+var sqlSessionTasks = prepared(`SELECT ` + taskColumns + ` FROM tasks t JOIN runners r ON r.id = t.runner_id
+	WHERE t.session_id = ? AND t.round = ? AND t.type = ? ORDER BY t.created_at, t.id`)
+
+// ListSessionTaskStates is ListSessionTasks with only each task's ID,
+// Dataset, Status and Error: what a session's driver looks at each time
+// an answer comes in, without the payloads and outputs it reads only when
+// the step closes.
+func (db *DB) ListSessionTaskStates(ctx context.Context, sessionID string, round int, typ string) ([]*silo.Task, error) {
+	rows, err := db.queryR(ctx, sqlSessionTaskStates, sessionID, round, typ)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*silo.Task
+	for rows.Next() {
+		var t silo.Task
+		if err := rows.Scan(&t.ID, &t.Dataset, &t.Status, &t.Error); err != nil {
+			return nil, err
+		}
+		out = append(out, &t)
+	}
+	return out, rows.Err()
+}
+
+// StepTasksOut counts a step's tasks that are still out with runners that
+// are online, and those that ended without succeeding: a session's driver
+// woken by an answer while others are still coming, and none failed, has
+// nothing to do, and learns it from one aggregate.
+func (db *DB) StepTasksOut(ctx context.Context, sessionID string, round int, typ string) (out, failed int, err error) {
+	err = db.queryRowR(ctx, sqlStepTasksOut, sessionID, round, typ).Scan(&out, &failed)
+	return out, failed, err
+}
+
+var sqlStepTasksOut = prepared(`SELECT COALESCE(SUM(CASE WHEN t.status IN ('queued', 'running') AND r.status = 'online' THEN 1 ELSE 0 END), 0),
+	COALESCE(SUM(CASE WHEN t.status NOT IN ('queued', 'running', 'succeeded') THEN 1 ELSE 0 END), 0)
+	FROM tasks t JOIN runners r ON r.id = t.runner_id WHERE t.session_id = ? AND t.round = ? AND t.type = ?`)
+
+var sqlSessionTaskStates = prepared(`SELECT id, dataset, status, error FROM tasks WHERE session_id = ? AND round = ? AND type = ? ORDER BY created_at, id`)
 
 // CancelSessionTasks cancels a session's queued and running tasks.
 func (db *DB) CancelSessionTasks(ctx context.Context, sessionID, reason string) error {

@@ -10,6 +10,7 @@ package fed
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/silofl/silo"
@@ -28,7 +30,6 @@ import (
 	"github.com/silofl/silo/internal/runner"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
-	"github.com/silofl/silo/internal/ui"
 )
 
 const (
@@ -39,6 +40,7 @@ const (
 // Federation is a server and its runners in this process.
 type Federation struct {
 	Dir   string
+	DSN   string // the store's
 	URL   string
 	API   *client.Client // the workspace admin
 	Token string         // the admin's API token
@@ -70,14 +72,16 @@ func StartWith(ctx context.Context, dsn string) (*Federation, error) {
 	if dsn == "" {
 		dsn = filepath.Join(dir, "silo.db")
 	}
+	f.DSN = dsn
 	f.db = sqlstore.New(dsn)
 	f.db.Logger = slog.New(slog.DiscardHandler)
 	if err := f.db.Open(ctx); err != nil {
 		f.Close()
 		return nil, err
 	}
+	// The web UI's pages are left out: runners and the API do not use
+	// them, and the benchmarks build on older commits too (bench/abtest).
 	f.srv = server.New(f.db)
-	f.srv.AddRoutes(ui.New(f.srv)...)
 	f.srv.Logger = slog.New(slog.DiscardHandler)
 	if _, _, err := f.srv.BootstrapAdmin(ctx, adminEmail, adminPassword); err != nil {
 		f.Close()
@@ -207,11 +211,14 @@ func (f *Federation) WaitDataset(name string) (*silo.Dataset, error) {
 type SessionRun struct {
 	Session *silo.Session
 	Total   time.Duration
-	// RoundAt[k] is when round k+1 was first seen completed, from the
-	// session's creation (polled every Poll).
+	// RoundAt[k] is when round k+1 was completed, from the session's
+	// creation: when the store recorded it (or, on a store this package
+	// cannot read, when a poll first saw it).
 	RoundAt []time.Duration
-	// WireAt[k] is the runner traffic counted by then.
+	// WireAt[k] is the runner traffic counted by then, and CPUAt[k] the
+	// process's CPU time (server and runners) by then.
 	WireAt []WireCount
+	CPUAt  []time.Duration
 	// RoutesAt[k] is the traffic per route counted by then.
 	RoutesAt []map[string]WireCount
 	Start    WireCount // traffic counted when the session was created
@@ -231,15 +238,14 @@ func (f *Federation) RunSession(config any, poll time.Duration) (*SessionRun, er
 	if err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
 	}
+	var seen []time.Time
 	for {
 		s, err = f.API.GetSession(f.ctx, s.ID)
 		if err != nil {
 			return nil, err
 		}
-		for len(run.RoundAt) < s.Round {
-			run.RoundAt = append(run.RoundAt, time.Since(start))
-			run.WireAt = append(run.WireAt, f.Wire.Count())
-			run.RoutesAt = append(run.RoutesAt, f.Wire.ByRoute())
+		for len(seen) < s.Round {
+			seen = append(seen, time.Now())
 		}
 		if s.Status.Done() {
 			break
@@ -249,20 +255,96 @@ func (f *Federation) RunSession(config any, poll time.Duration) (*SessionRun, er
 	run.Total = time.Since(start)
 	run.End = f.Wire.Count()
 	run.Session = s
+	if recorded, err := f.roundTimes(s.ID); err == nil && len(recorded) == len(seen) {
+		seen = recorded
+	}
+	for _, at := range seen {
+		w, cpu, routes := f.Wire.At(at)
+		run.RoundAt = append(run.RoundAt, at.Sub(start))
+		run.WireAt = append(run.WireAt, w)
+		run.CPUAt = append(run.CPUAt, cpu)
+		run.RoutesAt = append(run.RoutesAt, routes)
+	}
 	if s.Status != silo.SessionCompleted {
 		return run, fmt.Errorf("session %s ended %s at round %d: %s", s.ID, s.Status, s.Round, s.StatusReason)
 	}
 	return run, nil
 }
 
+// roundTimes reads when the store recorded each round of a session.
+func (f *Federation) roundTimes(id string) ([]time.Time, error) {
+	driver, dsn, query := "sqlite", "file:"+filepath.ToSlash(f.DSN)+"?mode=ro", `SELECT recorded_at FROM session_rounds WHERE session_id = ? ORDER BY round`
+	if strings.HasPrefix(f.DSN, "postgres://") || strings.HasPrefix(f.DSN, "postgresql://") {
+		driver, dsn, query = "pgx", f.DSN, strings.Replace(query, "?", "$1", 1)
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(f.ctx, query, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []time.Time
+	for rows.Next() {
+		var us int64
+		if err := rows.Scan(&us); err != nil {
+			return nil, err
+		}
+		out = append(out, time.UnixMicro(us))
+	}
+	return out, rows.Err()
+}
+
 // Wire counts runner traffic: bytes of request bodies (runner → server)
 // and response bodies (server → runner) under /api/v1/runner/, plus an
-// estimate of the HTTP/1.1 headers.
+// estimate of the HTTP/1.1 headers. It keeps a log of every request's end
+// (with the process's CPU time then), so the traffic up to any moment can
+// be read afterwards.
 type Wire struct {
 	requests, up, down, headers atomic.Int64
 
 	mu      sync.Mutex
 	byRoute map[string]*WireCount
+	log     []wireEvent
+}
+
+// wireEvent is one request's traffic, counted when it ended.
+type wireEvent struct {
+	at    time.Time
+	cpu   time.Duration
+	route string
+	c     WireCount
+}
+
+// At returns the traffic counted up to t (requests that ended by then), the
+// process's CPU time at the last of them, and the traffic per route.
+func (w *Wire) At(t time.Time) (WireCount, time.Duration, map[string]WireCount) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var total WireCount
+	var cpu time.Duration
+	routes := map[string]WireCount{}
+	for _, e := range w.log {
+		if e.at.After(t) {
+			break
+		}
+		total = total.Add(e.c)
+		routes[e.route] = routes[e.route].Add(e.c)
+		cpu = e.cpu
+	}
+	return total, cpu, routes
+}
+
+// CPUTime is the process's user and system CPU time so far.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // route names a runner request by its route: task IDs are dropped.
@@ -304,6 +386,11 @@ type WireCount struct {
 	Up       int64 `json:"bytes_up"`   // runner → server bodies
 	Down     int64 `json:"bytes_down"` // server → runner bodies
 	Headers  int64 `json:"bytes_headers"`
+}
+
+// Add is the sum of two counts.
+func (c WireCount) Add(o WireCount) WireCount {
+	return WireCount{c.Requests + o.Requests, c.Up + o.Up, c.Down + o.Down, c.Headers + o.Headers}
 }
 
 // Total is every counted byte.
@@ -358,10 +445,9 @@ func (w *Wire) wrap(next http.Handler) http.Handler {
 			c = &WireCount{}
 			w.byRoute[route(r)] = c
 		}
-		c.Requests++
-		c.Up += up.Load()
-		c.Down += down.Load()
-		c.Headers += h
+		e := WireCount{Requests: 1, Up: up.Load(), Down: down.Load(), Headers: h}
+		*c = c.Add(e)
+		w.log = append(w.log, wireEvent{at: time.Now(), cpu: CPUTime(), route: route(r), c: e})
 		w.mu.Unlock()
 	})
 }

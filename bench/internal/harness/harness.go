@@ -93,20 +93,28 @@ func (r *Results) Note(format string, args ...any) {
 	fmt.Println("note: " + s)
 }
 
+// ResultsEnv, when set, is the file Write saves to instead: bench/abtest
+// runs a benchmark's old and new builds in turn and reads each run's record.
+const ResultsEnv = "SILO_BENCH_RESULTS"
+
 // Write saves the record as bench/results/<name>.json under the module root
-// (found from the working directory) and returns the path.
+// (found from the working directory), or as $SILO_BENCH_RESULTS, and
+// returns the path.
 func (r *Results) Write() (string, error) {
 	r.Seconds = time.Since(r.Started).Seconds()
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if path := os.Getenv(ResultsEnv); path != "" {
+		return path, os.WriteFile(path, append(b, '\n'), 0o644)
+	}
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
 	dir := filepath.Join(root, "bench", "results")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, r.Benchmark+".json")
@@ -233,6 +241,27 @@ func statusKB(path, key string) int64 {
 }
 
 // VmHWM is this process's peak resident set size in bytes, from
+// ProcCPU is the user and system CPU time process pid has used so far
+// (from /proc/PID/stat, in clock ticks of 10 ms); 0 if it cannot be read.
+func ProcCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
 // /proc/self/status: what a child reports at its end.
 func VmHWM() int64 { return statusKB("/proc/self/status", "VmHWM:") * 1024 }
 

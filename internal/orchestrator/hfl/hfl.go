@@ -98,10 +98,11 @@ func (Kind) Configure(s *orchestrator.Session, step orchestrator.Step, c *orches
 		return &orchestrator.Task{Payload: silo.StatsPayload{TrainingData: trainingData(s, c), TaskType: s.Config.Task.Type, Target: s.Config.Task.Target,
 			Features: s.Config.Task.Features, Categorical: s.Config.Task.Categorical}, VCPU: 1, MemoryMB: 256, MaxResult: maxStatsResult}, nil
 	case silo.TaskFit, silo.TaskEvaluate:
-		st, err := load(s)
+		v, err := s.Memo("hfl.state", func() (any, error) { return load(s) })
 		if err != nil {
 			return nil, err
 		}
+		st := v.(*state) // shared by the step's clients: read only
 		if st.Clients[c.Dataset] == nil {
 			// Its statistics were missing or refused: it has no setup (its
 			// DP noise was never calibrated) and sits the rounds out.
