@@ -147,8 +147,8 @@ func (s *Server) handleTaskProgress(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	if p.Done < 0 || p.Total < 0 || len(p.Unit) > 64 || !utf8.ValidString(p.Unit) {
-		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "progress: done and total must be ≥ 0 and the unit at most 64 bytes of text"))
+	if p.Done < 0 || p.Total < 0 || len(p.Unit) > 64 || !utf8.ValidString(p.Unit) || strings.Map(printable, p.Unit) != p.Unit {
+		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "progress: done and total must be ≥ 0 and the unit at most 64 bytes of printable text"))
 		return
 	}
 	if err := s.db.SetTaskProgress(ctx, rn.ID, r.PathValue("id"), p); err != nil {
@@ -442,8 +442,9 @@ func (s *Server) handleTaskResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(res.Error) > 4096 {
-		res.Error = strings.ToValidUTF8(res.Error[:4096], "")
+		res.Error = res.Error[:4096]
 	}
+	res.Error = printableLines(res.Error)
 	res.Logs, res.Log = append(res.Logs, res.Log...), nil
 	if len(res.Logs) > silo.MaxLogLinesPerPost {
 		res.Logs = res.Logs[len(res.Logs)-silo.MaxLogLinesPerPost:]
@@ -586,6 +587,18 @@ func printable(r rune) rune {
 		return '?'
 	}
 	return r
+}
+
+// printableLines is a runner's multi-line text (a task's error) as it is
+// stored and shown: valid UTF-8, line breaks kept, other control
+// characters replaced as printable does.
+func printableLines(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' {
+			return r
+		}
+		return printable(r)
+	}, strings.ToValidUTF8(s, "?"))
 }
 
 // waker wakes long-polls when a task is queued for their runner, and hands

@@ -1,16 +1,19 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/client"
 )
 
 func TestHealthAndMetrics(t *testing.T) {
@@ -455,6 +458,19 @@ func TestControlCharactersRefused(t *testing.T) {
 	var lines []silo.LogLine
 	if e.do("GET", "/api/v1/runners/clinic-a/logs?task="+task.ID, e.admin, nil, &lines); len(lines) != 1 || lines[0].Message != "disk? ?[2Jfull\tnow" {
 		t.Fatalf("stored log lines = %+v", lines)
+	}
+	// So does a task's error, line breaks aside.
+	e.do("POST", "/api/v1/runners/clinic-a/tasks", e.admin, map[string]any{"type": "diagnostics"}, nil)
+	if st := e.do("GET", "/api/v1/runner/tasks?wait=0s", rn.Token, nil, &task); st != 200 {
+		t.Fatalf("claim a task: %d", st)
+	}
+	if _, _, err := client.New(e.ts.URL, rn.Token).ReportTask(context.Background(), task.ID, silo.TaskResult{Status: silo.TaskFailed, Error: "no\x00 disk\nleft \x1b[2J\xff"}, nil, nil); err != nil {
+		t.Fatalf("a task error with control characters: %v", err)
+	}
+	var listed []silo.Task
+	e.do("GET", "/api/v1/runners/clinic-a/tasks", e.admin, nil, &listed)
+	if i := slices.IndexFunc(listed, func(l silo.Task) bool { return l.ID == task.ID }); i < 0 || listed[i].Error != "no? disk\nleft ?[2J\uFFFD" {
+		t.Fatalf("stored task error, in %+v", listed)
 	}
 	// Multi-line text keeps its line breaks; a message names the problem.
 	if st := e.do("PATCH", "/api/v1/workspace", e.admin, map[string]any{"billing_address": "1 Main St\nSpringfield"}, nil); st != 200 {

@@ -166,7 +166,12 @@ class Transport:
             e = doc.get("error")
             if isinstance(e, dict) and e.get("code"):
                 return errors.from_api(
-                    str(e["code"]), str(e.get("message") or ""), field=e.get("field"), status=status, server=self.server
+                    str(e["code"]),
+                    str(e.get("message") or ""),
+                    field=e.get("field"),
+                    fields=e.get("fields"),
+                    status=status,
+                    server=self.server,
                 )
             if isinstance(e, str) and e:  # /healthz's {"status": …, "error": "…"}
                 return errors.from_api(

@@ -13,7 +13,7 @@ notebook shows what went wrong and how to fix it::
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional, Tuple
 
 
 class Error(Exception):
@@ -28,6 +28,9 @@ class Error(Exception):
         message: what went wrong, and where possible how to fix it.
         field: the input field the error is about (``invalid`` errors), or
             None.
+        fields: every problem of a refused input at once, as a list of
+            ``(field, message)`` pairs (``invalid`` errors that found more
+            than one; otherwise empty). ``message`` then sums them up.
         status: the HTTP status, when the server answered.
         server: the server's URL.
     """
@@ -40,6 +43,7 @@ class Error(Exception):
         *,
         code: Optional[str] = None,
         field: Optional[str] = None,
+        fields: Optional[List[Tuple[str, str]]] = None,
         status: Optional[int] = None,
         server: Optional[str] = None,
     ) -> None:
@@ -48,6 +52,7 @@ class Error(Exception):
         if code is not None:
             self.code = code
         self.field = field or None
+        self.fields = list(fields or [])
         self.status = status
         self.server = server
 
@@ -56,6 +61,8 @@ class Error(Exception):
 
     def __repr__(self) -> str:
         extra = f", field={self.field!r}" if self.field else ""
+        if self.fields:
+            extra += f", fields={self.fields!r}"
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}{extra})"
 
 
@@ -157,7 +164,21 @@ def code_for_status(status: int) -> str:
     )
 
 
-def from_api(code: str, message: str, *, field: Optional[str] = None, status: Optional[int] = None, server: Optional[str] = None) -> Error:
-    """The :class:`Error` subclass for an API error code."""
+def from_api(
+    code: str,
+    message: str,
+    *,
+    field: Optional[str] = None,
+    fields: Any = None,
+    status: Optional[int] = None,
+    server: Optional[str] = None,
+) -> Error:
+    """The :class:`Error` subclass for an API error code. ``fields`` is the
+    API's list of ``{"field": …, "message": …}`` objects."""
     cls = _BY_CODE.get(code, Error)
-    return cls(message, code=code, field=field, status=status, server=server)
+    pairs = [
+        (str(f.get("field") or ""), str(f.get("message") or ""))
+        for f in (fields if isinstance(fields, list) else [])
+        if isinstance(f, dict)
+    ]
+    return cls(message, code=code, field=field, fields=pairs, status=status, server=server)

@@ -56,6 +56,12 @@ def test_invalid_names_the_field(client):
             client.create_session({**base, **change})
         assert (e.value.code, e.value.status, e.value.field) == ("invalid", 400, field), repr(e.value)
         assert words in e.value.message, e.value.message
+    # Every problem at once, each with its field.
+    with pytest.raises(silo.Invalid) as e:
+        client.create_session({**base, "rounds": 0, "model": {"package": "glm", "family": "gamma"}})
+    got = dict(e.value.fields)
+    assert set(got) >= {"rounds", "model.family"}, e.value.fields
+    assert "between 1 and" in got["rounds"] and "binomial" in got["model.family"], got
     with pytest.raises(silo.Invalid) as e:
         client.create_session({**base, "modle": {}})
     assert "modle" in e.value.message
