@@ -60,20 +60,12 @@ func main() {
 }
 
 func run(base, pkg, bench, benchtime string, runs int, copyFiles string) error {
-	root, err := harness.ModuleRoot()
-	if err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp("", "silo-abtest-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	tree, remove, err := checkout(root, tmp, base)
+	root, tree, remove, err := baseTree(base)
 	if err != nil {
 		return err
 	}
 	defer remove()
+	tmp := filepath.Dir(tree) // the binaries and outputs go next to it
 	for _, f := range strings.Split(copyFiles, ",") {
 		if f = strings.TrimSpace(f); f == "" {
 			continue
@@ -181,7 +173,7 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// checkout puts base in a new worktree under tmp and returns its directory
+// checkout puts base in a new worktree tmp/base and returns its directory
 // and how to remove it.
 func checkout(root, tmp, base string) (string, func(), error) {
 	tree := filepath.Join(tmp, "base")
@@ -191,23 +183,33 @@ func checkout(root, tmp, base string) (string, func(), error) {
 	return tree, func() { _ = exec.Command("git", "-C", root, "worktree", "remove", "--force", tree).Run() }, nil
 }
 
-// runCmd compares a benchmark command built on base and on the working
-// tree, by the numbers in its results' summary.
-func runCmd(base, pkg string, args []string, runs int) error {
-	root, err := harness.ModuleRoot()
-	if err != nil {
-		return err
+// baseTree checks base out in a temporary worktree of the module, and
+// returns the module's root, the worktree and how to remove both.
+func baseTree(base string) (root, tree string, remove func(), err error) {
+	if root, err = harness.ModuleRoot(); err != nil {
+		return "", "", nil, err
 	}
 	tmp, err := os.MkdirTemp("", "silo-abtest-")
 	if err != nil {
-		return err
+		return "", "", nil, err
 	}
-	defer os.RemoveAll(tmp)
-	tree, remove, err := checkout(root, tmp, base)
+	tree, rm, err := checkout(root, tmp, base)
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", "", nil, err
+	}
+	return root, tree, func() { rm(); _ = os.RemoveAll(tmp) }, nil
+}
+
+// runCmd compares a benchmark command built on base and on the working
+// tree, by the numbers in its results' summary.
+func runCmd(base, pkg string, args []string, runs int) error {
+	root, tree, remove, err := baseTree(base)
 	if err != nil {
 		return err
 	}
 	defer remove()
+	tmp := filepath.Dir(tree) // the binaries and outputs go next to it
 	// The same benchmark code on both sides.
 	if err := os.RemoveAll(filepath.Join(tree, "bench")); err != nil {
 		return err
