@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -221,6 +222,19 @@ func TestTouchRunners(t *testing.T) {
 		}
 		if got := last(on); !got.Equal(t0.Add(5 * time.Second)) {
 			t.Fatalf("an older heartbeat moved the last one back to %v", got)
+		}
+		// Heartbeats of more runners than one statement takes: every
+		// batch is written, and each runner that is not online is named.
+		many := map[int64]time.Time{on.ID: t0.Add(7 * time.Second)}
+		for i := range int64(1200) {
+			many[1_000_000+i] = t0 // no such runner
+		}
+		gone, err = db.TouchRunners(ctx, many)
+		if err != nil || len(gone) != 1200 || slices.Contains(gone, on.ID) {
+			t.Fatalf("TouchRunners of %d = %d gone, %v; want the 1200 unknown", len(many), len(gone), err)
+		}
+		if got := last(on); !got.Equal(t0.Add(7 * time.Second)) {
+			t.Fatalf("last heartbeat %v after a many-batch write, want %v", got, t0.Add(7*time.Second))
 		}
 
 		// A runner found running nothing is seen running its next claim.
