@@ -162,7 +162,7 @@ func (r *Runner) Redact() {
 // runnerFieldHelp is each RunnerSpec field in a line: which providers take
 // it, its form and its default. 'silo runners register -h' shows it;
 // docs/runners.md has the whole rule. TestRunnerFieldHelp keeps it complete.
-var runnerFieldHelp = map[string]string{
+var runnerFieldHelp = map[string]string{ // #nosec G101 -- help text naming fields, no credentials
 	"name":                             "3–32 lowercase letters, digits and single dashes, starting with a letter; unique; used in storage names",
 	"provider":                         "local, aws or azure",
 	"storage_path":                     "local: file:///<data root> (required); aws: s3://<bucket>.silo[/prefix] (default s3://<workspace>-<name>.silo); azure: derived, leave empty",

@@ -63,7 +63,7 @@ func (c *Client) ReportTask(ctx context.Context, taskID string, res silo.TaskRes
 	var files []*os.File
 	defer func() {
 		for _, f := range files {
-			f.Close()
+			_ = f.Close()
 		}
 	}()
 	for _, p := range res.Parts {
@@ -184,7 +184,7 @@ func (c *Client) taskExchange(ctx context.Context, method, path string, query ur
 		return nil, nil, nil
 	}
 	if until != nil {
-		stop := context.AfterFunc(until, func() { resp.Body.Close() })
+		stop := context.AfterFunc(until, func() { _ = resp.Body.Close() })
 		defer stop()
 	}
 	t, parts, err := c.readTask(bufio.NewReader(resp.Body))
@@ -243,7 +243,7 @@ func spill(dir string, r io.Reader, size int64) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		_ = os.Remove(f.Name())
 		return "", err
 	}
 	return f.Name(), nil
@@ -253,7 +253,7 @@ func spill(dir string, r io.Reader, size int64) (string, error) {
 func RemovePartFiles(parts []silo.Part) {
 	for _, p := range parts {
 		if p.Path != "" {
-			os.Remove(p.Path)
+			_ = os.Remove(p.Path)
 		}
 	}
 }

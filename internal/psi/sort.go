@@ -108,12 +108,12 @@ func (s *Sorter) spill() error {
 	for i := range s.buf {
 		s.buf[i].Put(b[:])
 		if _, err := w.Write(b[:]); err != nil {
-			f.Close()
+			_ = f.Close()
 			return fmt.Errorf("sorted run: %w", err)
 		}
 	}
 	if err := w.Flush(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("sorted run: %w", err)
 	}
 	if err := f.Close(); err != nil {
@@ -138,7 +138,7 @@ func (s *Sorter) Each(fn func(p *Pair) error) error {
 	var files []*os.File
 	defer func() {
 		for _, f := range files {
-			f.Close()
+			_ = f.Close() // read-only
 		}
 	}()
 	for _, name := range s.runs {

@@ -151,7 +151,7 @@ func (t *Task) Dir() (string, error) {
 func (t *Task) cleanup() {
 	client.RemovePartFiles(t.Task.Parts)
 	if t.dir != "" {
-		os.RemoveAll(t.dir)
+		_ = os.RemoveAll(t.dir)
 	}
 }
 

@@ -106,7 +106,7 @@ func (c *Config) writeLinkage(ctx context.Context, l *Linkage) (string, error) {
 		pw.CloseWithError(err)
 	}()
 	if err := store.Put(ctx, u.Path, pr); err != nil {
-		pr.CloseWithError(err)
+		_ = pr.CloseWithError(err)
 		return "", fmt.Errorf("write the linkage to %s: %w", u, err)
 	}
 	return u.String(), nil

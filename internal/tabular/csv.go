@@ -574,7 +574,19 @@ func addRecords(b *recordBatch, stats []*colStats, cols []int) {
 
 // view is b as a string without a copy; b must not change while the
 // string is in use.
-func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+func view(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b)) // #nosec G103 -- read-only view of a batch buffer that outlives the call
+}
+
+// offset is a position in a record batch's buffer. A batch is full at
+// batchBytes, and the field guard bounds one record at maxRecord, so a
+// buffer stays far below 4 GiB; past it is a bug, not data.
+func offset(n int) uint32 {
+	if n < 0 || n > math.MaxUint32 {
+		panic(fmt.Sprintf("tabular: record batch offset %d out of range", n))
+	}
+	return uint32(n) // #nosec G115 -- checked just above
+}
 
 // recordBatch is a run of consecutive records and the lines they start
 // on, held as bytes without a pointer per field: field j of record k is
@@ -627,12 +639,12 @@ func (b *recordBatch) field(k, j int) []byte {
 func (b *recordBatch) addLine(line []byte, w int) bool {
 	base := len(b.buf)
 	mark := len(b.offs)
-	b.offs = append(b.offs, uint32(base))
+	b.offs = append(b.offs, offset(base))
 	fields := 1
 	for i, c := range line {
 		switch c {
 		case ',':
-			b.offs = append(b.offs, uint32(base+i+1))
+			b.offs = append(b.offs, offset(base+i+1))
 			fields++
 		case '"':
 			b.offs = b.offs[:mark]
@@ -644,17 +656,17 @@ func (b *recordBatch) addLine(line []byte, w int) bool {
 		return false
 	}
 	b.buf = append(append(b.buf, line...), ',')
-	b.offs = append(b.offs, uint32(len(b.buf)))
+	b.offs = append(b.offs, offset(len(b.buf)))
 	return true
 }
 
 // addRecord adds a record that encoding/csv parsed.
 func (b *recordBatch) addRecord(rec []string, line int64) {
 	for _, s := range rec {
-		b.offs = append(b.offs, uint32(len(b.buf)))
+		b.offs = append(b.offs, offset(len(b.buf)))
 		b.buf = append(append(b.buf, s...), ',')
 	}
-	b.offs = append(b.offs, uint32(len(b.buf)))
+	b.offs = append(b.offs, offset(len(b.buf)))
 	b.lines = append(b.lines, line)
 }
 
