@@ -17,6 +17,8 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/silofl/silo"
@@ -62,6 +64,18 @@ type Session struct {
 	db        *sqlstore.DB
 	memo      map[string]any
 	blobs     map[string][]byte // small blobs the driver wrote itself
+}
+
+// DecodeState decodes the kind's state into v; before Start, when there is
+// none, v stays as it is.
+func (s *Session) DecodeState(v any) error {
+	if len(s.State) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(s.State, v); err != nil {
+		return fmt.Errorf("%s state of session %s: %w", s.Config.Type, s.ID, err)
+	}
+	return nil
 }
 
 // Memo returns what compute returns for key, computing it once for this

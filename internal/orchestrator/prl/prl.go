@@ -74,10 +74,8 @@ type clientState struct {
 
 func load(s *orchestrator.Session) (*state, error) {
 	st := &state{}
-	if len(s.State) > 0 {
-		if err := json.Unmarshal(s.State, st); err != nil {
-			return nil, fmt.Errorf("prl state of session %s: %w", s.ID, err)
-		}
+	if err := s.DecodeState(st); err != nil {
+		return nil, err
 	}
 	if st.Clients == nil {
 		st.Clients = map[string]*clientState{}
