@@ -33,7 +33,7 @@ func TestUILinkagePage(t *testing.T) {
 	p = mb.get("/sessions/" + id)
 	wantStatus(t, p, http.StatusOK)
 	wantNoInlineCode(t, p)
-	wantText(t, p, "Completed", "Overlap", "hospital_a", "hospital_b", "230", "190", "30", "13.0 %", "15.8 %", "patient_id", "trim, lowercase", "_linkage/"+id)
+	wantText(t, p, "private record linkage", "Completed", "Overlap", "hospital_a", "hospital_b", "230", "190", "30", "13.0 %", "15.8 %", "patient_id", "trim, lowercase", "_linkage/"+id)
 	if n := strings.Count(p.Body, `<tr data-dataset=`); n != 2 {
 		t.Errorf("the overlap table has %d rows, want 2", n)
 	}
