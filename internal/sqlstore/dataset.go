@@ -109,20 +109,7 @@ func (db *DB) DatasetsByID(ctx context.Context, ids []int64) ([]*StoredDataset, 
 	for i, id := range ids {
 		args[i] = id
 	}
-	rows, err := db.rdb.QueryContext(ctx, db.q(`SELECT `+datasetColumns+datasetFrom+` WHERE d.id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`) ORDER BY d.id`), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*StoredDataset
-	for rows.Next() {
-		d, err := scanDataset(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return db.queryDatasets(ctx, db.q(`SELECT `+datasetColumns+datasetFrom+` WHERE d.id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")+`) ORDER BY d.id`), args...)
 }
 
 // ListDatasets returns the live datasets by name.
