@@ -147,8 +147,12 @@ func (s *Server) handleTaskProgress(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.Logger, err)
 		return
 	}
-	if p.Done < 0 || p.Total < 0 || len(p.Unit) > 64 || !utf8.ValidString(p.Unit) || strings.Map(printable, p.Unit) != p.Unit {
-		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "progress: done and total must be ≥ 0 and the unit at most 64 bytes of printable text"))
+	if p.Done < 0 || p.Total < 0 || len(p.Unit) > 64 {
+		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "progress: done and total must be ≥ 0 and the unit at most 64 bytes"))
+		return
+	}
+	if err := silo.CheckText("unit", p.Unit, false); err != nil {
+		writeError(w, r, s.Logger, err)
 		return
 	}
 	if err := s.db.SetTaskProgress(ctx, rn.ID, r.PathValue("id"), p); err != nil {

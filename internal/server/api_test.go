@@ -459,6 +459,11 @@ func TestControlCharactersRefused(t *testing.T) {
 	if e.do("GET", "/api/v1/runners/clinic-a/logs?task="+task.ID, e.admin, nil, &lines); len(lines) != 1 || lines[0].Message != "disk? ?[2Jfull\tnow" {
 		t.Fatalf("stored log lines = %+v", lines)
 	}
+	// A progress report's unit must be printable text.
+	e.wantError("POST", "/api/v1/runner/tasks/"+task.ID+"/progress", rn.Token, map[string]any{"done": 1, "total": 2, "unit": "rec\x00ords"}, 400, "invalid", "must not contain control characters (found U+0000")
+	if st := e.do("POST", "/api/v1/runner/tasks/"+task.ID+"/progress", rn.Token, map[string]any{"done": 1, "total": 2, "unit": "records"}, nil); st != 204 {
+		t.Fatalf("a printable progress report: %d", st)
+	}
 	// So does a task's error, line breaks aside.
 	e.do("POST", "/api/v1/runners/clinic-a/tasks", e.admin, map[string]any{"type": "diagnostics"}, nil)
 	if st := e.do("GET", "/api/v1/runner/tasks?wait=0s", rn.Token, nil, &task); st != 200 {
