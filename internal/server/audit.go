@@ -8,20 +8,21 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 )
 
 func (s *Server) handleListAudit(w http.ResponseWriter, r *http.Request) {
 	f, err := s.AuditFilter(r.URL.Query())
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	entries, err := s.db.ListAudit(r.Context(), f)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(entries))
+	httpjson.Write(w, http.StatusOK, nonNil(entries))
 }
 
 // AuditFilter parses ?since= (RFC 3339 time or a duration back from now),

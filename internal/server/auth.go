@@ -16,6 +16,8 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
+	"github.com/silofl/silo/internal/runnerapi"
 )
 
 // argon2id parameters: OWASP's recommended minimum (19 MiB, 2 passes), which
@@ -173,7 +175,7 @@ func (s *Server) guard(rt Route) http.Handler {
 			if rt.Page && s.PageError != nil {
 				s.PageError(w, r, err)
 			} else {
-				writeError(w, r, s.Logger, err)
+				httpjson.Error(w, r, s.Logger, err)
 			}
 		}
 		if rt.Access == AccessRunner {
@@ -182,7 +184,7 @@ func (s *Server) guard(rt Route) http.Handler {
 				fail(err)
 				return
 			}
-			rt.Handler(w, r.WithContext(context.WithValue(r.Context(), runnerKey{}, rn)))
+			rt.Handler(w, r.WithContext(runnerapi.WithRunner(r.Context(), rn)))
 			return
 		}
 		actor, login, err := s.authenticate(r)

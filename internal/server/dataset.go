@@ -14,6 +14,7 @@ import (
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/blob"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/sqlstore"
 )
 
@@ -37,7 +38,7 @@ func (s *Server) handleListDatasets(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ds, err := s.db.ListDatasets(ctx)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	out := make([]*silo.Dataset, len(ds))
@@ -45,16 +46,16 @@ func (s *Server) handleListDatasets(w http.ResponseWriter, r *http.Request) {
 	for i, d := range ds {
 		if _, ok := onRunner[d.RunnerID]; !ok {
 			if onRunner[d.RunnerID], err = s.db.ListRunnerDatasets(ctx, d.RunnerID); err != nil {
-				writeError(w, r, s.Logger, err)
+				httpjson.Error(w, r, s.Logger, err)
 				return
 			}
 		}
 		if out[i], err = s.datasetView(ctx, d, onRunner[d.RunnerID]); err != nil {
-			writeError(w, r, s.Logger, err)
+			httpjson.Error(w, r, s.Logger, err)
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 func (s *Server) handleGetDataset(w http.ResponseWriter, r *http.Request) {
@@ -64,24 +65,24 @@ func (s *Server) handleGetDataset(w http.ResponseWriter, r *http.Request) {
 		v, err = s.datasetView(r.Context(), d, nil)
 	}
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	httpjson.Write(w, http.StatusOK, v)
 }
 
 func (s *Server) handleRegisterDataset(w http.ResponseWriter, r *http.Request) {
 	var spec silo.DatasetSpec
-	if err := decodeJSON(w, r, &spec); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &spec); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	d, err := s.RegisterDataset(r.Context(), spec)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, d)
+	httpjson.Write(w, http.StatusCreated, d)
 }
 
 // RegisterDataset validates spec against its runner, stores the dataset and
@@ -255,16 +256,16 @@ func CanManageDataset(ctx context.Context, d *sqlstore.StoredDataset) error {
 
 func (s *Server) handlePatchDataset(w http.ResponseWriter, r *http.Request) {
 	var p DatasetPatch
-	if err := decodeJSON(w, r, &p); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &p); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	d, err := s.PatchDataset(r.Context(), r.PathValue("name"), p)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	httpjson.Write(w, http.StatusOK, d)
 }
 
 // PatchDataset edits a dataset; a privacy change is audited with the old and
@@ -356,7 +357,7 @@ func (s *Server) PatchDataset(ctx context.Context, name string, p DatasetPatch) 
 
 func (s *Server) handleDeregisterDataset(w http.ResponseWriter, r *http.Request) {
 	if err := s.DeregisterDataset(r.Context(), r.PathValue("name")); err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -388,10 +389,10 @@ func (s *Server) DeregisterDataset(ctx context.Context, name string) error {
 func (s *Server) handleConnectDataset(w http.ResponseWriter, r *http.Request) {
 	out, err := s.ReconnectDataset(r.Context(), r.PathValue("name"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // ReconnectDataset has the runner read a dataset again, for its owner or an
@@ -413,10 +414,10 @@ func (s *Server) handleAddAttachment(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	a, err := s.AddAttachment(ctx, r.PathValue("name"), r.URL.Query().Get("name"), r.Header.Get("Content-Type"), http.MaxBytesReader(w, r.Body, silo.MaxAttachmentBytes))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, a)
+	httpjson.Write(w, http.StatusCreated, a)
 }
 
 // AddAttachment stores a metadata file on a dataset; the API and UI share it.
@@ -435,7 +436,7 @@ func (s *Server) AddAttachment(ctx context.Context, dataset, name, contentType s
 	var data []byte
 	if err == nil {
 		data, err = io.ReadAll(body)
-		if isMaxBytes(err) {
+		if httpjson.IsMaxBytes(err) {
 			err = silo.Errorf(silo.EINVALID, "attachment %s is larger than %d MiB", name, silo.MaxAttachmentBytes>>20)
 		} else if err == nil && len(data) == 0 {
 			err = silo.Errorf(silo.EINVALID, "attachment %s is empty", name)
@@ -477,7 +478,7 @@ func (s *Server) handleGetAttachment(w http.ResponseWriter, r *http.Request) {
 	}
 	s.auditResult(ctx, "dataset.attachment.download", target, err)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	// Served as a download, never rendered: an attachment is user content.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 )
 
 type health struct {
@@ -25,5 +26,5 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		s.Logger.Error("health check: database", "err", err)
 		h.Status, h.Error, status = "unavailable", "database is not answering", http.StatusServiceUnavailable
 	}
-	writeJSON(w, status, h)
+	httpjson.Write(w, status, h)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 )
 
 // InviteRequest invites an email with roles; ExpiresIn is a duration (default 7 days).
@@ -27,10 +28,10 @@ type AcceptRequest struct {
 func (s *Server) handleListInvites(w http.ResponseWriter, r *http.Request) {
 	invites, err := s.ListInvites(r.Context())
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(invites))
+	httpjson.Write(w, http.StatusOK, nonNil(invites))
 }
 
 // ListInvites lists every invitation with its status now.
@@ -45,16 +46,16 @@ func (s *Server) ListInvites(ctx context.Context) ([]*silo.Invite, error) {
 
 func (s *Server) handleCreateInvite(w http.ResponseWriter, r *http.Request) {
 	var req InviteRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	inv, err := s.CreateInvite(r.Context(), r, req)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, inv)
+	httpjson.Write(w, http.StatusCreated, inv)
 }
 
 // CreateInvite validates and stores an invitation and returns it with its
@@ -95,10 +96,10 @@ func (s *Server) CreateInvite(ctx context.Context, r *http.Request, req InviteRe
 func (s *Server) handleRevokeInvite(w http.ResponseWriter, r *http.Request) {
 	inv, err := s.RevokeInvite(r.Context(), r.PathValue("id"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, inv)
+	httpjson.Write(w, http.StatusOK, inv)
 }
 
 // RevokeInvite withdraws a pending invitation by its id, so its link stops
@@ -125,16 +126,16 @@ func (s *Server) InviteBySecret(ctx context.Context, secret string) (*silo.Invit
 
 func (s *Server) handleAcceptInvite(w http.ResponseWriter, r *http.Request) {
 	var req AcceptRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	u, err := s.AcceptInvite(r.Context(), req)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, u)
+	httpjson.Write(w, http.StatusCreated, u)
 }
 
 // AcceptInvite checks the password and uses the invitation.

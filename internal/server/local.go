@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/sqlstore"
 )
 
@@ -78,10 +79,10 @@ func (l *localRunners) stopAll() {
 func (s *Server) handleStartRunner(w http.ResponseWriter, r *http.Request) {
 	rn, err := s.StartLocalRunner(r.Context(), r.PathValue("name"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rn)
+	httpjson.Write(w, http.StatusOK, rn)
 }
 
 // StartLocalRunner starts a local runner's agent under this server with a
@@ -127,7 +128,7 @@ func (s *Server) StartLocalRunner(ctx context.Context, name string) (*silo.Runne
 		VCPU: rn.VCPU, MemoryMB: rn.MemoryGB * 1024})
 	s.auditResult(ctx, "runner.start", name, err)
 	if err != nil {
-		s.markRunnerFailed(ctx, name, "could not start: "+err.Error())
+		s.agents.MarkFailed(ctx, name, "could not start: "+err.Error())
 		return nil, silo.Errorf(silo.EINTERNAL, "start runner %s: %v", name, err)
 	}
 	s.local.add(name, stop)
@@ -137,10 +138,10 @@ func (s *Server) StartLocalRunner(ctx context.Context, name string) (*silo.Runne
 func (s *Server) handleStopRunner(w http.ResponseWriter, r *http.Request) {
 	rn, err := s.StopLocalRunner(r.Context(), r.PathValue("name"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rn)
+	httpjson.Write(w, http.StatusOK, rn)
 }
 
 // StopLocalRunner stops a local runner this server started. Its agent's

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 )
 
 // handleOpenAPI serves an OpenAPI 3.1 document generated from the route
 // table, with schemas derived from the Go types' JSON tags, so it describes
 // exactly what the server serves.
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.OpenAPI())
+	httpjson.Write(w, http.StatusOK, s.OpenAPI())
 }
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)

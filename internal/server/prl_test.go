@@ -25,6 +25,7 @@ import (
 	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/psi"
 	"github.com/silofl/silo/internal/runner"
+	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/server/servertest"
 )
 
@@ -182,7 +183,12 @@ func newLinkageFederation(t *testing.T, orgs ...string) *linkageFederation {
 
 // newLinkageFederationWith lets edit set each dataset's privacy controls.
 func newLinkageFederationWith(t *testing.T, edit func(org string, p *silo.PrivacyControls), orgs ...string) *linkageFederation {
-	e := servertest.New(t)
+	return linkageFederationOn(t, servertest.New(t), edit, orgs...)
+}
+
+// linkageFederationOn is newLinkageFederationWith on a server the test
+// started.
+func linkageFederationOn(t *testing.T, e *servertest.Env, edit func(org string, p *silo.PrivacyControls), orgs ...string) *linkageFederation {
 	f := &linkageFederation{env: envOf(e), wire: &wireLog{}, roots: map[string]string{}, tokens: map[string]string{}, stops: map[string]func(){}, data: linkageData()}
 	e.TS.Config.Handler = f.wire.wrap(e.TS.Config.Handler)
 	ag := servertest.NewAgents(t, e)
@@ -508,8 +514,8 @@ func TestLinkageHostileRunner(t *testing.T) {
 // stops its task, and the runners remove their secret and every temporary
 // file of the session.
 func TestLinkageCancelCleansUp(t *testing.T) {
-	f := newLinkageFederation(t, "bank", "telco")
-	f.srv.HeartbeatInterval = time.Second // cancellations reach runners sooner
+	// A short heartbeat: cancellations reach runners sooner.
+	f := linkageFederationOn(t, servertest.New(t, func(s *server.Server) { s.HeartbeatInterval = time.Second }), nil, "bank", "telco")
 	ctx := context.Background()
 	// A dataset large enough that its blinding is still running when the
 	// session is cancelled.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/blob"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/provision"
 	"github.com/silofl/silo/internal/sqlstore"
 )
@@ -28,10 +29,10 @@ type CloudStorage struct {
 func (s *Server) handleProvisionRunner(w http.ResponseWriter, r *http.Request) {
 	rn, err := s.Provision(r.Context(), r.PathValue("name"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.RunnerView(rn))
+	httpjson.Write(w, http.StatusOK, s.RunnerView(rn))
 }
 
 // Provision creates or verifies a cloud runner's storage. Success (or no
@@ -122,7 +123,7 @@ func (s *Server) cloudStorage(rn *sqlstore.StoredRunner) (provision.Storage, str
 func (s *Server) handleRunnerBundle(w http.ResponseWriter, r *http.Request) {
 	b, err := s.RunnerBundle(r.Context(), r.PathValue("name"), s.BundleServerURL(r, r.URL.Query().Get("server_url")))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/zip")

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/sqlstore"
 )
 
@@ -52,37 +53,37 @@ func (s *Server) RunnerView(r *sqlstore.StoredRunner) *silo.Runner {
 func (s *Server) handleListRunners(w http.ResponseWriter, r *http.Request) {
 	runners, err := s.db.ListRunners(r.Context(), r.URL.Query().Get("deregistered") == "true")
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	out := make([]*silo.Runner, len(runners))
 	for i, rn := range runners {
 		out[i] = s.RunnerView(rn)
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 func (s *Server) handleGetRunner(w http.ResponseWriter, r *http.Request) {
 	rn, err := s.db.FindRunner(r.Context(), r.PathValue("name"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.RunnerView(rn))
+	httpjson.Write(w, http.StatusOK, s.RunnerView(rn))
 }
 
 func (s *Server) handleRegisterRunner(w http.ResponseWriter, r *http.Request) {
 	var spec silo.RunnerSpec
-	if err := decodeJSON(w, r, &spec); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &spec); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	rn, err := s.RegisterRunner(r.Context(), spec)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, rn)
+	httpjson.Write(w, http.StatusCreated, rn)
 }
 
 // RegisterRunner validates spec, stores the runner with its secrets sealed
@@ -197,20 +198,20 @@ func (s *Server) handleEditRunner(w http.ResponseWriter, r *http.Request) {
 	// stored ones, the rest are kept (secrets left out are kept too).
 	old, err := s.db.FindRunner(ctx, name)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	next := old.RunnerSpec
-	if err := decodeJSON(w, r, &next); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &next); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	rn, err := s.EditRunner(ctx, name, next)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rn)
+	httpjson.Write(w, http.StatusOK, rn)
 }
 
 // EditRunner validates next against the stored runner and saves it.
@@ -246,10 +247,10 @@ func (s *Server) EditRunner(ctx context.Context, name string, next silo.RunnerSp
 func (s *Server) handleDeregisterRunner(w http.ResponseWriter, r *http.Request) {
 	rn, err := s.DeregisterRunner(r.Context(), r.PathValue("name"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rn)
+	httpjson.Write(w, http.StatusOK, rn)
 }
 
 // DeregisterRunner retires a runner: its token stops working at once, its
@@ -273,10 +274,10 @@ func (s *Server) DeregisterRunner(ctx context.Context, name string) (*silo.Runne
 func (s *Server) handleRotateRunnerToken(w http.ResponseWriter, r *http.Request) {
 	rn, err := s.RotateRunnerToken(r.Context(), r.PathValue("name"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rn)
+	httpjson.Write(w, http.StatusOK, rn)
 }
 
 // RotateRunnerToken replaces a runner's token; the old one stops working.
@@ -307,24 +308,24 @@ type taskRequest struct {
 
 func (s *Server) handleCreateRunnerTask(w http.ResponseWriter, r *http.Request) {
 	var req taskRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	if req.Type != silo.TaskDiagnostics {
-		writeError(w, r, s.Logger, silo.FieldErrorf("type", "task type %q cannot be queued by hand: use %q", req.Type, silo.TaskDiagnostics))
+		httpjson.Error(w, r, s.Logger, silo.FieldErrorf("type", "task type %q cannot be queued by hand: use %q", req.Type, silo.TaskDiagnostics))
 		return
 	}
 	if req.VCPU < 0 || req.MemoryMB < 0 {
-		writeError(w, r, s.Logger, silo.Errorf(silo.EINVALID, "vcpu and memory_mb must not be negative"))
+		httpjson.Error(w, r, s.Logger, silo.Errorf(silo.EINVALID, "vcpu and memory_mb must not be negative"))
 		return
 	}
 	t, err := s.QueueTask(r.Context(), r.PathValue("name"), &silo.Task{Type: req.Type, VCPU: max(req.VCPU, 1), MemoryMB: max(req.MemoryMB, 16)})
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, t)
+	httpjson.Write(w, http.StatusCreated, t)
 }
 
 // QueueTask queues t for the named runner and wakes its long-poll.
@@ -342,17 +343,17 @@ func (s *Server) QueueTask(ctx context.Context, runner string, t *silo.Task) (*s
 	if err != nil {
 		return nil, err
 	}
-	s.wake.notify(rn.ID)
+	s.agents.Notify(rn.ID)
 	return t, nil
 }
 
 func (s *Server) handleCancelRunnerTask(w http.ResponseWriter, r *http.Request) {
 	t, err := s.CancelRunnerTask(r.Context(), r.PathValue("name"), r.PathValue("id"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, t)
+	httpjson.Write(w, http.StatusOK, t)
 }
 
 // CancelRunnerTask cancels a diagnostics task that has not finished, so one
@@ -378,15 +379,15 @@ func (s *Server) handleListRunnerTasks(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rn, err := s.db.FindRunner(ctx, r.PathValue("name"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	tasks, err := s.db.ListTasks(ctx, rn.ID, 100)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(s.TaskAccess(ctx).Views(tasks)))
+	httpjson.Write(w, http.StatusOK, nonNil(s.TaskAccess(ctx).Views(tasks)))
 }
 
 // TaskAccess decides what the caller may see of tasks, remembering which
@@ -457,7 +458,7 @@ func (s *Server) handleRunnerLogs(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rn, err := s.db.FindRunner(ctx, r.PathValue("name"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	access := s.TaskAccess(ctx)
@@ -467,18 +468,18 @@ func (s *Server) handleRunnerLogs(w http.ResponseWriter, r *http.Request) {
 	if id := q.Get("task"); id != "" {
 		t, err := s.db.FindTask(ctx, id)
 		if err != nil || t.Runner != rn.Name {
-			writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "runner %s has no task %s", rn.Name, id))
+			httpjson.Error(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "runner %s has no task %s", rn.Name, id))
 			return
 		}
 		if !access.Details(t) {
-			writeError(w, r, s.Logger, silo.Errorf(silo.EFORBIDDEN, "the logs of task %s belong to session %s, which you may not see", id, t.Session))
+			httpjson.Error(w, r, s.Logger, silo.Errorf(silo.EFORBIDDEN, "the logs of task %s belong to session %s, which you may not see", id, t.Session))
 			return
 		}
 		ids = []string{id}
 	} else {
 		tasks, err := s.db.ListTasks(ctx, rn.ID, 20)
 		if err != nil {
-			writeError(w, r, s.Logger, err)
+			httpjson.Error(w, r, s.Logger, err)
 			return
 		}
 		for _, t := range tasks {
@@ -489,10 +490,10 @@ func (s *Server) handleRunnerLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	lines, err := s.db.ListTaskLogs(ctx, ids, after, 1000)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(lines))
+	httpjson.Write(w, http.StatusOK, nonNil(lines))
 }
 
 // clearAgentFailure lets a runner that failed (an incompatible agent, say)

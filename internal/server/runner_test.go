@@ -15,6 +15,8 @@ import (
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/client"
 	"github.com/silofl/silo/internal/runner"
+	"github.com/silofl/silo/internal/server"
+	"github.com/silofl/silo/internal/server/servertest"
 )
 
 // TestRunnerLifecycle starts a server and three local runners in-process and
@@ -22,8 +24,7 @@ import (
 // a runner killed (offline) and restarted (online), a deregistered runner's
 // token refused at once.
 func TestRunnerLifecycle(t *testing.T) {
-	e := newEnv(t)
-	e.srv.HeartbeatInterval = 100 * time.Millisecond
+	e := envOf(servertest.New(t, func(s *server.Server) { s.HeartbeatInterval = 100 * time.Millisecond }))
 	ag := newAgents(t, e)
 	ctx := context.Background()
 	admin := client.New(e.ts.URL, e.admin)

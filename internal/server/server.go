@@ -7,7 +7,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,9 +19,11 @@ import (
 	"time"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/orchestrator"
 	"github.com/silofl/silo/internal/orchestrator/hfl"
 	"github.com/silofl/silo/internal/orchestrator/prl"
+	"github.com/silofl/silo/internal/runnerapi"
 	"github.com/silofl/silo/internal/seal"
 	"github.com/silofl/silo/internal/sqlstore"
 )
@@ -30,12 +31,8 @@ import (
 // LeaseTTL is how long a replica's claim on a session lasts unless renewed.
 const LeaseTTL = orchestrator.LeaseTTL
 
-// MaxBodyBytes bounds JSON request bodies; MaxResultBytes bounds a task
-// result, which carries model parameters.
-const (
-	MaxBodyBytes   = 1 << 20
-	MaxResultBytes = 256 << 20
-)
+// MaxBodyBytes bounds JSON request bodies.
+const MaxBodyBytes = httpjson.MaxBody
 
 // Server serves the API (and the routes added to it) from a store. Set its
 // exported fields before calling Handler.
@@ -84,9 +81,9 @@ type Server struct {
 	metrics  *metrics
 	routes   []Route
 	served   bool // Handler was called: the routes are fixed
-	wake     waker
-	beats    beats
-	local    localRunners
+	// agents answers the runner protocol.
+	agents *runnerapi.API
+	local  localRunners
 	// engine drives sessions; each session type is a kind registered in New.
 	engine *orchestrator.Driver
 	// Replica names this server in session leases: a restarted server with
@@ -111,11 +108,14 @@ func New(db *sqlstore.DB) *Server {
 	s.engine = orchestrator.New(db)
 	s.engine.Register(silo.SessionHFL, hfl.Kind{})
 	s.engine.Register(silo.SessionPRL, prl.Kind{})
-	s.engine.Notify = s.wake.notify
-	s.engine.Claim = s.wake.claim
 	s.engine.Audit = func(ctx context.Context, action, target, outcome, detail string) {
 		s.auditAs(ctx, "system", action, target, outcome, detail)
 	}
+	s.agents = runnerapi.New(db, s.engine)
+	s.agents.Audit, s.agents.Connected = s.auditAs, s.datasetConnected
+	// Tasks a driver queues wake the runner's long-polls, or go straight to
+	// one waiting.
+	s.engine.Notify, s.engine.Claim = s.agents.Notify, s.agents.Claim
 	s.AddRoutes(slices.Concat(s.apiRoutes(), s.runnerRoutes(), s.agentRoutes(), s.datasetRoutes(), s.sessionRoutes())...)
 	return s
 }
@@ -160,9 +160,10 @@ func (s *Server) BootstrapAdmin(ctx context.Context, email, password string) (*s
 }
 
 // configureEngine passes the server's settings, set after New, to the
-// session engine.
+// session engine and the runner protocol.
 func (s *Server) configureEngine() {
 	s.engine.Logger, s.engine.Clock, s.engine.Replica = s.Logger, s.Clock, s.Replica
+	s.agents.Logger, s.agents.Clock, s.agents.HeartbeatInterval = s.Logger, s.Clock, s.HeartbeatInterval
 }
 
 // Handler returns the HTTP handler for every route.
@@ -174,7 +175,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(rt.Method+" "+rt.Path, s.metrics.wrap(rt.Method+" "+rt.Path, s.guard(rt)))
 	}
 	mux.Handle("/", s.metrics.wrap("unmatched", http.HandlerFunc(s.notFound)))
-	return securityHeaders(mux, agentPrefix)
+	return securityHeaders(mux, runnerapi.Prefix)
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
@@ -182,7 +183,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 		s.PageNotFound(w, s.signedIn(r))
 		return
 	}
-	writeError(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "no API route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
+	httpjson.Error(w, r, s.Logger, silo.Errorf(silo.ENOTFOUND, "no API route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
 }
 
 // now is the server's clock.
@@ -255,28 +256,4 @@ func (s *Server) linkBase(r *http.Request) (string, error) {
 // SecureCookies reports whether cookies must carry the Secure flag.
 func (s *Server) SecureCookies(r *http.Request) bool {
 	return r.TLS != nil || strings.HasPrefix(s.PublicURL, "https://")
-}
-
-// errTooLarge marks the errors that answer 413 Request Entity Too Large.
-var errTooLarge = errors.New("")
-
-// bodyTooLarge reports a request body over its route's limit, naming the
-// limit that applied.
-func bodyTooLarge(err error) error {
-	limit := int64(MaxBodyBytes)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		limit = mbe.Limit
-	}
-	size := fmt.Sprintf("%d bytes", limit)
-	if limit%(1<<20) == 0 {
-		size = fmt.Sprintf("%d MiB", limit>>20)
-	}
-	return fmt.Errorf("%w%w", &silo.Error{Code: silo.EINVALID, Message: "request body is larger than " + size}, errTooLarge)
-}
-
-// isMaxBytes reports whether err came from http.MaxBytesReader.
-func isMaxBytes(err error) bool {
-	var mbe *http.MaxBytesError
-	return errors.As(err, &mbe)
 }

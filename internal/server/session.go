@@ -14,6 +14,7 @@ import (
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/blob"
 	"github.com/silofl/silo/internal/dp"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/orchestrator/hfl"
 	"github.com/silofl/silo/internal/sqlstore"
 )
@@ -89,7 +90,7 @@ func (s *Server) SessionByID(ctx context.Context, id string) (*sqlstore.StoredSe
 func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
 	list, err := s.db.ListSessions(r.Context(), false)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	out := []*silo.Session{}
@@ -98,16 +99,16 @@ func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
 			out = append(out, s.SessionView(r.Context(), ss))
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 	ss, err := s.sessionByPath(r)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.SessionView(r.Context(), ss))
+	httpjson.Write(w, http.StatusOK, s.SessionView(r.Context(), ss))
 }
 
 // SessionView is a session as the API and the UI show it: with its current
@@ -133,32 +134,32 @@ func (s *Server) Metrics(ctx context.Context, ss *sqlstore.StoredSession) (any, 
 func (s *Server) handleSessionMetrics(w http.ResponseWriter, r *http.Request) {
 	ss, err := s.sessionByPath(r)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	m, err := s.Metrics(r.Context(), ss)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, m)
+	httpjson.Write(w, http.StatusOK, m)
 }
 
 func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if isMaxBytes(err) {
-		writeError(w, r, s.Logger, bodyTooLarge(err))
+	if httpjson.IsMaxBytes(err) {
+		httpjson.Error(w, r, s.Logger, httpjson.TooLarge(err))
 		return
 	} else if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	ss, err := s.CreateSession(r.Context(), body)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, ss)
+	httpjson.Write(w, http.StatusCreated, ss)
 }
 
 // CreateSession checks a config against the datasets' privacy controls
@@ -283,10 +284,10 @@ func cmpOr(a, b string) string {
 func (s *Server) handleCancelSession(w http.ResponseWriter, r *http.Request) {
 	ss, err := s.CancelSession(r.Context(), r.PathValue("id"))
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, &ss.Session)
+	httpjson.Write(w, http.StatusOK, &ss.Session)
 }
 
 // CancelSession cancels a pending or running session the caller may see,
@@ -323,7 +324,7 @@ func (s *Server) handleDownloadModel(w http.ResponseWriter, r *http.Request) {
 	}
 	s.auditResult(ctx, "model.download", r.PathValue("id")+map[bool]string{true: " (best)", false: ""}[best], err)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -343,16 +344,16 @@ type PredictionRequest struct {
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	var req PredictionRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	out, err := s.Predict(r.Context(), req)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // Predict runs a session's model on a dataset's runner, waits (up to ten

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 )
 
 func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request) {
@@ -12,32 +13,32 @@ func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request) {
 	userID := a.User.ID
 	if r.URL.Query().Get("all") == "true" {
 		if !a.Can(silo.PermTokensManageAny) {
-			writeError(w, r, s.Logger, silo.Errorf(silo.EFORBIDDEN, "only admins may list everyone's tokens"))
+			httpjson.Error(w, r, s.Logger, silo.Errorf(silo.EFORBIDDEN, "only admins may list everyone's tokens"))
 			return
 		}
 		userID = 0
 	}
 	tokens, err := s.db.ListTokens(r.Context(), userID)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(tokens))
+	httpjson.Write(w, http.StatusOK, nonNil(tokens))
 }
 
 func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 	var req silo.TokenRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	ctx := r.Context()
 	t, err := s.CreateToken(ctx, silo.ActorFromContext(ctx).User, req)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, t)
+	httpjson.Write(w, http.StatusCreated, t)
 }
 
 // CreateToken makes an access token for u. A request made with a scoped token
@@ -77,7 +78,7 @@ func (s *Server) CreateToken(ctx context.Context, u *silo.User, req silo.TokenRe
 
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	if err := s.RevokeToken(r.Context(), r.PathValue("id")); err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 )
 
 type loginRequest struct {
@@ -23,13 +24,13 @@ type loginResponse struct {
 // handleAPILogin exchanges a password for an access token, for the CLI.
 func (s *Server) handleAPILogin(w http.ResponseWriter, r *http.Request) {
 	var req loginRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &req); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	u, err := s.CheckCredentials(r.Context(), r, req.Email, req.Password)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	ctx := silo.NewContextWithActor(r.Context(), &silo.Actor{User: u})
@@ -39,10 +40,10 @@ func (s *Server) handleAPILogin(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := s.CreateToken(ctx, u, silo.TokenRequest{Name: name})
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, loginResponse{Token: t.Secret, TokenID: t.ID, User: u})
+	httpjson.Write(w, http.StatusOK, loginResponse{Token: t.Secret, TokenID: t.ID, User: u})
 }
 
 type meResponse struct {
@@ -59,16 +60,16 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 			perms = append(perms, p)
 		}
 	}
-	writeJSON(w, http.StatusOK, meResponse{User: a.User, Permissions: perms, TokenID: a.TokenID})
+	httpjson.Write(w, http.StatusOK, meResponse{User: a.User, Permissions: perms, TokenID: a.TokenID})
 }
 
 func (s *Server) handleListUsers(w http.ResponseWriter, r *http.Request) {
 	users, err := s.db.ListUsers(r.Context())
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, nonNil(users))
+	httpjson.Write(w, http.StatusOK, nonNil(users))
 }
 
 // userByPath finds the user named by the {email} path value (an email or a
@@ -85,10 +86,10 @@ func (s *Server) userByPath(ctx context.Context, r *http.Request) (*silo.User, e
 func (s *Server) handleGetUser(w http.ResponseWriter, r *http.Request) {
 	u, err := s.userByPath(r.Context(), r)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, u)
+	httpjson.Write(w, http.StatusOK, u)
 }
 
 // UserPatch changes a user: the fields given replace the stored ones.
@@ -100,16 +101,16 @@ type UserPatch struct {
 
 func (s *Server) handlePatchUser(w http.ResponseWriter, r *http.Request) {
 	var p UserPatch
-	if err := decodeJSON(w, r, &p); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &p); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	u, err := s.UpdateUser(r.Context(), r, p)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, u)
+	httpjson.Write(w, http.StatusOK, u)
 }
 
 // UpdateUser applies p to the user in the path, all or nothing; the API and
@@ -165,7 +166,7 @@ func (s *Server) UpdateUser(ctx context.Context, r *http.Request, p UserPatch) (
 
 func (s *Server) handleDeleteUser(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.RemoveUser(r.Context(), r); err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

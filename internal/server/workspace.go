@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 )
 
 // WorkspacePatch changes the workspace: the fields given replace the stored ones.
@@ -19,24 +20,24 @@ type WorkspacePatch struct {
 func (s *Server) handleGetWorkspace(w http.ResponseWriter, r *http.Request) {
 	ws, err := s.db.Workspace(r.Context())
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ws)
+	httpjson.Write(w, http.StatusOK, ws)
 }
 
 func (s *Server) handlePatchWorkspace(w http.ResponseWriter, r *http.Request) {
 	var p WorkspacePatch
-	if err := decodeJSON(w, r, &p); err != nil {
-		writeError(w, r, s.Logger, err)
+	if err := httpjson.Decode(w, r, &p); err != nil {
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
 	ws, err := s.UpdateWorkspace(r.Context(), p)
 	if err != nil {
-		writeError(w, r, s.Logger, err)
+		httpjson.Error(w, r, s.Logger, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ws)
+	httpjson.Write(w, http.StatusOK, ws)
 }
 
 // UpdateWorkspace applies the fields set in p, validates the whole and saves

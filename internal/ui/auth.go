@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/server"
 )
 
@@ -61,7 +62,7 @@ func (ui *UI) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		v := ui.newView(r, "Sign in")
 		v.Form = newForm(url.Values{"email": {email}, "next": {r.PostForm.Get("next")}})
 		v.Form.Error = silo.ErrorMessage(err)
-		ui.render(w, r, server.ErrorStatus(err), "login", v)
+		ui.render(w, r, httpjson.Status(err), "login", v)
 		return
 	}
 	if err := ui.signIn(w, r, u); err != nil {

@@ -22,6 +22,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/server"
 )
 
@@ -419,7 +420,7 @@ func (ui *UI) wizardConnect(w http.ResponseWriter, r *http.Request, f *form) {
 		}
 		step := datasetStepOf(field)
 		placeDatasetError(f, err)
-		ui.renderWizard(w, r, server.ErrorStatus(err), step, f)
+		ui.renderWizard(w, r, httpjson.Status(err), step, f)
 		return
 	}
 	var failed []string

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/server"
 )
 
@@ -446,7 +447,7 @@ func (ui *UI) handleRunnerCreate(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		ui.logInternal(r, err)
 		f.fail(err, fieldNames(fields)...)
-		ui.renderRunnerForm(w, r, server.ErrorStatus(err), p, f, nil)
+		ui.renderRunnerForm(w, r, httpjson.Status(err), p, f, nil)
 		return
 	}
 	if rn.Token != "" {

@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/server"
 )
 
@@ -377,7 +378,7 @@ func (ui *UI) handleSessionCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Error = silo.ErrorMessage(err)
-	ui.renderSessionNew(w, r, server.ErrorStatus(err), f, datasets, err, "")
+	ui.renderSessionNew(w, r, httpjson.Status(err), f, datasets, err, "")
 }
 
 var (

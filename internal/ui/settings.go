@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/server"
 )
 
@@ -61,7 +62,7 @@ func (ui *UI) handleInviteCreate(w http.ResponseWriter, r *http.Request) {
 		ui.logInternal(r, err)
 		f := newForm(url.Values{"email": {req.Email}, "roles": req.Roles, "expires_in": {req.ExpiresIn}})
 		f.fail(err, "email", "roles", "expires_in")
-		ui.renderUsers(w, r, server.ErrorStatus(err), f, nil)
+		ui.renderUsers(w, r, httpjson.Status(err), f, nil)
 		return
 	}
 	// The link exists only now: show it in this response, not after a redirect.
@@ -212,7 +213,7 @@ func (ui *UI) handleTokenCreate(w http.ResponseWriter, r *http.Request) {
 		ui.logInternal(r, err)
 		f := newForm(url.Values{"name": {r.PostForm.Get("name")}, "scopes": r.PostForm["scopes"], "expires_in": {req.ExpiresIn}})
 		f.fail(err, "name", "scopes", "expires_in")
-		ui.renderTokens(w, r, server.ErrorStatus(err), f, nil)
+		ui.renderTokens(w, r, httpjson.Status(err), f, nil)
 		return
 	}
 	// The secret exists only now: show it in this response.
@@ -269,7 +270,7 @@ func (ui *UI) handleBillingSubmit(w http.ResponseWriter, r *http.Request) {
 		v.Form = newForm(vals)
 		v.Form.fail(err, workspaceFields...)
 		v.Data = ws
-		ui.render(w, r, server.ErrorStatus(err), "billing", v)
+		ui.render(w, r, httpjson.Status(err), "billing", v)
 		return
 	}
 	ui.redirectFlash(w, r, "/settings/billing", "success", "Workspace and billing information saved.")
@@ -331,7 +332,7 @@ func (ui *UI) handleAuditPage(w http.ResponseWriter, r *http.Request) {
 	f, err := ui.srv.AuditFilter(q)
 	if err != nil {
 		v.Form.fail(err, "since", "before")
-		ui.render(w, r, server.ErrorStatus(err), "audit", v)
+		ui.render(w, r, httpjson.Status(err), "audit", v)
 		return
 	}
 	f.Limit = auditPageSize + 1

@@ -40,6 +40,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/silofl/silo"
+	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/sqlstore"
 )
@@ -617,7 +618,7 @@ func (ui *UI) renderError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	ui.logInternal(r, err)
-	status := server.ErrorStatus(err)
+	status := httpjson.Status(err)
 	d := errorData{Status: status, Message: forWeb(silo.ErrorMessage(err))}
 	for _, l := range listPages {
 		if strings.HasPrefix(r.URL.Path, l.Path) && r.URL.Path != l.Path {

@@ -82,10 +82,11 @@ type Env struct {
 }
 
 // New starts a server on a fresh store with a bootstrapped admin,
-// signed in through the API (Admin is their token).
-func New(t *testing.T) *Env {
+// signed in through the API (Admin is their token). Each configure sets the
+// server's fields (its heartbeat interval, say) before it serves.
+func New(t *testing.T, configure ...func(*server.Server)) *Env {
 	t.Helper()
-	e := Start(t, true)
+	e := Start(t, true, configure...)
 	e.Admin = e.Login(AdminEmail, AdminPassword)
 	return e
 }
@@ -109,8 +110,9 @@ func Store() string {
 
 // Start starts a server on a fresh store (see StoreEnv); with bootstrap the
 // first admin exists (not signed in), else the workspace has no users, as
-// on a first start.
-func Start(t *testing.T, bootstrap bool) *Env {
+// on a first start. Each configure sets the server's fields before it
+// serves.
+func Start(t *testing.T, bootstrap bool, configure ...func(*server.Server)) *Env {
 	t.Helper()
 	ctx := context.Background()
 	clock := NewClock(time.Now().UTC())
@@ -135,6 +137,9 @@ func Start(t *testing.T, bootstrap bool) *Env {
 	logs := &LogBuffer{}
 	srv.Logger = slog.New(slog.NewMultiHandler(slog.Default().Handler(), slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	srv.AddRoutes(ui.New(srv)...)
+	for _, c := range configure {
+		c(srv)
+	}
 	if bootstrap {
 		if _, created, err := srv.BootstrapAdmin(ctx, AdminEmail, AdminPassword); err != nil || !created {
 			t.Fatalf("bootstrap admin: created=%v err=%v", created, err)
