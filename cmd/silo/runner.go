@@ -33,8 +33,11 @@ not a dataset's name, and the runner keeps its own privacy ledger.
 
 --state-dir is where the runner keeps that record: the controls bound to
 each location and the epsilon spent on it. It must survive restarts. The
-default is .silo under a local --storage-root, else silo/runner-state in
-the user's configuration directory.
+default is .silo under a local --storage-root; for an s3:// or azure://
+storage root, .silo/runner-state/ in that bucket or container (the
+runner's identity must be allowed to write there), so that the record
+outlives the machine; else silo/runner-state in the user's configuration
+directory.
 
 Flags may also come from the environment: SILO_SERVER, SILO_RUNNER_TOKEN,
 SILO_STORAGE_ROOT, SILO_VCPU, SILO_MEMORY, SILO_CA_FILE, SILO_POLICY,
@@ -102,21 +105,29 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 // cloudStorageRoot reads a cloud runner's storage root, which its bundle
 // gives as the runner's storage path: s3://<bucket>[/prefix] (the runner
 // reads S3 with the AWS default credential chain, so nothing else is
-// needed) or azure://<storage account>/<container> (the runner reads that
-// account, whose containers hold its datasets, with azidentity's default
-// credential). A plain directory is a local runner's root and stays as it is.
+// needed) or azure://<storage account>/<container>[/prefix] (the runner
+// reads that account, whose containers hold its datasets, with
+// azidentity's default credential). Without --state-dir the runner keeps
+// its state under the root's .silo/runner-state/. A plain directory is a
+// local runner's root and stays as it is.
 func cloudStorageRoot(cfg *runner.Config) error {
 	root := cfg.StorageRoot
 	switch {
 	case strings.HasPrefix(root, "s3://"):
-		cfg.StorageRoot = ""
+		cfg.StorageRoot, cfg.CloudRoot = "", root
 	case strings.HasPrefix(root, "azure://"):
-		account, _, _ := strings.Cut(strings.TrimPrefix(root, "azure://"), "/")
+		account, container, _ := strings.Cut(strings.TrimPrefix(root, "azure://"), "/")
 		if account == "" {
 			return fmt.Errorf("%s names no storage account: use azure://<storage account>/<container>", root)
 		}
+		if container == "" && cfg.StateDir == "" {
+			return fmt.Errorf("%s names no container, where the runner keeps its privacy record: use azure://<storage account>/<container> (or give --state-dir DIR)", root)
+		}
 		cfg.StorageRoot = ""
 		cfg.Storage.Azure.AccountName = account
+		if container != "" {
+			cfg.CloudRoot = "azure://" + container
+		}
 	case strings.HasPrefix(root, "file://"):
 		cfg.StorageRoot = strings.TrimPrefix(root, "file://")
 	}

@@ -110,7 +110,11 @@ func runDeregister(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (jso
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return nil, fmt.Errorf("deregister task payload: %w", err)
 	}
-	n, err := cfg.state().forget(p.Dataset, p.URI)
+	state, err := cfg.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := state.forget(ctx, p.Dataset, p.URI)
 	if err != nil {
 		return nil, err
 	}
@@ -131,12 +135,17 @@ func userError(err error) error {
 	return err
 }
 
-// stateDir is where the runner keeps its own state: StateDir, else .silo
-// under a local storage root (a hidden name, and denied to every dataset
-// and task), else the user's configuration directory.
+// stateDir is the directory where the runner keeps its own state:
+// StateDir, else .silo under a local storage root (a hidden name, and
+// denied to every dataset and task), else, for a runner without a cloud
+// storage root (which keeps its state there), the user's configuration
+// directory.
 func (c *Config) stateDir() string {
 	if c.StateDir != "" {
 		return c.StateDir
+	}
+	if c.CloudRoot != "" {
+		return ""
 	}
 	dir, _ := defaultStateDir(c.StorageRoot)
 	return dir

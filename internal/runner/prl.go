@@ -170,7 +170,7 @@ func (c *Config) checkLinkage(ctx context.Context, t *Task, p *silo.PRLPayload) 
 	if err != nil {
 		return err
 	}
-	ids, err := c.trustedIdentifiers(b)
+	ids, err := c.trustedIdentifiers(ctx, b)
 	if err != nil {
 		return err
 	}
@@ -199,9 +199,14 @@ func (c *Config) checkLinkage(ctx context.Context, t *Task, p *silo.PRLPayload) 
 // trustedIdentifiers are the identifier columns of a bound dataset that do
 // not come from the task: those it was connected with on this runner, and
 // those of the runner's policy rules for its location.
-func (c *Config) trustedIdentifiers(b *binding) ([]string, error) {
+func (c *Config) trustedIdentifiers(ctx context.Context, b *binding) ([]string, error) {
 	var ids []string
-	err := c.state().update(func(st *stateSnapshot) error {
+	state, err := c.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = state.update(ctx, func(st *stateSnapshot) error {
+		ids = nil
 		if ls := st.locations[b.location]; ls != nil && ls.Datasets[b.dataset] != nil {
 			ids = append(ids, ls.Datasets[b.dataset].Controls.IdentifierColumns...)
 		}
