@@ -18,7 +18,7 @@ import (
 )
 
 const runnerUsage = `Usage: silo runner --server URL --token T [--storage-root DIR] [--vcpu N] [--memory SIZE] [--ca-file PEM]
-                   [--policy policy.json] [--state-dir DIR]
+                   [--policy FILE|URI] [--state-dir DIR]
 
 Runs a task-runner agent: it connects out to the server (no inbound port;
 HTTPS_PROXY and NO_PROXY are honoured), pulls tasks, runs them next to the
@@ -27,9 +27,12 @@ SIGTERM or Ctrl-C stops it cleanly.
 
 --policy pins the data owner's policy: rules by storage prefix, each a floor
 of privacy controls no server, admin or custodian can loosen (see
-docs/privacy.md). The file is checked at start. Without it the controls the
-server sends are the floor. Either way controls bind the data's location,
-not a dataset's name, and the runner keeps its own privacy ledger.
+docs/privacy.md). It is a local file or an object in the runner's own
+storage (s3://<bucket>/<key>, azure://<container>/<blob> in the runner's
+account, file:///<path>), read once at start with the runner's credentials
+and checked. Without it the controls the server sends are the floor.
+Either way controls bind the data's location, not a dataset's name, and
+the runner keeps its own privacy ledger.
 
 --state-dir is where the runner keeps that record: the controls bound to
 each location and the epsilon spent on it. It must survive restarts. The
@@ -54,7 +57,7 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 	vcpu := fs.String("vcpu", envOr("SILO_VCPU", "0"), "vCPUs to use (0: all)")
 	memory := fs.String("memory", envOr("SILO_MEMORY", "1GiB"), "memory to use, e.g. 4GiB or 512MiB")
 	fs.StringVar(&cfg.CAFile, "ca-file", os.Getenv("SILO_CA_FILE"), "PEM bundle of extra CAs to trust")
-	policyFile := fs.String("policy", os.Getenv("SILO_POLICY"), "the data owner's policy file (JSON)")
+	policyFile := fs.String("policy", os.Getenv("SILO_POLICY"), "the data owner's policy (JSON): a file, or s3://, azure:// or file:/// URI")
 	fs.StringVar(&cfg.StateDir, "state-dir", os.Getenv("SILO_STATE_DIR"), "where the runner keeps its privacy record and ledger")
 	logFormat := fs.String("log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
 	if code, done := parseFlags(fs, args, runnerUsage, s); done {
@@ -68,12 +71,6 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 	if cfg.MemoryMB, err = parseMemoryMB(*memory); err != nil {
 		fmt.Fprintf(s.Stderr, "silo runner: --memory: %v\n", err)
 		return 2
-	}
-	if *policyFile != "" {
-		if cfg.Policy, err = runner.LoadPolicy(*policyFile); err != nil {
-			fmt.Fprintf(s.Stderr, "silo runner: --policy: %v\n", err)
-			return 2
-		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(envOr("SILO_LOG_LEVEL", "info"))); err != nil {
@@ -89,6 +86,14 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 	if err := cloudStorageRoot(&cfg); err != nil {
 		fmt.Fprintf(s.Stderr, "silo runner: --storage-root: %v\n", err)
 		return 2
+	}
+	if *policyFile != "" {
+		// After the storage root, which says whose Azure account azure://
+		// names.
+		if cfg.Policy, err = runner.LoadPolicyAt(ctx, *policyFile, cfg.Storage); err != nil {
+			fmt.Fprintf(s.Stderr, "silo runner: --policy: %v\n", err)
+			return 2
+		}
 	}
 	agent, err := runner.New(cfg)
 	if err != nil {

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/http/httptest"
@@ -266,5 +267,49 @@ func TestCloudRootStateNeedsNoDir(t *testing.T) {
 	c.StateDir = "/var/lib/silo"
 	if dir := c.stateDir(); dir != "/var/lib/silo" {
 		t.Errorf("stateDir = %q with --state-dir", dir)
+	}
+}
+
+// TestPolicyFromStorage: a cloud runner pins a policy kept in its own
+// storage, read with its credentials; the digest is of the bytes read, and
+// errors name the location and what to fix.
+func TestPolicyFromStorage(t *testing.T) {
+	forEachCloud(t, func(t *testing.T, c cloudRoot) {
+		ctx := context.Background()
+		doc := fmt.Appendf(nil, `{"rules": [{"name": "crm", "prefix": "%s/crm/", "min_records_per_aggregate": 40}]}`, c.root)
+		sum := sha256.Sum256(doc)
+		if err := c.store.PutRecord(ctx, ".silo/policy.json", doc, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.store.Put(ctx, "policies/bad.json", strings.NewReader(`{"rules": [{"prefix": "s3://bank.silo/", "min_record": 4}]}`)); err != nil {
+			t.Fatal(err)
+		}
+		p, err := LoadPolicyAt(ctx, c.root+"/.silo/policy.json", c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "sha256:" + hex.EncodeToString(sum[:]); p.Digest != want || len(p.Rules) != 1 || p.Rules[0].MinRecordsPerAggregate != 40 {
+			t.Fatalf("policy %+v, want digest %s of the bytes stored", p, want)
+		}
+		for _, tc := range []struct{ loc, want string }{
+			{c.root + "/.silo/missing.json", "policy " + c.root + "/.silo/missing.json: no file at " + c.root + "/.silo/missing.json"},
+			{c.root + "/policies/bad.json", "policy " + c.root + `/policies/bad.json: unknown key "min_record"`},
+			{c.root + "/policies/../x.json", "must not contain .."},
+		} {
+			if _, err := LoadPolicyAt(ctx, tc.loc, c.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("LoadPolicyAt(%s): %v, want %q", tc.loc, err, tc.want)
+			}
+		}
+	})
+	// file:/// is a local file, as a plain path is.
+	path := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(path, []byte(`{"rules": [{"prefix": "file:///srv/a/", "min_records_per_aggregate": 20}]}`), 0o600)
+	for _, loc := range []string{path, "file://" + path} {
+		if p, err := LoadPolicyAt(context.Background(), loc, blob.Config{}); err != nil || len(p.Rules) != 1 {
+			t.Errorf("LoadPolicyAt(%s) = %+v, %v", loc, p, err)
+		}
+	}
+	if _, err := LoadPolicyAt(context.Background(), "file:///nonexistent/policy.json", blob.Config{}); err == nil || !strings.Contains(err.Error(), "policy /nonexistent/policy.json") {
+		t.Errorf("a missing file: %v", err)
 	}
 }
