@@ -135,27 +135,34 @@ func userError(err error) error {
 	return err
 }
 
-// stateDir is the directory where the runner keeps its own state:
-// StateDir, else .silo under a local storage root (a hidden name, and
-// denied to every dataset and task), else, for a runner without a cloud
-// storage root (which keeps its state there), the user's configuration
-// directory.
-func (c *Config) stateDir() string {
+// localDir is the runner's own directory on its machine: StateDir, else
+// .silo under a local storage root (a hidden name, and denied to every
+// dataset and task), else the user's configuration directory. Record
+// linkage secrets and large task parts are kept there, and the privacy
+// record unless the runner keeps it in its cloud storage (see stateDir).
+func (c *Config) localDir() string {
 	if c.StateDir != "" {
 		return c.StateDir
-	}
-	if c.CloudRoot != "" {
-		return ""
 	}
 	dir, _ := defaultStateDir(c.StorageRoot)
 	return dir
 }
 
+// stateDir is the directory of the runner's privacy record: localDir, or
+// none for a runner with a cloud storage root and no StateDir, which keeps
+// the record in that storage so that it outlives the machine.
+func (c *Config) stateDir() string {
+	if c.StateDir == "" && c.CloudRoot != "" {
+		return ""
+	}
+	return c.localDir()
+}
+
 // spillDir is where the agent writes task parts too large to hold in
-// memory, and tasks their scratch files: under the state directory, or
-// the system's temporary directory for a runner without one.
+// memory, and tasks their scratch files: under localDir, or the system's
+// temporary directory for a runner without one.
 func (c *Config) spillDir() string {
-	if dir := c.stateDir(); dir != "" {
+	if dir := c.localDir(); dir != "" {
 		return filepath.Join(dir, "tmp")
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("silo-runner-%d", os.Getpid()))

@@ -64,7 +64,7 @@ func (c *Config) locate(ctx context.Context, uri string) (string, error) {
 func (c *Config) storage() blob.Config {
 	s := c.Storage
 	s.FileRoot = c.StorageRoot
-	if dir := c.stateDir(); dir != "" {
+	if dir := c.localDir(); dir != "" {
 		s.FileDeny = append(s.FileDeny, dir)
 	}
 	return s

@@ -250,12 +250,17 @@ func TestDamagedStateDir(t *testing.T) {
 }
 
 // TestCloudRootStateNeedsNoDir: a cloud runner without --state-dir keeps no
-// state on its machine; --state-dir still wins.
+// privacy record on its machine; --state-dir still wins.
 func TestCloudRootStateNeedsNoDir(t *testing.T) {
-	freshMachine(t)
+	home := freshMachine(t)
 	c := &Config{CloudRoot: "s3://bank.silo/team"}
 	if dir := c.stateDir(); dir != "" {
 		t.Errorf("stateDir = %q, want none: the state is in the storage", dir)
+	}
+	// Record linkage secrets, which live as long as a session, and large
+	// task parts stay on the machine, as before.
+	if dir, want := c.localDir(), filepath.Join(home, ".config", "silo", "runner-state"); dir != want {
+		t.Errorf("localDir = %q, want %q", dir, want)
 	}
 	cs, err := openCloudState(context.Background(), c.CloudRoot, blob.Config{S3: blob.S3Config{Endpoint: "http://127.0.0.1:1", AccessKeyID: "a", SecretAccessKey: "b"}})
 	if err != nil {
