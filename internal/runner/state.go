@@ -130,7 +130,10 @@ const maxStateAttempts = 10
 // storage lets that happen) makes update read everything again and run fn
 // again, so fn must start from what it is given each time. Records are
 // written one by one: fn should change one location, or make only changes
-// that are right to apply twice (as forgetting a dataset is).
+// that are right to apply twice (as forgetting a dataset is). In cloud
+// storage only the records written are checked: another process's change,
+// at the same moment, to a record fn only read (an overlapping location's
+// ledger) is not seen; a directory's lock covers both.
 func (s *stateStore) update(ctx context.Context, fn func(st *stateSnapshot) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
