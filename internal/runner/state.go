@@ -19,12 +19,14 @@ import (
 	"github.com/silofl/silo/internal/dp"
 )
 
-// The runner's own record of what binds its data, in its state directory,
-// never sent anywhere. It is kept by data location, never by a dataset's
+// The runner's own record of what binds its data, in its state directory
+// or, for a runner with a cloud storage root, under .silo/runner-state/ in
+// that storage; never sent anywhere. It is kept by data location, never by a dataset's
 // name: registering the same data again under another name finds the same
 // record, and the same budget.
 //
 //	<state dir>/locations/<hash of the location>.json
+//	<cloud root>/.silo/runner-state/locations/<hash of the location>.json
 //
 // holds, for one location, the controls of each dataset registered on it
 // (as the server last told: at connect, or a deregistration) and the privacy
