@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -128,23 +127,6 @@ func (s *AzureStore) checkKey(key string) error {
 		return silo.Errorf(silo.EINVALID, "%s names a folder, not a file: give a blob's name", s.uri(key))
 	}
 	return checkData(s.uri(key), key)
-}
-
-// ListRecords implements Records.
-func (s *AzureStore) ListRecords(ctx context.Context, prefix string) ([]string, error) {
-	var keys []string
-	pages := s.client.NewListBlobsFlatPager(s.container, &azblob.ListBlobsFlatOptions{Prefix: &prefix})
-	for pages.More() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, s.fail(ctx, opList, prefix, err)
-		}
-		for _, b := range page.Segment.BlobItems {
-			keys = append(keys, deref(b.Name))
-		}
-	}
-	slices.Sort(keys)
-	return keys, nil
 }
 
 // GetRecord implements Records.

@@ -21,9 +21,6 @@ const ReservedFolder = ".silo"
 // ErrVersionChanged if another writer came first. Unlike a Store's data
 // methods it reaches ReservedFolder. S3Store and AzureStore implement it.
 type Records interface {
-	// ListRecords returns the keys of every object under prefix, sorted;
-	// none is not an error.
-	ListRecords(ctx context.Context, prefix string) ([]string, error)
 	// GetRecord returns key's content and version (its ETag); a not_found
 	// *silo.Error if there is no object at key.
 	GetRecord(ctx context.Context, key string) ([]byte, string, error)
@@ -35,6 +32,10 @@ type Records interface {
 // ErrVersionChanged is PutRecord's error when the object changed (or
 // appeared) since the version it was given was read.
 var ErrVersionChanged = errors.New("the object changed since it was read")
+
+// CheckNotReserved refuses a data URI in ReservedFolder, so that a runner
+// refuses it before it records anything about it.
+func CheckNotReserved(u URI) error { return checkData(u.String(), u.Path) }
 
 // checkData refuses a data key or folder in ReservedFolder, at any depth
 // (the storage root may be a prefix of the bucket).

@@ -235,23 +235,6 @@ func (s *S3Store) checkKey(key string) error {
 	return checkData(s.uri(key), key)
 }
 
-// ListRecords implements Records.
-func (s *S3Store) ListRecords(ctx context.Context, prefix string) ([]string, error) {
-	var keys []string
-	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(prefix)})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, s.fail(ctx, opList, prefix, err)
-		}
-		for _, o := range page.Contents {
-			keys = append(keys, aws.ToString(o.Key))
-		}
-	}
-	slices.Sort(keys)
-	return keys, nil
-}
-
 // GetRecord implements Records.
 func (s *S3Store) GetRecord(ctx context.Context, key string) ([]byte, string, error) {
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})

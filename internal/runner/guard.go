@@ -46,7 +46,7 @@ func (c *Config) locate(ctx context.Context, uri string) (string, error) {
 		return "", err
 	}
 	if u.Scheme != blob.SchemeFile {
-		return u.Location(), nil
+		return u.Location(), blob.CheckNotReserved(u)
 	}
 	store, err := blob.Open(ctx, u, c.storage())
 	if err != nil {

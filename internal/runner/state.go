@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,7 +27,6 @@ import (
 // record, and the same budget.
 //
 //	<state dir>/locations/<hash of the location>.json
-//	<cloud root>/.silo/runner-state/locations/<hash of the location>.json
 //
 // holds, for one location, the controls of each dataset registered on it
 // (as the server last told: at connect, or a deregistration) and the privacy
@@ -60,11 +60,12 @@ type ledgerEntry struct {
 	UpdatedAt time.Time    `json:"updated_at"`
 }
 
-// stateStore is the runner's record: one object per location, in a state
-// directory or under .silo/runner-state/ in the runner's cloud storage.
-// Updates are one at a time within the process (a mutex per place); across
-// processes, since two runners may share a storage root, the directory is
-// locked and cloud writes are conditional (see update).
+// stateStore is the runner's record: one file per location in a state
+// directory, or every location's in one object, .silo/runner-state/state.json,
+// in the runner's cloud storage. Updates are one at a time within the
+// process (a mutex per place); across processes, since two runners may
+// share a storage root, the directory is locked and the cloud object is
+// written only if it is still the version read (see update).
 type stateStore struct {
 	objs stateObjects
 	mu   *sync.Mutex
@@ -73,22 +74,21 @@ type stateStore struct {
 // stateObjects is where a stateStore keeps its records: a directory
 // (dirState) or cloud storage (cloudState).
 type stateObjects interface {
-	// load returns every record by name, each with its version, and a
-	// function to call once the records read are written back or
-	// abandoned: a directory stays locked until then.
-	load(ctx context.Context) (recs []stateRecord, done func(), err error)
-	// save writes a record if it is still at version ("" for a new one),
-	// else returns blob.ErrVersionChanged.
-	save(ctx context.Context, name string, b []byte, version string) error
+	// load returns every record by name, the version of the whole state
+	// ("" for none yet), and a function to call once the records read are
+	// written back or abandoned: a directory stays locked until then.
+	load(ctx context.Context) (recs []stateRecord, version string, done func(), err error)
+	// save writes the records changed since load returned loaded, if the
+	// state is still at version, else returns blob.ErrVersionChanged.
+	save(ctx context.Context, loaded, changed []stateRecord, version string) error
 	// where names a record (or, with name "", the whole state) in messages.
 	where(name string) string
 }
 
-// stateRecord is a stored record: its name (locationFile), content and
-// version.
+// stateRecord is a stored record: its name (locationFile) and content.
 type stateRecord struct {
-	name, version string
-	data          []byte
+	name string
+	data []byte
 }
 
 var (
@@ -128,14 +128,12 @@ func (s *stateSnapshot) location(loc string) *locationState {
 const maxStateAttempts = 10
 
 // update runs fn on the state and writes back the locations fn marked
-// changed. A record another process wrote since it was read (only cloud
+// changed. A state another process wrote since it was read (only cloud
 // storage lets that happen) makes update read everything again and run fn
-// again, so fn must start from what it is given each time. Records are
-// written one by one: fn should change one location, or make only changes
-// that are right to apply twice (as forgetting a dataset is). In cloud
-// storage only the records written are checked: another process's change,
-// at the same moment, to a record fn only read (an overlapping location's
-// ledger) is not seen; a directory's lock covers both.
+// again, so fn must start from what it is given each time. Since the cloud
+// state is one object, a write is refused whatever location the other
+// process changed: a folder's ledger read while a file inside it is
+// spent on is as safe as under a directory's lock.
 func (s *stateStore) update(ctx context.Context, fn func(st *stateSnapshot) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -158,13 +156,12 @@ func (s *stateStore) update(ctx context.Context, fn func(st *stateSnapshot) erro
 
 // try is one read-modify-write of update.
 func (s *stateStore) try(ctx context.Context, fn func(st *stateSnapshot) error) error {
-	recs, done, err := s.objs.load(ctx)
+	recs, version, done, err := s.objs.load(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
 	st := &stateSnapshot{locations: map[string]*locationState{}, changed: map[string]bool{}}
-	versions := map[string]string{}
 	for _, r := range recs {
 		var ls locationState
 		if err := json.Unmarshal(r.data, &ls); err != nil || ls.Location == "" || locationFile(ls.Location) != r.name {
@@ -177,23 +174,26 @@ func (s *stateStore) try(ctx context.Context, fn func(st *stateSnapshot) error) 
 			ls.Ledger = map[string]*ledgerEntry{}
 		}
 		st.locations[ls.Location] = &ls
-		versions[r.name] = r.version
 	}
 	if err := fn(st); err != nil {
 		return err
 	}
+	if len(st.changed) == 0 {
+		return nil
+	}
+	var changed []stateRecord
 	for _, loc := range sortedKeys(st.changed) {
-		name := locationFile(loc)
 		b, err := json.MarshalIndent(st.locations[loc], "", "  ")
 		if err != nil {
 			return err
 		}
-		if err := s.objs.save(ctx, name, b, versions[name]); err != nil {
-			if errors.Is(err, blob.ErrVersionChanged) {
-				return err
-			}
-			return fmt.Errorf("write the runner's state: %w", err)
+		changed = append(changed, stateRecord{name: locationFile(loc), data: b})
+	}
+	if err := s.objs.save(ctx, recs, changed, version); err != nil {
+		if errors.Is(err, blob.ErrVersionChanged) {
+			return err
 		}
+		return fmt.Errorf("write the runner's state: %w", err)
 	}
 	return nil
 }
@@ -208,24 +208,24 @@ func (d dirState) where(name string) string {
 	return filepath.Join(d.dir, "locations", name)
 }
 
-func (d dirState) load(ctx context.Context) ([]stateRecord, func(), error) {
+func (d dirState) load(ctx context.Context) ([]stateRecord, string, func(), error) {
 	dir := filepath.Join(d.dir, "locations")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("the runner's state directory %s: %w", d.dir, err)
+		return nil, "", nil, fmt.Errorf("the runner's state directory %s: %w", d.dir, err)
 	}
 	lock, err := os.OpenFile(filepath.Join(d.dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600) // #nosec G304 -- the runner's own state directory
 	if err != nil {
-		return nil, nil, fmt.Errorf("the runner's state directory %s: %w", d.dir, err)
+		return nil, "", nil, fmt.Errorf("the runner's state directory %s: %w", d.dir, err)
 	}
 	if err := lockFile(lock); err != nil {
 		lock.Close()
-		return nil, nil, fmt.Errorf("lock the runner's state %s: %w", d.dir, err)
+		return nil, "", nil, fmt.Errorf("lock the runner's state %s: %w", d.dir, err)
 	}
 	done := func() { _ = unlockFile(lock); lock.Close() } // closing releases it too
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		done()
-		return nil, nil, fmt.Errorf("read the runner's state %s: %w", dir, err)
+		return nil, "", nil, fmt.Errorf("read the runner's state %s: %w", dir, err)
 	}
 	var recs []stateRecord
 	for _, e := range entries {
@@ -235,31 +235,43 @@ func (d dirState) load(ctx context.Context) ([]stateRecord, func(), error) {
 		b, err := os.ReadFile(filepath.Join(dir, e.Name())) // #nosec G304 -- the runner's own state directory
 		if err != nil {
 			done()
-			return nil, nil, fmt.Errorf("read the runner's state %s: %w", d.where(e.Name()), err)
+			return nil, "", nil, fmt.Errorf("read the runner's state %s: %w", d.where(e.Name()), err)
 		}
 		recs = append(recs, stateRecord{name: e.Name(), data: b})
 	}
-	return recs, done, nil
+	return recs, "", done, nil
 }
 
-// save writes unconditionally: the directory is locked.
-func (d dirState) save(ctx context.Context, name string, b []byte, version string) error {
-	return writeFileAtomic(d.where(name), b)
+// save writes the changed files unconditionally: the directory is locked.
+func (d dirState) save(ctx context.Context, loaded, changed []stateRecord, version string) error {
+	for _, r := range changed {
+		if err := writeFileAtomic(d.where(r.name), r.data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// cloudState is the runner's record in its cloud storage, under
-// <storage root>/.silo/runner-state/locations/: in the data owner's own
+// cloudState is the runner's record in its cloud storage, one object,
+// <storage root>/.silo/runner-state/state.json: in the data owner's own
 // bucket or container, so that it outlives the machine or container the
-// runner runs on. Writes are conditional on the version read.
+// runner runs on. One object, so that one conditional write covers every
+// location an update read.
 type cloudState struct {
-	recs   blob.Records
-	root   blob.URI // the storage root
-	prefix string   // the records' key prefix
+	recs blob.Records
+	root blob.URI // the storage root
+	key  string   // the object's key
 }
 
-// cloudStateFolder is where, under a cloud storage root, the runner keeps
+// cloudStateObject is where, under a cloud storage root, the runner keeps
 // its record.
-const cloudStateFolder = blob.ReservedFolder + "/runner-state/locations/"
+const cloudStateObject = blob.ReservedFolder + "/runner-state/state.json"
+
+// cloudDoc is the cloud object: each location's record, as a state
+// directory's file holds it, by file name.
+type cloudDoc struct {
+	Locations map[string]json.RawMessage `json:"locations"`
+}
 
 // openCloudState opens the record of a runner whose storage root is root.
 func openCloudState(ctx context.Context, root string, cfg blob.Config) (cloudState, error) {
@@ -279,38 +291,44 @@ func openCloudState(ctx context.Context, root string, cfg blob.Config) (cloudSta
 	if prefix != "" {
 		prefix += "/"
 	}
-	return cloudState{recs: recs, root: u, prefix: prefix + cloudStateFolder}, nil
+	return cloudState{recs: recs, root: u, key: prefix + cloudStateObject}, nil
 }
 
-func (c cloudState) where(name string) string {
-	return blob.URI{Scheme: c.root.Scheme, Bucket: c.root.Bucket, Path: c.prefix + name}.String()
+// where is the object's URI, whichever record is meant: the object is
+// what a person restores or removes.
+func (c cloudState) where(string) string {
+	return blob.URI{Scheme: c.root.Scheme, Bucket: c.root.Bucket, Path: c.key}.String()
 }
 
-func (c cloudState) load(ctx context.Context) ([]stateRecord, func(), error) {
-	keys, err := c.recs.ListRecords(ctx, c.prefix)
+func (c cloudState) load(ctx context.Context) ([]stateRecord, string, func(), error) {
+	b, version, err := c.recs.GetRecord(ctx, c.key)
+	if silo.ErrorCode(err) == silo.ENOTFOUND {
+		return nil, "", func() {}, nil
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the runner's state: %w", err)
+		return nil, "", nil, fmt.Errorf("read the runner's state: %w", err)
+	}
+	var doc cloudDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, "", nil, fmt.Errorf("the runner's state %s is damaged, so the runner refuses all work on its data rather than forget a privacy record: restore it from a backup, or remove it if you accept losing its datasets' controls and privacy ledger", c.where(""))
 	}
 	var recs []stateRecord
-	for _, k := range keys {
-		name := strings.TrimPrefix(k, c.prefix)
-		if strings.Contains(name, "/") || !strings.HasSuffix(name, ".json") {
-			continue
-		}
-		b, version, err := c.recs.GetRecord(ctx, k)
-		if silo.ErrorCode(err) == silo.ENOTFOUND {
-			continue // removed since it was listed
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("read the runner's state: %w", err)
-		}
-		recs = append(recs, stateRecord{name: name, version: version, data: b})
+	for _, name := range sortedKeys(doc.Locations) {
+		recs = append(recs, stateRecord{name: name, data: doc.Locations[name]})
 	}
-	return recs, func() {}, nil
+	return recs, version, func() {}, nil
 }
 
-func (c cloudState) save(ctx context.Context, name string, b []byte, version string) error {
-	return c.recs.PutRecord(ctx, c.prefix+name, b, version)
+func (c cloudState) save(ctx context.Context, loaded, changed []stateRecord, version string) error {
+	doc := cloudDoc{Locations: map[string]json.RawMessage{}}
+	for _, r := range slices.Concat(loaded, changed) { // a changed record replaces the one loaded
+		doc.Locations[r.name] = r.data
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return c.recs.PutRecord(ctx, c.key, b, version)
 }
 
 // locationFile names a location's record: a hash, since locations hold

@@ -153,27 +153,27 @@ func TestCloudStateOutlivesTheRunner(t *testing.T) {
 		refused(fit("s6"), "would exceed the budget")
 
 		// The record is in the owner's storage.
-		keys, err := c.store.ListRecords(ctx, ".silo/runner-state/locations/")
-		if err != nil || len(keys) != 1 {
-			t.Fatalf("records in the storage: %v, %v; want one location", keys, err)
-		}
-		rec, version, err := c.store.GetRecord(ctx, keys[0])
-		if err != nil || !strings.Contains(string(rec), `"s1"`) || !strings.Contains(string(rec), `"s2"`) || strings.Contains(string(rec), `"s3"`) {
-			t.Fatalf("the record holds sessions s1 and s2 only (%v):\n%s", err, rec)
+		const key = ".silo/runner-state/state.json"
+		rec, version, err := c.store.GetRecord(ctx, key)
+		if err != nil || strings.Count(string(rec), `"location":`) != 1 || !strings.Contains(string(rec), `"s1"`) || !strings.Contains(string(rec), `"s2"`) || strings.Contains(string(rec), `"s3"`) {
+			t.Fatalf("the record holds one location, and sessions s1 and s2 only (%v):\n%s", err, rec)
 		}
 
 		// No dataset reads, or is registered on, the runner's record.
-		for _, u := range []string{c.root + "/.silo/", c.root + "/.silo/runner-state/locations/", c.root + "/" + keys[0]} {
+		for _, u := range []string{c.root + "/.silo/", c.root + "/.silo/runner-state/", c.root + "/" + key} {
 			res := h.run(silo.TaskConnect, silo.ConnectPayload{Dataset: "steal", URI: u, Privacy: lenient})
 			refused(res, "where the runner keeps its own record")
 		}
 
 		// A damaged record stops all work on the data, and says how to
 		// fix it.
-		if err := c.store.PutRecord(ctx, keys[0], []byte(`{"location": `), version); err != nil {
+		if after, _, _ := c.store.GetRecord(ctx, key); string(after) != string(rec) {
+			t.Fatalf("a refused connect changed the record:\n%s", after)
+		}
+		if err := c.store.PutRecord(ctx, key, []byte(`{"locations": {"x.json": {"location": `), version); err != nil {
 			t.Fatal(err)
 		}
-		refused(fit("s7"), "is damaged", c.root+"/"+keys[0], "restore it from a backup")
+		refused(fit("s7"), "is damaged", c.root+"/"+key, "restore it from a backup")
 		refused(h.run(silo.TaskConnect, silo.ConnectPayload{Dataset: "patients", URI: uri, Privacy: lenient}), "is damaged")
 	})
 }
@@ -227,6 +227,56 @@ func TestCloudStateConcurrentUpdates(t *testing.T) {
 	})
 }
 
+// TestCloudStateOverlappingLocations: while one runner process checks a
+// budget that a folder and a file inside it share, another spends on the
+// file; the first's write is refused though it wrote only the folder's
+// record, and on reading again it finds the budget spent. Together they
+// never spend past it.
+func TestCloudStateOverlappingLocations(t *testing.T) {
+	forEachCloud(t, func(t *testing.T, c cloudRoot) {
+		ctx := context.Background()
+		folder, file := c.root+"/crm/", c.root+"/crm/2024.csv"
+		process := func() *stateStore {
+			cs, err := openCloudState(ctx, c.root, c.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &stateStore{objs: cs, mu: &sync.Mutex{}} // a process of its own
+		}
+		spent := func(s *stateSnapshot) int { return len(s.location(folder).Ledger) + len(s.location(file).Ledger) }
+		const budget = 1
+		a, b := process(), process()
+		tries := 0
+		if err := a.update(ctx, func(s *stateSnapshot) error {
+			tries++
+			if spent(s) >= budget {
+				return nil // refused: the shared budget is spent
+			}
+			if tries == 1 { // the other process spends on the file meanwhile
+				if err := b.update(ctx, func(s *stateSnapshot) error {
+					s.location(file).Ledger["b"] = &ledgerEntry{Epsilon: 1, Delta: 1e-5}
+					s.changed[file] = true
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+			s.location(folder).Ledger["a"] = &ledgerEntry{Epsilon: 1, Delta: 1e-5}
+			s.changed[folder] = true
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := process().update(ctx, func(s *stateSnapshot) error { n = spent(s); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n != budget || tries != 2 {
+			t.Fatalf("%d sessions spent on a budget of %d that a folder and a file share (%d tries): the second read nothing new", n, budget, tries)
+		}
+	})
+}
+
 // TestDamagedStateDir: a damaged file in a state directory stops all work
 // on the runner's data, and says how to fix it.
 func TestDamagedStateDir(t *testing.T) {
@@ -266,7 +316,7 @@ func TestCloudRootStateNeedsNoDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := cs.where("x.json"), "s3://bank.silo/team/.silo/runner-state/locations/x.json"; got != want {
+	if got, want := cs.where("x.json"), "s3://bank.silo/team/.silo/runner-state/state.json"; got != want {
 		t.Errorf("record at %s, want %s", got, want)
 	}
 	c.StateDir = "/var/lib/silo"
