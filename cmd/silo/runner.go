@@ -18,7 +18,7 @@ import (
 )
 
 const runnerUsage = `Usage: silo runner --server URL --token T [--storage-root DIR] [--vcpu N] [--memory SIZE] [--ca-file PEM]
-                   [--policy policy.json] [--state-dir DIR]
+                   [--policy FILE|URI] [--state-dir DIR]
 
 Runs a task-runner agent: it connects out to the server (no inbound port;
 HTTPS_PROXY and NO_PROXY are honoured), pulls tasks, runs them next to the
@@ -27,14 +27,20 @@ SIGTERM or Ctrl-C stops it cleanly.
 
 --policy pins the data owner's policy: rules by storage prefix, each a floor
 of privacy controls no server, admin or custodian can loosen (see
-docs/privacy.md). The file is checked at start. Without it the controls the
-server sends are the floor. Either way controls bind the data's location,
-not a dataset's name, and the runner keeps its own privacy ledger.
+docs/privacy.md). It is a local file or an object in the runner's own
+storage (s3://<bucket>/<key>, azure://<container>/<blob> in the runner's
+account, file:///<path>), read once at start with the runner's credentials
+and checked. Without it the controls the server sends are the floor.
+Either way controls bind the data's location, not a dataset's name, and
+the runner keeps its own privacy ledger.
 
 --state-dir is where the runner keeps that record: the controls bound to
 each location and the epsilon spent on it. It must survive restarts. The
-default is .silo under a local --storage-root, else silo/runner-state in
-the user's configuration directory.
+default is .silo under a local --storage-root; for an s3:// or azure://
+storage root, .silo/runner-state/ in that bucket or container (the
+runner's identity must be allowed to write there), so that the record
+outlives the machine; else silo/runner-state in the user's configuration
+directory.
 
 Flags may also come from the environment: SILO_SERVER, SILO_RUNNER_TOKEN,
 SILO_STORAGE_ROOT, SILO_VCPU, SILO_MEMORY, SILO_CA_FILE, SILO_POLICY,
@@ -51,7 +57,7 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 	vcpu := fs.String("vcpu", envOr("SILO_VCPU", "0"), "vCPUs to use (0: all)")
 	memory := fs.String("memory", envOr("SILO_MEMORY", "1GiB"), "memory to use, e.g. 4GiB or 512MiB")
 	fs.StringVar(&cfg.CAFile, "ca-file", os.Getenv("SILO_CA_FILE"), "PEM bundle of extra CAs to trust")
-	policyFile := fs.String("policy", os.Getenv("SILO_POLICY"), "the data owner's policy file (JSON)")
+	policyFile := fs.String("policy", os.Getenv("SILO_POLICY"), "the data owner's policy (JSON): a file, or s3://, azure:// or file:/// URI")
 	fs.StringVar(&cfg.StateDir, "state-dir", os.Getenv("SILO_STATE_DIR"), "where the runner keeps its privacy record and ledger")
 	logFormat := fs.String("log-format", envOr("SILO_LOG_FORMAT", "text"), "text or json")
 	if code, done := parseFlags(fs, args, runnerUsage, s); done {
@@ -65,12 +71,6 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 	if cfg.MemoryMB, err = parseMemoryMB(*memory); err != nil {
 		fmt.Fprintf(s.Stderr, "silo runner: --memory: %v\n", err)
 		return 2
-	}
-	if *policyFile != "" {
-		if cfg.Policy, err = runner.LoadPolicy(*policyFile); err != nil {
-			fmt.Fprintf(s.Stderr, "silo runner: --policy: %v\n", err)
-			return 2
-		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(envOr("SILO_LOG_LEVEL", "info"))); err != nil {
@@ -87,6 +87,14 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 		fmt.Fprintf(s.Stderr, "silo runner: --storage-root: %v\n", err)
 		return 2
 	}
+	if *policyFile != "" {
+		// After the storage root, which says whose Azure account azure://
+		// names.
+		if cfg.Policy, err = runner.LoadPolicyAt(ctx, *policyFile, cfg.Storage); err != nil {
+			fmt.Fprintf(s.Stderr, "silo runner: --policy: %v\n", err)
+			return 2
+		}
+	}
 	agent, err := runner.New(cfg)
 	if err != nil {
 		fmt.Fprintf(s.Stderr, "silo runner: %v\n", err)
@@ -102,21 +110,29 @@ func cmdRunner(ctx context.Context, args []string, s streams) int {
 // cloudStorageRoot reads a cloud runner's storage root, which its bundle
 // gives as the runner's storage path: s3://<bucket>[/prefix] (the runner
 // reads S3 with the AWS default credential chain, so nothing else is
-// needed) or azure://<storage account>/<container> (the runner reads that
-// account, whose containers hold its datasets, with azidentity's default
-// credential). A plain directory is a local runner's root and stays as it is.
+// needed) or azure://<storage account>/<container>[/prefix] (the runner
+// reads that account, whose containers hold its datasets, with
+// azidentity's default credential). Without --state-dir the runner keeps
+// its state under the root's .silo/runner-state/. A plain directory is a
+// local runner's root and stays as it is.
 func cloudStorageRoot(cfg *runner.Config) error {
 	root := cfg.StorageRoot
 	switch {
 	case strings.HasPrefix(root, "s3://"):
-		cfg.StorageRoot = ""
+		cfg.StorageRoot, cfg.CloudRoot = "", root
 	case strings.HasPrefix(root, "azure://"):
-		account, _, _ := strings.Cut(strings.TrimPrefix(root, "azure://"), "/")
+		account, container, _ := strings.Cut(strings.TrimPrefix(root, "azure://"), "/")
 		if account == "" {
 			return fmt.Errorf("%s names no storage account: use azure://<storage account>/<container>", root)
 		}
+		if container == "" && cfg.StateDir == "" {
+			return fmt.Errorf("%s names no container, where the runner keeps its privacy record: use azure://<storage account>/<container> (or give --state-dir DIR)", root)
+		}
 		cfg.StorageRoot = ""
 		cfg.Storage.Azure.AccountName = account
+		if container != "" {
+			cfg.CloudRoot = "azure://" + container
+		}
 	case strings.HasPrefix(root, "file://"):
 		cfg.StorageRoot = strings.TrimPrefix(root, "file://")
 	}

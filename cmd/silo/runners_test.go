@@ -762,6 +762,9 @@ func TestRunnerFlags(t *testing.T) {
 		{append([]string{"--token", "silor_x", "--ca-file", "/nonexistent/ca.pem"}, server...), 2, "read CA bundle"},
 		{append([]string{"--token", "silor_x", "--policy", "/nonexistent/policy.json"}, server...), 2, "silo runner: --policy: policy /nonexistent/policy.json"},
 		{append([]string{"--token", "silor_x", "--policy", badPolicy}, server...), 2, `--policy: policy ` + badPolicy + `: unknown key "min_record"`},
+		{append([]string{"--token", "silor_x", "--policy", "file:///nonexistent/policy.json"}, server...), 2, "silo runner: --policy: policy /nonexistent/policy.json"},
+		{append([]string{"--token", "silor_x", "--policy", "s3://bank/policy.json"}, server...), 2, `silo runner: --policy: policy s3://bank/policy.json: URI "s3://bank/policy.json": bucket "bank" must end in ".silo"`},
+		{append([]string{"--token", "silor_x", "--storage-root", "azure://acct"}, server...), 2, "names no container, where the runner keeps its privacy record"},
 		{[]string{"-h"}, 0, ""},
 	} {
 		args := append([]string{"runner"}, tc.args...)

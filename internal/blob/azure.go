@@ -37,6 +37,9 @@ func (s *AzureStore) uri(key string) string {
 // accounts with a hierarchical namespace (Data Lake Storage, metadata
 // hdi_isfolder=true) are skipped.
 func (s *AzureStore) List(ctx context.Context, path string) ([]Object, error) {
+	if err := checkData(s.uri(path), path); err != nil {
+		return nil, err
+	}
 	prefix := path
 	if path != "" && path[len(path)-1] != '/' {
 		// path itself, if it is a blob, is the first name with prefix path.
@@ -94,6 +97,9 @@ func (s *AzureStore) Open(ctx context.Context, key string) (io.ReadCloser, error
 // ReaderAt implements Store with ranged DownloadStream requests.
 func (s *AzureStore) ReaderAt(ctx context.Context, obj Object) io.ReaderAt {
 	return &rangeReader{ctx: ctx, obj: obj, get: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		if err := checkData(s.uri(obj.Key), obj.Key); err != nil {
+			return nil, err
+		}
 		resp, err := s.client.DownloadStream(ctx, s.container, obj.Key, &azblob.DownloadStreamOptions{
 			Range: blob.HTTPRange{Offset: off, Count: n},
 		})
@@ -119,6 +125,39 @@ func (s *AzureStore) Put(ctx context.Context, key string, r io.Reader) error {
 func (s *AzureStore) checkKey(key string) error {
 	if key == "" || key[len(key)-1] == '/' {
 		return silo.Errorf(silo.EINVALID, "%s names a folder, not a file: give a blob's name", s.uri(key))
+	}
+	return checkData(s.uri(key), key)
+}
+
+// GetRecord implements Records.
+func (s *AzureStore) GetRecord(ctx context.Context, key string) ([]byte, string, error) {
+	resp, err := s.client.DownloadStream(ctx, s.container, key, nil)
+	if err != nil {
+		return nil, "", s.fail(ctx, opRead, key, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, "", s.fail(ctx, opRead, key, err)
+	}
+	return b, string(deref(resp.ETag)), nil
+}
+
+// PutRecord implements Records with a conditional upload (If-Match, or
+// If-None-Match: * for a new blob), which Azure checks atomically.
+func (s *AzureStore) PutRecord(ctx context.Context, key string, b []byte, version string) error {
+	cond := &blob.ModifiedAccessConditions{IfNoneMatch: ptr(azcore.ETagAny)}
+	if version != "" {
+		cond = &blob.ModifiedAccessConditions{IfMatch: ptr(azcore.ETag(version))}
+	}
+	_, err := s.client.UploadBuffer(ctx, s.container, key, b, &azblob.UploadBufferOptions{
+		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: cond},
+	})
+	if bloberror.HasCode(err, bloberror.ConditionNotMet, bloberror.BlobAlreadyExists) {
+		return fmt.Errorf("writing %s: %w", s.uri(key), ErrVersionChanged)
+	}
+	if err != nil {
+		return s.fail(ctx, opWrite, key, err)
 	}
 	return nil
 }

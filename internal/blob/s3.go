@@ -45,6 +45,9 @@ func (s *S3Store) uri(key string) string {
 // List implements Store. Keys ending in "/" (folder placeholders made by
 // consoles) are skipped. Only s3:ListBucket is needed.
 func (s *S3Store) List(ctx context.Context, path string) ([]Object, error) {
+	if err := checkData(s.uri(path), path); err != nil {
+		return nil, err
+	}
 	prefix := path
 	if path != "" && path[len(path)-1] != '/' {
 		// path itself, if it is an object, is the first key with prefix path:
@@ -101,6 +104,9 @@ func (s *S3Store) Open(ctx context.Context, key string) (io.ReadCloser, error) {
 // ReaderAt implements Store with ranged GetObject requests.
 func (s *S3Store) ReaderAt(ctx context.Context, obj Object) io.ReaderAt {
 	return &rangeReader{ctx: ctx, obj: obj, get: func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		if err := checkData(s.uri(obj.Key), obj.Key); err != nil {
+			return nil, err
+		}
 		out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
 			Bucket: aws.String(s.bucket), Key: aws.String(obj.Key),
 			Range: aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1)),
@@ -225,6 +231,39 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader) error {
 func (s *S3Store) checkKey(key string) error {
 	if key == "" || key[len(key)-1] == '/' {
 		return silo.Errorf(silo.EINVALID, "%s names a folder, not a file: give a file's key", s.uri(key))
+	}
+	return checkData(s.uri(key), key)
+}
+
+// GetRecord implements Records.
+func (s *S3Store) GetRecord(ctx context.Context, key string) ([]byte, string, error) {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, "", s.fail(ctx, opRead, key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, "", s.fail(ctx, opRead, key, err)
+	}
+	return b, aws.ToString(out.ETag), nil
+}
+
+// PutRecord implements Records with a conditional PutObject (If-Match, or
+// If-None-Match: * for a new object), which S3 checks atomically.
+func (s *S3Store) PutRecord(ctx context.Context, key string, b []byte, version string) error {
+	in := &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b)))}
+	if version == "" {
+		in.IfNoneMatch = aws.String("*")
+	} else {
+		in.IfMatch = aws.String(version)
+	}
+	if _, err := s.client.PutObject(ctx, in); err != nil {
+		// 409 ConditionalRequestConflict: a concurrent conditional write.
+		if code := S3Code(err); code == "PreconditionFailed" || code == "ConditionalRequestConflict" || S3Status(err) == 412 {
+			return fmt.Errorf("writing %s: %w", s.uri(key), ErrVersionChanged)
+		}
+		return s.fail(ctx, opWrite, key, err)
 	}
 	return nil
 }

@@ -98,6 +98,8 @@ func armTemplate(spec *silo.RunnerSpec, cfg BootstrapConfig, rc RunnerConfig) ob
 			"metadata": obj{"description": "The silo container image the runner runs."}},
 		"tenantId": obj{"type": "string", "defaultValue": cmp.Or(spec.TenantID, "[subscription().tenantId]"),
 			"metadata": obj{"description": "The Azure AD tenant of the runner's identity."}},
+		"policyLocation": obj{"type": "string", "defaultValue": "",
+			"metadata": obj{"description": "The data owner's policy the runner pins (" + EnvPolicy + "), such as azure://" + AzureContainer + "/.silo/policy.json in the runner's storage account: read once when the runner starts. Empty for none."}},
 	}
 	vars := obj{
 		"identityName":       spec.Name + "-identity",
@@ -145,6 +147,8 @@ func armTemplate(spec *silo.RunnerSpec, cfg BootstrapConfig, rc RunnerConfig) ob
 			},
 		}
 	}
+	// Storage Blob Data Contributor lets the runner write its privacy
+	// record under RunnerStateFolder in its container, besides its data.
 	resources := []any{storageAccount, blobService, container, identity,
 		storageRole("[variables('storageRoleName')]", expr(armIdentity+".principalId"))}
 	groupDeps := []any{
@@ -168,6 +172,7 @@ func armTemplate(spec *silo.RunnerSpec, cfg BootstrapConfig, rc RunnerConfig) ob
 		obj{"name": EnvMemory, "value": memorySize(int(aciMemoryGB(rc.MemoryMB) * 1024))},
 		obj{"name": "AZURE_CLIENT_ID", "value": expr(armIdentity + ".clientId")},
 		obj{"name": "AZURE_TENANT_ID", "value": "[parameters('tenantId')]"},
+		obj{"name": EnvPolicy, "value": "[parameters('policyLocation')]"},
 	}
 	runner := obj{
 		"image": "[parameters('containerImage')]",

@@ -180,6 +180,7 @@ func TestCloudFormationStructure(t *testing.T) {
 				Type       string
 				Properties map[string]any
 			}
+			Metadata struct{ Silo struct{ StoragePath string } }
 		}
 		raw := bundleFor(t, i).File(CloudFormationFile)
 		if err := json.Unmarshal(raw, &tmpl); err != nil {
@@ -198,7 +199,7 @@ func TestCloudFormationStructure(t *testing.T) {
 		lt := tmpl.Resources["LaunchTemplate"].Properties["LaunchTemplateData"].(map[string]any)
 		script := lt["UserData"].(map[string]any)["Fn::Base64"].(map[string]any)["Fn::Sub"].(string)
 		for _, m := range regexp.MustCompile(`\$\{([^}]*)\}`).FindAllStringSubmatch(script, -1) {
-			if !strings.HasPrefix(m[1], "!") && !slices.Contains([]string{"AWS::Region", "RunnerTokenSecret", "RunnerImage"}, m[1]) {
+			if !strings.HasPrefix(m[1], "!") && !slices.Contains([]string{"AWS::Region", "RunnerTokenSecret", "RunnerImage", "PolicyLocation"}, m[1]) {
 				t.Errorf("%s: boot script substitutes unexpected ${%s}", c.name, m[1])
 			}
 		}
@@ -207,7 +208,58 @@ func TestCloudFormationStructure(t *testing.T) {
 				t.Errorf("%s: resource %s has no Type or Properties", c.name, name)
 			}
 		}
+
+		// The policy's location is optional and becomes SILO_POLICY, in a
+		// quoted heredoc the shell does not expand.
+		if p := tmpl.Parameters["PolicyLocation"]; p["Type"] != "String" || p["Default"] != "" {
+			t.Errorf("%s: PolicyLocation parameter %v, want an optional string", c.name, p)
+		}
+		if !strings.Contains(script, "cat >> /etc/silo/runner.env <<'SILO_EOF'\n"+EnvPolicy+"=${PolicyLocation}\nSILO_EOF\n") {
+			t.Errorf("%s: the boot script does not pass PolicyLocation as %s:\n%s", c.name, EnvPolicy, script)
+		}
+		pattern := regexp.MustCompile(tmpl.Parameters["PolicyLocation"]["AllowedPattern"].(string))
+		for loc, ok := range map[string]bool{"": true, "s3://acme.silo/.silo/policy.json": true, "s3://acme/p.json": false,
+			"s3://acme.silo/p.json\nSILO_EOF": false, "/etc/policy.json": false} {
+			if pattern.MatchString(loc) != ok {
+				t.Errorf("%s: PolicyLocation %q allowed = %v, want %v", c.name, loc, !ok, ok)
+			}
+		}
+
+		// The runtime role may write the runner's privacy record, and
+		// read the pinned policy wherever it is.
+		var stmts []any
+		json.Unmarshal(mustJSON(tmpl.Resources["RunnerPolicy"].Properties["PolicyDocument"].(map[string]any)["Statement"]), &stmts)
+		bucket, _, _ := S3Bucket(tmpl.Metadata.Silo.StoragePath)
+		stateARN := "arn:aws:s3:::" + bucket + "/" + RunnerStateFolder + "locations/0123.json"
+		writes := false
+		var policyStmt any
+		for _, st := range stmts {
+			st := st.(map[string]any)
+			if f, ok := st["Fn::If"].([]any); ok && f[0] == "HasPolicy" {
+				policyStmt = f[1]
+				continue
+			}
+			res, _ := st["Resource"].(string)
+			acts, _ := st["Action"].([]any)
+			if st["Effect"] == "Allow" && slices.Contains(acts, any("s3:PutObject")) && slices.Contains(acts, any("s3:GetObject")) &&
+				strings.HasSuffix(res, "*") && strings.HasPrefix(stateARN, strings.TrimSuffix(res, "*")) {
+				writes = true
+			}
+		}
+		if !writes {
+			t.Errorf("%s: the runtime role may not read and write %s: %v", c.name, stateARN, stmts)
+		}
+		want := map[string]any{"Sid": "Policy", "Effect": "Allow", "Action": "s3:GetObject", "Resource": map[string]any{"Fn::Join": []any{"", []any{"arn:aws:s3:::",
+			map[string]any{"Fn::Select": []any{"1", map[string]any{"Fn::Split": []any{"s3://", map[string]any{"Fn::Join": []any{"", []any{map[string]any{"Ref": "PolicyLocation"}, "s3://"}}}}}}}}}}}
+		if diff := cmp.Diff(want, policyStmt); diff != "" {
+			t.Errorf("%s: the statement reading the pinned policy (-want +got):\n%s", c.name, diff)
+		}
 	}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }
 
 func TestARMStructure(t *testing.T) {
@@ -249,6 +301,28 @@ func TestARMStructure(t *testing.T) {
 	}
 	if !strings.Contains(string(raw), `"defaultValue": "lab3storage"`) {
 		t.Error("storage account is not named <name without dashes>storage")
+	}
+
+	// The policy's location is optional and becomes SILO_POLICY.
+	if p := tmpl.Parameters["policyLocation"]; p["type"] != "string" || p["defaultValue"] != "" {
+		t.Errorf("policyLocation parameter %v, want an optional string", p)
+	}
+	if !regexp.MustCompile(`"name": "` + EnvPolicy + `",\s*"value": "\[parameters\('policyLocation'\)\]"`).Match(raw) {
+		t.Errorf("the container does not get %s from policyLocation", EnvPolicy)
+	}
+	// The runner's identity may write its privacy record: a data role
+	// that writes, on the whole storage account.
+	writes := false
+	for _, r := range tmpl.Resources {
+		props, _ := r["properties"].(map[string]any)
+		if r["type"] == "Microsoft.Authorization/roleAssignments" && strings.Contains(fmt.Sprint(props["roleDefinitionId"]), blobContributor) &&
+			r["scope"] == "[format('Microsoft.Storage/storageAccounts/{0}', parameters('storageAccountName'))]" &&
+			strings.Contains(fmt.Sprint(props["principalId"]), "principalId") {
+			writes = true
+		}
+	}
+	if !writes {
+		t.Errorf("the runner's identity gets no Storage Blob Data Contributor on its storage account, so cannot write %s", RunnerStateFolder)
 	}
 }
 

@@ -39,7 +39,15 @@ const (
 	EnvCAFile      = "SILO_CA_FILE"
 	EnvVCPU        = "SILO_VCPU"
 	EnvMemory      = "SILO_MEMORY"
+	// EnvPolicy is the data owner's policy the runner pins: a file or a
+	// storage URI (silo runner --policy).
+	EnvPolicy = "SILO_POLICY"
 )
+
+// RunnerStateFolder is where, in a cloud runner's bucket or container, the
+// runner keeps its privacy record (the controls bound to each location and
+// its epsilon ledger): its identity must be allowed to write there.
+const RunnerStateFolder = ".silo/runner-state/"
 
 // Bundle file names.
 const (

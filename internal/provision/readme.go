@@ -82,6 +82,8 @@ Dockerfile runs it). It takes flags or these environment variables:
 | SILO_MEMORY | the memory the runner may use, such as 32GiB (` + "`--memory`" + `) |
 | HTTPS_PROXY | an egress proxy for the connection to the server, if your network needs one |
 | SILO_CA_FILE | a PEM file of extra CAs to trust for the server's certificate |
+| SILO_POLICY | the data owner's policy the runner pins (` + "`--policy`" + `): a file, or an s3://, azure:// or file:/// URI |
+| SILO_STATE_DIR | where the runner keeps its privacy record (` + "`--state-dir`" + `); by default .silo under a local root, or .silo/runner-state/ in an s3:// or azure:// root |
 `
 
 // tokenHelp tells the administrator where the token comes from.
@@ -171,9 +173,37 @@ Parameters (add NAME=VALUE after --parameter-overrides to change one):
 | CreateBucket | {{.CreateBucket}} | true creates the bucket; false uses it as it is (when Silo has already created it, this defaults to false) |
 | ImageId | {{with .Spec.GoldenAMIID}}{{.}}{{else}}latest Amazon Linux 2023{{end}} | the instance's AMI |
 | RootDeviceName | /dev/xvda | the AMI's root device |
+| PolicyLocation | (none) | the data owner's policy the runner pins, an s3:// URI (see "Pin a policy") |
 {{- if not .Spec.ContainerRegistryURL}}
 | RunnerImage | {{.Image}} | the silo container image (build it from Silo's Dockerfile and push it where the instance can pull it) |
 {{- end}}
+
+## The runner's privacy record
+
+The runner keeps its own record of the privacy controls bound to each data location and
+of the epsilon spent on each (its privacy ledger) in your bucket, under
+{{.Config.StoragePath}}/.silo/runner-state/, not on the instance: a replaced instance carries on
+with the same record and budget. The instance's role must be allowed to write there; the IAM
+policy above allows it to read and write the bucket. No dataset can be registered on, read or
+write anything under .silo/. The bucket is versioned: if an object there is damaged, the runner
+refuses all work on its data, saying which one, until you restore an earlier version (or delete
+it, accepting the loss of that location's controls and ledger).
+
+## Pin a policy
+
+A policy is the data owner's floor of privacy controls, by storage prefix, that no server,
+admin or custodian can loosen (see "The runner's policy" in Silo's docs/privacy.md). Put it in
+the bucket, under .silo/ where no task reads or writes, and give its location as the parameter
+PolicyLocation:
+
+~~~sh
+aws s3 cp policy.json {{.Config.StoragePath}}/.silo/policy.json
+~~~
+
+then deploy as above with ` + "`PolicyLocation={{.Config.StoragePath}}/.silo/policy.json`" + ` added after
+--parameter-overrides. The runner reads it once when it starts, with its role (which the
+template allows to read that object), and refuses to start if it is missing or invalid. After
+changing the policy, replace the instance as for a new token.
 
 ## Replace the token
 
@@ -194,7 +224,8 @@ aws cloudformation delete-stack{{with .Spec.Region}} --region {{.}}{{end}} --sta
 The bucket and its data stay; delete them yourself when you no longer need them.
 ` + envTable + `
 The instance sets SILO_SERVER={{.ServerURL}}, SILO_STORAGE_ROOT={{.Config.StoragePath}}
-{{- with .Spec.EgressProxyURL}}, HTTPS_PROXY={{.}}{{end}}{{if .HasCA}}, SILO_CA_FILE=/etc/silo/ca.pem{{end}} and the token from Secrets Manager.
+{{- with .Spec.EgressProxyURL}}, HTTPS_PROXY={{.}}{{end}}{{if .HasCA}}, SILO_CA_FILE=/etc/silo/ca.pem{{end}}, SILO_POLICY (parameter
+PolicyLocation) and the token from Secrets Manager.
 `))
 
 var azureReadme = template.Must(template.New("azure").Funcs(readmeFuncs).Parse(`# Silo task runner {{.Spec.Name}} on Azure
@@ -263,12 +294,41 @@ Parameters (add NAME=VALUE after --parameters to change one):
 | registryResourceGroup | the resource group of the registry {{.Registry}} (default: this one) |
 {{- end}}
 | tenantId | the Azure AD tenant of the runner's identity |
+| policyLocation | the data owner's policy the runner pins, an azure:// URI in its storage account (see "Pin a policy"; default none) |
 {{- with .Spec.RuntimeServicePrincipalID}}
 | runtimeServicePrincipalId | the object ID of the runtime service principal granted access to the storage |
 {{- end}}
 {{- with .Spec.SubnetID}}
 | subnetId | the subnet the container instance joins |
 {{- end}}
+
+## The runner's privacy record
+
+The runner keeps its own record of the privacy controls bound to each data location and
+of the epsilon spent on each (its privacy ledger) in its storage account, in the container
+silo under .silo/runner-state/, not in the container instance: a replaced instance carries on
+with the same record and budget. Its identity must be allowed to write there; Storage Blob
+Data Contributor allows it. No dataset can be registered on, read or write anything under
+.silo/. If a blob there is damaged, the runner refuses all work on its data, saying which one,
+until you restore it (from a previous version) or delete it, accepting the loss of that
+location's controls and ledger.
+
+## Pin a policy
+
+A policy is the data owner's floor of privacy controls, by storage prefix, that no server,
+admin or custodian can loosen (see "The runner's policy" in Silo's docs/privacy.md). Put it in
+the storage account, under .silo/ where no task reads or writes, and give its location as the
+parameter policyLocation:
+
+~~~sh
+az storage blob upload --auth-mode login --account-name {{.Account}} --container-name silo \
+  --name .silo/policy.json --file policy.json
+~~~
+
+then deploy as above with ` + "`policyLocation=azure://silo/.silo/policy.json`" + ` added after
+--parameters. The runner reads it once when it starts, with its managed identity, and refuses
+to start if it is missing or invalid. After changing the policy, deploy again or restart the
+container group.
 
 ## Replace the token
 
@@ -283,7 +343,8 @@ az container delete --resource-group {{or .Spec.ResourceGroup "<resource-group>"
 The storage account and its data stay; delete them yourself when you no longer need them.
 ` + envTable + `
 The container gets SILO_SERVER={{.ServerURL}}, SILO_STORAGE_ROOT={{.Config.StoragePath}}
-{{- if .HasCA}}, SILO_CA_FILE=/etc/silo/ca.pem{{end}}, AZURE_CLIENT_ID and AZURE_TENANT_ID (its managed identity) and the token.
+{{- if .HasCA}}, SILO_CA_FILE=/etc/silo/ca.pem{{end}}, SILO_POLICY (parameter policyLocation), AZURE_CLIENT_ID and
+AZURE_TENANT_ID (its managed identity) and the token.
 `))
 
 var localReadme = template.Must(template.New("local").Funcs(readmeFuncs).Parse(`# Silo task runner {{.Spec.Name}} (self-managed)

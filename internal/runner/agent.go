@@ -35,10 +35,15 @@ type Config struct {
 	Token     string
 	// StorageRoot is the directory of the runner's data (local runners).
 	StorageRoot string
+	// CloudRoot is a cloud runner's storage root, s3://<bucket>[/prefix]
+	// or azure://<container>[/prefix] in the account of Storage.Azure:
+	// without a StateDir the runner keeps its state there, under
+	// .silo/runner-state/, so that it outlives the runner's machine.
+	CloudRoot string
 	// StateDir is where the runner keeps its own record of the controls
 	// bound to each data location and its privacy ledger. Empty means .silo
-	// under StorageRoot, or the user's configuration directory for a runner
-	// without a local storage root. It must survive restarts.
+	// under StorageRoot, in CloudRoot (see there), or else the user's
+	// configuration directory. It must survive restarts.
 	StateDir string
 	// Policy is the data owner's policy (silo runner --policy): a floor no
 	// server, admin or custodian can loosen. Nil means the controls the
@@ -68,7 +73,8 @@ type Config struct {
 	SetMemoryLimit bool
 	Logger         *slog.Logger
 
-	cache *dataCache // encoded training data, between rounds
+	cache      *dataCache  // encoded training data, between rounds
+	cloudState *cloudState // the state in CloudRoot, opened once by New
 }
 
 // Agent is a running task-runner agent.
@@ -208,7 +214,14 @@ func New(cfg Config) (*Agent, error) {
 			silo.TaskPRLBlind: runPRLBlind, silo.TaskPRLReblind: runPRLReblind, silo.TaskPRLLink: runPRLLink}}
 	a.cfg.cache = &dataCache{}
 	a.claim <- struct{}{}
-	if a.cfg.StateDir == "" {
+	switch {
+	case a.cfg.StateDir == "" && a.cfg.CloudRoot != "":
+		cs, err := openCloudState(context.Background(), a.cfg.CloudRoot, a.cfg.Storage)
+		if err != nil {
+			return nil, fmt.Errorf("the runner's state in its storage: %w", err)
+		}
+		a.cfg.cloudState = &cs
+	case a.cfg.StateDir == "":
 		if a.cfg.StateDir, err = defaultStateDir(cfg.StorageRoot); err != nil {
 			return nil, err
 		}
@@ -268,7 +281,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.Policy != nil {
 		policy = fmt.Sprintf("%d rule(s), %s", len(a.cfg.Policy.Rules), a.cfg.Policy.Digest)
 	}
-	a.log.Info("runner connected", "runner", a.name, "server", a.cfg.ServerURL, "vcpu", a.cfg.VCPU, "memory_mb", a.cfg.MemoryMB, "state_dir", a.cfg.StateDir, "policy", policy)
+	a.log.Info("runner connected", "runner", a.name, "server", a.cfg.ServerURL, "vcpu", a.cfg.VCPU, "memory_mb", a.cfg.MemoryMB, "state", a.cfg.stateWhere(), "policy", policy)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -110,7 +110,11 @@ func runDeregister(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (jso
 	if err := json.Unmarshal(t.Payload, &p); err != nil {
 		return nil, fmt.Errorf("deregister task payload: %w", err)
 	}
-	n, err := cfg.state().forget(p.Dataset, p.URI)
+	state, err := cfg.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := state.forget(ctx, p.Dataset, p.URI)
 	if err != nil {
 		return nil, err
 	}
@@ -131,10 +135,12 @@ func userError(err error) error {
 	return err
 }
 
-// stateDir is where the runner keeps its own state: StateDir, else .silo
-// under a local storage root (a hidden name, and denied to every dataset
-// and task), else the user's configuration directory.
-func (c *Config) stateDir() string {
+// localDir is the runner's own directory on its machine: StateDir, else
+// .silo under a local storage root (a hidden name, and denied to every
+// dataset and task), else the user's configuration directory. Record
+// linkage secrets and large task parts are kept there, and the privacy
+// record unless the runner keeps it in its cloud storage (see stateDir).
+func (c *Config) localDir() string {
 	if c.StateDir != "" {
 		return c.StateDir
 	}
@@ -142,11 +148,21 @@ func (c *Config) stateDir() string {
 	return dir
 }
 
+// stateDir is the directory of the runner's privacy record: localDir, or
+// none for a runner with a cloud storage root and no StateDir, which keeps
+// the record in that storage so that it outlives the machine.
+func (c *Config) stateDir() string {
+	if c.StateDir == "" && c.CloudRoot != "" {
+		return ""
+	}
+	return c.localDir()
+}
+
 // spillDir is where the agent writes task parts too large to hold in
-// memory, and tasks their scratch files: under the state directory, or
-// the system's temporary directory for a runner without one.
+// memory, and tasks their scratch files: under localDir, or the system's
+// temporary directory for a runner without one.
 func (c *Config) spillDir() string {
-	if dir := c.stateDir(); dir != "" {
+	if dir := c.localDir(); dir != "" {
 		return filepath.Join(dir, "tmp")
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("silo-runner-%d", os.Getpid()))

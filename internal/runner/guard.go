@@ -46,7 +46,7 @@ func (c *Config) locate(ctx context.Context, uri string) (string, error) {
 		return "", err
 	}
 	if u.Scheme != blob.SchemeFile {
-		return u.Location(), nil
+		return u.Location(), blob.CheckNotReserved(u)
 	}
 	store, err := blob.Open(ctx, u, c.storage())
 	if err != nil {
@@ -64,7 +64,7 @@ func (c *Config) locate(ctx context.Context, uri string) (string, error) {
 func (c *Config) storage() blob.Config {
 	s := c.Storage
 	s.FileRoot = c.StorageRoot
-	if dir := c.stateDir(); dir != "" {
+	if dir := c.localDir(); dir != "" {
 		s.FileDeny = append(s.FileDeny, dir)
 	}
 	return s
@@ -87,8 +87,13 @@ func (c *Config) bind(ctx context.Context, dataset, uri string, sent silo.Privac
 		return nil, err
 	}
 	b := &binding{dataset: dataset, location: loc}
-	sources := []silo.PrivacySource{{Name: "dataset " + dataset, Controls: sent}}
-	err = c.state().update(func(st *stateSnapshot) error {
+	var sources []silo.PrivacySource
+	state, err := c.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = state.update(ctx, func(st *stateSnapshot) error {
+		sources = []silo.PrivacySource{{Name: "dataset " + dataset, Controls: sent}}
 		if connecting {
 			st.location(loc).Datasets[dataset] = &datasetRecord{URI: uri, Controls: sent, UpdatedAt: time.Now().UTC()}
 			st.changed[loc] = true
@@ -171,10 +176,14 @@ func (b *binding) minRecords() int64 { return int64(max(b.eff.Controls.MinRecord
 // whatever the server's ledger says. It returns the session's epsilon on
 // the location after the round and a function that settles the charge to
 // the steps really run (0 when training failed).
-func (c *Config) reserveEpsilon(b *binding, session string, seg dp.Segment) (float64, func(steps int), error) {
+func (c *Config) reserveEpsilon(ctx context.Context, b *binding, session string, seg dp.Segment) (float64, func(steps int), error) {
 	p := &b.eff.Controls
 	var eps float64
-	err := c.state().update(func(st *stateSnapshot) error {
+	state, err := c.state(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	err = state.update(ctx, func(st *stateSnapshot) error {
 		var others []float64
 		for _, l := range sortedLocations(st) {
 			if !blob.LocationsOverlap(b.location, l.Location) {
@@ -216,7 +225,9 @@ func (c *Config) reserveEpsilon(b *binding, session string, seg dp.Segment) (flo
 		if steps == seg.Steps {
 			return
 		}
-		_ = c.state().update(func(st *stateSnapshot) error {
+		// Settled even when the task was cancelled: the charge is what
+		// stands otherwise.
+		_ = state.update(context.WithoutCancel(ctx), func(st *stateSnapshot) error {
 			entry := st.location(b.location).Ledger[session]
 			if entry == nil || len(entry.Segments) == 0 {
 				return nil
@@ -241,5 +252,21 @@ func stepsOf(segments []dp.Segment) int {
 	return n
 }
 
-// state is the runner's state store, in its state directory.
-func (c *Config) state() *stateStore { return newStateStore(c.stateDir()) }
+// state is the runner's state store: its state directory, else its cloud
+// storage root.
+func (c *Config) state(ctx context.Context) (*stateStore, error) {
+	if dir := c.stateDir(); dir != "" {
+		return newStateStore(dirState{dir}), nil
+	}
+	if c.CloudRoot == "" {
+		return nil, errNoState
+	}
+	if c.cloudState == nil {
+		cs, err := openCloudState(ctx, c.CloudRoot, c.Storage)
+		if err != nil {
+			return nil, err
+		}
+		return newStateStore(cs), nil
+	}
+	return newStateStore(*c.cloudState), nil
+}

@@ -187,36 +187,11 @@ func TestHostileServerCannotLoosen(t *testing.T) {
 	td := silo.TrainingData{Session: "s0", Dataset: "patients", URI: uri, Schema: patientSchema, Privacy: lenient, Fraction: 0.2, Seed: 3}
 	refused(h.run(silo.TaskStats, silo.StatsPayload{TrainingData: td, TaskType: "classification", Target: "y", Features: []string{"ssn", "age"}}), "column ssn", "is an identifier")
 
-	prep := model.Preprocessing{Task: "classification", Target: "y", Classes: []string{"0", "1"}, TargetType: "int", Features: []model.Feature{
-		{Name: "age", Type: "int", Kind: model.Numeric, Mean: 44, Std: 14}, {Name: "ward", Type: "string", Kind: model.Categorical, Categories: []string{"A", "B"}}}}
-	spec := ml.Spec{Package: ml.PackageGLM, Task: ml.Classification, NumFeatures: prep.Width(), Classes: prep.Classes}
-	m, _ := ml.NewModel(spec, 1)
-	setup := silo.TrainingSetup{Optimizer: silo.OptimizerConfig{Name: "sgd", LearningRate: 0.1, BatchSize: 64, LocalEpochs: 1}, ClipNorm: 1}
-	setup.Spec, _ = json.Marshal(spec)
-	setup.Preprocessing, _ = json.Marshal(prep)
-	fitOn := func(d silo.TrainingData, sigma float64) silo.TaskResult {
-		s := setup
-		s.TrainingData, s.NoiseMultiplier = d, sigma
-		b, _ := json.Marshal(s)
-		return h.run(silo.TaskFit, silo.RoundPayload{Round: 1}, silo.PartSetup, b, silo.PartParams, m.MarshalBinaryParams())
-	}
+	fitOn, seg := dpFits(t, h, td, 1.6, delta)
 	fit := func(session string, sigma float64) silo.TaskResult {
 		d := td
 		d.Session = session
 		return fitOn(d, sigma)
-	}
-
-	// The runner knows what one round is: its own training rows, the batch
-	// and the epochs. Noise for ε = 1.6 per round; two rounds exceed 2.
-	n := 0
-	for i := range int64(400) {
-		if !IsTestRow(td.Seed, i, td.Fraction) {
-			n++
-		}
-	}
-	seg := dp.Segment{SampleRate: ml.PoissonSampleRate(n, 64), Steps: ml.StepsPerEpoch(n, 64)}
-	if seg.NoiseMultiplier, err = dp.Calibrate(1.6, delta, seg.SampleRate, seg.Steps); err != nil {
-		t.Fatal(err)
 	}
 	if two := dp.EpsilonOf([]dp.Segment{seg, seg}, delta); two <= 2 {
 		t.Fatalf("test design: two rounds spend %g, not more than 2", two)
@@ -245,6 +220,7 @@ func TestHostileServerCannotLoosen(t *testing.T) {
 	refused(fitOn(again, seg.NoiseMultiplier), "would exceed the budget")
 
 	// Predictions are off under the policy, whatever the server says.
+	spec, prep, m := patientModel()
 	doc, err := model.New(spec, prep, m.Params(), model.Metadata{Session: "s1"})
 	if err != nil {
 		t.Fatal(err)
@@ -306,4 +282,44 @@ func TestPolicyFileErrors(t *testing.T) {
 	if _, err := p.sources("s3://bank.silo/hr/p.parquet"); err == nil || !strings.Contains(err.Error(), "no rule of its policy") {
 		t.Fatalf("data outside every rule: %v", err)
 	}
+}
+
+// patientModel is a GLM for the patients data of writePatients.
+func patientModel() (ml.Spec, model.Preprocessing, *ml.Model) {
+	prep := model.Preprocessing{Task: "classification", Target: "y", Classes: []string{"0", "1"}, TargetType: "int", Features: []model.Feature{
+		{Name: "age", Type: "int", Kind: model.Numeric, Mean: 44, Std: 14}, {Name: "ward", Type: "string", Kind: model.Categorical, Categories: []string{"A", "B"}}}}
+	spec := ml.Spec{Package: ml.PackageGLM, Task: ml.Classification, NumFeatures: prep.Width(), Classes: prep.Classes}
+	m, _ := ml.NewModel(spec, 1)
+	return spec, prep, m
+}
+
+// dpFits returns a function that runs one DP-SGD round on training data td
+// with a noise multiplier, and the round the runner counts for td: seg's
+// noise spends eps per round at delta.
+func dpFits(t *testing.T, h *hostileServer, td silo.TrainingData, eps, delta float64) (fit func(d silo.TrainingData, sigma float64) silo.TaskResult, seg dp.Segment) {
+	t.Helper()
+	spec, prep, m := patientModel()
+	setup := silo.TrainingSetup{Optimizer: silo.OptimizerConfig{Name: "sgd", LearningRate: 0.1, BatchSize: 64, LocalEpochs: 1}, ClipNorm: 1}
+	setup.Spec, _ = json.Marshal(spec)
+	setup.Preprocessing, _ = json.Marshal(prep)
+	fit = func(d silo.TrainingData, sigma float64) silo.TaskResult {
+		s := setup
+		s.TrainingData, s.NoiseMultiplier = d, sigma
+		b, _ := json.Marshal(s)
+		return h.run(silo.TaskFit, silo.RoundPayload{Round: 1}, silo.PartSetup, b, silo.PartParams, m.MarshalBinaryParams())
+	}
+	// The runner knows what one round is: its own training rows, the batch
+	// and the epochs.
+	n := 0
+	for i := range int64(400) {
+		if !IsTestRow(td.Seed, i, td.Fraction) {
+			n++
+		}
+	}
+	seg = dp.Segment{SampleRate: ml.PoissonSampleRate(n, 64), Steps: ml.StepsPerEpoch(n, 64)}
+	var err error
+	if seg.NoiseMultiplier, err = dp.Calibrate(eps, delta, seg.SampleRate, seg.Steps); err != nil {
+		t.Fatal(err)
+	}
+	return fit, seg
 }

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -48,6 +49,45 @@ func LoadPolicy(path string) (*Policy, error) {
 	p, err := ParsePolicy(b)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %s", path, userError(err).Error())
+	}
+	return p, nil
+}
+
+// LoadPolicyAt reads and checks a policy at location: a local file, or an
+// object in the runner's storage (s3://…, azure://…, file:///…) read once,
+// with the runner's own credentials (storage), as a cloud runner, which
+// has no local file to give, pins one. The digest is of the bytes read.
+func LoadPolicyAt(ctx context.Context, location string, storage blob.Config) (*Policy, error) {
+	if !strings.Contains(location, "://") {
+		return LoadPolicy(location)
+	}
+	u, err := blob.ParseURI(location)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %s", location, silo.ErrorMessage(err))
+	}
+	if u.Scheme == blob.SchemeFile {
+		return LoadPolicy(u.Path)
+	}
+	store, err := blob.Open(ctx, u, storage)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %s", u, silo.ErrorMessage(err))
+	}
+	recs, ok := store.(blob.Records)
+	if !ok {
+		return nil, fmt.Errorf("policy %s: the runner cannot read a policy from this storage: give a local file", u)
+	}
+	// A record read, not a data read: the policy may sit in the storage's
+	// reserved .silo/ folder, where no dataset reads and no task writes.
+	b, _, err := recs.GetRecord(ctx, u.Path)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %s", u, silo.ErrorMessage(err))
+	}
+	if len(b) > maxPolicyBytes {
+		return nil, fmt.Errorf("policy %s is larger than 1 MiB", u)
+	}
+	p, err := ParsePolicy(b)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %s", u, userError(err).Error())
 	}
 	return p, nil
 }

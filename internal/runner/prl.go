@@ -56,13 +56,13 @@ type prlState struct {
 
 // prlDir is where the runner keeps its linkage state for a session.
 func (c *Config) prlDir(session string) string {
-	return filepath.Join(c.stateDir(), "prl", session)
+	return filepath.Join(c.localDir(), "prl", session)
 }
 
 // loadPRL reads the state of a dataset in a session; with create, a blind
 // step's, a fresh scalar and seed are made when there is none.
 func (c *Config) loadPRL(session, dataset string, create bool) (*prlState, error) {
-	if c.stateDir() == "" {
+	if c.localDir() == "" {
 		return nil, errors.New("refused by the runner: record linkage keeps a secret on the runner for the session's life, and this runner has no state directory: start it with --storage-root DIR")
 	}
 	if !validName(session) || !validName(dataset) {
@@ -122,10 +122,10 @@ func (st *prlState) save() error {
 
 // prlSessions lists the sessions the runner keeps linkage state for.
 func (c *Config) prlSessions() []string {
-	if c.stateDir() == "" {
+	if c.localDir() == "" {
 		return nil
 	}
-	entries, _ := os.ReadDir(filepath.Join(c.stateDir(), "prl"))
+	entries, _ := os.ReadDir(filepath.Join(c.localDir(), "prl"))
 	var out []string
 	for _, e := range entries {
 		if e.IsDir() && validName(e.Name()) {
@@ -137,7 +137,7 @@ func (c *Config) prlSessions() []string {
 
 // dropPRLSession removes a session's linkage state: it ended.
 func (c *Config) dropPRLSession(session string) error {
-	if c.stateDir() == "" || !validName(session) {
+	if c.localDir() == "" || !validName(session) {
 		return nil
 	}
 	return os.RemoveAll(c.prlDir(session))
@@ -170,7 +170,7 @@ func (c *Config) checkLinkage(ctx context.Context, t *Task, p *silo.PRLPayload) 
 	if err != nil {
 		return err
 	}
-	ids, err := c.trustedIdentifiers(b)
+	ids, err := c.trustedIdentifiers(ctx, b)
 	if err != nil {
 		return err
 	}
@@ -199,9 +199,14 @@ func (c *Config) checkLinkage(ctx context.Context, t *Task, p *silo.PRLPayload) 
 // trustedIdentifiers are the identifier columns of a bound dataset that do
 // not come from the task: those it was connected with on this runner, and
 // those of the runner's policy rules for its location.
-func (c *Config) trustedIdentifiers(b *binding) ([]string, error) {
+func (c *Config) trustedIdentifiers(ctx context.Context, b *binding) ([]string, error) {
 	var ids []string
-	err := c.state().update(func(st *stateSnapshot) error {
+	state, err := c.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = state.update(ctx, func(st *stateSnapshot) error {
+		ids = nil
 		if ls := st.locations[b.location]; ls != nil && ls.Datasets[b.dataset] != nil {
 			ids = append(ids, ls.Datasets[b.dataset].Controls.IdentifierColumns...)
 		}

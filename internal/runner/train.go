@@ -565,7 +565,7 @@ func runFit(ctx context.Context, t *Task, log *TaskLog, cfg *Config) (json.RawMe
 		// and charges its own ledger before any noise is drawn.
 		n, batch := data.train.Len(), p.Optimizer.BatchSize
 		seg := dp.Segment{SampleRate: ml.PoissonSampleRate(n, batch), NoiseMultiplier: p.NoiseMultiplier, Steps: p.Optimizer.LocalEpochs * ml.StepsPerEpoch(n, batch)}
-		eps, s, err := cfg.reserveEpsilon(b, p.Session, seg)
+		eps, s, err := cfg.reserveEpsilon(ctx, b, p.Session, seg)
 		if err != nil {
 			return nil, err
 		}
