@@ -14,11 +14,48 @@ import (
 
 func runnerPath(name string) string { return "/api/v1/runners/" + url.PathEscape(name) }
 
-// ListRunners lists the task runners (deregistered ones too when asked).
+// ListRunners lists every task runner by name (deregistered ones too when
+// asked), a page at a time.
 func (c *Client) ListRunners(ctx context.Context, deregistered bool) ([]*silo.Runner, error) {
-	var q url.Values
-	if deregistered {
-		q = url.Values{"deregistered": {"true"}}
+	var all []*silo.Runner
+	after := ""
+	for {
+		page, err := c.ListRunnersPage(ctx, RunnerPage{Deregistered: deregistered, After: after})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if len(page) < MaxRunnersPage {
+			return all, nil
+		}
+		after = page[len(page)-1].Name
+	}
+}
+
+// MaxRunnersPage is the most runners one page of a listing holds, and the
+// size of a page when RunnerPage.Limit is 0.
+const MaxRunnersPage = 1000
+
+// RunnerPage selects a page of runners.
+type RunnerPage struct {
+	Deregistered bool   // include deregistered runners
+	After        string // the runners whose name sorts after this one
+	Limit        int    // 1 to MaxRunnersPage; 0 is MaxRunnersPage
+}
+
+// ListRunnersPage lists one page of task runners by name. A page with
+// fewer than its limit is the last; the next starts after the last name
+// of this one.
+func (c *Client) ListRunnersPage(ctx context.Context, p RunnerPage) ([]*silo.Runner, error) {
+	q := url.Values{}
+	if p.Deregistered {
+		q.Set("deregistered", "true")
+	}
+	if p.After != "" {
+		q.Set("after", p.After)
+	}
+	if p.Limit != 0 {
+		q.Set("limit", strconv.Itoa(p.Limit))
 	}
 	return list[silo.Runner](ctx, c, "/api/v1/runners", q)
 }

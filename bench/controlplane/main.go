@@ -382,7 +382,7 @@ func pollOnce(ctx context.Context, hc *http.Client, serverURL, token string) err
 // apiLoad runs n users of each kind of request for d, each looping over
 // its own request: a slow listing then holds up only its own samples.
 func apiLoad(ctx context.Context, f *fed.Federation, hc *http.Client, n int, d time.Duration) map[string]*lat {
-	kinds := []string{"GET /runners", "GET /datasets", "GET /sessions", "GET /workspace", "GET /audit", "POST+DELETE /tokens"}
+	kinds := []string{"GET /runners?limit=100", "GET /datasets", "GET /sessions", "GET /workspace", "GET /audit", "POST+DELETE /tokens"}
 	out := map[string]*lat{}
 	for _, k := range kinds {
 		out[k] = &lat{}
@@ -400,8 +400,8 @@ func apiLoad(ctx context.Context, f *fed.Federation, hc *http.Client, n int, d t
 					t0 := time.Now()
 					var err error
 					switch kind {
-					case "GET /runners":
-						_, err = api.ListRunners(ctx, false)
+					case "GET /runners?limit=100": // a page, as the web UI shows them
+						_, err = api.ListRunnersPage(ctx, client.RunnerPage{Limit: 100})
 					case "GET /datasets":
 						_, err = api.ListDatasets(ctx)
 					case "GET /sessions":

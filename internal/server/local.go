@@ -235,7 +235,7 @@ func (s *Server) checkLocalStorage(ctx context.Context, rn *sqlstore.StoredRunne
 		return silo.Errorf(silo.EFORBIDDEN, "runner %s's storage %s is not a folder inside this server's folder for runners (%s): the server starts only runners whose storage is there; register the runner with --storage-path file://%s/%s, or run 'silo runner' on the data's machine",
 			rn.Name, LocalRoot(rn.StoragePath), s.LocalRunnersRoot, s.LocalRunnersRoot, rn.Name)
 	}
-	others, err := s.db.ListRunners(ctx, false)
+	others, err := s.db.ListRunners(ctx, sqlstore.RunnerQuery{})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +20,7 @@ func (s *Server) runnerRoutes() []Route {
 	manage := Perm(silo.PermRunnersManage)
 	read := Perm(silo.PermRunnersRead)
 	return []Route{
-		{Method: "GET", Path: "/api/v1/runners", Access: read, Summary: "List task runners", Out: []silo.Runner{}, Handler: s.handleListRunners},
+		{Method: "GET", Path: "/api/v1/runners", Access: read, Summary: "List task runners by name, a page at a time: ?limit= (1–1000, default 1000), ?after=NAME for the page after NAME (a full page's Link header names the next), ?deregistered=true to include deregistered ones", Out: []silo.Runner{}, Handler: s.handleListRunners},
 		{Method: "POST", Path: "/api/v1/runners", Access: manage, Summary: "Register a task runner; its token is in this response only", In: silo.RunnerSpec{}, Out: silo.Runner{}, Handler: s.handleRegisterRunner},
 		{Method: "GET", Path: "/api/v1/runners/{name}", Access: read, Summary: "Show a task runner", Out: silo.Runner{}, Handler: s.handleGetRunner},
 		{Method: "PATCH", Path: "/api/v1/runners/{name}", Access: manage, Summary: "Edit a task runner (fields given replace the stored ones)", In: silo.RunnerSpec{}, Out: silo.Runner{}, Handler: s.handleEditRunner},
@@ -50,8 +51,32 @@ func (s *Server) RunnerView(r *sqlstore.StoredRunner) *silo.Runner {
 	return &v
 }
 
+// MaxRunnersPage bounds a page of GET /api/v1/runners; it is the default
+// page too, so a workspace of ten thousand runners is never listed whole
+// in one answer.
+const MaxRunnersPage = 1000
+
+// RunnerQuery reads the ?deregistered=, ?limit= and ?after= of a runner
+// listing.
+func RunnerQuery(q url.Values) (sqlstore.RunnerQuery, error) {
+	rq := sqlstore.RunnerQuery{Deregistered: q.Get("deregistered") == "true", After: q.Get("after"), Limit: MaxRunnersPage}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxRunnersPage {
+			return rq, silo.FieldErrorf("limit", "limit %q must be a number from 1 to %d", v, MaxRunnersPage)
+		}
+		rq.Limit = n
+	}
+	return rq, nil
+}
+
 func (s *Server) handleListRunners(w http.ResponseWriter, r *http.Request) {
-	runners, err := s.db.ListRunners(r.Context(), r.URL.Query().Get("deregistered") == "true")
+	q, err := RunnerQuery(r.URL.Query())
+	if err != nil {
+		httpjson.Error(w, r, s.Logger, err)
+		return
+	}
+	runners, err := s.db.ListRunners(r.Context(), q)
 	if err != nil {
 		httpjson.Error(w, r, s.Logger, err)
 		return
@@ -59,6 +84,13 @@ func (s *Server) handleListRunners(w http.ResponseWriter, r *http.Request) {
 	out := make([]*silo.Runner, len(runners))
 	for i, rn := range runners {
 		out[i] = s.RunnerView(rn)
+	}
+	if len(out) >= q.Limit { // a full page: the next one may hold more
+		next := url.Values{"limit": {strconv.Itoa(q.Limit)}, "after": {out[len(out)-1].Name}}
+		if q.Deregistered {
+			next.Set("deregistered", "true")
+		}
+		w.Header().Set("Link", `</api/v1/runners?`+next.Encode()+`>; rel="next"`)
 	}
 	httpjson.Write(w, http.StatusOK, out)
 }

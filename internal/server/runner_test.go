@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,6 +18,7 @@ import (
 	"github.com/silofl/silo/internal/runner"
 	"github.com/silofl/silo/internal/server"
 	"github.com/silofl/silo/internal/server/servertest"
+	"github.com/silofl/silo/internal/sqlstore"
 )
 
 // TestRunnerLifecycle starts a server and three local runners in-process and
@@ -266,5 +268,68 @@ func TestRunnerChangesNeedRegistrant(t *testing.T) {
 	}
 	if _, err := owner.DeregisterRunner(ctx, "hospital-a"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestRunnerListPages: the runner listing comes a page at a time, by name;
+// a full page's Link header names the next; a bad limit says what is
+// allowed; the SDK reads every page. 1,001 runners: more than a page.
+func TestRunnerListPages(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = server.MaxRunnersPage + 1
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprintf("r-%04d", i)
+		r := &sqlstore.StoredRunner{Runner: silo.Runner{RunnerSpec: silo.RunnerSpec{Name: want[i], Provider: silo.ProviderLocal, StoragePath: "file:///data/" + want[i]},
+			Status: silo.RunnerRegistering, CreatedBy: adminEmail}, TokenHash: "h-" + want[i]}
+		if err := e.db.CreateRunner(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(query string) ([]silo.Runner, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", e.ts.URL+"/api/v1/runners"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+e.admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var page []silo.Runner
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&page) != nil {
+			t.Fatalf("GET /api/v1/runners%s: %d", query, resp.StatusCode)
+		}
+		return page, resp.Header.Get("Link")
+	}
+	page, link := get("")
+	if len(page) != server.MaxRunnersPage || page[0].Name != "r-0000" || link != `</api/v1/runners?after=r-0999&limit=1000>; rel="next"` {
+		t.Fatalf("first page: %d runners from %s, Link %q", len(page), page[0].Name, link)
+	}
+	page, link = get("?after=r-0999")
+	if len(page) != 1 || page[0].Name != "r-1000" || link != "" {
+		t.Fatalf("last page: %v, Link %q", page, link)
+	}
+	page, link = get("?limit=3&after=r-0500")
+	if len(page) != 3 || page[0].Name != "r-0501" || page[2].Name != "r-0503" || link != `</api/v1/runners?after=r-0503&limit=3>; rel="next"` {
+		t.Fatalf("a page of 3: %v, Link %q", page, link)
+	}
+	for _, bad := range []string{"0", "1001", "x"} {
+		e.wantError("GET", "/api/v1/runners?limit="+bad, e.admin, nil, http.StatusBadRequest, silo.EINVALID, "limit \""+bad+"\" must be a number from 1 to 1000")
+	}
+
+	api := client.New(e.ts.URL, e.admin)
+	all, err := api.ListRunners(ctx, false)
+	if err != nil || len(all) != n {
+		t.Fatalf("ListRunners: %d runners, %v; want %d", len(all), err, n)
+	}
+	for i, r := range all {
+		if r.Name != want[i] {
+			t.Fatalf("ListRunners[%d] = %s, want %s", i, r.Name, want[i])
+		}
+	}
+	some, err := api.ListRunnersPage(ctx, client.RunnerPage{After: "r-0998", Limit: 5})
+	if err != nil || len(some) != 2 || some[1].Name != "r-1000" {
+		t.Fatalf("ListRunnersPage after r-0998 = %v, %v", some, err)
 	}
 }

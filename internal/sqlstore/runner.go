@@ -193,14 +193,48 @@ func (db *DB) FindRunners(ctx context.Context, names []string) (map[string]*Stor
 
 var sqlRunnersByName = prepared(`SELECT ` + runnerColumns + ` FROM runners WHERE IN_LIST(name) AND status <> 'deregistered'`)
 
-// ListRunners returns the live runners by name; with deregistered true, the
-// deregistered ones too.
-func (db *DB) ListRunners(ctx context.Context, deregistered bool) ([]*StoredRunner, error) {
-	query := `SELECT ` + runnerColumns + ` FROM runners`
-	if !deregistered {
-		query += ` WHERE status <> 'deregistered'`
+// CountRunners counts the live runners, and those of them online.
+func (db *DB) CountRunners(ctx context.Context) (total, online int, err error) {
+	err = db.rdb.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'online' THEN 1 ELSE 0 END), 0) FROM runners WHERE status <> 'deregistered'`).Scan(&total, &online)
+	return total, online, err
+}
+
+// RunnerQuery selects runners for ListRunners.
+type RunnerQuery struct {
+	// Deregistered includes the deregistered runners.
+	Deregistered bool
+	// After skips the runners whose name sorts before or equal to it: a
+	// page's last name, for the next page.
+	After string
+	// Limit bounds the page (0: no bound). Runners sharing the last name
+	// (deregistered ones) all come on the same page, which may then hold a
+	// few more: a page never ends between two of them.
+	Limit int
+}
+
+// ListRunners returns runners by name (then registration) as q selects.
+func (db *DB) ListRunners(ctx context.Context, q RunnerQuery) ([]*StoredRunner, error) {
+	query := `SELECT ` + runnerColumns + ` FROM runners WHERE name > ?`
+	if !q.Deregistered {
+		query += ` AND status <> 'deregistered'`
 	}
-	rows, err := db.rdb.QueryContext(ctx, query+` ORDER BY name, id`)
+	query += ` ORDER BY name, id`
+	args := []any{q.After}
+	if q.Limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, q.Limit)
+	}
+	out, err := db.queryRunners(ctx, query, args...)
+	if err != nil || q.Limit == 0 || len(out) < q.Limit || !q.Deregistered {
+		return out, err
+	}
+	last := out[len(out)-1]
+	more, err := db.queryRunners(ctx, `SELECT `+runnerColumns+` FROM runners WHERE name = ? AND id > ? ORDER BY id`, last.Name, last.ID)
+	return append(out, more...), err
+}
+
+func (db *DB) queryRunners(ctx context.Context, query string, args ...any) ([]*StoredRunner, error) {
+	rows, err := db.rdb.QueryContext(ctx, db.q(query), args...)
 	if err != nil {
 		return nil, err
 	}

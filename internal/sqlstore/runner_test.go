@@ -86,10 +86,60 @@ func TestRunners(t *testing.T) {
 		_, err = db.FindRunner(ctx, "local-1")
 		wantCode(t, err, silo.ENOTFOUND)
 		mustRunner(t, db, "local-1")
-		live, _ := db.ListRunners(ctx, false)
-		all, _ := db.ListRunners(ctx, true)
+		live, _ := db.ListRunners(ctx, sqlstore.RunnerQuery{})
+		all, _ := db.ListRunners(ctx, sqlstore.RunnerQuery{Deregistered: true})
 		if len(live) != 2 || len(all) != 3 {
 			t.Fatalf("ListRunners: %d live, %d all; want 2 and 3", len(live), len(all))
+		}
+	})
+}
+
+// TestRunnerPages: runners listed a page at a time come by name, each
+// once; runners sharing a name (deregistered ones) never straddle two
+// pages; the counts match.
+func TestRunnerPages(t *testing.T) {
+	eachStore(t, func(t *testing.T, db *sqlstore.DB, c *clock) {
+		ctx := context.Background()
+		for _, n := range []string{"e", "b", "d", "a", "c"} {
+			mustRunner(t, db, "r-"+n)
+		}
+		// r-b is deregistered twice over, then registered again: three
+		// runners called r-b.
+		for range 2 {
+			if _, err := db.UpdateRunner(ctx, "r-b", func(r *sqlstore.StoredRunner) error { r.Status = silo.RunnerDeregistered; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			mustRunner(t, db, "r-b")
+		}
+		if _, err := db.RecordHeartbeat(ctx, mustRunner(t, db, "r-f").ID, silo.Heartbeat{}); err != nil {
+			t.Fatal(err)
+		}
+		pages := func(q sqlstore.RunnerQuery) (names []string, sizes []int) {
+			for {
+				page, err := db.ListRunners(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sizes = append(sizes, len(page))
+				for _, r := range page {
+					names = append(names, r.Name)
+				}
+				if len(page) < q.Limit {
+					return names, sizes
+				}
+				q.After = page[len(page)-1].Name
+			}
+		}
+		names, sizes := pages(sqlstore.RunnerQuery{Limit: 2})
+		if want := []string{"r-a", "r-b", "r-c", "r-d", "r-e", "r-f"}; !slices.Equal(names, want) || !slices.Equal(sizes, []int{2, 2, 2, 0}) {
+			t.Fatalf("live runners by pages of 2: %v in pages of %v; want %v", names, sizes, want)
+		}
+		names, sizes = pages(sqlstore.RunnerQuery{Deregistered: true, Limit: 2})
+		if want := []string{"r-a", "r-b", "r-b", "r-b", "r-c", "r-d", "r-e", "r-f"}; !slices.Equal(names, want) || !slices.Equal(sizes, []int{4, 2, 2, 0}) {
+			t.Fatalf("all runners by pages of 2: %v in pages of %v; want %v, the three r-b on one page", names, sizes, want)
+		}
+		if total, online, err := db.CountRunners(ctx); err != nil || total != 6 || online != 1 {
+			t.Fatalf("CountRunners = %d, %d online, %v; want 6, 1", total, online, err)
 		}
 	})
 }

@@ -74,16 +74,9 @@ func (ui *UI) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			d.Tokens++
 		}
 	}
-	runners, err := ui.listRunners(r)
-	if err != nil {
+	if d.Runners, d.RunnersOnline, err = ui.db.CountRunners(r.Context()); err != nil {
 		ui.renderError(w, r, err)
 		return
-	}
-	d.Runners = len(runners)
-	for _, rn := range runners {
-		if rn.Status == silo.RunnerOnline {
-			d.RunnersOnline++
-		}
 	}
 
 	if a.Can(silo.PermUsersManage) {

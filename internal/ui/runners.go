@@ -21,6 +21,7 @@ import (
 	"github.com/silofl/silo"
 	"github.com/silofl/silo/internal/httpjson"
 	"github.com/silofl/silo/internal/server"
+	"github.com/silofl/silo/internal/sqlstore"
 )
 
 // runnerField is one input of a runner form, named as RunnerSpec's JSON
@@ -352,14 +353,38 @@ func (ui *UI) workspaceName(ctx context.Context) string {
 
 // ---- List ----
 
+// runnersPage is how many runners the runners page shows at a time.
+const runnersPage = 100
+
+// runnersPageData is a page of the runners page: the runners, the name
+// after which it starts (none on the first page), the next page's
+// (none on the last) and how many runners there are in all.
+type runnersPageData struct {
+	Runners       []*silo.Runner
+	After, Next   string
+	Total, Online int
+}
+
 func (ui *UI) handleRunnersPage(w http.ResponseWriter, r *http.Request) {
-	runners, err := ui.listRunners(r)
+	ctx := r.Context()
+	d := runnersPageData{After: r.URL.Query().Get("after")}
+	stored, err := ui.db.ListRunners(ctx, sqlstore.RunnerQuery{After: d.After, Limit: runnersPage})
 	if err != nil {
 		ui.renderError(w, r, err)
 		return
 	}
+	if d.Total, d.Online, err = ui.db.CountRunners(ctx); err != nil {
+		ui.renderError(w, r, err)
+		return
+	}
+	for _, rn := range stored {
+		d.Runners = append(d.Runners, ui.srv.RunnerView(rn))
+	}
+	if len(stored) >= runnersPage {
+		d.Next = stored[len(stored)-1].Name
+	}
 	v := ui.settingsView(r, "Task Runners", "runners")
-	v.Data = runners
+	v.Data = d
 	ui.render(w, r, http.StatusOK, "runners", v)
 }
 
@@ -830,7 +855,7 @@ func (ui *UI) handleRunnerDeregister(w http.ResponseWriter, r *http.Request) {
 // listRunners returns the registered task runners as the API shows them,
 // secrets redacted.
 func (ui *UI) listRunners(r *http.Request) ([]*silo.Runner, error) {
-	stored, err := ui.db.ListRunners(r.Context(), false)
+	stored, err := ui.db.ListRunners(r.Context(), sqlstore.RunnerQuery{})
 	if err != nil {
 		return nil, err
 	}

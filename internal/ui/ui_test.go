@@ -524,6 +524,33 @@ func TestUIRunnersListed(t *testing.T) {
 	if !regexp.MustCompile(`id="stat-runners">1<`).MatchString(p.Body) {
 		t.Errorf("dashboard does not count the runner")
 	}
+	if strings.Contains(p.Body, `id="runners-next"`) {
+		t.Errorf("one runner, and a next page")
+	}
+
+	// 150 more: the page shows 100 at a time, by name, with the count.
+	for i := range 150 {
+		name := fmt.Sprintf("lab-%03d", i)
+		r := &sqlstore.StoredRunner{Runner: silo.Runner{RunnerSpec: silo.RunnerSpec{Name: name, Provider: silo.ProviderLocal, StoragePath: "file:///srv/" + name},
+			Status: silo.RunnerRegistering, CreatedBy: uiAdminEmail}, TokenHash: "h-" + name}
+		if err := e.db.CreateRunner(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p = b.get("/settings/runners")
+	wantText(t, p, "151, 0 online", "hospital-a", "lab-098")
+	if strings.Contains(p.Body, `data-runner="lab-099"`) || !strings.Contains(p.Body, `href="/settings/runners?after=lab-098" id="runners-next"`) {
+		t.Fatalf("first page of 151 runners: not hospital-a … lab-098 with a link to the next")
+	}
+	p = b.get("/settings/runners?after=lab-098")
+	wantStatus(t, p, http.StatusOK)
+	wantText(t, p, "lab-099", "lab-149", "First page")
+	if strings.Contains(p.Body, `data-runner="lab-098"`) || strings.Contains(p.Body, `id="runners-next"`) {
+		t.Fatalf("second page: holds lab-098, or links to a third")
+	}
+	if p = b.get("/"); !regexp.MustCompile(`id="stat-runners">151<`).MatchString(p.Body) {
+		t.Errorf("dashboard does not count 151 runners")
+	}
 }
 
 func TestUIBillingAndAudit(t *testing.T) {
@@ -736,7 +763,7 @@ func TestUIRunnerRegistrationFormErrors(t *testing.T) {
 	if !regexp.MustCompile(`<details class="disclosure advanced" id="advanced" open>`).MatchString(p.Body) {
 		t.Errorf("the advanced settings holding an error are not opened")
 	}
-	if runners, _ := e.db.ListRunners(context.Background(), false); len(runners) != 0 {
+	if runners, _ := e.db.ListRunners(context.Background(), sqlstore.RunnerQuery{}); len(runners) != 0 {
 		t.Fatalf("a refused form registered %d runners", len(runners))
 	}
 

@@ -34,6 +34,10 @@ def _q(name: str) -> str:
     return urllib.parse.quote(str(name), safe="")
 
 
+# The most runners one page of the runner listing holds (the server's
+# bound); runners() reads page after page.
+_RUNNERS_PAGE = 1000
+
 class Record(Mapping[str, Any]):
     """An object the API returned (a runner, a dataset, a session, …).
 
@@ -269,7 +273,16 @@ class Client:
 
     def runners(self, deregistered: bool = False) -> Any:
         """The task runners (deregistered ones too when asked)."""
-        rows = self._get("/api/v1/runners", {"deregistered": True} if deregistered else None) or []
+        rows: list = []
+        params: dict = {"limit": _RUNNERS_PAGE}
+        if deregistered:
+            params["deregistered"] = True
+        while True:  # a page at a time: a full page may have a next
+            page = self._get("/api/v1/runners", params) or []
+            rows.extend(page)
+            if len(page) < _RUNNERS_PAGE:
+                break
+            params["after"] = page[-1]["name"]
         return _tables.table(rows, ("name", "provider", "status", "status_reason", "storage_path", "vcpu", "memory_gb", "memory_mb"))
 
     def runner(self, name: str) -> Runner:

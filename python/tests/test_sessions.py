@@ -39,6 +39,16 @@ def test_runners_and_datasets(client, cli):
         shown.pop(moving, None), mine.pop(moving, None)
     assert mine == shown
 
+    # Page by page (a page of 2 here): every runner once, in name order.
+    import silo.client as silo_client
+
+    saved, silo_client._RUNNERS_PAGE = silo_client._RUNNERS_PAGE, 2
+    try:
+        paged = client.runners()
+    finally:
+        silo_client._RUNNERS_PAGE = saved
+    assert list(paged["name"]) == sorted(runners["name"]) and len(paged) >= 3
+
     ds = client.datasets()
     assert set(HOSPITALS) <= set(ds["name"])
     assert list(ds.columns[:4]) == ["name", "runner", "status", "row_count"]
