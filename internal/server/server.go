@@ -82,7 +82,8 @@ type Server struct {
 	routes   []Route
 	served   bool // Handler was called: the routes are fixed
 	// agents answers the runner protocol.
-	agents *runnerapi.API
+	agents    *runnerapi.API
+	agentsSet sync.Once // the server's settings passed to agents
 	local  localRunners
 	// engine drives sessions; each session type is a kind registered in New.
 	engine *orchestrator.Driver
@@ -163,7 +164,10 @@ func (s *Server) BootstrapAdmin(ctx context.Context, email, password string) (*s
 // session engine and the runner protocol.
 func (s *Server) configureEngine() {
 	s.engine.Logger, s.engine.Clock, s.engine.Replica = s.Logger, s.Clock, s.Replica
-	s.agents.Logger, s.agents.Clock, s.agents.HeartbeatInterval = s.Logger, s.Clock, s.HeartbeatInterval
+	// Once: by Run, runners may already be calling.
+	s.agentsSet.Do(func() {
+		s.agents.Logger, s.agents.Clock, s.agents.HeartbeatInterval = s.Logger, s.Clock, s.HeartbeatInterval
+	})
 }
 
 // Handler returns the HTTP handler for every route.
