@@ -84,7 +84,7 @@ type Server struct {
 	// agents answers the runner protocol.
 	agents    *runnerapi.API
 	agentsSet sync.Once // the server's settings passed to agents
-	local  localRunners
+	local     localRunners
 	// engine drives sessions; each session type is a kind registered in New.
 	engine *orchestrator.Driver
 	// Replica names this server in session leases: a restarted server with
