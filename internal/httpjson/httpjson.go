@@ -5,6 +5,7 @@
 package httpjson
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,7 +50,13 @@ type errorBody struct {
 // full and reported only as "internal error".
 func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := silo.ErrorCode(err)
-	if code == silo.EINTERNAL {
+	switch {
+	case code != silo.EINTERNAL:
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client hung up (a runner's connection cut): nothing failed
+		// here, and nobody reads the answer.
+		log.Debug("request ended by its client", "method", r.Method, "path", r.URL.Path, "err", err)
+	default:
 		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	e := &silo.Error{Code: code, Message: silo.ErrorMessage(err)}
