@@ -149,7 +149,7 @@ func (s *stateStore) update(ctx context.Context, fn func(st *stateSnapshot) erro
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(attempt*(10+rand.IntN(40))) * time.Millisecond):
+		case <-time.After(time.Duration(attempt*(10+rand.IntN(40))) * time.Millisecond): // #nosec G404 -- jitter, not a secret
 		}
 	}
 }
@@ -218,10 +218,10 @@ func (d dirState) load(ctx context.Context) ([]stateRecord, string, func(), erro
 		return nil, "", nil, fmt.Errorf("the runner's state directory %s: %w", d.dir, err)
 	}
 	if err := lockFile(lock); err != nil {
-		lock.Close()
+		_ = lock.Close()
 		return nil, "", nil, fmt.Errorf("lock the runner's state %s: %w", d.dir, err)
 	}
-	done := func() { _ = unlockFile(lock); lock.Close() } // closing releases it too
+	done := func() { _ = unlockFile(lock); _ = lock.Close() } // closing releases it too
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		done()
