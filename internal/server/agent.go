@@ -40,6 +40,7 @@ func (s *Server) authenticateRunner(r *http.Request) (*sqlstore.StoredRunner, er
 // CheckRunners marks online runners that missed three heartbeats offline.
 // Heartbeats kept in memory are written first.
 func (s *Server) CheckRunners(ctx context.Context) error {
+	s.configureAgents()
 	return s.agents.CheckRunners(ctx)
 }
 

@@ -164,7 +164,12 @@ func (s *Server) BootstrapAdmin(ctx context.Context, email, password string) (*s
 // session engine and the runner protocol.
 func (s *Server) configureEngine() {
 	s.engine.Logger, s.engine.Clock, s.engine.Replica = s.Logger, s.Clock, s.Replica
-	// Once: by Run, runners may already be calling.
+	s.configureAgents()
+}
+
+// configureAgents passes the server's settings to the runner protocol,
+// once: by the time Run starts, runners may already be calling.
+func (s *Server) configureAgents() {
 	s.agentsSet.Do(func() {
 		s.agents.Logger, s.agents.Clock, s.agents.HeartbeatInterval = s.Logger, s.Clock, s.HeartbeatInterval
 	})
