@@ -17,7 +17,7 @@ func runnerPath(name string) string { return "/api/v1/runners/" + url.PathEscape
 // ListRunners lists every task runner by name (deregistered ones too when
 // asked), a page at a time.
 func (c *Client) ListRunners(ctx context.Context, deregistered bool) ([]*silo.Runner, error) {
-	var all []*silo.Runner
+	all := []*silo.Runner{} // none is an empty list, not null
 	after := ""
 	for {
 		page, err := c.ListRunnersPage(ctx, RunnerPage{Deregistered: deregistered, After: after})
