@@ -165,7 +165,7 @@ func (s *stateStore) try(ctx context.Context, fn func(st *stateSnapshot) error) 
 	for _, r := range recs {
 		var ls locationState
 		if err := json.Unmarshal(r.data, &ls); err != nil || ls.Location == "" || locationFile(ls.Location) != r.name {
-			return fmt.Errorf("the runner's state %s is damaged, so the runner refuses all work on its data rather than forget a privacy record: restore it from a backup, or remove it if you accept losing its datasets' controls and privacy ledger", s.objs.where(r.name))
+			return errDamagedState(s.objs.where(r.name))
 		}
 		if ls.Datasets == nil {
 			ls.Datasets = map[string]*datasetRecord{}
@@ -310,7 +310,7 @@ func (c cloudState) load(ctx context.Context) ([]stateRecord, string, func(), er
 	}
 	var doc cloudDoc
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, "", nil, fmt.Errorf("the runner's state %s is damaged, so the runner refuses all work on its data rather than forget a privacy record: restore it from a backup, or remove it if you accept losing its datasets' controls and privacy ledger", c.where(""))
+		return nil, "", nil, errDamagedState(c.where(""))
 	}
 	var recs []stateRecord
 	for _, name := range sortedKeys(doc.Locations) {
@@ -377,6 +377,12 @@ func (s *stateStore) forget(ctx context.Context, dataset, uri string) (int, erro
 		return nil
 	})
 	return n, err
+}
+
+// errDamagedState is the error of a record that cannot be read back, at
+// where: the runner fails closed and says how to fix it.
+func errDamagedState(where string) error {
+	return fmt.Errorf("the runner's state %s is damaged, so the runner refuses all work on its data rather than forget a privacy record: restore it from a backup, or remove it if you accept losing its datasets' controls and privacy ledger", where)
 }
 
 // errNoState is returned when the runner has nowhere to keep its state.
