@@ -38,13 +38,11 @@ func (s *Server) AuditFilter(q url.Values) (silo.AuditFilter, error) {
 			return f, silo.FieldErrorf("since", "since %q is neither a duration (24h) nor a time (2026-01-02T15:04:05Z)", v)
 		}
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return f, silo.FieldErrorf("limit", "limit %q must be a number from 1 to 1000", v)
-		}
-		f.Limit = n
+	limit, err := limitParam(q, 1000)
+	if err != nil {
+		return f, err
 	}
+	f.Limit = limit
 	if v := q.Get("before"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {

@@ -2,6 +2,8 @@ package server
 
 import (
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/silofl/silo"
@@ -49,4 +51,18 @@ func securityHeaders(next http.Handler, skip string) http.Handler {
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// limitParam reads a listing's ?limit=, from 1 to most; 0 when none is
+// given.
+func limitParam(q url.Values, most int) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		return 0, silo.FieldErrorf("limit", "limit %q must be a number from 1 to %d", v, most)
+	}
+	return n, nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -56,22 +57,15 @@ func (s *Server) RunnerView(r *sqlstore.StoredRunner) *silo.Runner {
 // in one answer.
 const MaxRunnersPage = 1000
 
-// RunnerQuery reads the ?deregistered=, ?limit= and ?after= of a runner
+// runnerQuery reads the ?deregistered=, ?limit= and ?after= of a runner
 // listing.
-func RunnerQuery(q url.Values) (sqlstore.RunnerQuery, error) {
-	rq := sqlstore.RunnerQuery{Deregistered: q.Get("deregistered") == "true", After: q.Get("after"), Limit: MaxRunnersPage}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxRunnersPage {
-			return rq, silo.FieldErrorf("limit", "limit %q must be a number from 1 to %d", v, MaxRunnersPage)
-		}
-		rq.Limit = n
-	}
-	return rq, nil
+func runnerQuery(q url.Values) (sqlstore.RunnerQuery, error) {
+	limit, err := limitParam(q, MaxRunnersPage)
+	return sqlstore.RunnerQuery{Deregistered: q.Get("deregistered") == "true", After: q.Get("after"), Limit: cmp.Or(limit, MaxRunnersPage)}, err
 }
 
 func (s *Server) handleListRunners(w http.ResponseWriter, r *http.Request) {
-	q, err := RunnerQuery(r.URL.Query())
+	q, err := runnerQuery(r.URL.Query())
 	if err != nil {
 		httpjson.Error(w, r, s.Logger, err)
 		return
